@@ -1,0 +1,3 @@
+//! Plain CPU libraries, usable without Bach.
+
+pub mod numpy;

@@ -1,0 +1,1 @@
+//! The CUDA backend: device discovery, NVRTC compilation of kernel sources, device memory.
