@@ -1,0 +1,657 @@
+//! Code generation for `#[offload]`.
+//!
+//! An annotated function `f` becomes three items:
+//!
+//! 1. `__bach_cpu_f`, the CPU implementation (the body, or a call of the `wraps` path),
+//!    hidden from the docs;
+//! 2. `mod f { pub use super::__bach_cpu_f as cpu; }`, so that `f::cpu` names it;
+//! 3. the stub `f`, which records a call in Bach's task graph and returns a `Lazy`.
+//!
+//! On any error, the user's function is emitted unchanged beside the errors.
+
+use proc_macro2::{Literal, Span, TokenStream};
+use quote::{format_ident, quote, quote_spanned, ToTokens};
+use syn::ext::IdentExt;
+use syn::spanned::Spanned;
+use syn::{Attribute, GenericParam, Ident, Lifetime, LifetimeParam, LitStr, Visibility};
+
+use crate::attr::{self, OffloadOptions};
+use crate::signature::{FnSignature, OffloadItem, ParamKind};
+use crate::valid::{self, Splits};
+
+/// Expands `#[offload(attr)] item`.
+pub fn offload(attr: TokenStream, item: TokenStream) -> TokenStream {
+    match expand(attr, item.clone()) {
+        Ok(tokens) => tokens,
+        Err(errors) => {
+            let mut tokens = reemit(item);
+            for error in errors {
+                tokens.extend(error.to_compile_error());
+            }
+            tokens
+        }
+    }
+}
+
+/// The expansion, or every error found.
+pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> Result<TokenStream, Vec<syn::Error>> {
+    let mut errors = Vec::new();
+    let options = attr::parse(attr, &mut errors);
+    let item: OffloadItem = match syn::parse2(item) {
+        Ok(item) => item,
+        Err(e) => {
+            errors.push(e);
+            return Err(errors);
+        }
+    };
+    let sig = FnSignature::analyse(&item.sig);
+    let splits = valid::check(&options, &item, &sig, &mut errors);
+    if errors.is_empty() {
+        Ok(generate(&options, &item, &sig, &splits))
+    } else {
+        Err(errors)
+    }
+}
+
+/// The user's function as written, so that later errors and IDEs keep working. A
+/// bodyless declaration (not valid Rust on its own) gets a body that never runs.
+fn reemit(item: TokenStream) -> TokenStream {
+    match syn::parse2::<OffloadItem>(item.clone()) {
+        Ok(OffloadItem { attrs, vis, sig, body: None, .. }) => quote! {
+            #(#attrs)* #vis #sig { ::core::unimplemented!() }
+        },
+        _ => item,
+    }
+}
+
+fn is_doc(attr: &Attribute) -> bool {
+    attr.path().is_ident("doc")
+}
+
+fn is_cfg(attr: &Attribute) -> bool {
+    attr.path().is_ident("cfg")
+}
+
+/// The visibility, seen from a module one level down: what the `use` in the companion
+/// module needs so that `f::cpu` is visible wherever `f` is.
+fn nested_visibility(vis: &Visibility) -> TokenStream {
+    match vis {
+        Visibility::Public(_) => vis.to_token_stream(),
+        Visibility::Inherited => quote!(pub(super)),
+        Visibility::Restricted(r) => {
+            let path = &r.path;
+            let first = path.segments.first().map(|s| s.ident.to_string());
+            match first.as_deref() {
+                _ if path.leading_colon.is_some() => vis.to_token_stream(),
+                Some("crate") => vis.to_token_stream(),
+                Some("self") => {
+                    let rest = path.segments.iter().skip(1);
+                    quote!(pub(in super #(::#rest)*))
+                }
+                _ => quote!(pub(in super::#path)),
+            }
+        }
+    }
+}
+
+fn generate(options: &OffloadOptions, item: &OffloadItem, sig: &FnSignature, splits: &Splits) -> TokenStream {
+    let OffloadItem { attrs, vis, sig: syn_sig, body, .. } = item;
+    let name = &sig.name;
+    let name_str = name.unraw().to_string();
+    let cpu_name = format_ident!("__bach_cpu_{}", name_str, span = name.span());
+    let docs: Vec<&Attribute> = attrs.iter().filter(|a| is_doc(a)).collect();
+    let others: Vec<&Attribute> = attrs.iter().filter(|a| !is_doc(a)).collect();
+    let cfgs: Vec<&Attribute> = attrs.iter().filter(|a| is_cfg(a)).collect();
+
+    // 1. The CPU implementation.
+    let mut cpu_sig = syn_sig.clone();
+    cpu_sig.ident = cpu_name.clone();
+    let cpu_body = match (body, &options.wraps) {
+        (Some(body), _) => body.to_token_stream(),
+        (None, Some(wraps)) => {
+            let path = &wraps.value;
+            let args = sig.params.iter().map(|p| &p.name);
+            quote_spanned!(path.span()=> { #path(#(#args),*) })
+        }
+        (None, None) => unreachable!("valid.rs reports a missing body"),
+    };
+    let cpu_fn = quote! {
+        #(#others)*
+        #[doc(hidden)]
+        #vis #cpu_sig #cpu_body
+    };
+
+    // 2. The companion module.
+    let module_doc = format!("The CPU implementation of [`{name_str}`].");
+    let use_vis = nested_visibility(vis);
+    let module = quote! {
+        #(#cfgs)*
+        #[doc = #module_doc]
+        #vis mod #name {
+            #[doc(inline)]
+            #[allow(unused_imports)]
+            #use_vis use super::#cpu_name as cpu;
+        }
+    };
+
+    // 3. The stub.
+    let stub = stub(options, item, sig, splits, &cpu_name, &name_str, &docs, &others);
+
+    quote! {
+        #cpu_fn
+        #module
+        #stub
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn stub(
+    options: &OffloadOptions,
+    item: &OffloadItem,
+    sig: &FnSignature,
+    splits: &Splits,
+    cpu_name: &Ident,
+    name_str: &str,
+    docs: &[&Attribute],
+    others: &[&Attribute],
+) -> TokenStream {
+    let vis = &item.vis;
+    let name = &sig.name;
+    // Internal names cannot clash with the user's parameters.
+    let call = Ident::new("__call", Span::mixed_site());
+    let rec = Ident::new("__rec", Span::mixed_site());
+    let args = Ident::new("__args", Span::mixed_site());
+    let ret_var = Ident::new("__ret", Span::mixed_site());
+    let lt = Lifetime::new("'__bach", Span::call_site());
+
+    let mut generics = item.sig.generics.clone();
+    generics.params.insert(0, GenericParam::Lifetime(LifetimeParam::new(lt.clone())));
+    let where_clause = generics.where_clause.take();
+
+    let unit = quote!(());
+    let ret_ty = sig.ret.as_ref().map_or(unit, |t| t.to_token_stream());
+
+    let params = sig.params.iter().map(|p| {
+        let (name, base) = (&p.name, &p.base);
+        match p.kind {
+            ParamKind::Value | ParamKind::Ref => {
+                quote_spanned!(p.ty.span()=> #name: impl ::bach_runtime::IntoArg<#lt, #base>)
+            }
+            ParamKind::RefMut => {
+                quote_spanned!(p.ty.span()=> #name: &mut ::bach_runtime::Lazy<#lt, #base>)
+            }
+        }
+    });
+
+    let gpu_kernel = match &options.gpu {
+        Some(gpu) => {
+            let lit = &gpu.value;
+            quote!(::core::option::Option::Some(#lit))
+        }
+        None => quote!(::core::option::Option::None),
+    };
+    let gpu_fn = options.gpu_fn.as_ref().map(|g| {
+        let path = &g.value;
+        quote_spanned!(path.span()=> gpu_fn: ::core::option::Option::Some(#path),)
+    });
+    let splittable = options.unsplittable.is_none();
+    let alloc = options.alloc.is_some();
+    let name_lit = LitStr::new(name_str, name.span());
+
+    let record = sig.params.iter().zip(&splits.params).map(|(p, split)| {
+        let (name, base) = (&p.name, &p.base);
+        match p.kind {
+            ParamKind::Value | ParamKind::Ref => quote_spanned! {split.span()=>
+                #call.arg::<#split, #base>(::bach_runtime::IntoArg::into_arg(#name));
+            },
+            ParamKind::RefMut => quote_spanned! {split.span()=>
+                #call.arg_mut::<#split, #base>(&*#name);
+            },
+        }
+    });
+
+    let unpack = sig.params.iter().map(|p| {
+        let (name, base) = (&p.name, &p.base);
+        let index = Literal::usize_unsuffixed(p.index);
+        match p.kind {
+            ParamKind::Value => quote_spanned! {p.ty.span()=>
+                let #name: #base = ::core::clone::Clone::clone(#args.get::<#base>(#index)?);
+            },
+            ParamKind::Ref => quote_spanned! {p.ty.span()=>
+                let #name: &#base = #args.get::<#base>(#index)?;
+            },
+            ParamKind::RefMut => quote_spanned! {p.ty.span()=>
+                let mut #name: ::std::boxed::Box<#base> = #args.take::<#base>(#index)?;
+            },
+        }
+    });
+    let call_args = sig.params.iter().map(|p| {
+        let name = &p.name;
+        match p.kind {
+            ParamKind::Value | ParamKind::Ref => quote!(#name),
+            ParamKind::RefMut => quote!(&mut *#name),
+        }
+    });
+    let turbofish = (!sig.type_params.is_empty()).then(|| {
+        let tps = &sig.type_params;
+        quote!(::<#(#tps),*>)
+    });
+    let allow_unit = sig.ret.is_none().then(|| quote!(#[allow(clippy::let_unit_value)]));
+    let mutated: Vec<&Ident> = sig.mutated().map(|p| &p.name).collect();
+    let write_back = sig.mutated().enumerate().map(|(k, p)| {
+        let (name, base) = (&p.name, &p.base);
+        let output = Literal::usize_unsuffixed(k + 1);
+        quote_spanned!(p.span=> *#name = #rec.output::<#base>(#output);)
+    });
+    let ret_split = &splits.ret;
+
+    let lazy_doc = format!(
+        " Lazy: records a call in Bach's task graph; see [`{name_str}::cpu`] for the eager CPU version."
+    );
+    let separator = (!docs.is_empty()).then(|| quote!(#[doc = ""]));
+
+    quote! {
+        #(#docs)*
+        #separator
+        #[doc = #lazy_doc]
+        #(#others)*
+        #vis fn #name #generics (#(#params),*) -> ::bach_runtime::Lazy<#lt, #ret_ty>
+        #where_clause
+        {
+            let mut #call = ::bach_runtime::__private::CallBuilder::new(
+                ::bach_runtime::__private::OpInfo {
+                    name: #name_lit,
+                    gpu_kernel: #gpu_kernel,
+                    splittable: #splittable,
+                    alloc: #alloc,
+                    #gpu_fn
+                    ..::bach_runtime::__private::OpInfo::DEFAULT
+                }
+            );
+            #(#record)*
+            let #rec = #call.finish::<#ret_split, #ret_ty>(
+                |#args: &mut ::bach_runtime::__private::Args<'_>| {
+                    #(#unpack)*
+                    #allow_unit
+                    let #ret_var: #ret_ty = #cpu_name #turbofish (#(#call_args),*);
+                    ::core::result::Result::Ok(::std::vec![
+                        ::bach_runtime::__private::piece(#ret_var)
+                        #(, ::bach_runtime::__private::piece_box(#mutated))*
+                    ])
+                }
+            );
+            #(#write_back)*
+            #rec.output::<#ret_ty>(0)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The expansion as a string; panics on errors.
+    fn expanded(attr: TokenStream, item: TokenStream) -> String {
+        match expand(attr, item) {
+            Ok(tokens) => tokens.to_string(),
+            Err(errors) => {
+                let messages: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+                panic!("unexpected errors: {messages:?}")
+            }
+        }
+    }
+
+    /// Asserts that `haystack` contains `needle`'s tokens.
+    #[track_caller]
+    fn assert_contains(haystack: &str, needle: TokenStream) {
+        let needle = needle.to_string();
+        assert!(haystack.contains(&needle), "expected\n  {needle}\nin\n  {haystack}");
+    }
+
+    #[track_caller]
+    fn assert_lacks(haystack: &str, needle: TokenStream) {
+        let needle = needle.to_string();
+        assert!(!haystack.contains(&needle), "unexpected\n  {needle}\nin\n  {haystack}");
+    }
+
+    /// The expansion of the contract's `add`, with the CPU body given.
+    fn expected_add(cpu_body: TokenStream) -> TokenStream {
+        quote! {
+            #[doc(hidden)]
+            pub fn __bach_cpu_add<T: Float>(a: &Array1<T>, b: &Array1<T>) -> Array1<T> #cpu_body
+            #[doc = "The CPU implementation of [`add`]."]
+            pub mod add {
+                #[doc(inline)]
+                #[allow(unused_imports)]
+                pub use super::__bach_cpu_add as cpu;
+            }
+            /// Adds.
+            #[doc = ""]
+            #[doc = " Lazy: records a call in Bach's task graph; see [`add::cpu`] for the eager CPU version."]
+            pub fn add<'__bach, T: Float>(
+                a: impl ::bach_runtime::IntoArg<'__bach, Array1<T>>,
+                b: impl ::bach_runtime::IntoArg<'__bach, Array1<T>>
+            ) -> ::bach_runtime::Lazy<'__bach, Array1<T>>
+            {
+                let mut __call = ::bach_runtime::__private::CallBuilder::new(
+                    ::bach_runtime::__private::OpInfo {
+                        name: "add",
+                        gpu_kernel: ::core::option::Option::Some("add"),
+                        splittable: true,
+                        alloc: false,
+                        ..::bach_runtime::__private::OpInfo::DEFAULT
+                    }
+                );
+                __call.arg::<NdArraySplit, Array1<T>>(::bach_runtime::IntoArg::into_arg(a));
+                __call.arg::<NdArraySplit, Array1<T>>(::bach_runtime::IntoArg::into_arg(b));
+                let __rec = __call.finish::<NdArraySplit, Array1<T>>(
+                    |__args: &mut ::bach_runtime::__private::Args<'_>| {
+                        let a: &Array1<T> = __args.get::<Array1<T>>(0)?;
+                        let b: &Array1<T> = __args.get::<Array1<T>>(1)?;
+                        let __ret: Array1<T> = __bach_cpu_add::<T>(a, b);
+                        ::core::result::Result::Ok(::std::vec![::bach_runtime::__private::piece(__ret)])
+                    }
+                );
+                __rec.output::<Array1<T>>(0)
+            }
+        }
+    }
+
+    #[test]
+    fn expands_the_contract_example() {
+        let out = expanded(
+            quote!(split = NdArraySplit, gpu = "add"),
+            quote! {
+                /// Adds.
+                pub fn add<T: Float>(a: &Array1<T>, b: &Array1<T>) -> Array1<T> { a + b }
+            },
+        );
+        assert_eq!(out, expected_add(quote!({ a + b })).to_string());
+    }
+
+    #[test]
+    fn wraps_forwards_the_arguments() {
+        let out = expanded(
+            quote!(split = NdArraySplit, gpu = "add", wraps = ndarray_ops::add),
+            quote! {
+                /// Adds.
+                pub fn add<T: Float>(a: &Array1<T>, b: &Array1<T>) -> Array1<T>;
+            },
+        );
+        assert_eq!(out, expected_add(quote!({ ndarray_ops::add(a, b) })).to_string());
+    }
+
+    #[test]
+    fn by_value_parameters_are_broadcast_and_cloned() {
+        let out = expanded(
+            quote!(split = NdArraySplit),
+            quote!(pub fn scale(a: &Array1<f64>, s: f64) -> Array1<f64> { a * s }),
+        );
+        assert_contains(&out, quote!(s: impl ::bach_runtime::IntoArg<'__bach, f64>));
+        assert_contains(
+            &out,
+            quote!(__call.arg::<::bach_runtime::Broadcast, f64>(::bach_runtime::IntoArg::into_arg(s));),
+        );
+        assert_contains(
+            &out,
+            quote!(let s: f64 = ::core::clone::Clone::clone(__args.get::<f64>(1)?);),
+        );
+        assert_contains(&out, quote!(gpu_kernel: ::core::option::Option::None,));
+        // No type parameters: no turbofish, and only the stub's lifetime.
+        assert_contains(&out, quote!(__bach_cpu_scale(a, s)));
+        assert_contains(&out, quote!(pub fn scale<'__bach>));
+    }
+
+    #[test]
+    fn mutated_parameters_are_outputs_in_order() {
+        let out = expanded(
+            quote!(split = S, split(n = N)),
+            quote!(fn axpy<T: Copy>(x: &mut Vec<T>, n: usize, y: &mut Vec<T>) -> f64 { 0.0 }),
+        );
+        assert_contains(&out, quote!(x: &mut ::bach_runtime::Lazy<'__bach, Vec<T>>));
+        assert_contains(&out, quote!(__call.arg_mut::<S, Vec<T>>(&*x);));
+        assert_contains(&out, quote!(__call.arg::<N, usize>(::bach_runtime::IntoArg::into_arg(n));));
+        assert_contains(&out, quote!(__call.arg_mut::<S, Vec<T>>(&*y);));
+        assert_contains(
+            &out,
+            quote!(let mut x: ::std::boxed::Box<Vec<T>> = __args.take::<Vec<T>>(0)?;),
+        );
+        assert_contains(
+            &out,
+            quote!(let mut y: ::std::boxed::Box<Vec<T>> = __args.take::<Vec<T>>(2)?;),
+        );
+        assert_contains(&out, quote!(let __ret: f64 = __bach_cpu_axpy::<T>(&mut *x, n, &mut *y);));
+        assert_contains(
+            &out,
+            quote!(::std::vec![
+                ::bach_runtime::__private::piece(__ret),
+                ::bach_runtime::__private::piece_box(x),
+                ::bach_runtime::__private::piece_box(y)
+            ]),
+        );
+        assert_contains(
+            &out,
+            quote! {
+                *x = __rec.output::<Vec<T>>(1);
+                *y = __rec.output::<Vec<T>>(2);
+                __rec.output::<f64>(0)
+            },
+        );
+        assert_contains(&out, quote!(__call.finish::<S, f64>));
+    }
+
+    #[test]
+    fn unit_return() {
+        let out = expanded(
+            quote!(split = S),
+            quote!(pub fn fill(a: &mut Vec<f64>, v: f64) { a.fill(v) }),
+        );
+        assert_contains(&out, quote!(-> ::bach_runtime::Lazy<'__bach, ()>));
+        assert_contains(&out, quote!(__call.finish::<S, ()>));
+        assert_contains(
+            &out,
+            quote!(#[allow(clippy::let_unit_value)] let __ret: () = __bach_cpu_fill(&mut *a, v);),
+        );
+        assert_contains(&out, quote!(__rec.output::<()>(0)));
+
+        let out = expanded(quote!(), quote!(pub fn log(n: u64) {}));
+        assert_contains(&out, quote!(__call.finish::<::bach_runtime::Broadcast, ()>));
+    }
+
+    #[test]
+    fn return_split_precedence() {
+        let item = quote!(fn f(a: &A) -> B { todo!() });
+        let out = expanded(quote!(split = S, ret = R), item.clone());
+        assert_contains(&out, quote!(__call.finish::<R, B>));
+        let out = expanded(quote!(split = S), item.clone());
+        assert_contains(&out, quote!(__call.finish::<S, B>));
+        let out = expanded(quote!(split(a = P)), item);
+        assert_contains(&out, quote!(__call.finish::<::bach_runtime::Broadcast, B>));
+        assert_contains(&out, quote!(__call.arg::<P, A>));
+    }
+
+    #[test]
+    fn overrides_beat_the_default() {
+        let out = expanded(
+            quote!(split = S, split(b = crate::P<f64>)),
+            quote!(fn f(a: &A, b: &B) -> C { todo!() }),
+        );
+        assert_contains(&out, quote!(__call.arg::<S, A>));
+        assert_contains(&out, quote!(__call.arg::<crate::P<f64>, B>));
+    }
+
+    #[test]
+    fn alloc_sizes_the_first_parameter() {
+        let out = expanded(
+            quote!(alloc, split = NdArraySplit, wraps = Array1::zeros),
+            quote!(pub fn zeros(n: usize) -> Array1<f64>;),
+        );
+        assert_contains(&out, quote!(alloc: true,));
+        assert_contains(
+            &out,
+            quote!(__call.arg::<::bach_runtime::SizeSplit, usize>(::bach_runtime::IntoArg::into_arg(n));),
+        );
+        assert_contains(&out, quote!(__call.finish::<NdArraySplit, Array1<f64>>));
+        assert_contains(&out, quote!({ Array1::zeros(n) }));
+
+        let out = expanded(
+            quote!(alloc, split(n = MySize)),
+            quote!(pub fn full(n: usize, v: f64) -> Vec<f64> { vec![v; n] }),
+        );
+        assert_contains(&out, quote!(__call.arg::<MySize, usize>));
+        assert_contains(&out, quote!(__call.arg::<::bach_runtime::Broadcast, f64>));
+    }
+
+    #[test]
+    fn unsplittable_and_gpu_fn() {
+        let out = expanded(
+            quote!(unsplittable, gpu_fn = kernels::sort::<T>),
+            quote!(pub fn sort<T: Ord>(v: Vec<T>) -> Vec<T> { v }),
+        );
+        assert_contains(
+            &out,
+            quote! {
+                splittable: false,
+                alloc: false,
+                gpu_fn: ::core::option::Option::Some(kernels::sort::<T>),
+                ..::bach_runtime::__private::OpInfo::DEFAULT
+            },
+        );
+    }
+
+    #[test]
+    fn attributes_docs_and_cfg() {
+        let out = expanded(
+            quote!(split = S),
+            quote! {
+                /// First.
+                #[doc = "Second."]
+                #[inline]
+                #[cfg(feature = "x")]
+                #[allow(clippy::ptr_arg)]
+                pub fn f(a: &A) -> A { a.clone() }
+            },
+        );
+        // The CPU function: every attribute but the docs, and hidden.
+        assert_contains(
+            &out,
+            quote! {
+                #[inline] #[cfg(feature = "x")] #[allow(clippy::ptr_arg)] #[doc(hidden)]
+                pub fn __bach_cpu_f
+            },
+        );
+        // The module: `cfg` only.
+        assert_contains(
+            &out,
+            quote!(#[cfg(feature = "x")] #[doc = "The CPU implementation of [`f`]."] pub mod f),
+        );
+        // The stub: docs, the lazy line, then the other attributes.
+        assert_contains(
+            &out,
+            quote! {
+                /// First.
+                #[doc = "Second."]
+                #[doc = ""]
+                #[doc = " Lazy: records a call in Bach's task graph; see [`f::cpu`] for the eager CPU version."]
+                #[inline] #[cfg(feature = "x")] #[allow(clippy::ptr_arg)]
+                pub fn f<'__bach>
+            },
+        );
+    }
+
+    #[test]
+    fn without_docs_the_stub_has_the_lazy_line_only() {
+        let out = expanded(quote!(), quote!(fn f(n: u32) -> u32 { n }));
+        assert_lacks(&out, quote!(#[doc = ""]));
+        assert_contains(
+            &out,
+            quote! {
+                #[doc = " Lazy: records a call in Bach's task graph; see [`f::cpu`] for the eager CPU version."]
+                fn f<'__bach>
+            },
+        );
+    }
+
+    #[test]
+    fn companion_module_visibility() {
+        let cases = [
+            (quote!(pub), quote!(pub mod f), quote!(pub use)),
+            (quote!(), quote!(mod f), quote!(pub(super) use)),
+            (quote!(pub(crate)), quote!(pub(crate) mod f), quote!(pub(crate) use)),
+            (quote!(pub(self)), quote!(pub(self) mod f), quote!(pub(in super) use)),
+            (quote!(pub(super)), quote!(pub(super) mod f), quote!(pub(in super::super) use)),
+            (quote!(pub(in crate::a)), quote!(pub(in crate::a) mod f), quote!(pub(in crate::a) use)),
+            (quote!(pub(in super::a)), quote!(pub(in super::a) mod f), quote!(pub(in super::super::a) use)),
+            (quote!(pub(in self::a)), quote!(pub(in self::a) mod f), quote!(pub(in super::a) use)),
+        ];
+        for (vis, module, use_) in cases {
+            let out = expanded(quote!(), quote!(#vis fn f(n: u32) -> u32 { n }));
+            assert_contains(&out, module);
+            assert_contains(&out, quote!(#use_ super::__bach_cpu_f as cpu;));
+            assert_contains(&out, quote!(#[doc(hidden)] #vis fn __bach_cpu_f));
+            assert_contains(&out, quote!(#vis fn f<'__bach>));
+        }
+    }
+
+    #[test]
+    fn where_clauses_and_generics() {
+        let out = expanded(
+            quote!(split = S),
+            quote!(pub fn f<T: Clone, U>(a: &Vec<T>, u: U) -> Vec<T> where U: Copy + Send { a.clone() }),
+        );
+        assert_contains(
+            &out,
+            quote! {
+                pub fn f<'__bach, T: Clone, U>(
+                    a: impl ::bach_runtime::IntoArg<'__bach, Vec<T>>,
+                    u: impl ::bach_runtime::IntoArg<'__bach, U>
+                ) -> ::bach_runtime::Lazy<'__bach, Vec<T>>
+                where U: Copy + Send
+            },
+        );
+        assert_contains(&out, quote!(__bach_cpu_f::<T, U>(a, u)));
+        assert_contains(&out, quote!(pub fn __bach_cpu_f<T: Clone, U>(a: &Vec<T>, u: U) -> Vec<T> where U: Copy + Send));
+    }
+
+    #[test]
+    fn mut_patterns_stay_on_the_cpu_function() {
+        let out = expanded(quote!(), quote!(fn count(mut n: u32) -> u32 { n += 1; n }));
+        assert_contains(&out, quote!(fn __bach_cpu_count(mut n: u32) -> u32));
+        assert_contains(&out, quote!(n: impl ::bach_runtime::IntoArg<'__bach, u32>));
+    }
+
+    #[test]
+    fn raw_identifiers() {
+        let out = expanded(quote!(), quote!(pub fn r#where(n: u32) -> u32 { n }));
+        assert_contains(&out, quote!(pub fn __bach_cpu_where(n: u32)));
+        assert_contains(&out, quote!(pub mod r#where));
+        assert_contains(&out, quote!(name: "where",));
+    }
+
+    #[test]
+    fn on_error_the_function_is_reemitted() {
+        let item = quote!(pub async fn f(a: &A) -> A { a.clone() });
+        let out = offload(quote!(split = S), item.clone()).to_string();
+        assert!(out.starts_with(&item.to_string()), "{out}");
+        assert!(out.contains("compile_error"), "{out}");
+        assert!(out.contains("offloaded functions cannot be `async`"), "{out}");
+    }
+
+    #[test]
+    fn on_error_a_declaration_gets_a_body() {
+        let out = offload(quote!(split = S), quote!(pub fn f(a: &A) -> A;)).to_string();
+        assert!(
+            out.starts_with(&quote!(pub fn f(a: &A) -> A { ::core::unimplemented!() }).to_string()),
+            "{out}"
+        );
+        assert!(out.contains("function has no body"), "{out}");
+    }
+
+    #[test]
+    fn on_error_a_non_function_is_reemitted() {
+        let item = quote!(struct S;);
+        let out = offload(quote!(), item.clone()).to_string();
+        assert!(out.starts_with(&item.to_string()), "{out}");
+        assert!(out.contains("can only be applied to free functions"), "{out}");
+    }
+}

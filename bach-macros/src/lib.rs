@@ -1,0 +1,94 @@
+//! The `#[offload]` attribute of Bach, re-exported as `bach_runtime::offload`.
+//!
+//! See [`macro@offload`].
+
+mod attr;
+mod expand;
+mod signature;
+mod valid;
+
+/// Turns a CPU function into a lazy stub that records a call in Bach's task graph.
+///
+/// The annotated function `f` keeps its name, documentation and visibility, but
+/// takes its arguments as `impl IntoArg<T>` (a value, a reference or a `Lazy<T>`),
+/// takes `&mut T` parameters as `&mut Lazy<T>`, and returns a `Lazy<R>` instead of
+/// `R`. Nothing runs until the value is evaluated: then Bach splits the arguments
+/// with their *split types*, runs the function on batches (on the CPU, or on the GPU
+/// where a kernel is given) and merges the pieces of the result.
+///
+/// The original function stays callable as `f::cpu`.
+///
+/// # Options
+///
+/// `#[offload(option, option, ...)]`, each option at most once:
+///
+/// | Option | Meaning |
+/// |---|---|
+/// | `split = Path` | The default split type of reference (`&T`, `&mut T`) parameters and of the return value. |
+/// | `split(a = Path, b = Path)` | The split type of parameter `a`, of `b`; overrides every default. |
+/// | `ret = Path` | The split type of the return value. |
+/// | `gpu = "kernel"` | The CUDA kernel family implementing the function (an identifier). |
+/// | `gpu_fn = path` | A Rust function implementing it on device values; exclusive with `gpu`. |
+/// | `alloc` | An allocation function (`zeros`, `ones`, `full`): its first parameter is a size, split with `::bach_runtime::SizeSplit` by default; the runtime allocates each piece where it is first used. |
+/// | `unsplittable` | The function cannot run on batches (a pipeline break): it receives whole values. |
+/// | `wraps = path` | Annotates a function you do not own: the item is a bodyless declaration such as `pub fn add<T: Float>(a: &Array1<T>, b: &Array1<T>) -> Array1<T>;` and the CPU implementation is `path(a, b)`, the arguments forwarded in order. |
+///
+/// Split types are paths to types implementing `bach_runtime::SplitType<T>`, used as
+/// written and resolved where the function is. When no option names one:
+///
+/// - a reference parameter `&T` or `&mut T` takes `split = ...`, and without it is an error;
+/// - a by-value parameter `n: T` takes `::bach_runtime::Broadcast` (every batch gets a clone),
+///   except the first parameter of an `alloc` function, which takes `::bach_runtime::SizeSplit`;
+/// - the return value takes `ret = ...`, else `split = ...`, else `::bach_runtime::Broadcast`.
+///
+/// # Restrictions
+///
+/// The function must be a free function: not `async`, `const`, `unsafe` or
+/// `extern`, without `self`, variadics, lifetime or const generic parameters,
+/// explicit lifetimes or `impl Trait` in its parameter types. Parameters are plain
+/// identifiers; references appear only at the top of a parameter type and refer to
+/// sized types (take `&Vec<T>` or `&Array1<T>`, not `&[T]`). It returns an owned
+/// value (or nothing). Type parameters usually need `Send + Sync + 'static`
+/// bounds, as values cross threads and live in the task graph.
+///
+/// # Generated items
+///
+/// For `pub fn add(...)`: the stub `pub fn add`, the hidden CPU implementation
+/// `__bach_cpu_add`, and `pub mod add` re-exporting it as `add::cpu`. A module or
+/// type named `add` in the same scope would clash with the module.
+///
+/// # Example
+///
+/// ```ignore
+/// use bach_runtime::{offload, NdArraySplit};
+/// use ndarray::Array1;
+///
+/// /// Element-wise sum.
+/// #[offload(split = NdArraySplit, gpu = "add")]
+/// pub fn add(a: &Array1<f64>, b: &Array1<f64>) -> Array1<f64> {
+///     a + b
+/// }
+///
+/// /// Multiplies by a scalar, broadcast to every batch.
+/// #[offload(split = NdArraySplit, gpu = "scale")]
+/// pub fn scale(a: &Array1<f64>, s: f64) -> Array1<f64> {
+///     a * s
+/// }
+///
+/// /// Annotates `ndarray`'s `Array1::zeros`: the size is split, so is the result.
+/// #[offload(alloc, split = NdArraySplit, wraps = Array1::zeros)]
+/// pub fn zeros(n: usize) -> Array1<f64>;
+///
+/// let a = Array1::from(vec![1.0, 2.0, 3.0]);
+/// let b = Array1::from(vec![4.0, 5.0, 6.0]);
+/// let sum = add(&a, &b);              // records; nothing runs yet
+/// let scaled = scale(&sum, 2.0);      // a lazy value is an argument too
+/// assert_eq!(add::cpu(&a, &b), a.clone() + &b); // the eager CPU version
+/// ```
+#[proc_macro_attribute]
+pub fn offload(
+    attr: proc_macro::TokenStream,
+    item: proc_macro::TokenStream,
+) -> proc_macro::TokenStream {
+    expand::offload(attr.into(), item.into()).into()
+}

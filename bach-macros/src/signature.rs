@@ -1,0 +1,206 @@
+//! The annotated item and the model of its signature.
+//!
+//! [`FnSignature::analyse`] is lenient: it models what it can (parameters with a
+//! plain identifier pattern) and leaves the reporting of everything else to
+//! `valid.rs`, which runs before any code is generated.
+
+use proc_macro2::Span;
+use syn::parse::{Parse, ParseStream};
+use syn::{Attribute, Block, FnArg, Ident, Pat, Signature, Token, Type, Visibility};
+
+/// A function item, with or without a body (`wraps` annotates bodyless declarations).
+pub(crate) struct OffloadItem {
+    pub attrs: Vec<Attribute>,
+    pub vis: Visibility,
+    pub sig: Signature,
+    pub body: Option<Box<Block>>,
+    pub semi: Option<Token![;]>,
+}
+
+impl Parse for OffloadItem {
+    fn parse(input: ParseStream) -> syn::Result<Self> {
+        let attrs = input.call(Attribute::parse_outer)?;
+        let vis: Visibility = input.parse()?;
+        let starts_fn = input.peek(Token![fn])
+            || input.peek(Token![const])
+            || input.peek(Token![async])
+            || input.peek(Token![unsafe])
+            || input.peek(Token![extern]);
+        if !starts_fn {
+            return Err(input.error("`#[offload]` can only be applied to free functions"));
+        }
+        let sig: Signature = input.parse()?;
+        let (body, semi) = if input.peek(Token![;]) {
+            (None, Some(input.parse()?))
+        } else {
+            (Some(Box::new(input.parse()?)), None)
+        };
+        Ok(OffloadItem { attrs, vis, sig, body, semi })
+    }
+}
+
+/// How a parameter is passed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ParamKind {
+    /// `n: T`: broadcast (cloned) to every batch by default.
+    Value,
+    /// `a: &T`: read.
+    Ref,
+    /// `a: &mut T`: mutated in place; the stub takes `&mut Lazy<T>`.
+    RefMut,
+}
+
+/// One parameter of the annotated function.
+#[derive(Debug, Clone)]
+pub(crate) struct Param {
+    /// Position in the declaration, counting all parameters.
+    pub index: usize,
+    pub name: Ident,
+    pub kind: ParamKind,
+    /// The type without its reference: `Array1<T>` for `&Array1<T>`.
+    pub base: Type,
+    /// The full declared type, for error spans.
+    pub ty: Type,
+    /// The span of the parameter's name.
+    pub span: Span,
+}
+
+/// The model of an annotated function's signature.
+#[derive(Debug, Clone)]
+pub(crate) struct FnSignature {
+    pub name: Ident,
+    /// The parameters with a plain identifier pattern; `valid.rs` reports the others.
+    pub params: Vec<Param>,
+    /// The number of declared parameters, receivers and other patterns included.
+    pub arity: usize,
+    /// The return type; `None` for `()` written as nothing.
+    pub ret: Option<Type>,
+    /// The type parameters, in order, for the turbofish of the CPU call.
+    pub type_params: Vec<Ident>,
+}
+
+impl FnSignature {
+    pub fn analyse(sig: &Signature) -> FnSignature {
+        let params = sig
+            .inputs
+            .iter()
+            .enumerate()
+            .filter_map(|(index, arg)| {
+                let FnArg::Typed(pat_type) = arg else {
+                    return None;
+                };
+                let name = param_name(&pat_type.pat)?.clone();
+                let ty = (*pat_type.ty).clone();
+                let (kind, base) = match ungroup(&ty) {
+                    Type::Reference(r) if r.mutability.is_some() => {
+                        (ParamKind::RefMut, (*r.elem).clone())
+                    }
+                    Type::Reference(r) => (ParamKind::Ref, (*r.elem).clone()),
+                    _ => (ParamKind::Value, ty.clone()),
+                };
+                Some(Param { index, span: name.span(), name, kind, base, ty })
+            })
+            .collect();
+        let ret = match &sig.output {
+            syn::ReturnType::Default => None,
+            syn::ReturnType::Type(_, ty) => Some((**ty).clone()),
+        };
+        FnSignature {
+            name: sig.ident.clone(),
+            params,
+            arity: sig.inputs.len(),
+            ret,
+            type_params: sig.generics.type_params().map(|t| t.ident.clone()).collect(),
+        }
+    }
+
+    /// The parameters passed as `&mut`, in declaration order.
+    pub fn mutated(&self) -> impl Iterator<Item = &Param> {
+        self.params.iter().filter(|p| p.kind == ParamKind::RefMut)
+    }
+}
+
+/// The name bound by a plain identifier pattern (`a` or `mut a`), or `None`.
+pub(crate) fn param_name(pat: &Pat) -> Option<&Ident> {
+    match pat {
+        Pat::Ident(p) if p.by_ref.is_none() && p.subpat.is_none() => Some(&p.ident),
+        _ => None,
+    }
+}
+
+/// Looks through invisible groups and parentheses around a type.
+pub(crate) fn ungroup(ty: &Type) -> &Type {
+    match ty {
+        Type::Group(g) => ungroup(&g.elem),
+        Type::Paren(p) => ungroup(&p.elem),
+        _ => ty,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use quote::{quote, ToTokens};
+
+    fn item(tokens: proc_macro2::TokenStream) -> OffloadItem {
+        syn::parse2(tokens).expect("item parses")
+    }
+
+    #[test]
+    fn parses_bodies_and_declarations() {
+        let with_body = item(quote!(
+            /// Docs.
+            #[inline]
+            pub fn add(a: &A, b: &A) -> A { a + b }
+        ));
+        assert_eq!(with_body.attrs.len(), 2);
+        assert!(matches!(with_body.vis, Visibility::Public(_)));
+        assert!(with_body.body.is_some() && with_body.semi.is_none());
+
+        let declaration = item(quote!(pub(crate) fn add<T: Float>(a: &A<T>) -> A<T>;));
+        assert!(declaration.body.is_none() && declaration.semi.is_some());
+        assert!(matches!(declaration.vis, Visibility::Restricted(_)));
+    }
+
+    #[test]
+    fn rejects_non_functions() {
+        let err = syn::parse2::<OffloadItem>(quote!(pub struct S;)).err().unwrap();
+        assert_eq!(err.to_string(), "`#[offload]` can only be applied to free functions");
+    }
+
+    #[test]
+    fn models_parameters() {
+        let it = item(quote!(
+            fn f<T: Float, U>(a: &Array1<T>, mut n: usize, out: &mut Array1<T>, s: (T)) -> Array1<T> {}
+        ));
+        let sig = FnSignature::analyse(&it.sig);
+        assert_eq!(sig.name, "f");
+        assert_eq!(sig.arity, 4);
+        let kinds: Vec<_> = sig.params.iter().map(|p| (p.name.to_string(), p.kind, p.index)).collect();
+        assert_eq!(
+            kinds,
+            [
+                ("a".to_string(), ParamKind::Ref, 0),
+                ("n".to_string(), ParamKind::Value, 1),
+                ("out".to_string(), ParamKind::RefMut, 2),
+                ("s".to_string(), ParamKind::Value, 3),
+            ]
+        );
+        assert_eq!(sig.params[0].base.to_token_stream().to_string(), "Array1 < T >");
+        assert_eq!(sig.params[2].base.to_token_stream().to_string(), "Array1 < T >");
+        assert_eq!(sig.params[1].base.to_token_stream().to_string(), "usize");
+        assert_eq!(sig.ret.to_token_stream().to_string(), "Array1 < T >");
+        assert_eq!(sig.type_params, ["T", "U"]);
+        assert_eq!(sig.mutated().map(|p| p.name.to_string()).collect::<Vec<_>>(), ["out"]);
+    }
+
+    #[test]
+    fn skips_unmodelled_parameters() {
+        let it = item(quote!(fn f((x, y): (f64, f64), ref r: f64, b: &B) {}));
+        let sig = FnSignature::analyse(&it.sig);
+        assert_eq!(sig.arity, 3);
+        assert_eq!(sig.params.len(), 1);
+        assert_eq!(sig.params[0].index, 2, "indices count every declared parameter");
+        assert!(sig.ret.is_none());
+    }
+}

@@ -1,0 +1,336 @@
+//! The checks run before code generation, and the resolution of split types.
+//!
+//! Every check pushes its errors and goes on, so that all problems are reported at
+//! once; each error is spanned at the offending token.
+
+use proc_macro2::{Span, TokenStream};
+use quote::{quote_spanned, ToTokens};
+use syn::spanned::Spanned;
+use syn::visit::{self, Visit};
+use syn::{FnArg, GenericParam, Path, Signature, Type};
+
+use crate::attr::OffloadOptions;
+use crate::signature::{param_name, ungroup, FnSignature, OffloadItem, ParamKind};
+
+/// A resolved split type.
+#[derive(Debug, Clone)]
+pub(crate) enum Split {
+    /// A path written by the user, used as a type where written.
+    User(Path),
+    /// `::bach_runtime::NAME`, a default, spanned at what it applies to.
+    Runtime { name: &'static str, span: Span },
+}
+
+impl ToTokens for Split {
+    fn to_tokens(&self, tokens: &mut TokenStream) {
+        match self {
+            Split::User(path) => path.to_tokens(tokens),
+            Split::Runtime { name, span } => {
+                let ident = syn::Ident::new(name, *span);
+                tokens.extend(quote_spanned!(*span=> ::bach_runtime::#ident));
+            }
+        }
+    }
+}
+
+impl Split {
+    /// Where a type error about this split type should point.
+    pub fn span(&self) -> Span {
+        match self {
+            Split::User(path) => path.span(),
+            Split::Runtime { span, .. } => *span,
+        }
+    }
+}
+
+/// The split type of every modelled parameter (in `FnSignature::params` order) and
+/// of the return value.
+#[derive(Debug, Clone)]
+pub(crate) struct Splits {
+    pub params: Vec<Split>,
+    pub ret: Split,
+}
+
+/// Runs every check; returns the split types, meaningful when no error was pushed.
+pub(crate) fn check(
+    options: &OffloadOptions,
+    item: &OffloadItem,
+    sig: &FnSignature,
+    errors: &mut Vec<syn::Error>,
+) -> Splits {
+    check_options(options, errors);
+    check_body(options, item, errors);
+    check_signature(&item.sig, errors);
+    check_split_overrides(options, sig, errors);
+    if let Some(alloc) = &options.alloc {
+        if sig.arity == 0 {
+            errors.push(syn::Error::new(
+                alloc.key,
+                "an `alloc` function needs a parameter: the size it allocates",
+            ));
+        }
+    }
+    resolve_splits(options, sig, errors)
+}
+
+/// `gpu` and `gpu_fn` are exclusive; a kernel name is an identifier.
+fn check_options(options: &OffloadOptions, errors: &mut Vec<syn::Error>) {
+    if let (Some(_), Some(gpu_fn)) = (&options.gpu, &options.gpu_fn) {
+        errors.push(syn::Error::new(
+            gpu_fn.key,
+            "`gpu` and `gpu_fn` cannot be used together: choose one",
+        ));
+    }
+    if let Some(gpu) = &options.gpu {
+        let lit = &gpu.value;
+        let name = lit.value();
+        let mut chars = name.chars();
+        if name.is_empty() {
+            errors.push(syn::Error::new(lit.span(), "the `gpu` kernel name cannot be empty"));
+        } else if chars.next().is_some_and(|c| c.is_ascii_digit())
+            || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        {
+            errors.push(syn::Error::new(
+                lit.span(),
+                format!("the `gpu` kernel name `{name}` is not an identifier: use letters, digits and `_`"),
+            ));
+        }
+    }
+}
+
+/// A body, or `wraps`: exactly one of them.
+fn check_body(options: &OffloadOptions, item: &OffloadItem, errors: &mut Vec<syn::Error>) {
+    match (&item.body, &options.wraps) {
+        (Some(body), Some(_)) => errors.push(syn::Error::new(
+            body.brace_token.span.open(),
+            "a function with `wraps = ...` must be a bodyless declaration: remove the body",
+        )),
+        (None, None) => {
+            let span = item.semi.map_or_else(|| item.sig.span(), |s| s.span);
+            errors.push(syn::Error::new(
+                span,
+                "function has no body: add one, or annotate an existing function with `wraps = path`",
+            ))
+        }
+        _ => {}
+    }
+}
+
+/// What the signature may not use.
+fn check_signature(sig: &Signature, errors: &mut Vec<syn::Error>) {
+    let mut error = |span: Span, message: &str| errors.push(syn::Error::new(span, message));
+    if let Some(t) = &sig.constness {
+        error(t.span, "offloaded functions cannot be `const`");
+    }
+    if let Some(t) = &sig.asyncness {
+        error(t.span, "offloaded functions cannot be `async`");
+    }
+    if let Some(t) = &sig.unsafety {
+        error(t.span, "offloaded functions cannot be `unsafe`");
+    }
+    if let Some(abi) = &sig.abi {
+        let written = match &abi.name {
+            Some(name) => format!("extern {}", name.token()),
+            None => "extern".to_string(),
+        };
+        let span = abi.name.as_ref().map_or(abi.extern_token.span, |n| n.span());
+        errors.push(syn::Error::new(
+            abi.extern_token.span.join(span).unwrap_or(abi.extern_token.span),
+            format!("offloaded functions cannot be `{written}`"),
+        ));
+    }
+    if let Some(variadic) = &sig.variadic {
+        errors.push(syn::Error::new_spanned(variadic, "offloaded functions cannot be variadic"));
+    }
+    for param in &sig.generics.params {
+        match param {
+            GenericParam::Lifetime(lt) => errors.push(syn::Error::new_spanned(
+                lt,
+                "offloaded functions cannot have lifetime parameters",
+            )),
+            GenericParam::Const(c) => errors.push(syn::Error::new_spanned(
+                c,
+                "offloaded functions cannot have const generic parameters",
+            )),
+            GenericParam::Type(_) => {}
+        }
+    }
+    for arg in &sig.inputs {
+        match arg {
+            FnArg::Receiver(receiver) => errors.push(syn::Error::new_spanned(
+                receiver,
+                "offloaded functions cannot take `self`: they must be free functions",
+            )),
+            FnArg::Typed(pat_type) => {
+                if param_name(&pat_type.pat).is_none() {
+                    errors.push(syn::Error::new_spanned(
+                        &pat_type.pat,
+                        "offloaded function parameters must be plain identifiers, such as `a: &Array1<f64>`",
+                    ));
+                }
+                check_param_type(&pat_type.ty, errors);
+            }
+        }
+    }
+    if let syn::ReturnType::Type(_, ty) = &sig.output {
+        check_return_type(ty, errors);
+    }
+}
+
+fn check_param_type(ty: &Type, errors: &mut Vec<syn::Error>) {
+    let mut checker = TypeChecker { errors, position: Position::Param };
+    let Type::Reference(r) = ungroup(ty) else {
+        checker.visit_type(ty);
+        return;
+    };
+    // `&X` at the top is the parameter's kind; what it refers to is checked.
+    if let Some(lt) = &r.lifetime {
+        checker.visit_lifetime(lt);
+    }
+    checker.visit_type(&r.elem);
+    let base = ungroup(&r.elem);
+    let unsized_base = match base {
+        Type::Slice(_) | Type::TraitObject(_) => true,
+        Type::Path(p) => p.qself.is_none() && p.path.is_ident("str"),
+        _ => false,
+    };
+    if unsized_base {
+        errors.push(syn::Error::new_spanned(
+            base,
+            format!(
+                "unsized base type `{}` is unsupported: take a sized type such as `Vec<T>` or `Array1<T>` by reference",
+                base.to_token_stream()
+            ),
+        ));
+    }
+}
+
+fn check_return_type(ty: &Type, errors: &mut Vec<syn::Error>) {
+    let mut checker = TypeChecker { errors, position: Position::Return };
+    match ungroup(ty) {
+        Type::Reference(r) => {
+            checker.errors.push(syn::Error::new_spanned(
+                ty,
+                "offloaded functions cannot return references: return an owned value",
+            ));
+            checker.visit_type(&r.elem);
+        }
+        _ => checker.visit_type(ty),
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Position {
+    Param,
+    Return,
+}
+
+/// Finds what a parameter or return type may not contain. It visits what lies below
+/// a top-level reference: every reference it meets is nested.
+struct TypeChecker<'e> {
+    errors: &'e mut Vec<syn::Error>,
+    position: Position,
+}
+
+impl<'ast> Visit<'ast> for TypeChecker<'_> {
+    fn visit_type_impl_trait(&mut self, i: &'ast syn::TypeImplTrait) {
+        let message = match self.position {
+            Position::Param => {
+                "offloaded functions cannot take `impl Trait` arguments: use a type parameter"
+            }
+            Position::Return => "offloaded functions cannot return `impl Trait`: name the type",
+        };
+        self.errors.push(syn::Error::new(i.impl_token.span, message));
+        visit::visit_type_impl_trait(self, i);
+    }
+
+    fn visit_lifetime(&mut self, i: &'ast syn::Lifetime) {
+        if self.position == Position::Param {
+            self.errors.push(syn::Error::new_spanned(
+                i,
+                "offloaded functions cannot have explicit lifetimes in parameter types",
+            ));
+        }
+    }
+
+    fn visit_type_reference(&mut self, i: &'ast syn::TypeReference) {
+        match self.position {
+            Position::Param => self.errors.push(syn::Error::new(
+                i.and_token.span,
+                "offloaded parameter types can only be references at the top level, as in `&T` or `&mut T`",
+            )),
+            Position::Return if i.mutability.is_some() => self.errors.push(
+                syn::Error::new_spanned(i, "offloaded functions cannot return `&mut` references"),
+            ),
+            Position::Return => {}
+        }
+        visit::visit_type_reference(self, i);
+    }
+
+    // Function pointers and `Fn(&X)` sugar bind their own (elided) lifetimes.
+    fn visit_type_bare_fn(&mut self, _: &'ast syn::TypeBareFn) {}
+    fn visit_parenthesized_generic_arguments(
+        &mut self,
+        _: &'ast syn::ParenthesizedGenericArguments,
+    ) {
+    }
+}
+
+/// Every name in `split(...)` is a parameter.
+fn check_split_overrides(options: &OffloadOptions, sig: &FnSignature, errors: &mut Vec<syn::Error>) {
+    let Some(overrides) = &options.split_overrides else {
+        return;
+    };
+    for o in &overrides.value {
+        if !sig.params.iter().any(|p| p.name == o.param) {
+            errors.push(syn::Error::new(
+                o.param.span(),
+                format!("unknown parameter `{}` in `split(...)`", o.param),
+            ));
+        }
+    }
+}
+
+/// The split type of each parameter and of the return value.
+fn resolve_splits(options: &OffloadOptions, sig: &FnSignature, errors: &mut Vec<syn::Error>) -> Splits {
+    let default = options.split.as_ref().map(|s| &s.value);
+    let params = sig
+        .params
+        .iter()
+        .map(|p| {
+            if let Some(o) = options.split_override(&p.name) {
+                return Split::User(o.split.clone());
+            }
+            if options.alloc.is_some() && p.index == 0 {
+                return Split::Runtime { name: "SizeSplit", span: p.span };
+            }
+            match p.kind {
+                ParamKind::Value => Split::Runtime { name: "Broadcast", span: p.span },
+                ParamKind::Ref | ParamKind::RefMut => match default {
+                    Some(path) => Split::User(path.clone()),
+                    None => {
+                        if !options.recovered {
+                            errors.push(syn::Error::new(
+                                p.span,
+                                format!(
+                                    "no split type for `{0}`: add `split = ...` or `split({0} = ...)`",
+                                    p.name
+                                ),
+                            ));
+                        }
+                        Split::Runtime { name: "Broadcast", span: p.span }
+                    }
+                },
+            }
+        })
+        .collect();
+    let ret = match (&options.ret, default) {
+        (Some(ret), _) => Split::User(ret.value.clone()),
+        (None, Some(path)) => Split::User(path.clone()),
+        (None, None) => {
+            let span = sig.ret.as_ref().map_or_else(|| sig.name.span(), |t| t.span());
+            Split::Runtime { name: "Broadcast", span }
+        }
+    };
+    Splits { params, ret }
+}

@@ -1,0 +1,689 @@
+//! NVRTC compilation of CUDA kernel sources (e.g. `annotated-libs/kernels/numpy.cu`), with
+//! an on-disk cache of the compiled code.
+//!
+//! [`compile`] is the entry point: for a device of compute capability `X.Y` it produces a
+//! CUBIN for `sm_XY` when NVRTC supports that architecture, and otherwise PTX for the
+//! newest architecture NVRTC supports below it (the driver JIT-compiles PTX for newer
+//! devices). Compiled code is cached under [`KernelCache::default_dir`], keyed by the
+//! source's hash, the target architecture and NVRTC's version, and written atomically
+//! (temporary file + rename), so concurrent processes never read a partial entry.
+//! [`compile_for_target`] compiles for an exact [`Target`] without any cache.
+//!
+//! Every function checks that NVRTC can be loaded first
+//! ([`ensure_nvrtc`](super::discovery::ensure_nvrtc)) and returns
+//! [`GpuUnavailable::NoNvrtc`](super::discovery::GpuUnavailable::NoNvrtc) instead of
+//! panicking when it cannot. NVRTC needs no GPU.
+
+use std::ffi::{c_char, CStr, CString};
+use std::fmt;
+use std::fs;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use cudarc::nvrtc::{result as nvrtc, sys as nvrtc_sys};
+
+use super::discovery::{ensure_nvrtc, ComputeCapability};
+use super::error::CudaError;
+
+/// Options passed to NVRTC for every compilation, besides `-arch`.
+///
+/// `--fmad=false` forbids contracting `a * b + c` into a fused multiply-add, so that
+/// kernels round exactly like the CPU implementations they mirror.
+pub const DEFAULT_OPTIONS: &[&str] = &["--fmad=false"];
+
+/// A kernel source to compile: `name` (e.g. `numpy.cu`) appears in NVRTC's diagnostics,
+/// in errors and in cache file names.
+#[derive(Debug, Clone, Copy)]
+pub struct KernelSource<'a> {
+    /// The source's name, e.g. `numpy.cu`.
+    pub name: &'a str,
+    /// The CUDA C++ source text.
+    pub code: &'a str,
+}
+
+impl<'a> KernelSource<'a> {
+    /// A source named `name` with text `code`.
+    pub const fn new(name: &'a str, code: &'a str) -> Self {
+        Self { name, code }
+    }
+}
+
+/// The kind of code NVRTC produces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CodeKind {
+    /// Device machine code (an ELF image) for one real architecture (`-arch=sm_XY`).
+    Cubin,
+    /// PTX assembly text for a virtual architecture (`-arch=compute_XY`), which the driver
+    /// JIT-compiles for the device at load time.
+    Ptx,
+}
+
+/// What to compile for: a code kind and an architecture number (`10 * major + minor`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Target {
+    /// CUBIN or PTX.
+    pub kind: CodeKind,
+    /// The architecture, e.g. 90 for `sm_90` / `compute_90`.
+    pub arch: u32,
+}
+
+impl Target {
+    /// CUBIN for the real architecture of `cc` (`sm_XY`).
+    pub const fn cubin(cc: ComputeCapability) -> Self {
+        Self { kind: CodeKind::Cubin, arch: cc.arch() }
+    }
+
+    /// PTX for the virtual architecture of `cc` (`compute_XY`).
+    pub const fn ptx(cc: ComputeCapability) -> Self {
+        Self { kind: CodeKind::Ptx, arch: cc.arch() }
+    }
+
+    /// The architecture name: `sm_90` for CUBIN, `compute_90` for PTX.
+    pub fn arch_name(&self) -> String {
+        match self.kind {
+            CodeKind::Cubin => format!("sm_{}", self.arch),
+            CodeKind::Ptx => format!("compute_{}", self.arch),
+        }
+    }
+
+    /// The file extension of this kind of code: `cubin` or `ptx`.
+    pub const fn extension(&self) -> &'static str {
+        match self.kind {
+            CodeKind::Cubin => "cubin",
+            CodeKind::Ptx => "ptx",
+        }
+    }
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = match self.kind {
+            CodeKind::Cubin => "CUBIN",
+            CodeKind::Ptx => "PTX",
+        };
+        write!(f, "{} ({kind})", self.arch_name())
+    }
+}
+
+/// NVRTC's version (`nvrtcVersion`), e.g. 13.0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct NvrtcVersion {
+    /// Major version.
+    pub major: u32,
+    /// Minor version.
+    pub minor: u32,
+}
+
+impl fmt::Display for NvrtcVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.major, self.minor)
+    }
+}
+
+/// The result of a compilation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompiledModule {
+    /// The name of the source it was compiled from.
+    pub source_name: String,
+    /// What it was compiled for.
+    pub target: Target,
+    /// The code: a CUBIN image, or PTX text (without a trailing NUL).
+    pub code: Vec<u8>,
+    /// NVRTC's log (warnings); empty when the module came from the cache.
+    pub log: String,
+    /// Whether the module was read from the on-disk cache.
+    pub from_cache: bool,
+}
+
+impl CompiledModule {
+    /// The PTX text, when this is PTX.
+    pub fn ptx(&self) -> Option<&str> {
+        match self.target.kind {
+            CodeKind::Ptx => std::str::from_utf8(&self.code).ok(),
+            CodeKind::Cubin => None,
+        }
+    }
+}
+
+/// NVRTC's name for a status code, e.g. `NVRTC_ERROR_COMPILATION`.
+fn status_string(status: nvrtc_sys::nvrtcResult) -> String {
+    // SAFETY: only called once NVRTC is loaded; the string is static in libnvrtc.
+    let ptr = unsafe { nvrtc_sys::nvrtcGetErrorString(status) };
+    if ptr.is_null() {
+        format!("{status:?}")
+    } else {
+        // SAFETY: NVRTC returns a NUL-terminated static string.
+        unsafe { CStr::from_ptr(ptr) }.to_string_lossy().into_owned()
+    }
+}
+
+/// NVRTC's version. Errors with [`GpuUnavailable::NoNvrtc`](super::discovery::GpuUnavailable)
+/// when NVRTC cannot be loaded.
+pub fn nvrtc_version() -> Result<NvrtcVersion, CudaError> {
+    ensure_nvrtc()?;
+    let (mut major, mut minor) = (0, 0);
+    // SAFETY: NVRTC is loaded; both are valid out-pointers.
+    let status = unsafe { nvrtc_sys::nvrtcVersion(&mut major, &mut minor) };
+    status.result().map_err(|e| CudaError::Nvrtc {
+        source_name: String::new(),
+        call: "nvrtcVersion",
+        status: status_string(e.0),
+    })?;
+    Ok(NvrtcVersion { major: major as u32, minor: minor as u32 })
+}
+
+/// The real architectures NVRTC can compile for (`nvrtcGetSupportedArchs`), ascending,
+/// as `10 * major + minor` (e.g. `[75, 80, ..., 90, ...]`).
+pub fn supported_archs() -> Result<Vec<u32>, CudaError> {
+    ensure_nvrtc()?;
+    let fail = |call, e: nvrtc::NvrtcError| CudaError::Nvrtc {
+        source_name: String::new(),
+        call,
+        status: status_string(e.0),
+    };
+    let mut n = 0;
+    // SAFETY: NVRTC is loaded; `n` is a valid out-pointer.
+    unsafe { nvrtc_sys::nvrtcGetNumSupportedArchs(&mut n) }
+        .result()
+        .map_err(|e| fail("nvrtcGetNumSupportedArchs", e))?;
+    let mut archs = vec![0; n.max(0) as usize];
+    // SAFETY: `archs` has room for the `n` entries NVRTC writes.
+    unsafe { nvrtc_sys::nvrtcGetSupportedArchs(archs.as_mut_ptr()) }
+        .result()
+        .map_err(|e| fail("nvrtcGetSupportedArchs", e))?;
+    let mut archs: Vec<u32> = archs.into_iter().map(|a| a as u32).collect();
+    archs.sort_unstable();
+    Ok(archs)
+}
+
+/// The target [`compile`] picks for a device of capability `cc`, given NVRTC's
+/// [`supported_archs`]: CUBIN for `sm_XY` when supported, else PTX for the newest
+/// supported architecture below it; `None` when NVRTC supports nothing at or below `cc`.
+pub fn choose_target(cc: ComputeCapability, supported: &[u32]) -> Option<Target> {
+    let arch = cc.arch();
+    if supported.contains(&arch) {
+        return Some(Target { kind: CodeKind::Cubin, arch });
+    }
+    supported
+        .iter()
+        .copied()
+        .filter(|&a| a < arch)
+        .max()
+        .map(|arch| Target { kind: CodeKind::Ptx, arch })
+}
+
+/// An NVRTC program, destroyed on drop.
+struct Program(nvrtc_sys::nvrtcProgram);
+
+impl Drop for Program {
+    fn drop(&mut self) {
+        // SAFETY: created by `create_program` and destroyed only here.
+        let _ = unsafe { nvrtc::destroy_program(self.0) };
+    }
+}
+
+fn c_chars_to_string(chars: Vec<c_char>) -> String {
+    let bytes: Vec<u8> = chars.into_iter().map(|c| c as u8).take_while(|&b| b != 0).collect();
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+/// Compiles `src` for exactly `target` with [`DEFAULT_OPTIONS`], without the cache.
+///
+/// A source NVRTC rejects gives [`CudaError::Compile`], carrying the source's name, the
+/// target and NVRTC's log.
+pub fn compile_for_target(src: &KernelSource<'_>, target: Target) -> Result<CompiledModule, CudaError> {
+    ensure_nvrtc()?;
+    let nul = || CudaError::NulInSource { source_name: src.name.to_string() };
+    let code = CString::new(src.code).map_err(|_| nul())?;
+    let name = CString::new(src.name).map_err(|_| nul())?;
+    let fail = |call, e: nvrtc::NvrtcError| CudaError::Nvrtc {
+        source_name: src.name.to_string(),
+        call,
+        status: status_string(e.0),
+    };
+
+    let program =
+        Program(nvrtc::create_program(&code, Some(&name)).map_err(|e| fail("nvrtcCreateProgram", e))?);
+    let mut options: Vec<String> = DEFAULT_OPTIONS.iter().map(|s| s.to_string()).collect();
+    options.push(format!("-arch={}", target.arch_name()));
+
+    // SAFETY: `program` is live; `code` and `name` outlive it.
+    let compiled = unsafe { nvrtc::compile_program(program.0, &options) };
+    // SAFETY: as above.
+    let log = unsafe { nvrtc::get_program_log(program.0) }
+        .map(c_chars_to_string)
+        .unwrap_or_default();
+    if let Err(e) = compiled {
+        return Err(CudaError::Compile {
+            source_name: src.name.to_string(),
+            target: target.to_string(),
+            status: status_string(e.0),
+            log,
+        });
+    }
+
+    let code = match target.kind {
+        CodeKind::Ptx => {
+            // SAFETY: `program` is live and compiled.
+            let ptx = unsafe { nvrtc::get_ptx(program.0) }.map_err(|e| fail("nvrtcGetPTX", e))?;
+            c_chars_to_string(ptx).into_bytes()
+        }
+        CodeKind::Cubin => {
+            let mut size = 0usize;
+            // SAFETY: `program` is live and compiled; `size` is a valid out-pointer.
+            unsafe { nvrtc_sys::nvrtcGetCUBINSize(program.0, &mut size) }
+                .result()
+                .map_err(|e| fail("nvrtcGetCUBINSize", e))?;
+            let mut cubin = vec![0u8; size];
+            // SAFETY: `cubin` has the `size` bytes NVRTC writes.
+            unsafe { nvrtc_sys::nvrtcGetCUBIN(program.0, cubin.as_mut_ptr().cast()) }
+                .result()
+                .map_err(|e| fail("nvrtcGetCUBIN", e))?;
+            cubin
+        }
+    };
+    Ok(CompiledModule { source_name: src.name.to_string(), target, code, log, from_cache: false })
+}
+
+/// Compiles `src` for a device of capability `cc`: CUBIN for `sm_XY` when NVRTC supports
+/// it, else PTX (see [`choose_target`]; also when a CUBIN compilation fails for a reason
+/// other than an error in the source). With a `cache`, a module compiled before by the same
+/// NVRTC version for the same target is read back instead of compiled, and a new one is
+/// stored (failures to read or write the cache are logged and otherwise ignored).
+pub fn compile(
+    src: &KernelSource<'_>,
+    cc: ComputeCapability,
+    cache: Option<&KernelCache>,
+) -> Result<CompiledModule, CudaError> {
+    let version = nvrtc_version()?;
+    let supported = supported_archs()?;
+    let target = choose_target(cc, &supported).ok_or_else(|| CudaError::UnsupportedArch {
+        source_name: src.name.to_string(),
+        arch: cc.arch(),
+        nvrtc_version: version.to_string(),
+        supported: supported.clone(),
+    })?;
+
+    let cached_or_compiled = |target: Target| -> Result<CompiledModule, CudaError> {
+        let key = CacheKey::new(src, target, version);
+        if let Some(code) = cache.and_then(|c| c.load(&key)) {
+            return Ok(CompiledModule {
+                source_name: src.name.to_string(),
+                target,
+                code,
+                log: String::new(),
+                from_cache: true,
+            });
+        }
+        let module = compile_for_target(src, target)?;
+        if let Some(cache) = cache {
+            if let Err(e) = cache.store(&key, &module.code) {
+                tracing::warn!("could not write the kernel cache in {}: {e}", cache.dir().display());
+            }
+        }
+        Ok(module)
+    };
+
+    match cached_or_compiled(target) {
+        Err(CudaError::Compile { status, .. })
+            if target.kind == CodeKind::Cubin && status != "NVRTC_ERROR_COMPILATION" =>
+        {
+            tracing::info!(
+                "NVRTC could not produce a CUBIN for {} ({status}); compiling PTX",
+                target.arch_name()
+            );
+            cached_or_compiled(Target { kind: CodeKind::Ptx, arch: target.arch })
+        }
+        other => other,
+    }
+}
+
+/// The identity of a cache entry: the source (name, text and [`DEFAULT_OPTIONS`]) by hash,
+/// the target and the NVRTC version.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct CacheKey {
+    stem: String,
+    source_hash: u128,
+    target: Target,
+    nvrtc: NvrtcVersion,
+}
+
+impl CacheKey {
+    /// The key of `src` compiled for `target` by NVRTC `nvrtc`.
+    pub fn new(src: &KernelSource<'_>, target: Target, nvrtc: NvrtcVersion) -> Self {
+        let mut hash = Fnv128::new();
+        hash.write(b"bach-kernel-cache-v1\0");
+        hash.write(src.name.as_bytes());
+        hash.write(b"\0");
+        hash.write(src.code.as_bytes());
+        for option in DEFAULT_OPTIONS {
+            hash.write(b"\0");
+            hash.write(option.as_bytes());
+        }
+        let stem: String = src
+            .name
+            .trim_end_matches(".cu")
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+            .take(40)
+            .collect();
+        Self { stem, source_hash: hash.finish(), target, nvrtc }
+    }
+
+    /// The entry's file name, e.g. `numpy-<32 hex digits>.sm_90.nvrtc13.0.cubin`.
+    pub fn file_name(&self) -> String {
+        format!(
+            "{}-{:032x}.{}.nvrtc{}.{}",
+            self.stem,
+            self.source_hash,
+            self.target.arch_name(),
+            self.nvrtc,
+            self.target.extension()
+        )
+    }
+}
+
+/// 128-bit FNV-1a: a hash that is stable across Rust versions and platforms, for cache keys.
+struct Fnv128(u128);
+
+impl Fnv128 {
+    const OFFSET: u128 = 0x6c62272e07bb014262b821756295c58d;
+    const PRIME: u128 = 0x0000000001000000000000000000013B;
+
+    fn new() -> Self {
+        Self(Self::OFFSET)
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 ^= b as u128;
+            self.0 = self.0.wrapping_mul(Self::PRIME);
+        }
+    }
+
+    fn finish(&self) -> u128 {
+        self.0
+    }
+}
+
+/// An on-disk cache of compiled kernels: one file per [`CacheKey`] in one directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KernelCache {
+    dir: PathBuf,
+}
+
+impl KernelCache {
+    /// A cache in `dir` (created on the first store).
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self { dir: dir.into() }
+    }
+
+    /// The default cache directory: `$BACH_CACHE_DIR/kernels`, else
+    /// `$XDG_CACHE_HOME/bach/kernels`, else `$HOME/.cache/bach/kernels` (empty variables
+    /// count as unset); `None` when none of these variables is set.
+    pub fn default_dir() -> Option<PathBuf> {
+        let var = |name| std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from);
+        let root = var("BACH_CACHE_DIR")
+            .or_else(|| var("XDG_CACHE_HOME").map(|d| d.join("bach")))
+            .or_else(|| var("HOME").map(|d| d.join(".cache").join("bach")))?;
+        Some(root.join("kernels"))
+    }
+
+    /// A cache in [`default_dir`](Self::default_dir), if there is one.
+    pub fn from_env() -> Option<Self> {
+        Self::default_dir().map(Self::new)
+    }
+
+    /// The cache's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Where the entry for `key` lives.
+    pub fn path(&self, key: &CacheKey) -> PathBuf {
+        self.dir.join(key.file_name())
+    }
+
+    /// The cached code for `key`, if there is a readable, non-empty entry.
+    pub fn load(&self, key: &CacheKey) -> Option<Vec<u8>> {
+        match fs::read(self.path(key)) {
+            Ok(code) if !code.is_empty() => Some(code),
+            Ok(_) => None,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => {
+                tracing::warn!("could not read kernel cache entry {}: {e}", self.path(key).display());
+                None
+            }
+        }
+    }
+
+    /// Stores `code` as the entry for `key`, atomically: it is written to a temporary file
+    /// in the same directory, then renamed over the entry. Returns the entry's path.
+    pub fn store(&self, key: &CacheKey, code: &[u8]) -> io::Result<PathBuf> {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        fs::create_dir_all(&self.dir)?;
+        let path = self.path(key);
+        let tmp = self.dir.join(format!(
+            ".{}.tmp.{}.{}",
+            key.file_name(),
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        let written = (|| {
+            let mut file = fs::File::create(&tmp)?;
+            file.write_all(code)?;
+            file.sync_all()?;
+            fs::rename(&tmp, &path)
+        })();
+        if written.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        written.map(|()| path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! These tests need NVRTC (not a GPU). Without it they print why and pass, unless
+    //! `BACH_REQUIRE_NVRTC=1` (set in CI), which makes them fail.
+
+    use super::*;
+    use crate::cuda::discovery::{nvrtc_present, GpuUnavailable};
+
+    const NUMPY_CU: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../annotated-libs/kernels/numpy.cu");
+    const SM_90: ComputeCapability = ComputeCapability::new(9, 0);
+
+    /// `true` when NVRTC is loadable; otherwise prints a reason and returns `false`, or panics
+    /// when `BACH_REQUIRE_NVRTC=1`.
+    fn nvrtc_or_skip() -> bool {
+        if nvrtc_present() {
+            return true;
+        }
+        let reason = GpuUnavailable::NoNvrtc;
+        if std::env::var("BACH_REQUIRE_NVRTC").as_deref() == Ok("1") {
+            panic!("BACH_REQUIRE_NVRTC=1 but {reason}");
+        }
+        eprintln!("skipping: {reason}");
+        false
+    }
+
+    fn numpy_cu() -> String {
+        fs::read_to_string(NUMPY_CU).unwrap_or_else(|e| panic!("reading {NUMPY_CU}: {e}"))
+    }
+
+    /// Every kernel `numpy.cu` must define (see the naming convention at its top).
+    fn expected_kernels() -> Vec<String> {
+        let mut names = Vec::new();
+        for dtype in ["f32", "f64"] {
+            for op in ["add", "subtract", "multiply", "divide", "power"] {
+                names.push(format!("{op}_{dtype}"));
+                names.push(format!("{op}_scalar_{dtype}"));
+                names.push(format!("scalar_{op}_{dtype}"));
+            }
+            for op in ["minimum", "maximum", "greater", "less", "greater_equal", "less_equal", "equal", "not_equal"] {
+                names.push(format!("{op}_{dtype}"));
+                names.push(format!("{op}_scalar_{dtype}"));
+            }
+            for op in [
+                "negative", "abs", "sqrt", "exp", "log", "log2", "log10", "sin", "cos", "tan", "arcsin",
+                "arccos", "arctan", "erf", "square", "where", "where_scalar", "mask", "sum", "min", "max",
+            ] {
+                names.push(format!("{op}_{dtype}"));
+            }
+        }
+        for op in ["logical_and", "logical_or", "logical_not"] {
+            names.push(format!("{op}_bool"));
+        }
+        names
+    }
+
+    #[test]
+    fn numpy_cu_compiles_to_cubin_and_ptx_for_sm_90() {
+        if !nvrtc_or_skip() {
+            return;
+        }
+        let code = numpy_cu();
+        let src = KernelSource::new("numpy.cu", &code);
+        eprintln!("NVRTC {}, archs {:?}", nvrtc_version().unwrap(), supported_archs().unwrap());
+
+        let cubin = compile_for_target(&src, Target::cubin(SM_90)).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(&cubin.code[..4], b"\x7fELF", "a CUBIN is an ELF image");
+        assert!(!cubin.from_cache);
+
+        let ptx = compile_for_target(&src, Target::ptx(SM_90)).unwrap_or_else(|e| panic!("{e}"));
+        let text = ptx.ptx().expect("PTX is text");
+        assert!(text.contains(".target sm_90"), "PTX targets compute_90");
+        let missing: Vec<String> = expected_kernels()
+            .into_iter()
+            .filter(|k| !text.contains(&format!(".entry {k}(")))
+            .collect();
+        assert!(missing.is_empty(), "kernels missing from numpy.cu's PTX: {missing:?}");
+        // The f32 kernels use the float overloads of the math functions: no double detour.
+        let mut kernel = "";
+        for line in text.lines() {
+            if let Some(rest) = line.split(".entry ").nth(1) {
+                kernel = rest.split('(').next().unwrap_or("");
+            }
+            assert!(
+                !(kernel.ends_with("_f32") && line.contains("cvt.f64.f32")),
+                "float->double conversion in {kernel}: {line}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_broken_source_gives_an_error_with_the_log() {
+        if !nvrtc_or_skip() {
+            return;
+        }
+        let src = KernelSource::new("broken.cu", "extern \"C\" __global__ void k(float* x) { x[0] = undefined_thing; }");
+        let err = compile_for_target(&src, Target::cubin(SM_90)).unwrap_err();
+        match &err {
+            CudaError::Compile { source_name, status, log, .. } => {
+                assert_eq!(source_name, "broken.cu");
+                assert_eq!(status, "NVRTC_ERROR_COMPILATION");
+                assert!(log.contains("undefined_thing"), "log: {log}");
+            }
+            other => panic!("expected a compile error, got {other:?}"),
+        }
+        let message = err.to_string();
+        assert!(message.contains("broken.cu") && message.contains("undefined_thing"), "{message}");
+        // `compile` reports the source error too, rather than falling back to PTX.
+        let err = compile(&src, SM_90, None).unwrap_err();
+        assert!(matches!(err, CudaError::Compile { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn compile_uses_and_fills_the_cache() {
+        if !nvrtc_or_skip() {
+            return;
+        }
+        let dir = std::env::temp_dir().join(format!("bach-kernel-cache-test-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let cache = KernelCache::new(&dir);
+        let code = numpy_cu();
+        let src = KernelSource::new("numpy.cu", &code);
+
+        let first = compile(&src, SM_90, Some(&cache)).unwrap();
+        assert_eq!(first.target, Target::cubin(SM_90));
+        assert!(!first.from_cache);
+        let second = compile(&src, SM_90, Some(&cache)).unwrap();
+        assert!(second.from_cache);
+        assert_eq!(first.code, second.code);
+
+        let entries: Vec<String> =
+            fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        assert_eq!(entries.len(), 1, "one entry, no temporary files left: {entries:?}");
+        let version = nvrtc_version().unwrap();
+        assert!(entries[0].starts_with("numpy-") && entries[0].ends_with(&format!(".sm_90.nvrtc{version}.cubin")));
+
+        // A different source is a different entry.
+        let other = format!("{code}\n// changed\n");
+        let third = compile(&KernelSource::new("numpy.cu", &other), SM_90, Some(&cache)).unwrap();
+        assert!(!third.from_cache);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn an_arch_newer_than_nvrtc_falls_back_to_ptx() {
+        if !nvrtc_or_skip() {
+            return;
+        }
+        let src = KernelSource::new("tiny.cu", "extern \"C\" __global__ void k(float* x) { x[0] = 1.0f; }");
+        let module = compile(&src, ComputeCapability::new(99, 9), None).unwrap();
+        assert_eq!(module.target.kind, CodeKind::Ptx);
+        assert_eq!(Some(&module.target.arch), supported_archs().unwrap().last());
+        assert!(module.ptx().unwrap().contains(".entry k("));
+    }
+
+    #[test]
+    fn target_choice() {
+        let supported = [75, 80, 86, 89, 90, 100, 120];
+        assert_eq!(choose_target(SM_90, &supported), Some(Target::cubin(SM_90)));
+        assert_eq!(
+            choose_target(ComputeCapability::new(8, 7), &supported),
+            Some(Target { kind: CodeKind::Ptx, arch: 86 })
+        );
+        assert_eq!(choose_target(ComputeCapability::new(7, 0), &supported), None);
+    }
+
+    #[test]
+    fn cache_keys_differ_by_source_target_and_version() {
+        let v13 = NvrtcVersion { major: 13, minor: 0 };
+        let a = KernelSource::new("numpy.cu", "a");
+        let key = CacheKey::new(&a, Target::cubin(SM_90), v13);
+        assert!(key.file_name().starts_with("numpy-"));
+        assert!(key.file_name().ends_with(".sm_90.nvrtc13.0.cubin"), "{}", key.file_name());
+        assert_ne!(key, CacheKey::new(&KernelSource::new("numpy.cu", "b"), Target::cubin(SM_90), v13));
+        assert_ne!(key.file_name(), CacheKey::new(&a, Target::ptx(SM_90), v13).file_name());
+        let v131 = NvrtcVersion { major: 13, minor: 1 };
+        assert_ne!(key.file_name(), CacheKey::new(&a, Target::cubin(SM_90), v131).file_name());
+        // Stable across runs and Rust versions (FNV-1a).
+        assert_eq!(key.file_name(), CacheKey::new(&a, Target::cubin(SM_90), v13).file_name());
+    }
+
+    #[test]
+    fn cache_store_is_atomic_and_load_reads_back() {
+        let dir = std::env::temp_dir().join(format!("bach-kernel-cache-store-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let cache = KernelCache::new(&dir);
+        let key = CacheKey::new(&KernelSource::new("x.cu", "x"), Target::ptx(SM_90), NvrtcVersion { major: 13, minor: 0 });
+        assert_eq!(cache.load(&key), None);
+        let path = cache.store(&key, b"ptx one").unwrap();
+        assert_eq!(path, cache.path(&key));
+        cache.store(&key, b"ptx two").unwrap();
+        assert_eq!(cache.load(&key).as_deref(), Some(&b"ptx two"[..]));
+        assert_eq!(fs::read_dir(&dir).unwrap().count(), 1);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn without_nvrtc_compilation_reports_no_nvrtc() {
+        if nvrtc_present() {
+            return;
+        }
+        let err = compile(&KernelSource::new("x.cu", ""), SM_90, None).unwrap_err();
+        assert!(matches!(err, CudaError::Unavailable(GpuUnavailable::NoNvrtc)), "{err:?}");
+    }
+}

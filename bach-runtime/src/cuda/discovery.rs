@@ -1,0 +1,255 @@
+//! GPU discovery: whether the CUDA driver (`libcuda`) and NVRTC (`libnvrtc`) can be loaded,
+//! which devices exist, and, when a GPU cannot be used, why ([`GpuUnavailable`]).
+//!
+//! cudarc loads both libraries lazily and *panics* on first use when a library is missing,
+//! or when it is present but lacks a symbol of the CUDA 13.0 API cudarc was built for
+//! (an older driver). Every function here checks loadability first (cudarc's
+//! `is_culib_present`, itself guarded with [`std::panic::catch_unwind`]), so none of them
+//! panics on a machine without CUDA. Results are probed once per process and cached.
+
+use std::fmt;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::OnceLock;
+
+use cudarc::driver::{result as driver, sys as driver_sys};
+use cudarc::nvrtc::sys as nvrtc_sys;
+
+/// Why the GPU backend cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GpuUnavailable {
+    /// No CUDA driver library (`libcuda.so`) could be loaded.
+    #[error("no CUDA driver: libcuda could not be loaded")]
+    NoDriver,
+    /// The driver loaded, but reports no CUDA device.
+    #[error("the CUDA driver reports no device")]
+    NoDevice,
+    /// NVRTC (`libnvrtc.so`, needed to compile kernels) could not be loaded, or lacks
+    /// symbols of the CUDA 13 API.
+    #[error(
+        "NVRTC could not be loaded: install a CUDA 13 libnvrtc (e.g. with .ci/install-nvrtc.sh) \
+         and add its directory to LD_LIBRARY_PATH"
+    )]
+    NoNvrtc,
+    /// The driver is present but unusable: too old for the CUDA 13 API, or a driver call
+    /// (e.g. `cuInit`) failed. The string says which and why.
+    #[error("CUDA driver error: {0}")]
+    DriverError(String),
+}
+
+/// A device's compute capability, e.g. 9.0 for an H100.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ComputeCapability {
+    /// Major version (9 for sm_90).
+    pub major: u32,
+    /// Minor version (0 for sm_90).
+    pub minor: u32,
+}
+
+impl ComputeCapability {
+    /// A compute capability `major.minor`.
+    pub const fn new(major: u32, minor: u32) -> Self {
+        Self { major, minor }
+    }
+
+    /// The architecture number NVRTC uses: `10 * major + minor` (90 for sm_90).
+    pub const fn arch(self) -> u32 {
+        self.major * 10 + self.minor
+    }
+
+    /// The inverse of [`arch`](Self::arch): 90 gives 9.0, 120 gives 12.0.
+    pub const fn from_arch(arch: u32) -> Self {
+        Self::new(arch / 10, arch % 10)
+    }
+}
+
+impl fmt::Display for ComputeCapability {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.major, self.minor)
+    }
+}
+
+/// One CUDA device, as the driver describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceInfo {
+    /// The device ordinal (`cuDeviceGet`'s index).
+    pub ordinal: usize,
+    /// The device name, e.g. `NVIDIA H100 80GB HBM3`.
+    pub name: String,
+    /// The compute capability.
+    pub compute_capability: ComputeCapability,
+    /// Total device memory in bytes.
+    pub total_memory: usize,
+}
+
+/// Whether a library could be loaded, as probed once.
+#[derive(Debug, Clone)]
+enum LibState {
+    Absent,
+    Present,
+    /// Present, but loading it panicked (typically a missing symbol: the library is older
+    /// than the CUDA 13.0 API cudarc was built for). Holds the panic message.
+    Incompatible(String),
+}
+
+fn probe(is_present: unsafe fn() -> bool) -> LibState {
+    // SAFETY: `is_culib_present` only dlopens candidate names and resolves symbols.
+    match catch_unwind(AssertUnwindSafe(|| unsafe { is_present() })) {
+        Ok(true) => LibState::Present,
+        Ok(false) => LibState::Absent,
+        Err(payload) => {
+            let msg = payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic while loading the library".to_string());
+            LibState::Incompatible(msg)
+        }
+    }
+}
+
+fn driver_state() -> &'static LibState {
+    static STATE: OnceLock<LibState> = OnceLock::new();
+    STATE.get_or_init(|| probe(driver_sys::is_culib_present))
+}
+
+fn nvrtc_state() -> &'static LibState {
+    static STATE: OnceLock<LibState> = OnceLock::new();
+    STATE.get_or_init(|| probe(nvrtc_sys::is_culib_present))
+}
+
+/// Whether a CUDA driver library (`libcuda`) with the CUDA 13 API can be loaded.
+/// Never panics.
+pub fn libcuda_present() -> bool {
+    matches!(driver_state(), LibState::Present)
+}
+
+/// Whether NVRTC (`libnvrtc`, CUDA 13) can be loaded. Never panics. Needs no GPU: NVRTC
+/// compiles kernels on the host.
+pub fn nvrtc_present() -> bool {
+    matches!(nvrtc_state(), LibState::Present)
+}
+
+/// `Ok` when NVRTC can be loaded (so that calls into `cudarc::nvrtc` will not panic),
+/// else [`GpuUnavailable::NoNvrtc`].
+pub fn ensure_nvrtc() -> Result<(), GpuUnavailable> {
+    match nvrtc_state() {
+        LibState::Present => Ok(()),
+        LibState::Absent => Err(GpuUnavailable::NoNvrtc),
+        LibState::Incompatible(msg) => {
+            tracing::warn!("libnvrtc is present but unusable: {msg}");
+            Err(GpuUnavailable::NoNvrtc)
+        }
+    }
+}
+
+/// `Ok` when the driver is loaded and initialised (`cuInit` succeeded, once per process),
+/// so that calls into `cudarc::driver` will not panic; else why not.
+pub fn ensure_driver() -> Result<(), GpuUnavailable> {
+    static INIT: OnceLock<Result<(), GpuUnavailable>> = OnceLock::new();
+    INIT.get_or_init(|| match driver_state() {
+        LibState::Absent => Err(GpuUnavailable::NoDriver),
+        LibState::Incompatible(msg) => Err(GpuUnavailable::DriverError(format!(
+            "libcuda is present but does not provide the CUDA 13.0 driver API \
+             (driver too old?): {msg}"
+        ))),
+        LibState::Present => match driver::init() {
+            Ok(()) => Ok(()),
+            Err(e) if e.0 == driver_sys::CUresult::CUDA_ERROR_NO_DEVICE => {
+                Err(GpuUnavailable::NoDevice)
+            }
+            Err(e) => Err(GpuUnavailable::DriverError(format!("cuInit failed: {e}"))),
+        },
+    })
+    .clone()
+}
+
+/// The CUDA version the driver supports, as `(major, minor)` (e.g. `(13, 0)`).
+pub fn driver_version() -> Result<(u32, u32), GpuUnavailable> {
+    ensure_driver()?;
+    let mut version = 0;
+    // SAFETY: the driver is loaded and initialised; `version` is a valid out-pointer.
+    unsafe { driver_sys::cuDriverGetVersion(&mut version) }
+        .result()
+        .map_err(|e| GpuUnavailable::DriverError(format!("cuDriverGetVersion failed: {e}")))?;
+    let version = version as u32;
+    Ok((version / 1000, (version % 1000) / 10))
+}
+
+/// The CUDA devices, in ordinal order. Errors when there is no driver, the driver fails, or
+/// it reports no device ([`GpuUnavailable::NoDevice`]: the list is never empty).
+pub fn devices() -> Result<Vec<DeviceInfo>, GpuUnavailable> {
+    ensure_driver()?;
+    let err = |call: &str, e: driver::DriverError| {
+        GpuUnavailable::DriverError(format!("{call} failed: {e}"))
+    };
+    let count = driver::device::get_count().map_err(|e| err("cuDeviceGetCount", e))?;
+    if count <= 0 {
+        return Err(GpuUnavailable::NoDevice);
+    }
+    (0..count)
+        .map(|ordinal| {
+            let dev = driver::device::get(ordinal).map_err(|e| err("cuDeviceGet", e))?;
+            let name = driver::device::get_name(dev).map_err(|e| err("cuDeviceGetName", e))?;
+            // SAFETY: `dev` came from `cuDeviceGet`.
+            let attr = |a| unsafe { driver::device::get_attribute(dev, a) };
+            use driver_sys::CUdevice_attribute::*;
+            let major = attr(CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR)
+                .map_err(|e| err("cuDeviceGetAttribute", e))?;
+            let minor = attr(CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR)
+                .map_err(|e| err("cuDeviceGetAttribute", e))?;
+            // SAFETY: as above.
+            let total_memory = unsafe { driver::device::total_mem(dev) }
+                .map_err(|e| err("cuDeviceTotalMem", e))?;
+            Ok(DeviceInfo {
+                ordinal: ordinal as usize,
+                name,
+                compute_capability: ComputeCapability::new(major as u32, minor as u32),
+                total_memory,
+            })
+        })
+        .collect()
+}
+
+/// Everything the GPU backend needs: the devices when a driver, at least one device and
+/// NVRTC are all usable; otherwise the first reason it is not, checked in the order
+/// driver, device, NVRTC.
+pub fn availability() -> Result<Vec<DeviceInfo>, GpuUnavailable> {
+    let devices = devices()?;
+    ensure_nvrtc()?;
+    Ok(devices)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn probing_never_panics_and_agrees_with_itself() {
+        let cuda = libcuda_present();
+        let _ = nvrtc_present();
+        match devices() {
+            Ok(devs) => {
+                assert!(cuda);
+                assert!(!devs.is_empty());
+                for d in &devs {
+                    assert!(d.compute_capability.major >= 3, "{d:?}");
+                    assert!(d.total_memory > 0, "{d:?}");
+                }
+            }
+            Err(GpuUnavailable::NoDriver) => assert!(!cuda),
+            Err(reason) => eprintln!("no GPU: {reason}"),
+        }
+        if let Err(reason) = availability() {
+            assert!(!reason.to_string().is_empty());
+        }
+    }
+
+    #[test]
+    fn compute_capability_arch_round_trips() {
+        let cc = ComputeCapability::new(9, 0);
+        assert_eq!(cc.arch(), 90);
+        assert_eq!(ComputeCapability::from_arch(86), ComputeCapability::new(8, 6));
+        assert_eq!(ComputeCapability::from_arch(120), ComputeCapability::new(12, 0));
+        assert_eq!(cc.to_string(), "9.0");
+    }
+}

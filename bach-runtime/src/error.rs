@@ -1,0 +1,73 @@
+//! The one error type of the runtime.
+
+/// Everything that can go wrong when Bach plans or runs a task graph.
+///
+/// Stubs never fail when they record a call (they keep the CPU function's
+/// signature); problems found while recording are kept in the graph and
+/// reported by the `evaluate` that needs the call.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Two split arguments of one call, or of one stage, have different element counts.
+    #[error("`{op}`: argument {arg} has {found} elements, but the call splits {expected} elements")]
+    LengthMismatch {
+        /// The annotated function.
+        op: &'static str,
+        /// Position of the offending argument.
+        arg: usize,
+        /// Element count of the other split arguments.
+        expected: usize,
+        /// Element count of this argument.
+        found: usize,
+    },
+    /// A handle recorded in one graph was used with another graph.
+    #[error("{context}: the handle belongs to graph {handle_graph}, not to graph {graph}")]
+    ForeignGraph {
+        /// Where it was used (`evaluate` or the name of the annotated function).
+        context: String,
+        /// The graph the handle was recorded in.
+        handle_graph: u64,
+        /// The graph it was used with.
+        graph: u64,
+    },
+    /// An annotated function panicked.
+    #[error("`{op}` panicked: {message}")]
+    Panic {
+        /// The annotated function.
+        op: &'static str,
+        /// The panic payload, when it was a string.
+        message: String,
+    },
+    /// A reduction without identity (min, max) over zero elements, as NumPy refuses it.
+    #[error("`{op}`: zero-size array to reduction operation which has no identity")]
+    EmptyReduction {
+        /// The annotated function (or split type) that reduced.
+        op: &'static str,
+    },
+    /// An annotated function returned a piece whose length does not match its input piece:
+    /// the function does not honour the split type it is annotated with.
+    #[error("`{op}` returned {found} elements for a piece of {expected}: its split annotation does not hold")]
+    PieceLength {
+        /// The annotated function.
+        op: &'static str,
+        /// Elements in the input piece.
+        expected: usize,
+        /// Elements it returned.
+        found: usize,
+    },
+    /// A value had another type than the graph recorded (a bug in a split type or in generated code).
+    #[error("internal type mismatch: expected `{expected}`")]
+    TypeMismatch {
+        /// The type that was expected.
+        expected: &'static str,
+    },
+    /// The GPU was required but cannot be used.
+    #[error("GPU unavailable: {0}")]
+    GpuUnavailable(String),
+    /// A GPU operation failed.
+    #[error("GPU error: {0}")]
+    Gpu(String),
+}
+
+/// `Result` with Bach's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

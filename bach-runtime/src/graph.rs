@@ -1,0 +1,429 @@
+//! The lazy task graph: nodes, handles ([`Lazy`]), graphs and the per-thread
+//! default graph, and the [`CallBuilder`] that generated stubs use to record calls.
+//!
+//! The graph is a DAG of reference-counted nodes: a handle owns its node, and a
+//! node owns the nodes it reads. Dropping every handle of a computation frees
+//! it without running anything. A [`Graph`] is an identity plus settings; nodes
+//! carry the id of the graph they were recorded in.
+
+use std::cell::{Cell, RefCell};
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::op::{CpuFn, OpInfo};
+use crate::split::{SplitType, SplitVTable};
+use crate::value::{Held, Value};
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+fn next_id() -> u64 {
+    NEXT_ID.fetch_add(1, Ordering::Relaxed)
+}
+
+/// One recorded value: a source (a value the user passed in) or a call.
+pub(crate) struct Node {
+    pub(crate) id: u64,
+    pub(crate) graph: u64,
+    /// Split type of each output of a call: the return value, then mutated arguments.
+    pub(crate) outputs: Vec<SplitVTable>,
+    pub(crate) state: Mutex<State>,
+}
+
+pub(crate) enum State {
+    /// Not yet computed.
+    Pending(Call),
+    /// Materialised outputs (a source has one).
+    Done(Vec<Held>),
+}
+
+#[derive(Clone)]
+pub(crate) struct Call {
+    pub(crate) info: OpInfo,
+    pub(crate) cpu: CpuFn,
+    pub(crate) args: Vec<CallArg>,
+    /// A problem found while recording, reported when the call is evaluated.
+    pub(crate) error: Option<Error>,
+}
+
+#[derive(Clone)]
+pub(crate) struct CallArg {
+    pub(crate) input: Arc<Node>,
+    pub(crate) output: u32,
+    pub(crate) split: SplitVTable,
+    pub(crate) mutated: bool,
+}
+
+impl Node {
+    fn source(graph: u64, held: Held) -> Arc<Node> {
+        Arc::new(Node {
+            id: next_id(),
+            graph,
+            outputs: Vec::new(),
+            state: Mutex::new(State::Done(vec![held])),
+        })
+    }
+
+    pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave `State` half-written
+        // (it is replaced whole), so a poisoned lock is still consistent.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Drop for Node {
+    /// Frees a chain of nodes iteratively: a long chain of recorded calls
+    /// dropped recursively would overflow the stack.
+    fn drop(&mut self) {
+        let mut stack: Vec<Arc<Node>> = Vec::new();
+        let take = |state: &mut State, stack: &mut Vec<Arc<Node>>| {
+            if let State::Pending(call) = state {
+                stack.extend(call.args.drain(..).map(|a| a.input));
+            }
+        };
+        take(self.state.get_mut().unwrap_or_else(|e| e.into_inner()), &mut stack);
+        while let Some(node) = stack.pop() {
+            if let Ok(mut node) = Arc::try_unwrap(node) {
+                take(node.state.get_mut().unwrap_or_else(|e| e.into_inner()), &mut stack);
+            }
+        }
+    }
+}
+
+/// A lazy value of type `T`: the result of a recorded call, computed by
+/// [`evaluate`](crate::evaluate). `'a` is the lifetime of the borrowed inputs it
+/// reads, so a handle can never outlive the data it will compute from.
+pub struct Lazy<'a, T> {
+    pub(crate) node: Arc<Node>,
+    pub(crate) output: u32,
+    _marker: PhantomData<(fn() -> T, &'a ())>,
+}
+
+impl<'a, T> Clone for Lazy<'a, T> {
+    fn clone(&self) -> Self {
+        Lazy::from_node(self.node.clone(), self.output)
+    }
+}
+
+impl<'a, T> std::fmt::Debug for Lazy<'a, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let what = match &*self.node.lock() {
+            State::Pending(call) => call.info.name,
+            State::Done(_) => "value",
+        };
+        write!(
+            f,
+            "Lazy<{}>(graph {}, node {}: {what})",
+            std::any::type_name::<T>(),
+            self.node.graph,
+            self.node.id
+        )
+    }
+}
+
+impl<'a, T> Lazy<'a, T> {
+    pub(crate) fn from_node(node: Arc<Node>, output: u32) -> Self {
+        Lazy {
+            node,
+            output,
+            _marker: PhantomData,
+        }
+    }
+
+    /// The id of the graph this handle was recorded in.
+    pub fn graph_id(&self) -> u64 {
+        self.node.graph
+    }
+
+    /// True once the value has been computed (and is cached in the graph).
+    pub fn is_evaluated(&self) -> bool {
+        matches!(&*self.node.lock(), State::Done(_))
+    }
+}
+
+impl<T: Value> Lazy<'static, T> {
+    /// A handle to an owned value, recorded in the current graph.
+    pub fn new(value: T) -> Self {
+        Lazy::from_node(Node::source(current_id(), Held::Shared(Arc::new(value))), 0)
+    }
+}
+
+impl<'a, T: Value> Lazy<'a, T> {
+    /// A handle that reads `value` in place (no copy), recorded in the current graph.
+    pub fn borrowed(value: &'a T) -> Self {
+        let ptr: &'a (dyn std::any::Any + Send + Sync) = value;
+        Lazy::from_node(Node::source(current_id(), Held::Borrowed(ptr as *const _)), 0)
+    }
+}
+
+/// An argument of a stub: a value, a borrowed value, or a lazy handle.
+pub enum Arg<'a, T> {
+    /// An owned value, moved into the graph.
+    Owned(T),
+    /// A borrowed value, read in place when the graph runs.
+    Borrowed(&'a T),
+    /// The result of an earlier call.
+    Lazy(Lazy<'a, T>),
+}
+
+/// Conversion into a stub argument. Stubs take `impl IntoArg<'a, T>` where the
+/// CPU function takes `&T` or `T`, so the same call site compiles with plain
+/// values, references and lazy handles.
+pub trait IntoArg<'a, T> {
+    /// The argument.
+    fn into_arg(self) -> Arg<'a, T>;
+}
+
+impl<'a, T: Value> IntoArg<'a, T> for T {
+    fn into_arg(self) -> Arg<'a, T> {
+        Arg::Owned(self)
+    }
+}
+
+impl<'a, T: Value> IntoArg<'a, T> for &'a T {
+    fn into_arg(self) -> Arg<'a, T> {
+        Arg::Borrowed(self)
+    }
+}
+
+impl<'a, T> IntoArg<'a, T> for Lazy<'a, T> {
+    fn into_arg(self) -> Arg<'a, T> {
+        Arg::Lazy(self)
+    }
+}
+
+impl<'a, 'r, T> IntoArg<'a, T> for &'r Lazy<'a, T> {
+    fn into_arg(self) -> Arg<'a, T> {
+        Arg::Lazy(self.clone())
+    }
+}
+
+impl<'a, 'r, T: Value> IntoArg<'a, T> for &'r mut Lazy<'a, T> {
+    fn into_arg(self) -> Arg<'a, T> {
+        Arg::Lazy(self.clone())
+    }
+}
+
+struct GraphInner {
+    id: u64,
+    config: RwLock<Config>,
+    pool: Mutex<Option<(usize, Arc<rayon::ThreadPool>)>>,
+}
+
+/// A task graph: the identity that handles are checked against, and the
+/// settings its evaluations use. Each thread has a default graph; stubs record
+/// into the thread's current graph ([`Graph::enter`] changes it for a scope).
+#[derive(Clone)]
+pub struct Graph {
+    inner: Arc<GraphInner>,
+}
+
+impl std::fmt::Debug for Graph {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Graph").field("id", &self.inner.id).finish()
+    }
+}
+
+thread_local! {
+    static CURRENT: RefCell<Option<Graph>> = const { RefCell::new(None) };
+    static CURRENT_ID: Cell<u64> = const { Cell::new(0) };
+}
+
+fn current_id() -> u64 {
+    let id = CURRENT_ID.with(Cell::get);
+    if id != 0 {
+        return id;
+    }
+    Graph::current().id()
+}
+
+impl Default for Graph {
+    fn default() -> Self {
+        Graph::new()
+    }
+}
+
+impl Graph {
+    /// A new, empty graph with settings from the environment ([`Config::from_env`]).
+    pub fn new() -> Graph {
+        Graph::with_config(Config::from_env())
+    }
+
+    /// A new graph with the given settings.
+    pub fn with_config(config: Config) -> Graph {
+        Graph {
+            inner: Arc::new(GraphInner {
+                id: next_id(),
+                config: RwLock::new(config),
+                pool: Mutex::new(None),
+            }),
+        }
+    }
+
+    /// The thread's current graph (its default graph unless inside [`Graph::enter`]).
+    pub fn current() -> Graph {
+        CURRENT.with(|c| {
+            c.borrow_mut()
+                .get_or_insert_with(|| {
+                    let g = Graph::new();
+                    CURRENT_ID.with(|id| id.set(g.id()));
+                    g
+                })
+                .clone()
+        })
+    }
+
+    /// Makes this graph the thread's current graph while `f` runs.
+    pub fn enter<R>(&self, f: impl FnOnce() -> R) -> R {
+        struct Restore(Option<Graph>);
+        impl Drop for Restore {
+            fn drop(&mut self) {
+                let prev = self.0.take();
+                CURRENT_ID.with(|id| id.set(prev.as_ref().map_or(0, Graph::id)));
+                CURRENT.with(|c| *c.borrow_mut() = prev);
+            }
+        }
+        let prev = CURRENT.with(|c| c.borrow_mut().replace(self.clone()));
+        CURRENT_ID.with(|id| id.set(self.id()));
+        let _restore = Restore(prev);
+        f()
+    }
+
+    /// This graph's id.
+    pub fn id(&self) -> u64 {
+        self.inner.id
+    }
+
+    /// A copy of this graph's settings.
+    pub fn config(&self) -> Config {
+        self.inner.config.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Replaces this graph's settings.
+    pub fn set_config(&self, config: Config) {
+        *self.inner.config.write().unwrap_or_else(|e| e.into_inner()) = config;
+    }
+
+    /// The rayon pool for `threads` workers (`None`: rayon's global pool).
+    pub(crate) fn pool(&self, threads: Option<usize>) -> Result<Option<Arc<rayon::ThreadPool>>> {
+        let Some(n) = threads else { return Ok(None) };
+        let mut pool = self.inner.pool.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((m, p)) = &*pool {
+            if *m == n {
+                return Ok(Some(p.clone()));
+            }
+        }
+        let p = rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build()
+            .map_err(|e| Error::Gpu(format!("cannot start {n} worker threads: {e}")))?;
+        let p = Arc::new(p);
+        *pool = Some((n, p.clone()));
+        Ok(Some(p))
+    }
+}
+
+/// Records one call. Used by the code `#[offload]` generates; not a stable API.
+pub struct CallBuilder<'a> {
+    graph: u64,
+    info: OpInfo,
+    args: Vec<CallArg>,
+    outputs: Vec<SplitVTable>,
+    error: Option<Error>,
+    _marker: PhantomData<&'a ()>,
+}
+
+impl<'a> CallBuilder<'a> {
+    /// Starts recording a call of `info` in the current graph.
+    pub fn new(info: OpInfo) -> Self {
+        CallBuilder {
+            graph: current_id(),
+            info,
+            args: Vec::with_capacity(4),
+            outputs: Vec::with_capacity(1),
+            error: None,
+            _marker: PhantomData,
+        }
+    }
+
+    fn input<T>(&mut self, handle: &Lazy<'a, T>) -> (Arc<Node>, u32) {
+        if handle.node.graph != self.graph && self.error.is_none() {
+            self.error = Some(Error::ForeignGraph {
+                context: format!("argument {} of `{}`", self.args.len(), self.info.name),
+                handle_graph: handle.node.graph,
+                graph: self.graph,
+            });
+        }
+        (handle.node.clone(), handle.output)
+    }
+
+    /// Records the next argument, split by `S`.
+    pub fn arg<S: SplitType<T>, T: Value>(&mut self, arg: Arg<'a, T>) {
+        let (input, output) = match arg {
+            Arg::Owned(v) => (Node::source(self.graph, Held::Shared(Arc::new(v))), 0),
+            Arg::Borrowed(r) => {
+                let ptr: &'a (dyn std::any::Any + Send + Sync) = r;
+                (Node::source(self.graph, Held::Borrowed(ptr as *const _)), 0)
+            }
+            Arg::Lazy(h) => self.input(&h),
+        };
+        self.args.push(CallArg {
+            input,
+            output,
+            split: SplitVTable::of::<S, T>(),
+            mutated: false,
+        });
+    }
+
+    /// Records the next argument as mutated: the call reads `current` and
+    /// produces its new version (fetch it with [`Recorded::output`]).
+    pub fn arg_mut<S: SplitType<T>, T: Value>(&mut self, current: &Lazy<'a, T>) {
+        let (input, output) = self.input(current);
+        let split = SplitVTable::of::<S, T>();
+        self.args.push(CallArg {
+            input,
+            output,
+            split,
+            mutated: true,
+        });
+        self.outputs.push(split);
+    }
+
+    /// Finishes the call: `R` is the return type, split by `S`.
+    pub fn finish<S: SplitType<R>, R: Value>(mut self, cpu: CpuFn) -> Recorded<'a> {
+        self.outputs.insert(0, SplitVTable::of::<S, R>());
+        let node = Arc::new(Node {
+            id: next_id(),
+            graph: self.graph,
+            outputs: self.outputs,
+            state: Mutex::new(State::Pending(Call {
+                info: self.info,
+                cpu,
+                args: self.args,
+                error: self.error,
+            })),
+        });
+        Recorded {
+            node,
+            _marker: PhantomData,
+        }
+    }
+}
+
+/// A recorded call; hands out its outputs. Used by generated code.
+pub struct Recorded<'a> {
+    node: Arc<Node>,
+    _marker: PhantomData<&'a ()>,
+}
+
+impl<'a> Recorded<'a> {
+    /// Output `i`: 0 is the return value, `1 + k` the new version of the
+    /// `k`-th mutated argument.
+    pub fn output<T: Value>(&self, i: usize) -> Lazy<'a, T> {
+        let vt = self.node.outputs.get(i).expect("output index within the call's outputs");
+        debug_assert_eq!(vt.value_id, std::any::TypeId::of::<T>(), "output type");
+        Lazy::from_node(self.node.clone(), i as u32)
+    }
+}

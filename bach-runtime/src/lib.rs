@@ -1,0 +1,63 @@
+//! Bach: offload annotations for Rust.
+//!
+//! Annotate ordinary CPU functions over ndarray with [`offload`]; each call of
+//! an annotated function then records a node in a lazy task graph instead of
+//! running. [`evaluate`] plans the graph into stages, splits data into
+//! cache-sized batches with [split types](SplitType), runs the stages in
+//! parallel, and merges the results.
+//!
+//! ```
+//! use bach_runtime::{evaluate, offload, NdArraySplit};
+//! use ndarray::{array, Array1};
+//!
+//! /// Adds two arrays.
+//! #[offload(split = NdArraySplit)]
+//! pub fn add(a: &Array1<f64>, b: &Array1<f64>) -> Array1<f64> {
+//!     a + b
+//! }
+//!
+//! let (x, y) = (array![1.0, 2.0], array![3.0, 4.0]);
+//! let sum = add(&x, &y);             // recorded, not run
+//! let twice = add(&sum, &sum);       // reads the lazy result
+//! assert_eq!(evaluate(twice).unwrap(), array![8.0, 12.0]);
+//! assert_eq!(add::cpu(&x, &y), array![4.0, 6.0]); // the eager CPU function
+//! ```
+//!
+//! Settings (environment, or [`Config`] in code): `BACH_BATCH_SIZE`,
+//! `BACH_THREADS`, `BACH_CACHE_BYTES`.
+#![deny(missing_docs)]
+
+extern crate self as bach_runtime;
+
+mod config;
+#[allow(dead_code)]
+pub(crate) mod cuda;
+mod error;
+mod eval;
+mod exec;
+mod graph;
+mod op;
+mod plan;
+mod split;
+mod value;
+
+pub use bach_macros::offload;
+pub use config::Config;
+pub use error::{Error, Result};
+pub use eval::{evaluate, Evaluate};
+pub use graph::{Arg, Graph, IntoArg, Lazy};
+pub use plan::{Placement, StageKind};
+pub use split::{
+    Assembler, Broadcast, CountSplit, MaxSplit, MinSplit, NdArraySplit, Reducible, SizeSplit, SplitKind, SplitType,
+    SplitVTable, SumSplit,
+};
+pub use value::Value;
+
+/// Used by the code `#[offload]` generates. Not part of the public API: it may
+/// change in any release.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::graph::{CallBuilder, Recorded};
+    pub use crate::op::{piece, piece_box, Args, CpuFn, OpInfo};
+    pub use crate::value::Piece;
+}

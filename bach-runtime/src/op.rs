@@ -1,0 +1,75 @@
+//! What the generated stubs record about an annotated function: its [`OpInfo`]
+//! and its type-erased CPU implementation ([`CpuFn`]), which receives pieces
+//! through [`Args`].
+
+use std::any::Any;
+
+use crate::error::{Error, Result};
+use crate::value::Piece;
+
+/// Static facts about an annotated function, written by `#[offload]`.
+#[derive(Debug, Clone, Copy)]
+pub struct OpInfo {
+    /// The function's name.
+    pub name: &'static str,
+    /// The CUDA kernel family implementing it (`gpu = "..."`), if any.
+    pub gpu_kernel: Option<&'static str>,
+    /// False for functions that must see whole values (a pipeline break).
+    pub splittable: bool,
+    /// An allocation function (zeros, ones, full): it reads no data.
+    pub alloc: bool,
+}
+
+impl OpInfo {
+    /// Defaults for fields an annotation does not set.
+    pub const DEFAULT: OpInfo = OpInfo {
+        name: "",
+        gpu_kernel: None,
+        splittable: true,
+        alloc: false,
+    };
+}
+
+/// The CPU implementation of a call, over type-erased pieces: returns the
+/// return value's piece first, then the pieces of mutated arguments in
+/// declaration order.
+pub type CpuFn = fn(&mut Args<'_>) -> Result<Vec<Piece>>;
+
+/// The pieces one call of a [`CpuFn`] works on, indexed by parameter position.
+pub struct Args<'x> {
+    pub(crate) refs: Vec<&'x (dyn Any + Send + Sync)>,
+    pub(crate) owned: Vec<Option<Piece>>,
+}
+
+impl<'x> Args<'x> {
+    /// The (shared) piece of parameter `i`.
+    pub fn get<T: 'static>(&self, i: usize) -> Result<&'x T> {
+        self.refs
+            .get(i)
+            .and_then(|v| v.downcast_ref::<T>())
+            .ok_or(Error::TypeMismatch {
+                expected: std::any::type_name::<T>(),
+            })
+    }
+
+    /// The piece of mutated parameter `i`, owned by the call.
+    pub fn take<T: 'static>(&mut self, i: usize) -> Result<Box<T>> {
+        self.owned
+            .get_mut(i)
+            .and_then(Option::take)
+            .and_then(|p| p.downcast::<T>().ok())
+            .ok_or(Error::TypeMismatch {
+                expected: std::any::type_name::<T>(),
+            })
+    }
+}
+
+/// Erases a return value.
+pub fn piece<T: Any + Send + Sync>(value: T) -> Piece {
+    Box::new(value)
+}
+
+/// Erases a boxed mutated argument.
+pub fn piece_box<T: Any + Send + Sync>(value: Box<T>) -> Piece {
+    value
+}

@@ -1,0 +1,537 @@
+//! Split types: how a value is cut into pieces for a range of elements, and how
+//! pieces are merged back.
+//!
+//! A split type is a marker type implementing [`SplitType<T>`] for the value
+//! types it can split. The runtime only sees split types through a
+//! [`SplitVTable`], built once per (split type, value type) pair, so planning and
+//! execution work on type-erased values.
+//!
+//! Three kinds exist ([`SplitKind`]):
+//! - **partition** split types ([`NdArraySplit`], [`SizeSplit`]) cut a value into
+//!   disjoint element ranges; a piece for range `r` has `r.len()` elements, and
+//!   merging concatenates;
+//! - **broadcast** ([`Broadcast`]): every piece is the whole value (scalars,
+//!   parameters);
+//! - **reduce** split types ([`SumSplit`], [`MinSplit`], [`MaxSplit`],
+//!   [`CountSplit`]) describe return values: each piece is a partial result of
+//!   a range, and merging combines partials. As an argument they broadcast.
+
+use std::any::{Any, TypeId};
+use std::mem::MaybeUninit;
+use std::ops::Range;
+
+use ndarray::{s, Array1, Array2, Axis};
+
+use crate::error::{Error, Result};
+use crate::value::{Piece, Value};
+
+/// What a split type does to the element range (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SplitKind {
+    /// The whole value goes to every piece.
+    Broadcast,
+    /// The value is cut into disjoint element ranges.
+    Partition,
+    /// Pieces are partial results combined by `merge`.
+    Reduce,
+}
+
+/// How a value of type `T` is split into pieces and merged back.
+///
+/// Implementations must be consistent: for a partition split type,
+/// `merge(split(v, r1), split(v, r2), ...)` over ranges that tile
+/// `0..elements(v)` gives back `v`. Merge must be associative.
+pub trait SplitType<T>: 'static {
+    /// What the split type does to the element range.
+    const KIND: SplitKind;
+
+    /// Number of elements of `value` along the split dimension; `None` when the
+    /// value is not split (broadcast and reduce split types).
+    fn elements(value: &T) -> Option<usize>;
+
+    /// The piece of `value` for the element range `range`
+    /// (for non-partition split types: a copy of the whole value).
+    fn split(value: &T, range: Range<usize>) -> T;
+
+    /// Merges pieces, given in element order, into one value.
+    /// Reduce split types define what merging zero pieces gives (sum: 0; max: an error).
+    fn merge(pieces: Vec<T>) -> Result<T>;
+
+    /// Optional fast path for partition split types: allocate the merged value
+    /// for `total` elements (shaped like `sample`) so that pieces are written in
+    /// place as they are computed, instead of kept and concatenated.
+    fn assembler(_total: usize, _sample: &T) -> Option<Box<dyn Assembler<T>>> {
+        None
+    }
+}
+
+/// Writes pieces into a preallocated merged value (see [`SplitType::assembler`]).
+pub trait Assembler<T>: Send + Sync {
+    /// Writes `piece`, the piece for `range`, into the merged value.
+    ///
+    /// # Safety
+    /// Calls from several threads at once are allowed only for disjoint ranges,
+    /// and every range must lie in `0..total`.
+    unsafe fn write(&self, range: Range<usize>, piece: &T) -> Result<(), usize>;
+    /// The merged value.
+    ///
+    /// # Safety
+    /// Every element range of `0..total` has been written exactly once.
+    unsafe fn finish(self: Box<Self>) -> T;
+}
+
+/// The whole value goes to every piece. The default for scalar parameters.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Broadcast;
+
+impl<T: Value> SplitType<T> for Broadcast {
+    const KIND: SplitKind = SplitKind::Broadcast;
+    fn elements(_: &T) -> Option<usize> {
+        None
+    }
+    fn split(value: &T, _: Range<usize>) -> T {
+        value.clone()
+    }
+    fn merge(mut pieces: Vec<T>) -> Result<T> {
+        // Every piece of a broadcast result is the same value; keep the first.
+        match pieces.is_empty() {
+            false => Ok(pieces.swap_remove(0)),
+            true => Err(Error::TypeMismatch {
+                expected: "at least one piece of a broadcast value",
+            }),
+        }
+    }
+}
+
+/// Splits 1-D arrays into element ranges and 2-D arrays into row ranges.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NdArraySplit;
+
+impl<A: Clone + Send + Sync + 'static> SplitType<Array1<A>> for NdArraySplit {
+    const KIND: SplitKind = SplitKind::Partition;
+    fn elements(value: &Array1<A>) -> Option<usize> {
+        Some(value.len())
+    }
+    fn split(value: &Array1<A>, range: Range<usize>) -> Array1<A> {
+        value.slice(s![range]).to_owned()
+    }
+    fn merge(pieces: Vec<Array1<A>>) -> Result<Array1<A>> {
+        let total = pieces.iter().map(|p| p.len()).sum();
+        let mut out = Vec::with_capacity(total);
+        for p in &pieces {
+            out.extend(p.iter().cloned());
+        }
+        Ok(Array1::from_vec(out))
+    }
+    fn assembler(total: usize, _sample: &Array1<A>) -> Option<Box<dyn Assembler<Array1<A>>>> {
+        Some(Box::new(ArrayAssembler::<A>::new(total, 1)))
+    }
+}
+
+impl<A: Clone + Send + Sync + 'static> SplitType<Array2<A>> for NdArraySplit {
+    const KIND: SplitKind = SplitKind::Partition;
+    fn elements(value: &Array2<A>) -> Option<usize> {
+        Some(value.nrows())
+    }
+    fn split(value: &Array2<A>, range: Range<usize>) -> Array2<A> {
+        value.slice(s![range, ..]).to_owned()
+    }
+    fn merge(pieces: Vec<Array2<A>>) -> Result<Array2<A>> {
+        let cols = pieces.first().map_or(0, |p| p.ncols());
+        if pieces.iter().any(|p| p.ncols() != cols) {
+            return Err(Error::TypeMismatch {
+                expected: "row pieces with equal column counts",
+            });
+        }
+        let views: Vec<_> = pieces.iter().map(|p| p.view()).collect();
+        if views.is_empty() {
+            return Ok(Array2::from_shape_vec((0, 0), Vec::new()).expect("empty shape"));
+        }
+        Ok(ndarray::concatenate(Axis(0), &views).expect("equal column counts"))
+    }
+    fn assembler(total: usize, sample: &Array2<A>) -> Option<Box<dyn Assembler<Array2<A>>>> {
+        Some(Box::new(ArrayAssembler::<A>::new(total, sample.ncols())))
+    }
+}
+
+/// An uninitialised row-major buffer of `rows x cols` elements into which
+/// disjoint row ranges are written from several threads.
+struct ArrayAssembler<A> {
+    buf: Vec<MaybeUninit<A>>,
+    ptr: *mut MaybeUninit<A>,
+    rows: usize,
+    cols: usize,
+}
+
+// SAFETY: the buffer is only written through `ptr` at disjoint ranges (the
+// caller's contract on `Assembler::write`), and read only in `finish`.
+unsafe impl<A: Send> Send for ArrayAssembler<A> {}
+unsafe impl<A: Send> Sync for ArrayAssembler<A> {}
+
+impl<A> ArrayAssembler<A> {
+    fn new(rows: usize, cols: usize) -> Self {
+        let mut buf = Vec::with_capacity(rows * cols);
+        // SAFETY: MaybeUninit needs no initialisation.
+        unsafe { buf.set_len(rows * cols) };
+        let ptr = buf.as_mut_ptr();
+        ArrayAssembler {
+            buf,
+            ptr,
+            rows,
+            cols,
+        }
+    }
+
+    /// # Safety
+    /// As [`Assembler::write`].
+    unsafe fn write_iter<'p>(
+        &self,
+        range: Range<usize>,
+        count: usize,
+        items: impl Iterator<Item = &'p A>,
+    ) -> Result<(), usize>
+    where
+        A: Clone + 'p,
+    {
+        if count != range.len() * self.cols || range.end > self.rows {
+            return Err(count / self.cols.max(1));
+        }
+        let base = self.ptr.add(range.start * self.cols);
+        for (i, x) in items.enumerate() {
+            (*base.add(i)).write(x.clone());
+        }
+        Ok(())
+    }
+
+    fn into_vec(self) -> Vec<A> {
+        let mut buf = std::mem::ManuallyDrop::new(self.buf);
+        // SAFETY: the caller of `finish` guarantees every element was written;
+        // MaybeUninit<A> has the layout of A.
+        unsafe { Vec::from_raw_parts(buf.as_mut_ptr() as *mut A, buf.len(), buf.capacity()) }
+    }
+}
+
+impl<A: Clone + Send + Sync + 'static> Assembler<Array1<A>> for ArrayAssembler<A> {
+    unsafe fn write(&self, range: Range<usize>, piece: &Array1<A>) -> Result<(), usize> {
+        self.write_iter(range, piece.len(), piece.iter())
+    }
+    unsafe fn finish(self: Box<Self>) -> Array1<A> {
+        Array1::from_vec(self.into_vec())
+    }
+}
+
+impl<A: Clone + Send + Sync + 'static> Assembler<Array2<A>> for ArrayAssembler<A> {
+    unsafe fn write(&self, range: Range<usize>, piece: &Array2<A>) -> Result<(), usize> {
+        if piece.ncols() != self.cols {
+            return Err(piece.nrows());
+        }
+        // `iter` walks in logical (row-major) order whatever the piece's layout.
+        self.write_iter(range, piece.len(), piece.iter())
+    }
+    unsafe fn finish(self: Box<Self>) -> Array2<A> {
+        let (rows, cols) = (self.rows, self.cols);
+        Array2::from_shape_vec((rows, cols), self.into_vec()).expect("rows x cols elements")
+    }
+}
+
+/// Splits an element count: the piece of `n` for a range is the range's length.
+/// The split type of the size parameter of allocation functions (`zeros(n)`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SizeSplit;
+
+impl SplitType<usize> for SizeSplit {
+    const KIND: SplitKind = SplitKind::Partition;
+    fn elements(value: &usize) -> Option<usize> {
+        Some(*value)
+    }
+    fn split(_: &usize, range: Range<usize>) -> usize {
+        range.len()
+    }
+    fn merge(pieces: Vec<usize>) -> Result<usize> {
+        Ok(pieces.into_iter().sum())
+    }
+}
+
+/// A return value that is the sum of per-piece partial results (0 for no pieces).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SumSplit;
+
+/// A return value that is the minimum of per-piece results; NaN propagates, and
+/// zero pieces are an error, as in NumPy.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MinSplit;
+
+/// A return value that is the maximum of per-piece results; NaN propagates, and
+/// zero pieces are an error, as in NumPy.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MaxSplit;
+
+/// A return value that is a count (`usize`) of per-piece counts.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CountSplit;
+
+/// Values that [`SumSplit`], [`MinSplit`] and [`MaxSplit`] can combine:
+/// scalars, and 1-D arrays combined elementwise (reductions along axis 0).
+pub trait Reducible: Value {
+    /// The additive identity shaped like nothing (scalars) or `None` where no
+    /// shape is known (arrays with zero pieces).
+    fn zero() -> Option<Self>;
+    /// `a + b`.
+    fn add(a: Self, b: &Self) -> Self;
+    /// NaN-propagating minimum.
+    fn min(a: Self, b: &Self) -> Self;
+    /// NaN-propagating maximum.
+    fn max(a: Self, b: &Self) -> Self;
+}
+
+macro_rules! reducible_float {
+    ($($t:ty),*) => {$(
+        impl Reducible for $t {
+            fn zero() -> Option<Self> { Some(0.0) }
+            fn add(a: Self, b: &Self) -> Self { a + *b }
+            fn min(a: Self, b: &Self) -> Self { if a.is_nan() || *b >= a { a } else { *b } }
+            fn max(a: Self, b: &Self) -> Self { if a.is_nan() || *b <= a { a } else { *b } }
+        }
+        impl Reducible for Array1<$t> {
+            fn zero() -> Option<Self> { None }
+            fn add(mut a: Self, b: &Self) -> Self { a += b; a }
+            fn min(mut a: Self, b: &Self) -> Self { a.zip_mut_with(b, |x, y| *x = <$t as Reducible>::min(*x, y)); a }
+            fn max(mut a: Self, b: &Self) -> Self { a.zip_mut_with(b, |x, y| *x = <$t as Reducible>::max(*x, y)); a }
+        }
+    )*};
+}
+reducible_float!(f32, f64);
+
+macro_rules! reducible_int {
+    ($($t:ty),*) => {$(
+        impl Reducible for $t {
+            fn zero() -> Option<Self> { Some(0) }
+            fn add(a: Self, b: &Self) -> Self { a + *b }
+            fn min(a: Self, b: &Self) -> Self { a.min(*b) }
+            fn max(a: Self, b: &Self) -> Self { a.max(*b) }
+        }
+    )*};
+}
+reducible_int!(i32, i64, u32, u64, usize);
+
+fn fold<T: Reducible>(pieces: Vec<T>, f: fn(T, &T) -> T) -> Option<T> {
+    let mut it = pieces.into_iter();
+    let first = it.next()?;
+    Some(it.fold(first, |acc, p| f(acc, &p)))
+}
+
+impl<T: Reducible> SplitType<T> for SumSplit {
+    const KIND: SplitKind = SplitKind::Reduce;
+    fn elements(_: &T) -> Option<usize> {
+        None
+    }
+    fn split(value: &T, _: Range<usize>) -> T {
+        value.clone()
+    }
+    fn merge(pieces: Vec<T>) -> Result<T> {
+        fold(pieces, T::add)
+            .or_else(T::zero)
+            .ok_or(Error::EmptyReduction { op: "SumSplit" })
+    }
+}
+
+impl<T: Reducible> SplitType<T> for MinSplit {
+    const KIND: SplitKind = SplitKind::Reduce;
+    fn elements(_: &T) -> Option<usize> {
+        None
+    }
+    fn split(value: &T, _: Range<usize>) -> T {
+        value.clone()
+    }
+    fn merge(pieces: Vec<T>) -> Result<T> {
+        fold(pieces, T::min).ok_or(Error::EmptyReduction { op: "min" })
+    }
+}
+
+impl<T: Reducible> SplitType<T> for MaxSplit {
+    const KIND: SplitKind = SplitKind::Reduce;
+    fn elements(_: &T) -> Option<usize> {
+        None
+    }
+    fn split(value: &T, _: Range<usize>) -> T {
+        value.clone()
+    }
+    fn merge(pieces: Vec<T>) -> Result<T> {
+        fold(pieces, T::max).ok_or(Error::EmptyReduction { op: "max" })
+    }
+}
+
+impl SplitType<usize> for CountSplit {
+    const KIND: SplitKind = SplitKind::Reduce;
+    fn elements(_: &usize) -> Option<usize> {
+        None
+    }
+    fn split(value: &usize, _: Range<usize>) -> usize {
+        *value
+    }
+    fn merge(pieces: Vec<usize>) -> Result<usize> {
+        Ok(pieces.into_iter().sum())
+    }
+}
+
+/// A type-erased [`SplitType`] for one value type: what the planner and the
+/// executors use. Built by [`SplitVTable::of`].
+#[derive(Clone, Copy)]
+pub struct SplitVTable {
+    /// The split type's name (for `explain` and errors).
+    pub name: &'static str,
+    /// Identifies the split type (not the value type): two edges fuse only when
+    /// producer and consumer agree on it.
+    pub split_id: TypeId,
+    /// The value type's name.
+    pub value_type: &'static str,
+    pub(crate) value_id: TypeId,
+    /// What the split type does.
+    pub kind: SplitKind,
+    pub(crate) elements: fn(&dyn Any) -> Option<usize>,
+    pub(crate) split: fn(&dyn Any, Range<usize>) -> Piece,
+    pub(crate) merge: fn(Vec<Piece>) -> Result<Piece>,
+    pub(crate) clone: fn(&dyn Any) -> Piece,
+    pub(crate) assembler: fn(usize, &dyn Any) -> Option<Box<dyn ErasedAssembler>>,
+}
+
+impl std::fmt::Debug for SplitVTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}<{}>", self.name, self.value_type)
+    }
+}
+
+/// [`Assembler`] over erased pieces.
+pub(crate) trait ErasedAssembler: Send + Sync {
+    /// # Safety
+    /// As [`Assembler::write`].
+    unsafe fn write(&self, range: Range<usize>, piece: &dyn Any) -> Result<(), usize>;
+    /// # Safety
+    /// As [`Assembler::finish`].
+    unsafe fn finish(self: Box<Self>) -> Piece;
+}
+
+struct Erased<T>(Box<dyn Assembler<T>>);
+
+impl<T: Value> ErasedAssembler for Erased<T> {
+    unsafe fn write(&self, range: Range<usize>, piece: &dyn Any) -> Result<(), usize> {
+        let piece = piece.downcast_ref::<T>().ok_or(0usize)?;
+        self.0.write(range, piece)
+    }
+    unsafe fn finish(self: Box<Self>) -> Piece {
+        Box::new(self.0.finish())
+    }
+}
+
+fn short_name<S: 'static>() -> &'static str {
+    let full = std::any::type_name::<S>();
+    full.rsplit("::").next().unwrap_or(full)
+}
+
+fn downcast<T: 'static>(v: &dyn Any) -> &T {
+    v.downcast_ref::<T>()
+        .unwrap_or_else(|| panic!("split type applied to a value that is not `{}`", std::any::type_name::<T>()))
+}
+
+impl SplitVTable {
+    /// The vtable of split type `S` over values of type `T`.
+    pub fn of<S: SplitType<T>, T: Value>() -> SplitVTable {
+        SplitVTable {
+            name: short_name::<S>(),
+            split_id: TypeId::of::<S>(),
+            value_type: std::any::type_name::<T>(),
+            value_id: TypeId::of::<T>(),
+            kind: S::KIND,
+            elements: |v| S::elements(downcast::<T>(v)),
+            split: |v, r| Box::new(S::split(downcast::<T>(v), r)),
+            merge: |pieces| {
+                let typed = pieces
+                    .into_iter()
+                    .map(|p| {
+                        p.downcast::<T>().map(|b| *b).map_err(|_| Error::TypeMismatch {
+                            expected: std::any::type_name::<T>(),
+                        })
+                    })
+                    .collect::<Result<Vec<T>>>()?;
+                Ok(Box::new(S::merge(typed)?))
+            },
+            clone: |v| Box::new(downcast::<T>(v).clone()),
+            assembler: |total, sample| {
+                S::assembler(total, downcast::<T>(sample))
+                    .map(|a| Box::new(Erased::<T>(a)) as Box<dyn ErasedAssembler>)
+            },
+        }
+    }
+
+    /// Elements of `value` along this split type's dimension (`None`: not split).
+    pub(crate) fn elements_of(&self, value: &dyn Any) -> Option<usize> {
+        match self.kind {
+            SplitKind::Partition => (self.elements)(value),
+            _ => None,
+        }
+    }
+
+    /// True when a value produced under `self` can flow piece by piece into an
+    /// argument split by `consumer`.
+    pub(crate) fn fuses_with(&self, consumer: &SplitVTable) -> bool {
+        self.kind == SplitKind::Partition
+            && consumer.kind == SplitKind::Partition
+            && self.split_id == consumer.split_id
+            && self.value_id == consumer.value_id
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::array;
+
+    fn roundtrip<S: SplitType<T>, T: Value + PartialEq + std::fmt::Debug>(v: T, cuts: &[usize]) {
+        let n = S::elements(&v).unwrap();
+        let mut bounds = vec![0];
+        bounds.extend(cuts.iter().copied().filter(|&c| c < n));
+        bounds.push(n);
+        let pieces: Vec<T> = bounds.windows(2).map(|w| S::split(&v, w[0]..w[1])).collect();
+        assert_eq!(S::merge(pieces.clone()).unwrap(), v);
+        let asm = S::assembler(n, &pieces[0]).unwrap();
+        for (w, p) in bounds.windows(2).zip(&pieces) {
+            unsafe { asm.write(w[0]..w[1], p).unwrap() };
+        }
+        assert_eq!(unsafe { asm.finish() }, v);
+    }
+
+    #[test]
+    fn ndarray_split_roundtrips_1d_and_2d() {
+        roundtrip::<NdArraySplit, _>(array![1.0, 2.0, 3.0, 4.0, 5.0], &[2, 3]);
+        roundtrip::<NdArraySplit, _>(array![[1, 2], [3, 4], [5, 6]], &[1]);
+        roundtrip::<NdArraySplit, _>(Array1::<f64>::zeros(0), &[]);
+    }
+
+    #[test]
+    fn assembler_rejects_wrong_piece_length() {
+        let asm = <NdArraySplit as SplitType<Array1<f64>>>::assembler(4, &array![1.0]).unwrap();
+        assert_eq!(unsafe { asm.write(0..2, &array![1.0, 2.0, 3.0]) }, Err(3));
+    }
+
+    #[test]
+    fn reductions_follow_numpy_on_empty_and_nan() {
+        assert_eq!(<SumSplit as SplitType<f64>>::merge(vec![]).unwrap(), 0.0);
+        assert!(matches!(
+            <MaxSplit as SplitType<f64>>::merge(vec![]),
+            Err(Error::EmptyReduction { .. })
+        ));
+        assert!(<MaxSplit as SplitType<f64>>::merge(vec![1.0, f64::NAN, 3.0]).unwrap().is_nan());
+        assert!(<MinSplit as SplitType<f64>>::merge(vec![f64::NAN, 3.0]).unwrap().is_nan());
+        assert_eq!(<MinSplit as SplitType<f64>>::merge(vec![2.0, -1.0]).unwrap(), -1.0);
+        assert_eq!(
+            <SumSplit as SplitType<Array1<f64>>>::merge(vec![array![1.0, 2.0], array![3.0, 4.0]]).unwrap(),
+            array![4.0, 6.0]
+        );
+    }
+
+    #[test]
+    fn size_split_gives_range_lengths() {
+        assert_eq!(SizeSplit::split(&10, 3..7), 4);
+        assert_eq!(<SizeSplit as SplitType<usize>>::merge(vec![3, 4, 3]).unwrap(), 10);
+    }
+}
