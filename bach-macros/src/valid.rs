@@ -334,3 +334,289 @@ fn resolve_splits(options: &OffloadOptions, sig: &FnSignature, errors: &mut Vec<
     };
     Splits { params, ret }
 }
+
+#[cfg(test)]
+mod tests {
+    use proc_macro2::TokenStream;
+    use quote::quote;
+
+    /// Every error message of `#[offload(attr)] item`, in order.
+    fn errors(attr: TokenStream, item: TokenStream) -> Vec<String> {
+        match crate::expand::expand(attr, item) {
+            Ok(_) => Vec::new(),
+            Err(errors) => errors.iter().map(|e| e.to_string()).collect(),
+        }
+    }
+
+    #[track_caller]
+    fn assert_errors(attr: TokenStream, item: TokenStream, expected: &[&str]) {
+        assert_eq!(errors(attr, item), expected);
+    }
+
+    #[test]
+    fn valid_functions_have_no_errors() {
+        for (attr, item) in [
+            (quote!(split = S), quote!(pub fn f<T: Clone>(a: &Vec<T>, n: usize, o: &mut Vec<T>) -> Vec<T> { todo!() })),
+            (quote!(split = S, wraps = g), quote!(pub fn f(a: &A) -> A;)),
+            (quote!(), quote!(fn f(n: u64) {})),
+            (quote!(), quote!(fn f(g: fn(&f64) -> f64, h: Box<dyn Fn(&f64) -> f64>) -> Vec<&'static str> { todo!() })),
+            (quote!(gpu = "k_2"), quote!(fn f() -> u32 { 0 })),
+        ] {
+            assert_errors(attr, item, &[]);
+        }
+    }
+
+    #[test]
+    fn gpu_and_gpu_fn_are_exclusive() {
+        assert_errors(
+            quote!(gpu = "add", gpu_fn = add_gpu),
+            quote!(fn f(n: u32) -> u32 { n }),
+            &["`gpu` and `gpu_fn` cannot be used together: choose one"],
+        );
+    }
+
+    #[test]
+    fn gpu_kernel_names() {
+        assert_errors(
+            quote!(gpu = ""),
+            quote!(fn f(n: u32) -> u32 { n }),
+            &["the `gpu` kernel name cannot be empty"],
+        );
+        for bad in ["add-f64", "1add", "a b"] {
+            assert_errors(
+                quote!(gpu = #bad),
+                quote!(fn f(n: u32) -> u32 { n }),
+                &[&format!("the `gpu` kernel name `{bad}` is not an identifier: use letters, digits and `_`")],
+            );
+        }
+    }
+
+    #[test]
+    fn body_and_wraps() {
+        assert_errors(
+            quote!(wraps = g),
+            quote!(fn f(n: u32) -> u32 { n }),
+            &["a function with `wraps = ...` must be a bodyless declaration: remove the body"],
+        );
+        assert_errors(
+            quote!(),
+            quote!(fn f(n: u32) -> u32;),
+            &["function has no body: add one, or annotate an existing function with `wraps = path`"],
+        );
+    }
+
+    #[test]
+    fn qualifiers() {
+        assert_errors(
+            quote!(),
+            quote!(const fn f(n: u32) -> u32 { n }),
+            &["offloaded functions cannot be `const`"],
+        );
+        assert_errors(
+            quote!(),
+            quote!(async fn f(n: u32) -> u32 { n }),
+            &["offloaded functions cannot be `async`"],
+        );
+        assert_errors(
+            quote!(),
+            quote!(unsafe fn f(n: u32) -> u32 { n }),
+            &["offloaded functions cannot be `unsafe`"],
+        );
+        assert_errors(
+            quote!(),
+            quote!(extern "C" fn f(n: u32) -> u32 { n }),
+            &["offloaded functions cannot be `extern \"C\"`"],
+        );
+        assert_errors(
+            quote!(),
+            quote!(extern fn f(n: u32) -> u32 { n }),
+            &["offloaded functions cannot be `extern`"],
+        );
+    }
+
+    #[test]
+    fn variadics() {
+        assert_errors(
+            quote!(),
+            quote!(fn f(n: u32, ...) -> u32 { n }),
+            &["offloaded functions cannot be variadic"],
+        );
+    }
+
+    #[test]
+    fn receivers_and_patterns() {
+        assert_errors(
+            quote!(split = S),
+            quote!(fn f(&self, n: u32) -> u32 { n }),
+            &["offloaded functions cannot take `self`: they must be free functions"],
+        );
+        for pat in [quote!((x, y)), quote!(_), quote!(ref x), quote!(x @ 1..=3)] {
+            assert_errors(
+                quote!(),
+                quote!(fn f(#pat: u32) -> u32 { 0 }),
+                &["offloaded function parameters must be plain identifiers, such as `a: &Array1<f64>`"],
+            );
+        }
+    }
+
+    #[test]
+    fn impl_trait() {
+        assert_errors(
+            quote!(),
+            quote!(fn f(n: impl Copy) -> u32 { 0 }),
+            &["offloaded functions cannot take `impl Trait` arguments: use a type parameter"],
+        );
+        assert_errors(
+            quote!(split = S),
+            quote!(fn f(n: &Vec<impl Copy>) -> u32 { 0 }),
+            &["offloaded functions cannot take `impl Trait` arguments: use a type parameter"],
+        );
+        assert_errors(
+            quote!(),
+            quote!(fn f(n: u32) -> impl Copy { n }),
+            &["offloaded functions cannot return `impl Trait`: name the type"],
+        );
+    }
+
+    #[test]
+    fn lifetimes() {
+        assert_errors(
+            quote!(split = S),
+            quote!(fn f<'a>(a: &A) -> A { todo!() }),
+            &["offloaded functions cannot have lifetime parameters"],
+        );
+        assert_errors(
+            quote!(split = S),
+            quote!(fn f(a: &'static A) -> A { todo!() }),
+            &["offloaded functions cannot have explicit lifetimes in parameter types"],
+        );
+        assert_errors(
+            quote!(),
+            quote!(fn f(a: Cow<'static, str>) -> A { todo!() }),
+            &["offloaded functions cannot have explicit lifetimes in parameter types"],
+        );
+    }
+
+    #[test]
+    fn const_generics() {
+        assert_errors(
+            quote!(),
+            quote!(fn f<const N: usize>(a: [f64; N]) -> f64 { 0.0 }),
+            &["offloaded functions cannot have const generic parameters"],
+        );
+    }
+
+    #[test]
+    fn references_in_the_return_type() {
+        assert_errors(
+            quote!(split = S),
+            quote!(fn f(a: &A) -> &A { a }),
+            &["offloaded functions cannot return references: return an owned value"],
+        );
+        assert_errors(
+            quote!(split = S),
+            quote!(fn f(a: &mut A) -> &mut A { a }),
+            &["offloaded functions cannot return references: return an owned value"],
+        );
+        assert_errors(
+            quote!(),
+            quote!(fn f(n: u32) -> Option<&'static mut A> { None }),
+            &["offloaded functions cannot return `&mut` references"],
+        );
+    }
+
+    #[test]
+    fn nested_references_in_parameters() {
+        assert_errors(
+            quote!(),
+            quote!(fn f(a: Option<&A>) -> u32 { 0 }),
+            &["offloaded parameter types can only be references at the top level, as in `&T` or `&mut T`"],
+        );
+        assert_errors(
+            quote!(split = S),
+            quote!(fn f(a: &&A) -> u32 { 0 }),
+            &["offloaded parameter types can only be references at the top level, as in `&T` or `&mut T`"],
+        );
+    }
+
+    #[test]
+    fn unsized_base_types() {
+        for (ty, shown) in [
+            (quote!(&[f64]), "[f64]"),
+            (quote!(&mut [T]), "[T]"),
+            (quote!(&str), "str"),
+            (quote!(&dyn Display), "dyn Display"),
+        ] {
+            assert_errors(
+                quote!(split = S),
+                quote!(fn f<T>(a: #ty) -> u32 { 0 }),
+                &[&format!(
+                    "unsized base type `{shown}` is unsupported: take a sized type such as `Vec<T>` or `Array1<T>` by reference"
+                )],
+            );
+        }
+    }
+
+    #[test]
+    fn unknown_split_parameter() {
+        assert_errors(
+            quote!(split(a = S, c = S)),
+            quote!(fn f(a: &A, b: u32) -> A { todo!() }),
+            &["unknown parameter `c` in `split(...)`"],
+        );
+    }
+
+    #[test]
+    fn missing_split_types() {
+        assert_errors(
+            quote!(gpu = "f"),
+            quote!(fn f(a: &A, n: u32, out: &mut A) -> A { todo!() }),
+            &[
+                "no split type for `a`: add `split = ...` or `split(a = ...)`",
+                "no split type for `out`: add `split = ...` or `split(out = ...)`",
+            ],
+        );
+        // An override is enough; so is the default.
+        assert_errors(quote!(split(a = S, out = S)), quote!(fn f(a: &A, out: &mut A) {}), &[]);
+    }
+
+    #[test]
+    fn no_missing_split_errors_after_a_syntax_error() {
+        assert_errors(
+            quote!(split = 3),
+            quote!(fn f(a: &A) -> A { todo!() }),
+            &["expected identifier"],
+        );
+    }
+
+    #[test]
+    fn alloc_needs_a_parameter() {
+        assert_errors(
+            quote!(alloc),
+            quote!(fn f() -> Vec<f64> { vec![] }),
+            &["an `alloc` function needs a parameter: the size it allocates"],
+        );
+    }
+
+    #[test]
+    fn all_errors_at_once() {
+        assert_errors(
+            quote!(split(c = S), speed = 1, gpu = "", gpu = "x", alloc),
+            quote!(pub async unsafe fn f<'a, const N: usize>(a: &'a [f64], (x, y): (u32, u32)) -> &'a mut A { todo!() }),
+            &[
+                "expected one of: `split`, `ret`, `gpu`, `gpu_fn`, `alloc`, `unsplittable`, `wraps`",
+                "duplicate option `gpu`",
+                "the `gpu` kernel name cannot be empty",
+                "offloaded functions cannot be `async`",
+                "offloaded functions cannot be `unsafe`",
+                "offloaded functions cannot have lifetime parameters",
+                "offloaded functions cannot have const generic parameters",
+                "offloaded functions cannot have explicit lifetimes in parameter types",
+                "unsized base type `[f64]` is unsupported: take a sized type such as `Vec<T>` or `Array1<T>` by reference",
+                "offloaded function parameters must be plain identifiers, such as `a: &Array1<f64>`",
+                "offloaded functions cannot return references: return an owned value",
+                "unknown parameter `c` in `split(...)`",
+            ],
+        );
+    }
+}

@@ -292,15 +292,28 @@ macro_rules! reducible_float {
             fn min(a: Self, b: &Self) -> Self { if a.is_nan() || *b >= a { a } else { *b } }
             fn max(a: Self, b: &Self) -> Self { if a.is_nan() || *b <= a { a } else { *b } }
         }
-        impl Reducible for Array1<$t> {
-            fn zero() -> Option<Self> { None }
-            fn add(mut a: Self, b: &Self) -> Self { a += b; a }
-            fn min(mut a: Self, b: &Self) -> Self { a.zip_mut_with(b, |x, y| *x = <$t as Reducible>::min(*x, y)); a }
-            fn max(mut a: Self, b: &Self) -> Self { a.zip_mut_with(b, |x, y| *x = <$t as Reducible>::max(*x, y)); a }
-        }
     )*};
 }
 reducible_float!(f32, f64);
+
+/// Arrays reduce elementwise (reductions along axis 0 of a 2-D array).
+impl<A: Reducible + Copy> Reducible for Array1<A> {
+    fn zero() -> Option<Self> {
+        None
+    }
+    fn add(mut a: Self, b: &Self) -> Self {
+        a.zip_mut_with(b, |x, y| *x = A::add(*x, y));
+        a
+    }
+    fn min(mut a: Self, b: &Self) -> Self {
+        a.zip_mut_with(b, |x, y| *x = A::min(*x, y));
+        a
+    }
+    fn max(mut a: Self, b: &Self) -> Self {
+        a.zip_mut_with(b, |x, y| *x = A::max(*x, y));
+        a
+    }
+}
 
 macro_rules! reducible_int {
     ($($t:ty),*) => {$(

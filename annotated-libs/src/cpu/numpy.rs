@@ -853,3 +853,32 @@ pub fn zeros_2d<T: Float>(rows: usize, cols: usize) -> Array2<T> {
 pub fn copy<T: Float>(a: &Array1<T>) -> Array1<T> {
     map1(a, |x| x)
 }
+
+// ---------------------------------------------------------------------------
+// Writing into an output array (NumPy's `out=`)
+// ---------------------------------------------------------------------------
+
+/// Writes `a + b` into `out` (NumPy `np.add(a, b, out=out)`).
+///
+/// # Panics
+/// When the three lengths differ.
+pub fn add_into<T: Float>(a: &Array1<T>, b: &Array1<T>, out: &mut Array1<T>) {
+    check_len("add_into", a.len(), b.len());
+    check_len("add_into", a.len(), out.len());
+    Zip::from(out).and(a).and(b).for_each(|o, &x, &y| *o = x + y);
+}
+
+/// Writes `a * b` into `out` (NumPy `np.multiply(a, b, out=out)`).
+///
+/// # Panics
+/// When the three lengths differ.
+pub fn multiply_into<T: Float>(a: &Array1<T>, b: &Array1<T>, out: &mut Array1<T>) {
+    check_len("multiply_into", a.len(), b.len());
+    check_len("multiply_into", a.len(), out.len());
+    Zip::from(out).and(a).and(b).for_each(|o, &x, &y| *o = x * y);
+}
+
+/// Sets every element of `out` to `value` (NumPy `out.fill(value)`).
+pub fn fill<T: Float>(out: &mut Array1<T>, value: T) {
+    out.fill(value);
+}

@@ -1,0 +1,713 @@
+//! Checks the arithmetic of the CUDA kernels in `annotated-libs/kernels/numpy.cu` without a
+//! GPU: the file is compiled as host C++ with g++ and `kernels/host_emulation.h`, loaded
+//! with `libloading`, and every kernel (f32 and f64) is run through the emulated grid
+//! (`bach_host_launch`) and compared with `annotated_libs::cpu::numpy` on inputs that mix
+//! random values with edge values (±0, ±1, NaN, ±inf, denormals, huge values).
+//!
+//! Agreement expected: bit-exact (NaN matching any NaN) for arithmetic, negative, abs,
+//! sqrt, square, minimum/maximum, comparisons, logical ops, where and mask; within 2 ulp
+//! for transcendentals (exp, log*, trig, erf, power). Reductions: min/max exact up to the
+//! sign of a zero result; sums within a rounding bound (the summation order differs).
+//!
+//! Ops without a `cpu::numpy` counterpart (`scalar_power`, `not_equal_scalar`) are checked
+//! against a reference written here.
+//!
+//! Needs a C++ compiler: `$CXX`, else `g++`. Without one the tests print why and pass,
+//! unless `BACH_REQUIRE_GXX=1`.
+
+use std::ffi::c_void;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::OnceLock;
+
+use annotated_libs::cpu::numpy as np;
+use ndarray::Array1;
+
+const KERNELS_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/kernels");
+
+/// Elementwise launches use this (grid, block): several blocks of several threads.
+const SHAPE: (u32, u32) = (3, 5);
+
+// ---- loading the kernels ---------------------------------------------------------------
+
+type Launch = unsafe extern "C" fn(u32, u32, extern "C" fn(*mut c_void), *mut c_void);
+
+struct Kernels {
+    lib: libloading::Library,
+    launch: Launch,
+}
+
+impl Kernels {
+    /// The kernel `name` as a function pointer of type `F`.
+    fn get<F: Copy>(&self, name: &str) -> F {
+        let symbol = format!("{name}\0");
+        // SAFETY: the callers name `F` after the kernel's signature in numpy.cu.
+        unsafe { *self.lib.get::<F>(symbol.as_bytes()).unwrap_or_else(|e| panic!("kernel {name}: {e}")) }
+    }
+
+    /// Runs `body` once per thread of a `grid` x `block` launch.
+    fn launch<F: Fn() + Sync>(&self, (grid, block): (u32, u32), body: F) {
+        extern "C" fn trampoline<F: Fn() + Sync>(ctx: *mut c_void) {
+            // SAFETY: `ctx` is the `&F` passed below, alive for the whole launch.
+            let body = unsafe { &*(ctx as *const F) };
+            body();
+        }
+        // SAFETY: `bach_host_launch` calls `trampoline::<F>(ctx)` and returns after all
+        // threads have finished.
+        unsafe { (self.launch)(grid, block, trampoline::<F>, &body as *const F as *mut c_void) }
+    }
+}
+
+/// The kernels compiled as a host library, or `None` (with a message) without a compiler.
+fn kernels() -> Option<&'static Kernels> {
+    static KERNELS: OnceLock<Option<Kernels>> = OnceLock::new();
+    KERNELS.get_or_init(build_kernels).as_ref()
+}
+
+fn build_kernels() -> Option<Kernels> {
+    let cxx = std::env::var("CXX").unwrap_or_else(|_| "g++".to_string());
+    let out_dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    let lib_path = out_dir.join(format!("libkernels-{}.so", std::process::id()));
+    let output = Command::new(&cxx)
+        .args(["-O2", "-shared", "-fPIC", "-pthread", "-Wall", "-include"])
+        .arg(format!("{KERNELS_DIR}/host_emulation.h"))
+        .args(["-x", "c++"])
+        .arg(format!("{KERNELS_DIR}/numpy.cu"))
+        .arg("-o")
+        .arg(&lib_path)
+        .output();
+    let output = match output {
+        Ok(output) => output,
+        Err(e) => {
+            let reason = format!("cannot run the C++ compiler `{cxx}`: {e}");
+            if std::env::var("BACH_REQUIRE_GXX").as_deref() == Ok("1") {
+                panic!("BACH_REQUIRE_GXX=1 but {reason}");
+            }
+            eprintln!("skipping the host kernel tests: {reason}");
+            return None;
+        }
+    };
+    assert!(
+        output.status.success(),
+        "{cxx} failed to compile numpy.cu as host C++:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // SAFETY: the library we just built; its initialisers only set up thread-locals.
+    let lib = unsafe { libloading::Library::new(&lib_path) }.expect("load libkernels.so");
+    let _ = std::fs::remove_file(&lib_path); // stays mapped
+    // SAFETY: signature of `bach_host_launch` in host_emulation.h.
+    let launch = unsafe { *lib.get::<Launch>(b"bach_host_launch\0").expect("bach_host_launch") };
+    Some(Kernels { lib, launch })
+}
+
+// ---- floating-point types --------------------------------------------------------------
+
+/// What the tests need of `f32` / `f64`.
+trait TestFloat: np::Float + std::fmt::LowerExp {
+    /// Bits widened to u64.
+    fn bits(self) -> u64;
+    /// Bits mapped to a monotonic integer line (so ulp distance is a difference).
+    fn ordered(self) -> i64;
+    fn from_f64(x: f64) -> Self;
+    fn from_bits64(bits: u64) -> Self;
+    fn epsilon_f64() -> f64;
+    /// Values at the edges: zeros, denormals, extremes, infinities, NaNs.
+    fn edges() -> Vec<Self>;
+}
+
+impl TestFloat for f32 {
+    fn bits(self) -> u64 {
+        self.to_bits() as u64
+    }
+    fn ordered(self) -> i64 {
+        let b = self.to_bits() as i32;
+        (if b < 0 { i32::MIN - b } else { b }) as i64
+    }
+    fn from_f64(x: f64) -> Self {
+        x as f32
+    }
+    fn from_bits64(bits: u64) -> Self {
+        f32::from_bits(bits as u32)
+    }
+    fn epsilon_f64() -> f64 {
+        f32::EPSILON as f64
+    }
+    fn edges() -> Vec<Self> {
+        let mut v = vec![
+            f32::MIN_POSITIVE,
+            f32::MIN_POSITIVE / 2.0,
+            f32::from_bits(1),
+            f32::MAX,
+            1e30,
+            1e-30,
+            f32::from_bits(0x7fc0_0001), // a NaN with a payload
+        ];
+        v.extend(common_edges::<f32>());
+        v
+    }
+}
+
+impl TestFloat for f64 {
+    fn bits(self) -> u64 {
+        self.to_bits()
+    }
+    fn ordered(self) -> i64 {
+        let b = self.to_bits() as i64;
+        if b < 0 {
+            i64::MIN - b
+        } else {
+            b
+        }
+    }
+    fn from_f64(x: f64) -> Self {
+        x
+    }
+    fn from_bits64(bits: u64) -> Self {
+        f64::from_bits(bits)
+    }
+    fn epsilon_f64() -> f64 {
+        f64::EPSILON
+    }
+    fn edges() -> Vec<Self> {
+        let mut v = vec![
+            f64::MIN_POSITIVE,
+            f64::MIN_POSITIVE / 2.0,
+            f64::from_bits(1),
+            f64::MAX,
+            1e300,
+            1e-300,
+            f64::from_bits(0x7ff8_0000_0000_0001), // a NaN with a payload
+        ];
+        v.extend(common_edges::<f64>());
+        v
+    }
+}
+
+fn common_edges<T: TestFloat>() -> Vec<T> {
+    let mut v: Vec<T> = [
+        0.0, 1.0, 0.5, 2.0, 3.0, 10.0, 100.0, 1e-3, 0.7, 1.5, 88.0, 710.0, 1e5,
+        std::f64::consts::PI, std::f64::consts::E,
+    ]
+    .iter()
+    .map(|&x| T::from_f64(x))
+    .collect();
+    v.extend([T::infinity(), T::nan()]);
+    let negated: Vec<T> = v.iter().map(|&x| -x).collect();
+    v.extend(negated);
+    v.extend(v.clone().iter().map(|&x| x * T::from_f64(0.9)).filter(|x| x.is_finite()));
+    v
+}
+
+/// A small deterministic generator (xorshift64*).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+    fn bool(&mut self) -> bool {
+        self.next() & 1 == 1
+    }
+    /// A mix: uniform in [-10, 10], log-uniform magnitudes, raw bit patterns, edges.
+    fn float<T: TestFloat>(&mut self, edges: &[T]) -> T {
+        match self.next() % 8 {
+            0..=3 => T::from_f64(self.unit() * 20.0 - 10.0),
+            4 | 5 => {
+                let mag = 10f64.powf(self.unit() * 80.0 - 40.0);
+                T::from_f64(if self.bool() { mag } else { -mag })
+            }
+            6 => T::from_bits64(self.next()),
+            _ => edges[(self.next() % edges.len() as u64) as usize],
+        }
+    }
+}
+
+/// Inputs for binary ops: every pair of edge values, then random pairs.
+fn pairs<T: TestFloat>(rng: &mut Rng) -> (Vec<T>, Vec<T>) {
+    let edges = T::edges();
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    for &x in &edges {
+        for &y in &edges {
+            a.push(x);
+            b.push(y);
+        }
+    }
+    for _ in 0..2000 {
+        a.push(rng.float(&edges));
+        b.push(rng.float(&edges));
+    }
+    (a, b)
+}
+
+/// Inputs for unary ops: the edge values, then random values (including the domain
+/// boundaries of arcsin/arccos/log).
+fn singles<T: TestFloat>(rng: &mut Rng) -> Vec<T> {
+    let edges = T::edges();
+    let mut a = edges.clone();
+    a.extend((0..4000).map(|_| rng.float(&edges)));
+    a.extend((0..500).map(|_| T::from_f64(rng.unit() * 2.2 - 1.1)));
+    a
+}
+
+// ---- comparing -------------------------------------------------------------------------
+
+/// Collects mismatches and fails once at the end with the first few.
+#[derive(Default)]
+struct Report {
+    failures: Vec<String>,
+    checked: usize,
+}
+
+impl Report {
+    fn check<T: TestFloat>(&mut self, kernel: &str, input: &str, got: T, want: T, max_ulps: u64) {
+        self.checked += 1;
+        let ok = (got.is_nan() && want.is_nan())
+            || got.bits() == want.bits()
+            || (max_ulps > 0
+                && got.is_finite()
+                && want.is_finite()
+                && got.ordered().abs_diff(want.ordered()) <= max_ulps);
+        if !ok {
+            self.failures.push(format!("{kernel}({input}): got {got:e} ({:#x}), want {want:e} ({:#x})", got.bits(), want.bits()));
+        }
+    }
+
+    fn check_bool(&mut self, kernel: &str, input: &str, got: u8, want: bool) {
+        self.checked += 1;
+        if got > 1 || (got == 1) != want {
+            self.failures.push(format!("{kernel}({input}): got {got}, want {want}"));
+        }
+    }
+
+    fn finish(self, what: &str) {
+        eprintln!("{what}: {} values checked", self.checked);
+        if !self.failures.is_empty() {
+            let shown: Vec<&String> = self.failures.iter().take(25).collect();
+            panic!("{what}: {} mismatches, first ones:\n{}", self.failures.len(), shown.iter().map(|s| s.as_str()).collect::<Vec<_>>().join("\n"));
+        }
+    }
+}
+
+/// An output buffer pre-filled with a value no kernel produces from these inputs, so that
+/// unwritten elements show up.
+fn out_buffer<T: TestFloat>(n: usize) -> Vec<T> {
+    vec![T::from_f64(-12345.6789); n]
+}
+
+fn arr<T: Copy>(v: &[T]) -> Array1<T> {
+    Array1::from(v.to_vec())
+}
+
+// ---- kernel signatures and runners -----------------------------------------------------
+
+type Unary<T> = unsafe extern "C" fn(u64, *const T, *mut T);
+type Binary<T, O> = unsafe extern "C" fn(u64, *const T, *const T, *mut O);
+type WithScalar<T, O> = unsafe extern "C" fn(u64, *const T, T, *mut O);
+type Where<T> = unsafe extern "C" fn(u64, *const bool, *const T, *const T, *mut T);
+type WhereScalar<T> = unsafe extern "C" fn(u64, *const bool, *const T, T, *mut T);
+type MaskKernel<T> = unsafe extern "C" fn(u64, *const T, *const bool, T, *mut T);
+type Reduce<T> = unsafe extern "C" fn(u64, *const T, *mut T);
+
+// Pointers cross into the emulated threads as addresses (raw pointers are not Sync).
+
+fn run_unary<T: TestFloat, O: Copy>(k: &Kernels, name: &str, a: &[T], out: &mut [O]) {
+    let f: unsafe extern "C" fn(u64, *const T, *mut O) = k.get(name);
+    let (n, pa, po) = (a.len() as u64, a.as_ptr() as usize, out.as_mut_ptr() as usize);
+    k.launch(SHAPE, || unsafe { f(n, pa as *const T, po as *mut O) });
+}
+
+fn run_binary<T: TestFloat, O: Copy>(k: &Kernels, name: &str, a: &[T], b: &[T], out: &mut [O]) {
+    let f: Binary<T, O> = k.get(name);
+    let (n, pa, pb, po) = (a.len() as u64, a.as_ptr() as usize, b.as_ptr() as usize, out.as_mut_ptr() as usize);
+    k.launch(SHAPE, || unsafe { f(n, pa as *const T, pb as *const T, po as *mut O) });
+}
+
+fn run_with_scalar<T: TestFloat, O: Copy>(k: &Kernels, name: &str, a: &[T], s: T, out: &mut [O]) {
+    let f: WithScalar<T, O> = k.get(name);
+    let (n, pa, po) = (a.len() as u64, a.as_ptr() as usize, out.as_mut_ptr() as usize);
+    k.launch(SHAPE, || unsafe { f(n, pa as *const T, s, po as *mut O) });
+}
+
+fn run_reduce<T: TestFloat>(k: &Kernels, name: &str, a: &[T], shape: (u32, u32)) -> Vec<T> {
+    let f: Reduce<T> = k.get(name);
+    let mut partials = out_buffer::<T>(shape.0 as usize);
+    let (n, pa, pp) = (a.len() as u64, a.as_ptr() as usize, partials.as_mut_ptr() as usize);
+    k.launch(shape, || unsafe { f(n, pa as *const T, pp as *mut T) });
+    partials
+}
+
+// ---- the checks, generic over the dtype ------------------------------------------------
+
+fn dtype<T: TestFloat>() -> &'static str {
+    T::DTYPE
+}
+
+fn check_unary<T: TestFloat>(k: &Kernels) {
+    let mut rng = Rng(0x1234_5678_9abc_def1);
+    let a = singles::<T>(&mut rng);
+    let ops: [(&str, fn(&Array1<T>) -> Array1<T>, u64); 15] = [
+        ("negative", np::negative, 0),
+        ("abs", np::abs, 0),
+        ("sqrt", np::sqrt, 0),
+        ("square", np::square, 0),
+        ("exp", np::exp, 2),
+        ("log", np::log, 2),
+        ("log2", np::log2, 2),
+        ("log10", np::log10, 2),
+        ("sin", np::sin, 2),
+        ("cos", np::cos, 2),
+        ("tan", np::tan, 2),
+        ("arcsin", np::arcsin, 2),
+        ("arccos", np::arccos, 2),
+        ("arctan", np::arctan, 2),
+        ("erf", np::erf, 2),
+    ];
+    let mut report = Report::default();
+    for (op, reference, ulps) in ops {
+        let name = format!("{op}_{}", dtype::<T>());
+        let mut out = out_buffer::<T>(a.len());
+        run_unary(k, &name, &a, &mut out);
+        let want = reference(&arr(&a));
+        for i in 0..a.len() {
+            report.check(&name, &format!("{:e}", a[i]), out[i], want[i], ulps);
+        }
+    }
+    report.finish(&format!("unary {}", dtype::<T>()));
+}
+
+fn check_binary<T: TestFloat>(k: &Kernels) {
+    let mut rng = Rng(0x2345_6789_abcd_ef12);
+    let (a, b) = pairs::<T>(&mut rng);
+    let ops: [(&str, fn(&Array1<T>, &Array1<T>) -> Array1<T>, u64); 7] = [
+        ("add", np::add, 0),
+        ("subtract", np::subtract, 0),
+        ("multiply", np::multiply, 0),
+        ("divide", np::divide, 0),
+        ("minimum", np::minimum, 0),
+        ("maximum", np::maximum, 0),
+        ("power", np::power, 2),
+    ];
+    let mut report = Report::default();
+    for (op, reference, ulps) in ops {
+        let name = format!("{op}_{}", dtype::<T>());
+        let mut out = out_buffer::<T>(a.len());
+        run_binary(k, &name, &a, &b, &mut out);
+        let want = reference(&arr(&a), &arr(&b));
+        for i in 0..a.len() {
+            report.check(&name, &format!("{:e}, {:e}", a[i], b[i]), out[i], want[i], ulps);
+        }
+    }
+    report.finish(&format!("binary {}", dtype::<T>()));
+}
+
+/// Scalars tried for the array-scalar forms: every edge value and a few random ones.
+fn scalars<T: TestFloat>(rng: &mut Rng) -> Vec<T> {
+    let edges = T::edges();
+    let mut s = edges.clone();
+    s.extend((0..8).map(|_| rng.float(&edges)));
+    s
+}
+
+fn check_scalar_forms<T: TestFloat>(k: &Kernels) {
+    let mut rng = Rng(0x3456_789a_bcde_f123);
+    let a = singles::<T>(&mut rng);
+    let a_scalar: [(&str, fn(&Array1<T>, T) -> Array1<T>, u64); 7] = [
+        ("add_scalar", np::add_scalar, 0),
+        ("subtract_scalar", np::subtract_scalar, 0),
+        ("multiply_scalar", np::multiply_scalar, 0),
+        ("divide_scalar", np::divide_scalar, 0),
+        ("minimum_scalar", np::minimum_scalar, 0),
+        ("maximum_scalar", np::maximum_scalar, 0),
+        ("power_scalar", np::power_scalar, 2),
+    ];
+    let scalar_a: [(&str, fn(T, &Array1<T>) -> Array1<T>, u64); 5] = [
+        ("scalar_add", np::scalar_add, 0),
+        ("scalar_subtract", np::scalar_subtract, 0),
+        ("scalar_multiply", np::scalar_multiply, 0),
+        ("scalar_divide", np::scalar_divide, 0),
+        // Not in cpu::numpy: s ** a.
+        ("scalar_power", |s, a| a.mapv(|x| s.powf(x)), 2),
+    ];
+    let mut report = Report::default();
+    for s in scalars::<T>(&mut rng) {
+        for (op, reference, ulps) in a_scalar {
+            let name = format!("{op}_{}", dtype::<T>());
+            let mut out = out_buffer::<T>(a.len());
+            run_with_scalar(k, &name, &a, s, &mut out);
+            let want = reference(&arr(&a), s);
+            for i in 0..a.len() {
+                report.check(&name, &format!("{:e}, s={s:e}", a[i]), out[i], want[i], ulps);
+            }
+        }
+        for (op, reference, ulps) in scalar_a {
+            let name = format!("{op}_{}", dtype::<T>());
+            let mut out = out_buffer::<T>(a.len());
+            run_with_scalar(k, &name, &a, s, &mut out);
+            let want = reference(s, &arr(&a));
+            for i in 0..a.len() {
+                report.check(&name, &format!("s={s:e}, {:e}", a[i]), out[i], want[i], ulps);
+            }
+        }
+    }
+    report.finish(&format!("scalar forms {}", dtype::<T>()));
+}
+
+fn check_comparisons<T: TestFloat>(k: &Kernels) {
+    let mut rng = Rng(0x4567_89ab_cdef_1234);
+    let (a, b) = pairs::<T>(&mut rng);
+    let ops: [(&str, fn(&Array1<T>, &Array1<T>) -> Array1<bool>); 6] = [
+        ("greater", np::greater),
+        ("less", np::less),
+        ("greater_equal", np::greater_equal),
+        ("less_equal", np::less_equal),
+        ("equal", np::equal),
+        ("not_equal", np::not_equal),
+    ];
+    let scalar_ops: [(&str, fn(&Array1<T>, T) -> Array1<bool>); 6] = [
+        ("greater_scalar", np::greater_scalar),
+        ("less_scalar", np::less_scalar),
+        ("greater_equal_scalar", np::greater_equal_scalar),
+        ("less_equal_scalar", np::less_equal_scalar),
+        ("equal_scalar", np::equal_scalar),
+        // Not in cpu::numpy.
+        ("not_equal_scalar", |a, s| a.mapv(|x| x != s)),
+    ];
+    let mut report = Report::default();
+    for (op, reference) in ops {
+        let name = format!("{op}_{}", dtype::<T>());
+        let mut out = vec![2u8; a.len()];
+        run_binary(k, &name, &a, &b, &mut out);
+        let want = reference(&arr(&a), &arr(&b));
+        for i in 0..a.len() {
+            report.check_bool(&name, &format!("{:e}, {:e}", a[i], b[i]), out[i], want[i]);
+        }
+    }
+    for s in scalars::<T>(&mut rng) {
+        for (op, reference) in scalar_ops {
+            let name = format!("{op}_{}", dtype::<T>());
+            let mut out = vec![2u8; a.len()];
+            run_with_scalar(k, &name, &a, s, &mut out);
+            let want = reference(&arr(&a), s);
+            for i in 0..a.len() {
+                report.check_bool(&name, &format!("{:e}, s={s:e}", a[i]), out[i], want[i]);
+            }
+        }
+    }
+    report.finish(&format!("comparisons {}", dtype::<T>()));
+}
+
+fn check_selection<T: TestFloat>(k: &Kernels) {
+    let mut rng = Rng(0x5678_9abc_def1_2345);
+    let (x, y) = pairs::<T>(&mut rng);
+    let cond: Vec<bool> = (0..x.len()).map(|_| rng.bool()).collect();
+    let n = x.len() as u64;
+    let (pc, px, py) = (cond.as_ptr() as usize, x.as_ptr() as usize, y.as_ptr() as usize);
+    let mut report = Report::default();
+    let sfx = dtype::<T>();
+
+    let name = format!("where_{sfx}");
+    let f: Where<T> = k.get(&name);
+    let mut out = out_buffer::<T>(x.len());
+    let po = out.as_mut_ptr() as usize;
+    k.launch(SHAPE, || unsafe { f(n, pc as *const bool, px as *const T, py as *const T, po as *mut T) });
+    let want = np::where_(&arr(&cond), &arr(&x), &arr(&y));
+    for i in 0..x.len() {
+        report.check(&name, &format!("{}, {:e}, {:e}", cond[i], x[i], y[i]), out[i], want[i], 0);
+    }
+
+    for s in scalars::<T>(&mut rng).into_iter().take(6) {
+        let name = format!("where_scalar_{sfx}");
+        let f: WhereScalar<T> = k.get(&name);
+        let mut out = out_buffer::<T>(x.len());
+        let po = out.as_mut_ptr() as usize;
+        k.launch(SHAPE, || unsafe { f(n, pc as *const bool, px as *const T, s, po as *mut T) });
+        let want = np::where_scalar(&arr(&cond), &arr(&x), s);
+        for i in 0..x.len() {
+            report.check(&name, &format!("{}, {:e}, s={s:e}", cond[i], x[i]), out[i], want[i], 0);
+        }
+
+        let name = format!("mask_{sfx}");
+        let f: MaskKernel<T> = k.get(&name);
+        let mut out = out_buffer::<T>(x.len());
+        let po = out.as_mut_ptr() as usize;
+        k.launch(SHAPE, || unsafe { f(n, px as *const T, pc as *const bool, s, po as *mut T) });
+        let want = np::mask(&arr(&x), &arr(&cond), s);
+        for i in 0..x.len() {
+            report.check(&name, &format!("{:e}, {}, value={s:e}", x[i], cond[i]), out[i], want[i], 0);
+        }
+    }
+    report.finish(&format!("where/mask {sfx}"));
+}
+
+/// Launch shapes for the reductions: single thread, odd and power-of-two blocks, the
+/// largest block, and more blocks than elements.
+const REDUCE_SHAPES: [(u32, u32); 7] = [(1, 1), (1, 7), (3, 5), (4, 32), (2, 256), (2, 1024), (64, 3)];
+
+fn check_reductions<T: TestFloat>(k: &Kernels) {
+    let mut rng = Rng(0x6789_abcd_ef12_3456);
+    let sfx = dtype::<T>();
+    let t = T::from_f64;
+    let uniform = |rng: &mut Rng, n: usize| -> Vec<T> { (0..n).map(|_| t(rng.unit() * 20.0 - 10.0)).collect() };
+    let mut inputs: Vec<(String, Vec<T>)> = vec![
+        ("one".into(), vec![t(-3.5)]),
+        ("five".into(), vec![t(1.0), t(-2.0), t(3.0), t(0.25), t(-0.0)]),
+        ("zeros".into(), vec![t(0.0), t(-0.0), t(0.0)]),
+        ("denormals".into(), vec![T::min_positive_value() / t(4.0), -T::min_positive_value() / t(8.0)]),
+    ];
+    for n in [100, 1000, 4097] {
+        inputs.push((format!("uniform {n}"), uniform(&mut rng, n)));
+    }
+    for (label, special) in [("nan", T::nan()), ("+inf", T::infinity()), ("-inf", T::neg_infinity())] {
+        let mut v = uniform(&mut rng, 777);
+        v[(rng.next() % 777) as usize] = special;
+        inputs.push((format!("uniform with {label}"), v));
+    }
+    let mut both_inf = uniform(&mut rng, 300);
+    both_inf[10] = T::infinity();
+    both_inf[250] = T::neg_infinity();
+    inputs.push(("uniform with +inf and -inf".into(), both_inf));
+
+    let mut report = Report::default();
+    for (label, a) in &inputs {
+        let array = arr(a);
+        let abs_sum: f64 = a.iter().map(|x| x.abs().to_f64().unwrap()).sum();
+        for shape in REDUCE_SHAPES {
+            let input = format!("{label}, grid {shape:?}");
+
+            // The host's part: sum / min / max the partials.
+            let partials = run_reduce(k, &format!("sum_{sfx}"), a, shape);
+            let got = partials.iter().fold(T::zero(), |acc, &p| acc + p);
+            let want = np::sum(&array);
+            let bound = 4.0 * a.len() as f64 * T::epsilon_f64() * abs_sum;
+            let close = (got.is_nan() && want.is_nan())
+                || got == want
+                || (got.is_finite() && want.is_finite() && (got - want).abs().to_f64().unwrap() <= bound);
+            report.checked += 1;
+            if !close {
+                report.failures.push(format!("sum_{sfx}({input}): got {got:e}, want {want:e} (bound {bound:e})"));
+            }
+
+            for (op, reference) in [("min", np::min::<T> as fn(&Array1<T>) -> T), ("max", np::max::<T>)] {
+                let name = format!("{op}_{sfx}");
+                let partials = run_reduce(k, &name, a, shape);
+                let got = reference(&arr(&partials));
+                let want = reference(&array);
+                // Which of equal values (-0 / +0) wins depends on the order: compare values.
+                let got = if got == T::zero() { want } else { got };
+                report.check(&name, &input, got, want, 0);
+            }
+        }
+    }
+
+    // Empty input: every block writes the identity.
+    for shape in [(1, 1), (3, 5)] {
+        let sum = run_reduce::<T>(k, &format!("sum_{sfx}"), &[], shape);
+        let min = run_reduce::<T>(k, &format!("min_{sfx}"), &[], shape);
+        let max = run_reduce::<T>(k, &format!("max_{sfx}"), &[], shape);
+        for i in 0..shape.0 as usize {
+            report.check(&format!("sum_{sfx}"), "empty", sum[i], T::zero(), 0);
+            report.check(&format!("min_{sfx}"), "empty", min[i], T::infinity(), 0);
+            report.check(&format!("max_{sfx}"), "empty", max[i], T::neg_infinity(), 0);
+        }
+    }
+    report.finish(&format!("reductions {sfx}"));
+}
+
+/// The elementwise kernels may write in place (`out` aliasing an input).
+fn check_in_place<T: TestFloat>(k: &Kernels) {
+    let mut rng = Rng(0x789a_bcde_f123_4567);
+    let (a, b) = pairs::<T>(&mut rng);
+    let mut report = Report::default();
+    let name = format!("add_{}", dtype::<T>());
+    let f: Binary<T, T> = k.get(&name);
+    let mut inout = a.clone();
+    let (n, pio, pb) = (a.len() as u64, inout.as_mut_ptr() as usize, b.as_ptr() as usize);
+    k.launch(SHAPE, || unsafe { f(n, pio as *const T, pb as *const T, pio as *mut T) });
+    let want = np::add(&arr(&a), &arr(&b));
+    for i in 0..a.len() {
+        report.check(&format!("{name} in place"), &format!("{:e}, {:e}", a[i], b[i]), inout[i], want[i], 0);
+    }
+    let name = format!("sqrt_{}", dtype::<T>());
+    let f: Unary<T> = k.get(&name);
+    let mut inout = a.clone();
+    let pio = inout.as_mut_ptr() as usize;
+    k.launch(SHAPE, || unsafe { f(n, pio as *const T, pio as *mut T) });
+    let want = np::sqrt(&arr(&a));
+    for i in 0..a.len() {
+        report.check(&format!("{name} in place"), &format!("{:e}", a[i]), inout[i], want[i], 0);
+    }
+    report.finish(&format!("in place {}", dtype::<T>()));
+}
+
+// ---- tests -----------------------------------------------------------------------------
+
+macro_rules! dtype_tests {
+    ($($test:ident => $check:ident;)*) => {$(
+        #[test]
+        fn $test() {
+            let Some(k) = kernels() else { return };
+            $check::<f32>(k);
+            $check::<f64>(k);
+        }
+    )*};
+}
+
+dtype_tests! {
+    unary_kernels_match_cpu_numpy => check_unary;
+    binary_kernels_match_cpu_numpy => check_binary;
+    scalar_kernels_match_cpu_numpy => check_scalar_forms;
+    comparison_kernels_match_cpu_numpy => check_comparisons;
+    where_and_mask_kernels_match_cpu_numpy => check_selection;
+    reduction_kernels_match_cpu_numpy => check_reductions;
+    elementwise_kernels_work_in_place => check_in_place;
+}
+
+#[test]
+fn logical_kernels_match_cpu_numpy() {
+    let Some(k) = kernels() else { return };
+    let mut rng = Rng(0x89ab_cdef_1234_5678);
+    let a: Vec<bool> = (0..1000).map(|_| rng.bool()).collect();
+    let b: Vec<bool> = (0..1000).map(|_| rng.bool()).collect();
+    let mut report = Report::default();
+    let n = a.len() as u64;
+    let (pa, pb) = (a.as_ptr() as usize, b.as_ptr() as usize);
+    let binary: [(&str, fn(&Array1<bool>, &Array1<bool>) -> Array1<bool>); 2] =
+        [("logical_and_bool", np::logical_and), ("logical_or_bool", np::logical_or)];
+    for (name, reference) in binary {
+        let f: Binary<bool, u8> = k.get(name);
+        let mut out = vec![2u8; a.len()];
+        let po = out.as_mut_ptr() as usize;
+        k.launch(SHAPE, || unsafe { f(n, pa as *const bool, pb as *const bool, po as *mut u8) });
+        let want = reference(&arr(&a), &arr(&b));
+        for i in 0..a.len() {
+            report.check_bool(name, &format!("{}, {}", a[i], b[i]), out[i], want[i]);
+        }
+    }
+    let f: unsafe extern "C" fn(u64, *const bool, *mut u8) = k.get("logical_not_bool");
+    let mut out = vec![2u8; a.len()];
+    let po = out.as_mut_ptr() as usize;
+    k.launch(SHAPE, || unsafe { f(n, pa as *const bool, po as *mut u8) });
+    let want = np::logical_not(&arr(&a));
+    for i in 0..a.len() {
+        report.check_bool("logical_not_bool", &a[i].to_string(), out[i], want[i]);
+    }
+    report.finish("logical");
+}
+
+#[test]
+fn the_grid_emulation_visits_every_thread_once() {
+    let Some(k) = kernels() else { return };
+    // A launch of 3 x 5 threads calls the body 15 times, each from a distinct thread for
+    // blocks of several threads.
+    let count = std::sync::atomic::AtomicUsize::new(0);
+    k.launch((3, 5), || {
+        count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    });
+    assert_eq!(count.into_inner(), 15);
+}
