@@ -451,15 +451,18 @@ mod tests {
             quote!(pub fn fill(a: &mut Vec<f64>, v: f64) { a.fill(v) }),
         );
         assert_contains(&out, quote!(-> ::bach_runtime::Lazy<'__bach, ()>));
-        assert_contains(&out, quote!(__call.finish::<S, ()>));
+        // `()` is broadcast whatever `split` says.
+        assert_contains(&out, quote!(__call.finish::<::bach_runtime::Broadcast, ()>));
         assert_contains(
             &out,
             quote!(#[allow(clippy::let_unit_value)] let __ret: () = __bach_cpu_fill(&mut *a, v);),
         );
         assert_contains(&out, quote!(__rec.output::<()>(0)));
 
-        let out = expanded(quote!(), quote!(pub fn log(n: u64) {}));
+        let out = expanded(quote!(split = S), quote!(pub fn log(n: &u64) -> () {}));
         assert_contains(&out, quote!(__call.finish::<::bach_runtime::Broadcast, ()>));
+        let out = expanded(quote!(split = S, ret = R), quote!(pub fn log(n: &u64) {}));
+        assert_contains(&out, quote!(__call.finish::<R, ()>));
     }
 
     #[test]

@@ -39,7 +39,9 @@ mod valid;
 /// - a reference parameter `&T` or `&mut T` takes `split = ...`, and without it is an error;
 /// - a by-value parameter `n: T` takes `::bach_runtime::Broadcast` (every batch gets a clone),
 ///   except the first parameter of an `alloc` function, which takes `::bach_runtime::SizeSplit`;
-/// - the return value takes `ret = ...`, else `split = ...`, else `::bach_runtime::Broadcast`.
+/// - the return value takes `ret = ...`, else `split = ...`, else `::bach_runtime::Broadcast`;
+///   a function returning nothing returns a `Lazy<()>`, split with `ret = ...` or
+///   `::bach_runtime::Broadcast`.
 ///
 /// # Restrictions
 ///

@@ -324,10 +324,16 @@ fn resolve_splits(options: &OffloadOptions, sig: &FnSignature, errors: &mut Vec<
             }
         })
         .collect();
+    // A function returning nothing returns `()`, broadcast whatever `split` says.
+    let returns_unit = match sig.ret.as_ref().map(ungroup) {
+        None => true,
+        Some(Type::Tuple(t)) => t.elems.is_empty(),
+        Some(_) => false,
+    };
     let ret = match (&options.ret, default) {
         (Some(ret), _) => Split::User(ret.value.clone()),
-        (None, Some(path)) => Split::User(path.clone()),
-        (None, None) => {
+        (None, Some(path)) if !returns_unit => Split::User(path.clone()),
+        _ => {
             let span = sig.ret.as_ref().map_or_else(|| sig.name.span(), |t| t.span());
             Split::Runtime { name: "Broadcast", span }
         }

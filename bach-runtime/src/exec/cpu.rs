@@ -198,7 +198,15 @@ pub(crate) fn run_partitioned(
                         args.refs.push(r);
                     }
                 }
-                call_cpu(&pn.info, pn.cpu, &mut args)?
+                match call_cpu(&pn.info, pn.cpu, &mut args) {
+                    Ok(outputs) => outputs,
+                    // A reduction that fails on zero elements has no identity
+                    // (NumPy's "zero-size array to reduction operation").
+                    Err(Error::Panic { op, .. }) if range.is_empty() && pn.outputs[0].kind == SplitKind::Reduce => {
+                        return Err(Error::EmptyReduction { op })
+                    }
+                    Err(e) => return Err(e),
+                }
             };
             if outputs.len() != st.out_slots.len() {
                 return Err(Error::TypeMismatch {

@@ -17,7 +17,7 @@ fn main() {
     let s = add(&x, &y);
     let t = add(&s, y.clone());
     let u = add(s, t);
-    assert_eq!(evaluate(u).unwrap(), array![22.0, 44.0, 66.0]);
+    assert_eq!(evaluate(u).unwrap(), array![32.0, 64.0, 96.0]);
     // The eager CPU version.
     assert_eq!(add::cpu(&x, &y), array![11.0, 22.0, 33.0]);
 }

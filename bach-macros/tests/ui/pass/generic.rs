@@ -24,9 +24,11 @@ pub fn cast<T: Copy + Into<U> + Send + Sync + 'static, U: Clone + Send + Sync + 
 }
 
 fn main() {
-    let ints = add(&array![1_i32, 2], &array![3, 4]);
-    let floats = cast::<f32, f64>(&array![0.5_f32, 1.5]);
-    let sum = add(floats, &array![1.0_f64, 1.0]);
+    let (i, j) = (array![1_i32, 2], array![3, 4]);
+    let (halves, ones) = (array![0.5_f32, 1.5], array![1.0_f64, 1.0]);
+    let ints = add(&i, &j);
+    let floats = cast::<f32, f64>(&halves);
+    let sum = add(floats, &ones);
     let (ints, sum) = evaluate((ints, sum)).unwrap();
     assert_eq!(ints, array![4, 6]);
     assert_eq!(sum, array![1.5, 2.5]);

@@ -62,7 +62,7 @@ fn main() {
     assert_eq!(outer::inner::for_crate::cpu(1), 3);
     assert_eq!(evaluate(outer::inner::for_crate(1)).unwrap(), 3);
     assert_eq!(evaluate(r#type(5)).unwrap(), r#type::cpu(5));
-    let _ = offload_is_in_scope;
+    assert_eq!(evaluate(offload_is_in_scope(2)).unwrap(), 2);
 }
 
 #[offload]
