@@ -265,7 +265,8 @@ struct Report {
 }
 
 impl Report {
-    fn check<T: TestFloat>(&mut self, kernel: &str, input: &str, got: T, want: T, max_ulps: u64) {
+    /// `input` describes the inputs; only called on a mismatch.
+    fn check<T: TestFloat>(&mut self, kernel: &str, input: impl FnOnce() -> String, got: T, want: T, max_ulps: u64) {
         self.checked += 1;
         let ok = (got.is_nan() && want.is_nan())
             || got.bits() == want.bits()
@@ -274,14 +275,14 @@ impl Report {
                 && want.is_finite()
                 && got.ordered().abs_diff(want.ordered()) <= max_ulps);
         if !ok {
-            self.failures.push(format!("{kernel}({input}): got {got:e} ({:#x}), want {want:e} ({:#x})", got.bits(), want.bits()));
+            self.failures.push(format!("{kernel}({}): got {got:e} ({:#x}), want {want:e} ({:#x})", input(), got.bits(), want.bits()));
         }
     }
 
-    fn check_bool(&mut self, kernel: &str, input: &str, got: u8, want: bool) {
+    fn check_bool(&mut self, kernel: &str, input: impl FnOnce() -> String, got: u8, want: bool) {
         self.checked += 1;
         if got > 1 || (got == 1) != want {
-            self.failures.push(format!("{kernel}({input}): got {got}, want {want}"));
+            self.failures.push(format!("{kernel}({}): got {got}, want {want}", input()));
         }
     }
 
@@ -375,7 +376,7 @@ fn check_unary<T: TestFloat>(k: &Kernels) {
         run_unary(k, &name, &a, &mut out);
         let want = reference(&arr(&a));
         for i in 0..a.len() {
-            report.check(&name, &format!("{:e}", a[i]), out[i], want[i], ulps);
+            report.check(&name, || format!("{:e}", a[i]), out[i], want[i], ulps);
         }
     }
     report.finish(&format!("unary {}", dtype::<T>()));
@@ -400,7 +401,7 @@ fn check_binary<T: TestFloat>(k: &Kernels) {
         run_binary(k, &name, &a, &b, &mut out);
         let want = reference(&arr(&a), &arr(&b));
         for i in 0..a.len() {
-            report.check(&name, &format!("{:e}, {:e}", a[i], b[i]), out[i], want[i], ulps);
+            report.check(&name, || format!("{:e}, {:e}", a[i], b[i]), out[i], want[i], ulps);
         }
     }
     report.finish(&format!("binary {}", dtype::<T>()));
@@ -442,7 +443,7 @@ fn check_scalar_forms<T: TestFloat>(k: &Kernels) {
             run_with_scalar(k, &name, &a, s, &mut out);
             let want = reference(&arr(&a), s);
             for i in 0..a.len() {
-                report.check(&name, &format!("{:e}, s={s:e}", a[i]), out[i], want[i], ulps);
+                report.check(&name, || format!("{:e}, s={s:e}", a[i]), out[i], want[i], ulps);
             }
         }
         for (op, reference, ulps) in scalar_a {
@@ -451,7 +452,7 @@ fn check_scalar_forms<T: TestFloat>(k: &Kernels) {
             run_with_scalar(k, &name, &a, s, &mut out);
             let want = reference(s, &arr(&a));
             for i in 0..a.len() {
-                report.check(&name, &format!("s={s:e}, {:e}", a[i]), out[i], want[i], ulps);
+                report.check(&name, || format!("s={s:e}, {:e}", a[i]), out[i], want[i], ulps);
             }
         }
     }
@@ -485,7 +486,7 @@ fn check_comparisons<T: TestFloat>(k: &Kernels) {
         run_binary(k, &name, &a, &b, &mut out);
         let want = reference(&arr(&a), &arr(&b));
         for i in 0..a.len() {
-            report.check_bool(&name, &format!("{:e}, {:e}", a[i], b[i]), out[i], want[i]);
+            report.check_bool(&name, || format!("{:e}, {:e}", a[i], b[i]), out[i], want[i]);
         }
     }
     for s in scalars::<T>(&mut rng) {
@@ -495,7 +496,7 @@ fn check_comparisons<T: TestFloat>(k: &Kernels) {
             run_with_scalar(k, &name, &a, s, &mut out);
             let want = reference(&arr(&a), s);
             for i in 0..a.len() {
-                report.check_bool(&name, &format!("{:e}, s={s:e}", a[i]), out[i], want[i]);
+                report.check_bool(&name, || format!("{:e}, s={s:e}", a[i]), out[i], want[i]);
             }
         }
     }
@@ -518,7 +519,7 @@ fn check_selection<T: TestFloat>(k: &Kernels) {
     k.launch(SHAPE, || unsafe { f(n, pc as *const bool, px as *const T, py as *const T, po as *mut T) });
     let want = np::where_(&arr(&cond), &arr(&x), &arr(&y));
     for i in 0..x.len() {
-        report.check(&name, &format!("{}, {:e}, {:e}", cond[i], x[i], y[i]), out[i], want[i], 0);
+        report.check(&name, || format!("{}, {:e}, {:e}", cond[i], x[i], y[i]), out[i], want[i], 0);
     }
 
     for s in scalars::<T>(&mut rng).into_iter().take(6) {
@@ -529,7 +530,7 @@ fn check_selection<T: TestFloat>(k: &Kernels) {
         k.launch(SHAPE, || unsafe { f(n, pc as *const bool, px as *const T, s, po as *mut T) });
         let want = np::where_scalar(&arr(&cond), &arr(&x), s);
         for i in 0..x.len() {
-            report.check(&name, &format!("{}, {:e}, s={s:e}", cond[i], x[i]), out[i], want[i], 0);
+            report.check(&name, || format!("{}, {:e}, s={s:e}", cond[i], x[i]), out[i], want[i], 0);
         }
 
         let name = format!("mask_{sfx}");
@@ -539,7 +540,7 @@ fn check_selection<T: TestFloat>(k: &Kernels) {
         k.launch(SHAPE, || unsafe { f(n, px as *const T, pc as *const bool, s, po as *mut T) });
         let want = np::mask(&arr(&x), &arr(&cond), s);
         for i in 0..x.len() {
-            report.check(&name, &format!("{:e}, {}, value={s:e}", x[i], cond[i]), out[i], want[i], 0);
+            report.check(&name, || format!("{:e}, {}, value={s:e}", x[i], cond[i]), out[i], want[i], 0);
         }
     }
     report.finish(&format!("where/mask {sfx}"));
@@ -606,7 +607,7 @@ fn check_reductions<T: TestFloat>(k: &Kernels) {
                 let want = reference(&array);
                 // Which of equal values (-0 / +0) wins depends on the order: compare values.
                 let got = if got == T::zero() { want } else { got };
-                report.check(&name, &input, got, want, 0);
+                report.check(&name, || input.clone(), got, want, 0);
             }
         }
     }
@@ -617,9 +618,9 @@ fn check_reductions<T: TestFloat>(k: &Kernels) {
         let min = run_reduce::<T>(k, &format!("min_{sfx}"), &[], shape);
         let max = run_reduce::<T>(k, &format!("max_{sfx}"), &[], shape);
         for i in 0..shape.0 as usize {
-            report.check(&format!("sum_{sfx}"), "empty", sum[i], T::zero(), 0);
-            report.check(&format!("min_{sfx}"), "empty", min[i], T::infinity(), 0);
-            report.check(&format!("max_{sfx}"), "empty", max[i], T::neg_infinity(), 0);
+            report.check(&format!("sum_{sfx}"), || "empty".into(), sum[i], T::zero(), 0);
+            report.check(&format!("min_{sfx}"), || "empty".into(), min[i], T::infinity(), 0);
+            report.check(&format!("max_{sfx}"), || "empty".into(), max[i], T::neg_infinity(), 0);
         }
     }
     report.finish(&format!("reductions {sfx}"));
@@ -637,7 +638,7 @@ fn check_in_place<T: TestFloat>(k: &Kernels) {
     k.launch(SHAPE, || unsafe { f(n, pio as *const T, pb as *const T, pio as *mut T) });
     let want = np::add(&arr(&a), &arr(&b));
     for i in 0..a.len() {
-        report.check(&format!("{name} in place"), &format!("{:e}, {:e}", a[i], b[i]), inout[i], want[i], 0);
+        report.check(&format!("{name} in place"), || format!("{:e}, {:e}", a[i], b[i]), inout[i], want[i], 0);
     }
     let name = format!("sqrt_{}", dtype::<T>());
     let f: Unary<T> = k.get(&name);
@@ -646,7 +647,7 @@ fn check_in_place<T: TestFloat>(k: &Kernels) {
     k.launch(SHAPE, || unsafe { f(n, pio as *const T, pio as *mut T) });
     let want = np::sqrt(&arr(&a));
     for i in 0..a.len() {
-        report.check(&format!("{name} in place"), &format!("{:e}", a[i]), inout[i], want[i], 0);
+        report.check(&format!("{name} in place"), || format!("{:e}", a[i]), inout[i], want[i], 0);
     }
     report.finish(&format!("in place {}", dtype::<T>()));
 }
@@ -692,7 +693,7 @@ fn logical_kernels_match_cpu_numpy() {
         k.launch(SHAPE, || unsafe { f(n, pa as *const bool, pb as *const bool, po as *mut u8) });
         let want = reference(&arr(&a), &arr(&b));
         for i in 0..a.len() {
-            report.check_bool(name, &format!("{}, {}", a[i], b[i]), out[i], want[i]);
+            report.check_bool(name, || format!("{}, {}", a[i], b[i]), out[i], want[i]);
         }
     }
     let f: unsafe extern "C" fn(u64, *const bool, *mut u8) = k.get("logical_not_bool");
@@ -701,7 +702,7 @@ fn logical_kernels_match_cpu_numpy() {
     k.launch(SHAPE, || unsafe { f(n, pa as *const bool, po as *mut u8) });
     let want = np::logical_not(&arr(&a));
     for i in 0..a.len() {
-        report.check_bool("logical_not_bool", &a[i].to_string(), out[i], want[i]);
+        report.check_bool("logical_not_bool", || a[i].to_string(), out[i], want[i]);
     }
     report.finish("logical");
 }
