@@ -1,0 +1,8 @@
+use bach_runtime::offload;
+
+#[offload]
+pub struct Matrix;
+
+fn main() {
+    let _ = Matrix;
+}

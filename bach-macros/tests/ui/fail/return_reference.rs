@@ -1,0 +1,9 @@
+use bach_runtime::{offload, NdArraySplit};
+use ndarray::Array1;
+
+#[offload(split = NdArraySplit)]
+pub fn f(a: &Array1<f64>) -> &Array1<f64> {
+    a
+}
+
+fn main() {}

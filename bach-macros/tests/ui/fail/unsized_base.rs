@@ -1,0 +1,18 @@
+use bach_runtime::{offload, Broadcast};
+
+#[offload(split = Broadcast)]
+pub fn slice(a: &[f64]) -> f64 {
+    a[0]
+}
+
+#[offload(split = Broadcast)]
+pub fn string(s: &str) -> usize {
+    s.len()
+}
+
+#[offload(split = Broadcast)]
+pub fn object(d: &dyn std::fmt::Debug) -> String {
+    format!("{d:?}")
+}
+
+fn main() {}

@@ -1,0 +1,8 @@
+use bach_runtime::offload;
+
+#[offload]
+pub unsafe extern "C" fn f(n: u64, ...) -> u64 {
+    n
+}
+
+fn main() {}
