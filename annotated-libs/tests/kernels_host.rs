@@ -42,7 +42,12 @@ impl Kernels {
     fn get<F: Copy>(&self, name: &str) -> F {
         let symbol = format!("{name}\0");
         // SAFETY: the callers name `F` after the kernel's signature in numpy.cu.
-        unsafe { *self.lib.get::<F>(symbol.as_bytes()).unwrap_or_else(|e| panic!("kernel {name}: {e}")) }
+        unsafe {
+            *self
+                .lib
+                .get::<F>(symbol.as_bytes())
+                .unwrap_or_else(|e| panic!("kernel {name}: {e}"))
+        }
     }
 
     /// Runs `body` once per thread of a `grid` x `block` launch.
@@ -95,7 +100,7 @@ fn build_kernels() -> Option<Kernels> {
     // SAFETY: the library we just built; its initialisers only set up thread-locals.
     let lib = unsafe { libloading::Library::new(&lib_path) }.expect("load libkernels.so");
     let _ = std::fs::remove_file(&lib_path); // stays mapped
-    // SAFETY: signature of `bach_host_launch` in host_emulation.h.
+                                             // SAFETY: signature of `bach_host_launch` in host_emulation.h.
     let launch = unsafe { *lib.get::<Launch>(b"bach_host_launch\0").expect("bach_host_launch") };
     Some(Kernels { lib, launch })
 }
@@ -185,8 +190,21 @@ impl TestFloat for f64 {
 
 fn common_edges<T: TestFloat>() -> Vec<T> {
     let mut v: Vec<T> = [
-        0.0, 1.0, 0.5, 2.0, 3.0, 10.0, 100.0, 1e-3, 0.7, 1.5, 88.0, 710.0, 1e5,
-        std::f64::consts::PI, std::f64::consts::E,
+        0.0,
+        1.0,
+        0.5,
+        2.0,
+        3.0,
+        10.0,
+        100.0,
+        1e-3,
+        0.7,
+        1.5,
+        88.0,
+        710.0,
+        1e5,
+        std::f64::consts::PI,
+        std::f64::consts::E,
     ]
     .iter()
     .map(|&x| T::from_f64(x))
@@ -194,7 +212,12 @@ fn common_edges<T: TestFloat>() -> Vec<T> {
     v.extend([T::infinity(), T::nan()]);
     let negated: Vec<T> = v.iter().map(|&x| -x).collect();
     v.extend(negated);
-    v.extend(v.clone().iter().map(|&x| x * T::from_f64(0.9)).filter(|x| x.is_finite()));
+    v.extend(
+        v.clone()
+            .iter()
+            .map(|&x| x * T::from_f64(0.9))
+            .filter(|x| x.is_finite()),
+    );
     v
 }
 
@@ -275,14 +298,20 @@ impl Report {
                 && want.is_finite()
                 && got.ordered().abs_diff(want.ordered()) <= max_ulps);
         if !ok {
-            self.failures.push(format!("{kernel}({}): got {got:e} ({:#x}), want {want:e} ({:#x})", input(), got.bits(), want.bits()));
+            self.failures.push(format!(
+                "{kernel}({}): got {got:e} ({:#x}), want {want:e} ({:#x})",
+                input(),
+                got.bits(),
+                want.bits()
+            ));
         }
     }
 
     fn check_bool(&mut self, kernel: &str, input: impl FnOnce() -> String, got: u8, want: bool) {
         self.checked += 1;
         if got > 1 || (got == 1) != want {
-            self.failures.push(format!("{kernel}({}): got {got}, want {want}", input()));
+            self.failures
+                .push(format!("{kernel}({}): got {got}, want {want}", input()));
         }
     }
 
@@ -290,7 +319,11 @@ impl Report {
         eprintln!("{what}: {} values checked", self.checked);
         if !self.failures.is_empty() {
             let shown: Vec<&String> = self.failures.iter().take(25).collect();
-            panic!("{what}: {} mismatches, first ones:\n{}", self.failures.len(), shown.iter().map(|s| s.as_str()).collect::<Vec<_>>().join("\n"));
+            panic!(
+                "{what}: {} mismatches, first ones:\n{}",
+                self.failures.len(),
+                shown.iter().map(|s| s.as_str()).collect::<Vec<_>>().join("\n")
+            );
         }
     }
 }
@@ -325,7 +358,12 @@ fn run_unary<T: TestFloat, O: Copy>(k: &Kernels, name: &str, a: &[T], out: &mut 
 
 fn run_binary<T: TestFloat, O: Copy>(k: &Kernels, name: &str, a: &[T], b: &[T], out: &mut [O]) {
     let f: Binary<T, O> = k.get(name);
-    let (n, pa, pb, po) = (a.len() as u64, a.as_ptr() as usize, b.as_ptr() as usize, out.as_mut_ptr() as usize);
+    let (n, pa, pb, po) = (
+        a.len() as u64,
+        a.as_ptr() as usize,
+        b.as_ptr() as usize,
+        out.as_mut_ptr() as usize,
+    );
     k.launch(SHAPE, || unsafe { f(n, pa as *const T, pb as *const T, po as *mut O) });
 }
 
@@ -516,10 +554,18 @@ fn check_selection<T: TestFloat>(k: &Kernels) {
     let f: Where<T> = k.get(&name);
     let mut out = out_buffer::<T>(x.len());
     let po = out.as_mut_ptr() as usize;
-    k.launch(SHAPE, || unsafe { f(n, pc as *const bool, px as *const T, py as *const T, po as *mut T) });
+    k.launch(SHAPE, || unsafe {
+        f(n, pc as *const bool, px as *const T, py as *const T, po as *mut T)
+    });
     let want = np::where_(&arr(&cond), &arr(&x), &arr(&y));
     for i in 0..x.len() {
-        report.check(&name, || format!("{}, {:e}, {:e}", cond[i], x[i], y[i]), out[i], want[i], 0);
+        report.check(
+            &name,
+            || format!("{}, {:e}, {:e}", cond[i], x[i], y[i]),
+            out[i],
+            want[i],
+            0,
+        );
     }
 
     for s in scalars::<T>(&mut rng).into_iter().take(6) {
@@ -527,20 +573,36 @@ fn check_selection<T: TestFloat>(k: &Kernels) {
         let f: WhereScalar<T> = k.get(&name);
         let mut out = out_buffer::<T>(x.len());
         let po = out.as_mut_ptr() as usize;
-        k.launch(SHAPE, || unsafe { f(n, pc as *const bool, px as *const T, s, po as *mut T) });
+        k.launch(SHAPE, || unsafe {
+            f(n, pc as *const bool, px as *const T, s, po as *mut T)
+        });
         let want = np::where_scalar(&arr(&cond), &arr(&x), s);
         for i in 0..x.len() {
-            report.check(&name, || format!("{}, {:e}, s={s:e}", cond[i], x[i]), out[i], want[i], 0);
+            report.check(
+                &name,
+                || format!("{}, {:e}, s={s:e}", cond[i], x[i]),
+                out[i],
+                want[i],
+                0,
+            );
         }
 
         let name = format!("mask_{sfx}");
         let f: MaskKernel<T> = k.get(&name);
         let mut out = out_buffer::<T>(x.len());
         let po = out.as_mut_ptr() as usize;
-        k.launch(SHAPE, || unsafe { f(n, px as *const T, pc as *const bool, s, po as *mut T) });
+        k.launch(SHAPE, || unsafe {
+            f(n, px as *const T, pc as *const bool, s, po as *mut T)
+        });
         let want = np::mask(&arr(&x), &arr(&cond), s);
         for i in 0..x.len() {
-            report.check(&name, || format!("{:e}, {}, value={s:e}", x[i], cond[i]), out[i], want[i], 0);
+            report.check(
+                &name,
+                || format!("{:e}, {}, value={s:e}", x[i], cond[i]),
+                out[i],
+                want[i],
+                0,
+            );
         }
     }
     report.finish(&format!("where/mask {sfx}"));
@@ -562,7 +624,10 @@ fn check_reductions<T: TestFloat>(k: &Kernels) {
         ("one".into(), vec![t(-3.5)]),
         ("five".into(), vec![t(1.0), t(-2.0), t(3.0), t(0.25), t(-0.0)]),
         ("zeros".into(), vec![t(0.0), t(-0.0), t(0.0)]),
-        ("denormals".into(), vec![T::min_positive_value() / t(4.0), -T::min_positive_value() / t(8.0)]),
+        (
+            "denormals".into(),
+            vec![T::min_positive_value() / t(4.0), -T::min_positive_value() / t(8.0)],
+        ),
     ];
     for n in [100, 1000, 4097] {
         inputs.push((format!("uniform {n}"), uniform(&mut rng, n)));
@@ -582,7 +647,9 @@ fn check_reductions<T: TestFloat>(k: &Kernels) {
         let array = arr(a);
         let abs_sum: f64 = a.iter().map(|x| x.abs().to_f64().unwrap()).sum();
         let large = label == "uniform 4097" || label == "uniform with nan";
-        let shapes = REDUCE_SHAPES.iter().chain(if large { &LARGE_REDUCE_SHAPES[..] } else { &[] });
+        let shapes = REDUCE_SHAPES
+            .iter()
+            .chain(if large { &LARGE_REDUCE_SHAPES[..] } else { &[] });
         for &shape in shapes {
             let input = format!("{label}, grid {shape:?}");
 
@@ -596,7 +663,9 @@ fn check_reductions<T: TestFloat>(k: &Kernels) {
                 || (got.is_finite() && want.is_finite() && (got - want).abs().to_f64().unwrap() <= bound);
             report.checked += 1;
             if !close {
-                report.failures.push(format!("sum_{sfx}({input}): got {got:e}, want {want:e} (bound {bound:e})"));
+                report.failures.push(format!(
+                    "sum_{sfx}({input}): got {got:e}, want {want:e} (bound {bound:e})"
+                ));
             }
 
             for (op, reference) in [("min", np::min::<T> as fn(&Array1<T>) -> T), ("max", np::max::<T>)] {
@@ -634,10 +703,18 @@ fn check_in_place<T: TestFloat>(k: &Kernels) {
     let f: Binary<T, T> = k.get(&name);
     let mut inout = a.clone();
     let (n, pio, pb) = (a.len() as u64, inout.as_mut_ptr() as usize, b.as_ptr() as usize);
-    k.launch(SHAPE, || unsafe { f(n, pio as *const T, pb as *const T, pio as *mut T) });
+    k.launch(SHAPE, || unsafe {
+        f(n, pio as *const T, pb as *const T, pio as *mut T)
+    });
     let want = np::add(&arr(&a), &arr(&b));
     for i in 0..a.len() {
-        report.check(&format!("{name} in place"), || format!("{:e}, {:e}", a[i], b[i]), inout[i], want[i], 0);
+        report.check(
+            &format!("{name} in place"),
+            || format!("{:e}, {:e}", a[i], b[i]),
+            inout[i],
+            want[i],
+            0,
+        );
     }
     let name = format!("sqrt_{}", dtype::<T>());
     let f: Unary<T> = k.get(&name);
@@ -646,7 +723,13 @@ fn check_in_place<T: TestFloat>(k: &Kernels) {
     k.launch(SHAPE, || unsafe { f(n, pio as *const T, pio as *mut T) });
     let want = np::sqrt(&arr(&a));
     for i in 0..a.len() {
-        report.check(&format!("{name} in place"), || format!("{:e}", a[i]), inout[i], want[i], 0);
+        report.check(
+            &format!("{name} in place"),
+            || format!("{:e}", a[i]),
+            inout[i],
+            want[i],
+            0,
+        );
     }
     report.finish(&format!("in place {}", dtype::<T>()));
 }
@@ -683,13 +766,17 @@ fn logical_kernels_match_cpu_numpy() {
     let mut report = Report::default();
     let n = a.len() as u64;
     let (pa, pb) = (a.as_ptr() as usize, b.as_ptr() as usize);
-    let binary: [(&str, fn(&Array1<bool>, &Array1<bool>) -> Array1<bool>); 2] =
-        [("logical_and_bool", np::logical_and), ("logical_or_bool", np::logical_or)];
+    let binary: [(&str, fn(&Array1<bool>, &Array1<bool>) -> Array1<bool>); 2] = [
+        ("logical_and_bool", np::logical_and),
+        ("logical_or_bool", np::logical_or),
+    ];
     for (name, reference) in binary {
         let f: Binary<bool, u8> = k.get(name);
         let mut out = vec![2u8; a.len()];
         let po = out.as_mut_ptr() as usize;
-        k.launch(SHAPE, || unsafe { f(n, pa as *const bool, pb as *const bool, po as *mut u8) });
+        k.launch(SHAPE, || unsafe {
+            f(n, pa as *const bool, pb as *const bool, po as *mut u8)
+        });
         let want = reference(&arr(&a), &arr(&b));
         for i in 0..a.len() {
             report.check_bool(name, || format!("{}, {}", a[i], b[i]), out[i], want[i]);

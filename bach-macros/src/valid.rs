@@ -58,9 +58,8 @@ pub(crate) fn check(
     sig: &FnSignature,
     errors: &mut Vec<syn::Error>,
 ) -> Splits {
+    // The attribute first, then the item, in source order.
     check_options(options, errors);
-    check_body(options, item, errors);
-    check_signature(&item.sig, errors);
     check_split_overrides(options, sig, errors);
     if let Some(alloc) = &options.alloc {
         if sig.arity == 0 {
@@ -70,6 +69,8 @@ pub(crate) fn check(
             ));
         }
     }
+    check_signature(&item.sig, errors);
+    check_body(options, item, errors);
     resolve_splits(options, sig, errors)
 }
 
@@ -133,9 +134,8 @@ fn check_signature(sig: &Signature, errors: &mut Vec<syn::Error>) {
             Some(name) => format!("extern {}", name.token()),
             None => "extern".to_string(),
         };
-        let span = abi.name.as_ref().map_or(abi.extern_token.span, |n| n.span());
-        errors.push(syn::Error::new(
-            abi.extern_token.span.join(span).unwrap_or(abi.extern_token.span),
+        errors.push(syn::Error::new_spanned(
+            abi,
             format!("offloaded functions cannot be `{written}`"),
         ));
     }
@@ -199,7 +199,7 @@ fn check_param_type(ty: &Type, errors: &mut Vec<syn::Error>) {
             base,
             format!(
                 "unsized base type `{}` is unsupported: take a sized type such as `Vec<T>` or `Array1<T>` by reference",
-                base.to_token_stream()
+                compact(base)
             ),
         ));
     }
@@ -240,8 +240,16 @@ impl<'ast> Visit<'ast> for TypeChecker<'_> {
             }
             Position::Return => "offloaded functions cannot return `impl Trait`: name the type",
         };
+        // One error: what is inside does not matter.
         self.errors.push(syn::Error::new(i.impl_token.span, message));
-        visit::visit_type_impl_trait(self, i);
+    }
+
+    fn visit_type_param_bound(&mut self, i: &'ast syn::TypeParamBound) {
+        // `dyn Trait + 'static` names no lifetime of the function.
+        match i {
+            syn::TypeParamBound::Lifetime(lt) if lt.ident == "static" => {}
+            _ => visit::visit_type_param_bound(self, i),
+        }
     }
 
     fn visit_lifetime(&mut self, i: &'ast syn::Lifetime) {
@@ -274,6 +282,15 @@ impl<'ast> Visit<'ast> for TypeChecker<'_> {
         _: &'ast syn::ParenthesizedGenericArguments,
     ) {
     }
+}
+
+/// A type as a user would write it: `dyn std::fmt::Debug`, not `dyn std :: fmt :: Debug`.
+fn compact(ty: &Type) -> String {
+    let mut text = ty.to_token_stream().to_string();
+    for (spaced, tight) in [(" :: ", "::"), (":: ", "::"), (" < ", "<"), (" <", "<"), ("< ", "<"), (" >", ">"), (" ,", ","), ("& ", "&"), (" (", "(")] {
+        text = text.replace(spaced, tight);
+    }
+    text
 }
 
 /// Every name in `split(...)` is a parameter.
@@ -482,6 +499,12 @@ mod tests {
             quote!(fn f(n: u32) -> impl Copy { n }),
             &["offloaded functions cannot return `impl Trait`: name the type"],
         );
+        // One error for the whole `impl Trait`, whatever it contains.
+        assert_errors(
+            quote!(),
+            quote!(fn f(n: impl Into<u32> + 'static) -> u32 { 0 }),
+            &["offloaded functions cannot take `impl Trait` arguments: use a type parameter"],
+        );
     }
 
     #[test]
@@ -501,6 +524,8 @@ mod tests {
             quote!(fn f(a: Cow<'static, str>) -> A { todo!() }),
             &["offloaded functions cannot have explicit lifetimes in parameter types"],
         );
+        // A `'static` bound of a trait object names no lifetime of the function.
+        assert_errors(quote!(), quote!(fn f(g: Box<dyn Fn(u8) -> u8 + Send + 'static>) -> u8 { 0 }), &[]);
     }
 
     #[test]
@@ -551,7 +576,8 @@ mod tests {
             (quote!(&[f64]), "[f64]"),
             (quote!(&mut [T]), "[T]"),
             (quote!(&str), "str"),
-            (quote!(&dyn Display), "dyn Display"),
+            (quote!(&dyn std::fmt::Display), "dyn std::fmt::Display"),
+            (quote!(&(dyn Fn(&Vec<T>) -> u8 + Send)), "dyn Fn(&Vec<T>) -> u8 + Send"),
         ] {
             assert_errors(
                 quote!(split = S),
@@ -613,6 +639,7 @@ mod tests {
                 "expected one of: `split`, `ret`, `gpu`, `gpu_fn`, `alloc`, `unsplittable`, `wraps`",
                 "duplicate option `gpu`",
                 "the `gpu` kernel name cannot be empty",
+                "unknown parameter `c` in `split(...)`",
                 "offloaded functions cannot be `async`",
                 "offloaded functions cannot be `unsafe`",
                 "offloaded functions cannot have lifetime parameters",
@@ -621,7 +648,6 @@ mod tests {
                 "unsized base type `[f64]` is unsupported: take a sized type such as `Vec<T>` or `Array1<T>` by reference",
                 "offloaded function parameters must be plain identifiers, such as `a: &Array1<f64>`",
                 "offloaded functions cannot return references: return an owned value",
-                "unknown parameter `c` in `split(...)`",
             ],
         );
     }

@@ -71,12 +71,18 @@ pub struct Target {
 impl Target {
     /// CUBIN for the real architecture of `cc` (`sm_XY`).
     pub const fn cubin(cc: ComputeCapability) -> Self {
-        Self { kind: CodeKind::Cubin, arch: cc.arch() }
+        Self {
+            kind: CodeKind::Cubin,
+            arch: cc.arch(),
+        }
     }
 
     /// PTX for the virtual architecture of `cc` (`compute_XY`).
     pub const fn ptx(cc: ComputeCapability) -> Self {
-        Self { kind: CodeKind::Ptx, arch: cc.arch() }
+        Self {
+            kind: CodeKind::Ptx,
+            arch: cc.arch(),
+        }
     }
 
     /// The architecture name: `sm_90` for CUBIN, `compute_90` for PTX.
@@ -170,7 +176,10 @@ pub fn nvrtc_version() -> Result<NvrtcVersion, CudaError> {
         call: "nvrtcVersion",
         status: status_string(e.0),
     })?;
-    Ok(NvrtcVersion { major: major as u32, minor: minor as u32 })
+    Ok(NvrtcVersion {
+        major: major as u32,
+        minor: minor as u32,
+    })
 }
 
 /// The real architectures NVRTC can compile for (`nvrtcGetSupportedArchs`), ascending,
@@ -203,14 +212,20 @@ pub fn supported_archs() -> Result<Vec<u32>, CudaError> {
 pub fn choose_target(cc: ComputeCapability, supported: &[u32]) -> Option<Target> {
     let arch = cc.arch();
     if supported.contains(&arch) {
-        return Some(Target { kind: CodeKind::Cubin, arch });
+        return Some(Target {
+            kind: CodeKind::Cubin,
+            arch,
+        });
     }
     supported
         .iter()
         .copied()
         .filter(|&a| a < arch)
         .max()
-        .map(|arch| Target { kind: CodeKind::Ptx, arch })
+        .map(|arch| Target {
+            kind: CodeKind::Ptx,
+            arch,
+        })
 }
 
 /// An NVRTC program, destroyed on drop.
@@ -234,7 +249,9 @@ fn c_chars_to_string(chars: Vec<c_char>) -> String {
 /// target and NVRTC's log.
 pub fn compile_for_target(src: &KernelSource<'_>, target: Target) -> Result<CompiledModule, CudaError> {
     ensure_nvrtc()?;
-    let nul = || CudaError::NulInSource { source_name: src.name.to_string() };
+    let nul = || CudaError::NulInSource {
+        source_name: src.name.to_string(),
+    };
     let code = CString::new(src.code).map_err(|_| nul())?;
     let name = CString::new(src.name).map_err(|_| nul())?;
     let fail = |call, e: nvrtc::NvrtcError| CudaError::Nvrtc {
@@ -243,8 +260,7 @@ pub fn compile_for_target(src: &KernelSource<'_>, target: Target) -> Result<Comp
         status: status_string(e.0),
     };
 
-    let program =
-        Program(nvrtc::create_program(&code, Some(&name)).map_err(|e| fail("nvrtcCreateProgram", e))?);
+    let program = Program(nvrtc::create_program(&code, Some(&name)).map_err(|e| fail("nvrtcCreateProgram", e))?);
     let mut options: Vec<String> = DEFAULT_OPTIONS.iter().map(|s| s.to_string()).collect();
     options.push(format!("-arch={}", target.arch_name()));
 
@@ -283,7 +299,13 @@ pub fn compile_for_target(src: &KernelSource<'_>, target: Target) -> Result<Comp
             cubin
         }
     };
-    Ok(CompiledModule { source_name: src.name.to_string(), target, code, log, from_cache: false })
+    Ok(CompiledModule {
+        source_name: src.name.to_string(),
+        target,
+        code,
+        log,
+        from_cache: false,
+    })
 }
 
 /// Compiles `src` for a device of capability `cc`: CUBIN for `sm_XY` when NVRTC supports
@@ -333,7 +355,10 @@ pub fn compile(
                 "NVRTC could not produce a CUBIN for {} ({status}); compiling PTX",
                 target.arch_name()
             );
-            cached_or_compiled(Target { kind: CodeKind::Ptx, arch: target.arch })
+            cached_or_compiled(Target {
+                kind: CodeKind::Ptx,
+                arch: target.arch,
+            })
         }
         other => other,
     }
@@ -365,10 +390,21 @@ impl CacheKey {
             .name
             .trim_end_matches(".cu")
             .chars()
-            .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                    c
+                } else {
+                    '_'
+                }
+            })
             .take(40)
             .collect();
-        Self { stem, source_hash: hash.finish(), target, nvrtc }
+        Self {
+            stem,
+            source_hash: hash.finish(),
+            target,
+            nvrtc,
+        }
     }
 
     /// The entry's file name, e.g. `numpy-<32 hex digits>.sm_90.nvrtc13.0.cubin`.
@@ -423,7 +459,12 @@ impl KernelCache {
     /// `$XDG_CACHE_HOME/bach/kernels`, else `$HOME/.cache/bach/kernels` (empty variables
     /// count as unset); `None` when none of these variables is set.
     pub fn default_dir() -> Option<PathBuf> {
-        let var = |name| std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from);
+        Self::dir_from(|name| std::env::var_os(name))
+    }
+
+    /// [`default_dir`](Self::default_dir) with the environment read through `env`.
+    fn dir_from(env: impl Fn(&str) -> Option<std::ffi::OsString>) -> Option<PathBuf> {
+        let var = |name| env(name).filter(|v| !v.is_empty()).map(PathBuf::from);
         let root = var("BACH_CACHE_DIR")
             .or_else(|| var("XDG_CACHE_HOME").map(|d| d.join("bach")))
             .or_else(|| var("HOME").map(|d| d.join(".cache").join("bach")))?;
@@ -521,13 +562,41 @@ mod tests {
                 names.push(format!("{op}_scalar_{dtype}"));
                 names.push(format!("scalar_{op}_{dtype}"));
             }
-            for op in ["minimum", "maximum", "greater", "less", "greater_equal", "less_equal", "equal", "not_equal"] {
+            for op in [
+                "minimum",
+                "maximum",
+                "greater",
+                "less",
+                "greater_equal",
+                "less_equal",
+                "equal",
+                "not_equal",
+            ] {
                 names.push(format!("{op}_{dtype}"));
                 names.push(format!("{op}_scalar_{dtype}"));
             }
             for op in [
-                "negative", "abs", "sqrt", "exp", "log", "log2", "log10", "sin", "cos", "tan", "arcsin",
-                "arccos", "arctan", "erf", "square", "where", "where_scalar", "mask", "sum", "min", "max",
+                "negative",
+                "abs",
+                "sqrt",
+                "exp",
+                "log",
+                "log2",
+                "log10",
+                "sin",
+                "cos",
+                "tan",
+                "arcsin",
+                "arccos",
+                "arctan",
+                "erf",
+                "square",
+                "where",
+                "where_scalar",
+                "mask",
+                "sum",
+                "min",
+                "max",
             ] {
                 names.push(format!("{op}_{dtype}"));
             }
@@ -545,7 +614,11 @@ mod tests {
         }
         let code = numpy_cu();
         let src = KernelSource::new("numpy.cu", &code);
-        eprintln!("NVRTC {}, archs {:?}", nvrtc_version().unwrap(), supported_archs().unwrap());
+        eprintln!(
+            "NVRTC {}, archs {:?}",
+            nvrtc_version().unwrap(),
+            supported_archs().unwrap()
+        );
 
         let cubin = compile_for_target(&src, Target::cubin(SM_90)).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(&cubin.code[..4], b"\x7fELF", "a CUBIN is an ELF image");
@@ -577,10 +650,18 @@ mod tests {
         if !nvrtc_or_skip() {
             return;
         }
-        let src = KernelSource::new("broken.cu", "extern \"C\" __global__ void k(float* x) { x[0] = undefined_thing; }");
+        let src = KernelSource::new(
+            "broken.cu",
+            "extern \"C\" __global__ void k(float* x) { x[0] = undefined_thing; }",
+        );
         let err = compile_for_target(&src, Target::cubin(SM_90)).unwrap_err();
         match &err {
-            CudaError::Compile { source_name, status, log, .. } => {
+            CudaError::Compile {
+                source_name,
+                status,
+                log,
+                ..
+            } => {
                 assert_eq!(source_name, "broken.cu");
                 assert_eq!(status, "NVRTC_ERROR_COMPILATION");
                 assert!(log.contains("undefined_thing"), "log: {log}");
@@ -588,7 +669,10 @@ mod tests {
             other => panic!("expected a compile error, got {other:?}"),
         }
         let message = err.to_string();
-        assert!(message.contains("broken.cu") && message.contains("undefined_thing"), "{message}");
+        assert!(
+            message.contains("broken.cu") && message.contains("undefined_thing"),
+            "{message}"
+        );
         // `compile` reports the source error too, rather than falling back to PTX.
         let err = compile(&src, SM_90, None).unwrap_err();
         assert!(matches!(err, CudaError::Compile { .. }), "{err:?}");
@@ -612,8 +696,10 @@ mod tests {
         assert!(second.from_cache);
         assert_eq!(first.code, second.code);
 
-        let entries: Vec<String> =
-            fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        let entries: Vec<String> = fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
         assert_eq!(entries.len(), 1, "one entry, no temporary files left: {entries:?}");
         let version = nvrtc_version().unwrap();
         assert!(entries[0].starts_with("numpy-") && entries[0].ends_with(&format!(".sm_90.nvrtc{version}.cubin")));
@@ -643,7 +729,10 @@ mod tests {
         assert_eq!(choose_target(SM_90, &supported), Some(Target::cubin(SM_90)));
         assert_eq!(
             choose_target(ComputeCapability::new(8, 7), &supported),
-            Some(Target { kind: CodeKind::Ptx, arch: 86 })
+            Some(Target {
+                kind: CodeKind::Ptx,
+                arch: 86
+            })
         );
         assert_eq!(choose_target(ComputeCapability::new(7, 0), &supported), None);
     }
@@ -654,13 +743,43 @@ mod tests {
         let a = KernelSource::new("numpy.cu", "a");
         let key = CacheKey::new(&a, Target::cubin(SM_90), v13);
         assert!(key.file_name().starts_with("numpy-"));
-        assert!(key.file_name().ends_with(".sm_90.nvrtc13.0.cubin"), "{}", key.file_name());
-        assert_ne!(key, CacheKey::new(&KernelSource::new("numpy.cu", "b"), Target::cubin(SM_90), v13));
+        assert!(
+            key.file_name().ends_with(".sm_90.nvrtc13.0.cubin"),
+            "{}",
+            key.file_name()
+        );
+        assert_ne!(
+            key,
+            CacheKey::new(&KernelSource::new("numpy.cu", "b"), Target::cubin(SM_90), v13)
+        );
         assert_ne!(key.file_name(), CacheKey::new(&a, Target::ptx(SM_90), v13).file_name());
         let v131 = NvrtcVersion { major: 13, minor: 1 };
-        assert_ne!(key.file_name(), CacheKey::new(&a, Target::cubin(SM_90), v131).file_name());
+        assert_ne!(
+            key.file_name(),
+            CacheKey::new(&a, Target::cubin(SM_90), v131).file_name()
+        );
         // Stable across runs and Rust versions (FNV-1a).
-        assert_eq!(key.file_name(), CacheKey::new(&a, Target::cubin(SM_90), v13).file_name());
+        assert_eq!(
+            key.file_name(),
+            CacheKey::new(&a, Target::cubin(SM_90), v13).file_name()
+        );
+    }
+
+    #[test]
+    fn the_cache_directory_follows_the_environment() {
+        let dir = |vars: &[(&str, &str)]| {
+            let vars: Vec<(String, String)> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+            KernelCache::dir_from(|name| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.into()))
+        };
+        let all = [("BACH_CACHE_DIR", "/b"), ("XDG_CACHE_HOME", "/x"), ("HOME", "/h")];
+        assert_eq!(dir(&all), Some(PathBuf::from("/b/kernels")));
+        assert_eq!(dir(&all[1..]), Some(PathBuf::from("/x/bach/kernels")));
+        assert_eq!(dir(&all[2..]), Some(PathBuf::from("/h/.cache/bach/kernels")));
+        assert_eq!(
+            dir(&[("BACH_CACHE_DIR", ""), ("HOME", "/h")]),
+            Some(PathBuf::from("/h/.cache/bach/kernels"))
+        );
+        assert_eq!(dir(&[]), None);
     }
 
     #[test]
@@ -668,7 +787,11 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("bach-kernel-cache-store-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         let cache = KernelCache::new(&dir);
-        let key = CacheKey::new(&KernelSource::new("x.cu", "x"), Target::ptx(SM_90), NvrtcVersion { major: 13, minor: 0 });
+        let key = CacheKey::new(
+            &KernelSource::new("x.cu", "x"),
+            Target::ptx(SM_90),
+            NvrtcVersion { major: 13, minor: 0 },
+        );
         assert_eq!(cache.load(&key), None);
         let path = cache.store(&key, b"ptx one").unwrap();
         assert_eq!(path, cache.path(&key));
@@ -684,6 +807,9 @@ mod tests {
             return;
         }
         let err = compile(&KernelSource::new("x.cu", ""), SM_90, None).unwrap_err();
-        assert!(matches!(err, CudaError::Unavailable(GpuUnavailable::NoNvrtc)), "{err:?}");
+        assert!(
+            matches!(err, CudaError::Unavailable(GpuUnavailable::NoNvrtc)),
+            "{err:?}"
+        );
     }
 }

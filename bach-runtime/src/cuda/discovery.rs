@@ -154,9 +154,7 @@ pub fn ensure_driver() -> Result<(), GpuUnavailable> {
         ))),
         LibState::Present => match driver::init() {
             Ok(()) => Ok(()),
-            Err(e) if e.0 == driver_sys::CUresult::CUDA_ERROR_NO_DEVICE => {
-                Err(GpuUnavailable::NoDevice)
-            }
+            Err(e) if e.0 == driver_sys::CUresult::CUDA_ERROR_NO_DEVICE => Err(GpuUnavailable::NoDevice),
             Err(e) => Err(GpuUnavailable::DriverError(format!("cuInit failed: {e}"))),
         },
     })
@@ -179,9 +177,7 @@ pub fn driver_version() -> Result<(u32, u32), GpuUnavailable> {
 /// it reports no device ([`GpuUnavailable::NoDevice`]: the list is never empty).
 pub fn devices() -> Result<Vec<DeviceInfo>, GpuUnavailable> {
     ensure_driver()?;
-    let err = |call: &str, e: driver::DriverError| {
-        GpuUnavailable::DriverError(format!("{call} failed: {e}"))
-    };
+    let err = |call: &str, e: driver::DriverError| GpuUnavailable::DriverError(format!("{call} failed: {e}"));
     let count = driver::device::get_count().map_err(|e| err("cuDeviceGetCount", e))?;
     if count <= 0 {
         return Err(GpuUnavailable::NoDevice);
@@ -193,13 +189,12 @@ pub fn devices() -> Result<Vec<DeviceInfo>, GpuUnavailable> {
             // SAFETY: `dev` came from `cuDeviceGet`.
             let attr = |a| unsafe { driver::device::get_attribute(dev, a) };
             use driver_sys::CUdevice_attribute::*;
-            let major = attr(CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR)
-                .map_err(|e| err("cuDeviceGetAttribute", e))?;
-            let minor = attr(CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR)
-                .map_err(|e| err("cuDeviceGetAttribute", e))?;
+            let major =
+                attr(CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR).map_err(|e| err("cuDeviceGetAttribute", e))?;
+            let minor =
+                attr(CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR).map_err(|e| err("cuDeviceGetAttribute", e))?;
             // SAFETY: as above.
-            let total_memory = unsafe { driver::device::total_mem(dev) }
-                .map_err(|e| err("cuDeviceTotalMem", e))?;
+            let total_memory = unsafe { driver::device::total_mem(dev) }.map_err(|e| err("cuDeviceTotalMem", e))?;
             Ok(DeviceInfo {
                 ordinal: ordinal as usize,
                 name,

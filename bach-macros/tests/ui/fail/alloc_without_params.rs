@@ -1,7 +1,7 @@
-use bach_runtime::{offload, NdArraySplit};
+use bach_runtime::offload;
 use ndarray::Array1;
 
-#[offload(alloc, split = NdArraySplit)]
+#[offload(alloc, split = bach_runtime::NdArraySplit)]
 pub fn empty() -> Array1<f64> {
     Array1::zeros(0)
 }

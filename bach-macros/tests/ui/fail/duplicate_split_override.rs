@@ -1,7 +1,7 @@
-use bach_runtime::{offload, NdArraySplit};
+use bach_runtime::offload;
 use ndarray::Array1;
 
-#[offload(split(a = NdArraySplit, a = NdArraySplit))]
+#[offload(split(a = bach_runtime::NdArraySplit, a = bach_runtime::NdArraySplit))]
 pub fn f(a: &Array1<f64>) -> Array1<f64> {
     a.clone()
 }

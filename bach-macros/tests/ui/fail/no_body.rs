@@ -1,7 +1,7 @@
-use bach_runtime::{offload, NdArraySplit};
+use bach_runtime::offload;
 use ndarray::Array1;
 
-#[offload(split = NdArraySplit)]
+#[offload(split = bach_runtime::NdArraySplit)]
 pub fn add(a: &Array1<f64>, b: &Array1<f64>) -> Array1<f64>;
 
 fn main() {

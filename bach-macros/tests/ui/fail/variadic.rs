@@ -1,7 +1,7 @@
 use bach_runtime::offload;
 
 #[offload]
-pub unsafe extern "C" fn f(n: u64, ...) -> u64 {
+pub unsafe extern "C" fn f(n: u64, _: ...) -> u64 {
     n
 }
 
