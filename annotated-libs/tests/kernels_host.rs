@@ -15,6 +15,9 @@
 //! Needs a C++ compiler: `$CXX`, else `g++`. Without one the tests print why and pass,
 //! unless `BACH_REQUIRE_GXX=1`.
 
+// The op tables below list `fn` pointer types inline; that is clearer than aliases.
+#![allow(clippy::type_complexity)]
+
 use std::ffi::c_void;
 use std::path::PathBuf;
 use std::process::Command;

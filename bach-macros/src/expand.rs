@@ -239,13 +239,21 @@ fn stub(
         quote!(::<#(#tps),*>)
     });
     let allow_unit = sig.ret.is_none().then(|| quote!(#[allow(clippy::let_unit_value)]));
-    let mutated: Vec<&Ident> = sig.mutated().map(|p| &p.name).collect();
+    let mutated = sig.mutated().map(|p| {
+        let name = &p.name;
+        quote_spanned!(p.ty.span()=> ::bach_runtime::__private::piece_box(#name))
+    });
     let write_back = sig.mutated().enumerate().map(|(k, p)| {
         let (name, base) = (&p.name, &p.base);
         let output = Literal::usize_unsuffixed(k + 1);
         quote_spanned!(p.span=> *#name = #rec.output::<#base>(#output);)
     });
+    // Bounds on the return type (`SplitType<R>`, `Value`) are reported at the
+    // split type, else at the return type.
     let ret_split = &splits.ret;
+    let ret_span = sig.ret.as_ref().map_or_else(|| name.span(), |t| t.span());
+    let finish = quote_spanned!(splits.ret.span()=> #call.finish::<#ret_split, #ret_ty>);
+    let ret_piece = quote_spanned!(ret_span=> ::bach_runtime::__private::piece(#ret_var));
 
     let lazy_doc = format!(
         " Lazy: records a call in Bach's task graph; see [`{name_str}::cpu`] for the eager CPU version."
@@ -271,14 +279,14 @@ fn stub(
                 }
             );
             #(#record)*
-            let #rec = #call.finish::<#ret_split, #ret_ty>(
+            let #rec = #finish(
                 |#args: &mut ::bach_runtime::__private::Args<'_>| {
                     #(#unpack)*
                     #allow_unit
                     let #ret_var: #ret_ty = #cpu_name #turbofish (#(#call_args),*);
                     ::core::result::Result::Ok(::std::vec![
-                        ::bach_runtime::__private::piece(#ret_var)
-                        #(, ::bach_runtime::__private::piece_box(#mutated))*
+                        #ret_piece
+                        #(, #mutated)*
                     ])
                 }
             );

@@ -369,10 +369,17 @@ impl<'a> CallBuilder<'a> {
             }
             Arg::Lazy(h) => self.input(&h),
         };
+        let mut split = SplitVTable::of::<S, T>();
+        if split.is_inherit() {
+            // Generic split type: take the producer's output split type.
+            if let Some(vt) = input.outputs.get(output as usize) {
+                split = *vt;
+            }
+        }
         self.args.push(CallArg {
             input,
             output,
-            split: SplitVTable::of::<S, T>(),
+            split,
             mutated: false,
         });
     }
@@ -393,7 +400,13 @@ impl<'a> CallBuilder<'a> {
 
     /// Finishes the call: `R` is the return type, split by `S`.
     pub fn finish<S: SplitType<R>, R: Value>(mut self, cpu: CpuFn) -> Recorded<'a> {
-        self.outputs.insert(0, SplitVTable::of::<S, R>());
+        let mut ret = SplitVTable::of::<S, R>();
+        if ret.is_inherit() {
+            if let Some(a) = self.args.iter().find(|a| a.split.value_id == ret.value_id && !a.split.is_inherit()) {
+                ret = a.split;
+            }
+        }
+        self.outputs.insert(0, ret);
         let node = Arc::new(Node {
             id: next_id(),
             graph: self.graph,

@@ -34,6 +34,7 @@ mod config;
 pub(crate) mod cuda;
 mod error;
 mod eval;
+mod explain;
 mod exec;
 mod graph;
 mod op;
@@ -45,10 +46,11 @@ pub use bach_macros::offload;
 pub use config::Config;
 pub use error::{Error, Result};
 pub use eval::{evaluate, Evaluate};
+pub use explain::{explain, Explain, StageInfo};
 pub use graph::{Arg, Graph, IntoArg, Lazy};
 pub use plan::{Placement, StageKind};
 pub use split::{
-    Assembler, Broadcast, CountSplit, MaxSplit, MinSplit, NdArraySplit, Reducible, SizeSplit, SplitKind, SplitType,
+    Assembler, Broadcast, CountSplit, Inherit, MaxSplit, MinSplit, NdArraySplit, Reducible, SizeSplit, SplitKind, SplitType,
     SplitVTable, SumSplit,
 };
 pub use value::Value;

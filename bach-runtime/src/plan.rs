@@ -40,7 +40,6 @@ pub(crate) struct PlanArg {
 
 /// One pending call, snapshot from the graph.
 pub(crate) struct PlanNode {
-    pub(crate) node: Arc<Node>,
     pub(crate) info: OpInfo,
     pub(crate) cpu: CpuFn,
     pub(crate) args: Vec<PlanArg>,
@@ -148,7 +147,6 @@ impl Plan {
                     index.insert(n.id, nodes.len());
                     nodes.push(PlanNode {
                         outputs: n.outputs.clone(),
-                        node: n,
                         info: call.info,
                         cpu: call.cpu,
                         args,

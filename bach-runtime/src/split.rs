@@ -103,6 +103,28 @@ impl<T: Value> SplitType<T> for Broadcast {
     }
 }
 
+/// A generic split type: an argument split by `Inherit` takes the split type
+/// of the value that flows into it (the output split type of the call that
+/// produced it), and a return value split by `Inherit` takes the split type of
+/// the first such argument of the same type. For functions that work on any
+/// splittable value (copies, selections, identity-like transforms). A value
+/// that comes from outside the graph, with nothing to inherit, is broadcast.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Inherit;
+
+impl<T: Value> SplitType<T> for Inherit {
+    const KIND: SplitKind = SplitKind::Broadcast;
+    fn elements(_: &T) -> Option<usize> {
+        None
+    }
+    fn split(value: &T, _: Range<usize>) -> T {
+        value.clone()
+    }
+    fn merge(pieces: Vec<T>) -> Result<T> {
+        <Broadcast as SplitType<T>>::merge(pieces)
+    }
+}
+
 /// Splits 1-D arrays into element ranges and 2-D arrays into row ranges.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct NdArraySplit;
@@ -482,6 +504,11 @@ impl SplitVTable {
             SplitKind::Partition => (self.elements)(value),
             _ => None,
         }
+    }
+
+    /// True for the generic [`Inherit`] split type, resolved when a call is recorded.
+    pub(crate) fn is_inherit(&self) -> bool {
+        self.split_id == TypeId::of::<Inherit>()
     }
 
     /// True when a value produced under `self` can flow piece by piece into an

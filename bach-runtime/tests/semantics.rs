@@ -2,7 +2,7 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use bach_runtime::{evaluate, offload, Config, Error, Graph, Lazy, NdArraySplit, SumSplit};
+use bach_runtime::{evaluate, offload, Config, Error, Graph, Inherit, Lazy, NdArraySplit, SumSplit};
 use ndarray::{array, Array1};
 
 static CALLS: AtomicUsize = AtomicUsize::new(0);
@@ -217,4 +217,57 @@ fn threads_evaluate_their_own_default_graphs() {
     for (t, h) in handles.into_iter().enumerate() {
         assert_eq!(h.join().unwrap(), 2000.0 * t as f64);
     }
+}
+
+/// Works on any value: its split type is inherited from what flows in.
+#[offload(split = Inherit)]
+pub fn identity<T: Clone + Send + Sync + 'static>(a: &T) -> T {
+    a.clone()
+}
+
+#[test]
+fn generic_split_types_inherit_from_their_producer() {
+    let a = Array1::from_shape_fn(10_000, |i| i as f64);
+    let g = Graph::with_config(Config {
+        batch_size: Some(128),
+        ..Config::default()
+    });
+    let (same, s) = g
+        .enter(|| {
+            let twice = add(&a, &a);
+            let same = identity::<Array1<f64>>(&twice);
+            // `identity` inherited NdArraySplit, so this sum fuses with it.
+            let s = sum(&add(&same, &a));
+            evaluate((same, s))
+        })
+        .unwrap();
+    assert_eq!(same, a.mapv(|x| 2.0 * x));
+    assert_eq!(s, 3.0 * a.sum());
+    // A scalar from outside the graph has nothing to inherit: broadcast.
+    assert_eq!(evaluate(identity::<f64>(&2.5)).unwrap(), 2.5);
+}
+
+static DROPPED: AtomicUsize = AtomicUsize::new(0);
+
+#[derive(Clone)]
+struct Tracked;
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        DROPPED.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[offload(unsplittable)]
+pub fn touch(_t: Tracked) -> f64 {
+    1.0
+}
+
+#[test]
+fn dropping_unevaluated_handles_frees_their_values() {
+    let before = DROPPED.load(Ordering::SeqCst);
+    let h = touch(Tracked);
+    let h2 = touch(Tracked);
+    drop(h);
+    drop(h2);
+    assert_eq!(DROPPED.load(Ordering::SeqCst) - before, 2, "both recorded values freed");
 }

@@ -10,7 +10,7 @@
 //! [`compile_for_target`] compiles for an exact [`Target`] without any cache.
 //!
 //! Every function checks that NVRTC can be loaded first
-//! ([`ensure_nvrtc`](super::discovery::ensure_nvrtc)) and returns
+//! ([`ensure_nvrtc`]) and returns
 //! [`GpuUnavailable::NoNvrtc`](super::discovery::GpuUnavailable::NoNvrtc) instead of
 //! panicking when it cannot. NVRTC needs no GPU.
 

@@ -163,8 +163,7 @@ pub(crate) fn run_partitioned(
     }
 
     let total = count.map_or(0, |c| c.0);
-    // Live bytes per element: each split input and each slot, counted as 8 bytes.
-    let batch = config.cpu_batch(8 * (splits.len() + slot_split.len().min(8) + 1));
+    let batch = batch_size(plan, stage, config);
     let batches = total.div_ceil(batch).max(1);
 
     let run_batch = |b: usize| -> Result<Vec<(usize, Piece)>> {
@@ -275,6 +274,18 @@ pub(crate) fn run_partitioned(
         results.push(((n, o), share(merged)));
     }
     Ok(results)
+}
+
+/// Elements per batch for a partitioned stage: what fits the cache budget
+/// with every split input and a few live intermediates, at 8 bytes an element.
+pub(crate) fn batch_size(plan: &Plan, stage: &Stage, config: &Config) -> usize {
+    let inputs: usize = stage
+        .nodes
+        .iter()
+        .map(|&n| plan.nodes[n].args.iter().filter(|a| a.split.kind == SplitKind::Partition).count())
+        .sum::<usize>()
+        .min(16);
+    config.cpu_batch(8 * (inputs + 4))
 }
 
 /// # Safety

@@ -1,0 +1,94 @@
+//! `explain`: what evaluating some handles would do, without running it.
+
+use std::fmt;
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+use crate::eval::{Evaluate, Target};
+use crate::graph::{Graph, Node};
+use crate::plan::{Placement, Plan, StageKind};
+
+/// The plan of an evaluation: its stages in execution order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Explain {
+    /// The stages, in execution order.
+    pub stages: Vec<StageInfo>,
+}
+
+/// One stage of a plan.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StageInfo {
+    /// Partitioned (batched) or whole.
+    pub kind: StageKind,
+    /// Where it runs.
+    pub placement: Placement,
+    /// The annotated functions it calls, in order.
+    pub ops: Vec<&'static str>,
+    /// Elements it splits, when known before running.
+    pub elements: Option<usize>,
+    /// Elements per batch (partitioned stages on the CPU).
+    pub batch_size: Option<usize>,
+    /// Outputs materialised whole (read by later stages or returned).
+    pub materialised: usize,
+}
+
+impl fmt::Display for Explain {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, s) in self.stages.iter().enumerate() {
+            write!(f, "stage {i}: {:?} on {:?}", s.kind, s.placement)?;
+            if let Some(n) = s.elements {
+                write!(f, ", {n} elements")?;
+            }
+            if let Some(b) = s.batch_size {
+                write!(f, " in batches of {b}")?;
+            }
+            writeln!(f, ", {} output(s) materialised", s.materialised)?;
+            writeln!(f, "  {}", s.ops.join(" -> "))?;
+        }
+        Ok(())
+    }
+}
+
+impl Graph {
+    /// The plan that [`Graph::evaluate`] would run for `handles`, without running it.
+    pub fn explain<E: Evaluate>(&self, handles: &E) -> Result<Explain> {
+        let mut wanted = Vec::new();
+        handles.targets(&mut wanted);
+        let targets: Vec<(Arc<Node>, u32)> = wanted.into_iter().map(|Target(n, o)| (n, o)).collect();
+        if let Some((n, _)) = targets.iter().find(|(n, _)| n.graph != self.id()) {
+            return Err(Error::ForeignGraph {
+                context: "explain".into(),
+                handle_graph: n.graph,
+                graph: self.id(),
+            });
+        }
+        let plan = Plan::build(&targets)?;
+        let config = self.config();
+        Ok(Explain {
+            stages: plan
+                .stages
+                .iter()
+                .map(|s| StageInfo {
+                    kind: s.kind,
+                    placement: s.placement,
+                    ops: s.nodes.iter().map(|&n| plan.nodes[n].info.name).collect(),
+                    elements: s.count,
+                    batch_size: match s.kind {
+                        StageKind::Partitioned => Some(crate::exec::cpu::batch_size(&plan, s, &config)),
+                        StageKind::Whole => None,
+                    },
+                    materialised: plan
+                        .escaping
+                        .keys()
+                        .filter(|(n, _)| s.nodes.contains(n))
+                        .count(),
+                })
+                .collect(),
+        })
+    }
+}
+
+/// [`Graph::explain`] in the thread's current graph.
+pub fn explain<E: Evaluate>(handles: &E) -> Result<Explain> {
+    Graph::current().explain(handles)
+}

@@ -1,0 +1,79 @@
+//! Black-Scholes call and put prices (the paper's formulation: `log2`,
+//! constants 3.0 and 1.5), from five arrays uniform in [1, 100).
+
+use annotated_libs::workloads::{bach, cpu};
+use ndarray::Array1;
+use rayon::prelude::*;
+
+use super::{assume_init, slice, time_lazy, Outputs, Timed, Workload, FUSED_CHUNK};
+use crate::inputs::InputSpec;
+
+pub(super) static WORKLOAD: Workload = Workload {
+    name: "blackscholes",
+    description: "Black-Scholes call and put prices from 5 arrays (about 32 elementwise calls)",
+    inputs: &[
+        InputSpec { name: "price", low: 1.0, high: 100.0 },
+        InputSpec { name: "strike", low: 1.0, high: 100.0 },
+        InputSpec { name: "t", low: 1.0, high: 100.0 },
+        InputSpec { name: "rate", low: 1.0, high: 100.0 },
+        InputSpec { name: "vol", low: 1.0, high: 100.0 },
+    ],
+    outputs: &["call", "put"],
+    cpu: run_cpu,
+    bach: run_bach,
+    fused: run_fused,
+};
+
+fn run_cpu(x: &[Array1<f64>]) -> Outputs {
+    let (call, put) = cpu::blackscholes(&x[0], &x[1], &x[2], &x[3], &x[4]);
+    vec![call, put]
+}
+
+fn run_bach(x: &[Array1<f64>]) -> bach_runtime::Result<Timed> {
+    time_lazy(
+        || bach::blackscholes(&x[0], &x[1], &x[2], &x[3], &x[4]),
+        |(call, put)| vec![call, put],
+    )
+}
+
+/// One element of the formula, in the operation order of
+/// `annotated_libs::workloads` (so results are bit-identical to cpu mode).
+#[inline(always)]
+pub(crate) fn element(price: f64, strike: f64, t: f64, rate: f64, vol: f64) -> (f64, f64) {
+    let c05 = 3.0;
+    let c10 = 1.5;
+    let invsqrt2 = 1.0 / 2f64.sqrt();
+    let rsig = vol * vol * c05 + rate;
+    let vol_sqrt = t.sqrt() * vol;
+    let d1 = ((price / strike).log2() + rsig * t) / vol_sqrt;
+    let d2 = d1 - vol_sqrt;
+    let d1 = c05 + c05 * libm::erf(d1 * invsqrt2);
+    let d2 = c05 + c05 * libm::erf(d2 * invsqrt2);
+    let e_rt = (-rate * t).exp();
+    let e_rt_strike = e_rt * strike;
+    let call = price * d1 - e_rt_strike * d2;
+    let put = e_rt_strike * (c10 - d2) - price * (c10 - d1);
+    (call, put)
+}
+
+fn run_fused(x: &[Array1<f64>]) -> Outputs {
+    let (price, strike, t, rate, vol) = (slice(&x[0]), slice(&x[1]), slice(&x[2]), slice(&x[3]), slice(&x[4]));
+    let n = price.len();
+    let mut call: Vec<f64> = Vec::with_capacity(n);
+    let mut put: Vec<f64> = Vec::with_capacity(n);
+    call.spare_capacity_mut()[..n]
+        .par_chunks_mut(FUSED_CHUNK)
+        .zip(put.spare_capacity_mut()[..n].par_chunks_mut(FUSED_CHUNK))
+        .enumerate()
+        .for_each(|(c, (call, put))| {
+            let r = c * FUSED_CHUNK..c * FUSED_CHUNK + call.len();
+            let (p, k, t, rt, v) = (&price[r.clone()], &strike[r.clone()], &t[r.clone()], &rate[r.clone()], &vol[r]);
+            for i in 0..call.len() {
+                let (c, q) = element(p[i], k[i], t[i], rt[i], v[i]);
+                call[i].write(c);
+                put[i].write(q);
+            }
+        });
+    // SAFETY: the chunks tile 0..n and each wrote all of its elements.
+    unsafe { vec![assume_init(call, n), assume_init(put, n)] }
+}

@@ -1,0 +1,64 @@
+//! Haversine: great-circle distance in miles from a fixed point to each
+//! (lat, lon), with lat uniform in [-1.5, 1.5) and lon in [-3.1, 3.1) radians.
+
+use annotated_libs::workloads::{bach, cpu};
+use ndarray::Array1;
+use rayon::prelude::*;
+
+use super::{assume_init, slice, time_lazy, Outputs, Timed, Workload, FUSED_CHUNK};
+use crate::inputs::InputSpec;
+
+pub(super) static WORKLOAD: Workload = Workload {
+    name: "haversine",
+    description: "great-circle distances from a fixed point (about 17 elementwise calls)",
+    inputs: &[
+        InputSpec { name: "lat", low: -1.5, high: 1.5 },
+        InputSpec { name: "lon", low: -3.1, high: 3.1 },
+    ],
+    outputs: &["miles"],
+    cpu: run_cpu,
+    bach: run_bach,
+    fused: run_fused,
+};
+
+fn run_cpu(x: &[Array1<f64>]) -> Outputs {
+    vec![cpu::haversine(&x[0], &x[1])]
+}
+
+fn run_bach(x: &[Array1<f64>]) -> bach_runtime::Result<Timed> {
+    time_lazy(|| bach::haversine(&x[0], &x[1]), |miles| vec![miles])
+}
+
+/// One element, in the operation order of `annotated_libs::workloads`
+/// (so results are bit-identical to cpu mode); `cos_lat1` is `cos(lat1)`.
+#[inline(always)]
+pub(crate) fn element(lat2: f64, lon2: f64, cos_lat1: f64) -> f64 {
+    let lat1 = 0.70984286;
+    let lon1 = 1.23892197;
+    let miles = 3959.0;
+    let s = ((lat2 - lat1) / 2.0).sin();
+    let dlat = s * s;
+    let s = ((lon2 - lon1) / 2.0).sin();
+    let dlon = s * s;
+    let a = dlat + lat2.cos() * cos_lat1 * dlon;
+    2.0 * a.sqrt().asin() * miles
+}
+
+fn run_fused(x: &[Array1<f64>]) -> Outputs {
+    let (lat, lon) = (slice(&x[0]), slice(&x[1]));
+    let n = lat.len();
+    let cos_lat1 = f64::cos(0.70984286);
+    let mut out: Vec<f64> = Vec::with_capacity(n);
+    out.spare_capacity_mut()[..n]
+        .par_chunks_mut(FUSED_CHUNK)
+        .enumerate()
+        .for_each(|(c, out)| {
+            let r = c * FUSED_CHUNK..c * FUSED_CHUNK + out.len();
+            let (la, lo) = (&lat[r.clone()], &lon[r]);
+            for i in 0..out.len() {
+                out[i].write(element(la[i], lo[i], cos_lat1));
+            }
+        });
+    // SAFETY: the chunks tile 0..n and each wrote all of its elements.
+    unsafe { vec![assume_init(out, n)] }
+}
