@@ -120,9 +120,17 @@ pub(crate) fn parse(attr: TokenStream, errors: &mut Vec<syn::Error>) -> OffloadO
 
 /// Stores `value` in `slot`, or reports a duplicate at the second occurrence's key.
 /// The one duplicate check for every key.
-fn set_once<T>(slot: &mut Option<Keyed<T>>, value: Keyed<T>, name: &str, errors: &mut Vec<syn::Error>) {
+fn set_once<T>(
+    slot: &mut Option<Keyed<T>>,
+    value: Keyed<T>,
+    name: &str,
+    errors: &mut Vec<syn::Error>,
+) {
     if slot.is_some() {
-        errors.push(syn::Error::new(value.key, format!("duplicate option `{name}`")));
+        errors.push(syn::Error::new(
+            value.key,
+            format!("duplicate option `{name}`"),
+        ));
     } else {
         *slot = Some(value);
     }
@@ -187,7 +195,10 @@ fn parse_option(input: ParseStream, errors: &mut Vec<syn::Error>) -> syn::Result
                 }
                 Ok(())
             });
-            Ok(OptionItem::SplitOverrides(Keyed { key, value: overrides }))
+            Ok(OptionItem::SplitOverrides(Keyed {
+                key,
+                value: overrides,
+            }))
         } else if input.peek(Token![=]) {
             Ok(OptionItem::Split(value(input, key)?))
         } else {
@@ -219,7 +230,10 @@ fn parse_option(input: ParseStream, errors: &mut Vec<syn::Error>) -> syn::Result
 /// Parses `= value` after a key.
 fn value<T: syn::parse::Parse>(input: ParseStream, key: Span) -> syn::Result<Keyed<T>> {
     input.parse::<Token![=]>()?;
-    Ok(Keyed { key, value: input.parse()? })
+    Ok(Keyed {
+        key,
+        value: input.parse()?,
+    })
 }
 
 #[cfg(test)]
@@ -270,10 +284,16 @@ mod tests {
         assert_eq!(overrides[0].param, "a");
         assert_eq!(tokens(&overrides[0].split), "crate :: A < f64 >");
         assert_eq!(overrides[1].param, "b");
-        assert_eq!(tokens(&o.ret.unwrap().value), ":: bach_runtime :: Broadcast");
+        assert_eq!(
+            tokens(&o.ret.unwrap().value),
+            ":: bach_runtime :: Broadcast"
+        );
         assert_eq!(o.gpu.unwrap().value.value(), "add");
         assert!(o.alloc.is_some() && o.unsplittable.is_some());
-        assert_eq!(tokens(&o.wraps.unwrap().value), "ndarray :: Array1 :: < f64 > :: zeros");
+        assert_eq!(
+            tokens(&o.wraps.unwrap().value),
+            "ndarray :: Array1 :: < f64 > :: zeros"
+        );
     }
 
     #[test]
@@ -302,7 +322,10 @@ mod tests {
     #[test]
     fn all_syntax_errors_are_reported() {
         let mut errors = Vec::new();
-        let o = parse(quote!(speed = 3, gpu = add, split = NdArraySplit, ret), &mut errors);
+        let o = parse(
+            quote!(speed = 3, gpu = add, split = NdArraySplit, ret),
+            &mut errors,
+        );
         let messages: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
         assert_eq!(
             messages,
@@ -347,9 +370,22 @@ mod tests {
     fn duplicate_keys() {
         assert_eq!(
             parse_errors(quote!(
-                split = A, split = B, split(a = A), split(b = B), ret = A, ret = B,
-                gpu = "a", gpu = "b", gpu_fn = f, gpu_fn = g, alloc, alloc,
-                unsplittable, unsplittable, wraps = f, wraps = g
+                split = A,
+                split = B,
+                split(a = A),
+                split(b = B),
+                ret = A,
+                ret = B,
+                gpu = "a",
+                gpu = "b",
+                gpu_fn = f,
+                gpu_fn = g,
+                alloc,
+                alloc,
+                unsplittable,
+                unsplittable,
+                wraps = f,
+                wraps = g
             )),
             [
                 "duplicate option `split`",

@@ -57,7 +57,13 @@ pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> Result<TokenStream
 /// bodyless declaration (not valid Rust on its own) gets a body that never runs.
 fn reemit(item: TokenStream) -> TokenStream {
     match syn::parse2::<OffloadItem>(item.clone()) {
-        Ok(OffloadItem { attrs, vis, sig, body: None, .. }) => quote! {
+        Ok(OffloadItem {
+            attrs,
+            vis,
+            sig,
+            body: None,
+            ..
+        }) => quote! {
             #(#attrs)*
             #[allow(unused_variables)]
             #vis #sig { ::core::unimplemented!() }
@@ -96,8 +102,19 @@ fn nested_visibility(vis: &Visibility) -> TokenStream {
     }
 }
 
-fn generate(options: &OffloadOptions, item: &OffloadItem, sig: &FnSignature, splits: &Splits) -> TokenStream {
-    let OffloadItem { attrs, vis, sig: syn_sig, body, .. } = item;
+fn generate(
+    options: &OffloadOptions,
+    item: &OffloadItem,
+    sig: &FnSignature,
+    splits: &Splits,
+) -> TokenStream {
+    let OffloadItem {
+        attrs,
+        vis,
+        sig: syn_sig,
+        body,
+        ..
+    } = item;
     let name = &sig.name;
     let name_str = name.unraw().to_string();
     let cpu_name = format_ident!("__bach_cpu_{}", name_str, span = name.span());
@@ -137,7 +154,9 @@ fn generate(options: &OffloadOptions, item: &OffloadItem, sig: &FnSignature, spl
     };
 
     // 3. The stub.
-    let stub = stub(options, item, sig, splits, &cpu_name, &name_str, &docs, &others);
+    let stub = stub(
+        options, item, sig, splits, &cpu_name, &name_str, &docs, &others,
+    );
 
     quote! {
         #cpu_fn
@@ -167,7 +186,9 @@ fn stub(
     let lt = Lifetime::new("'__bach", Span::call_site());
 
     let mut generics = item.sig.generics.clone();
-    generics.params.insert(0, GenericParam::Lifetime(LifetimeParam::new(lt.clone())));
+    generics
+        .params
+        .insert(0, GenericParam::Lifetime(LifetimeParam::new(lt.clone())));
     let where_clause = generics.where_clause.take();
 
     let unit = quote!(());
@@ -238,10 +259,13 @@ fn stub(
         let tps = &sig.type_params;
         quote!(::<#(#tps),*>)
     });
-    let allow_unit = sig.ret.is_none().then(|| quote!(#[allow(clippy::let_unit_value)]));
+    let allow_unit = sig
+        .ret
+        .is_none()
+        .then(|| quote!(#[allow(clippy::let_unit_value)]));
     let mutated = sig.mutated().map(|p| {
-        let name = &p.name;
-        quote_spanned!(p.ty.span()=> ::bach_runtime::__private::piece_box(#name))
+        let (name, base) = (&p.name, &p.base);
+        quote_spanned!(p.ty.span()=> ::bach_runtime::__private::piece_box::<#base>(#name))
     });
     let write_back = sig.mutated().enumerate().map(|(k, p)| {
         let (name, base) = (&p.name, &p.base);
@@ -253,7 +277,8 @@ fn stub(
     let ret_split = &splits.ret;
     let ret_span = sig.ret.as_ref().map_or_else(|| name.span(), |t| t.span());
     let finish = quote_spanned!(splits.ret.span()=> #call.finish::<#ret_split, #ret_ty>);
-    let ret_piece = quote_spanned!(ret_span=> ::bach_runtime::__private::piece(#ret_var));
+    let ret_piece =
+        quote_spanned!(ret_span=> ::bach_runtime::__private::piece::<#ret_ty>(#ret_var));
 
     let lazy_doc = format!(
         " Lazy: records a call in Bach's task graph; see [`{name_str}::cpu`] for the eager CPU version."
@@ -268,6 +293,8 @@ fn stub(
         #vis fn #name #generics (#(#params),*) -> ::bach_runtime::Lazy<#lt, #ret_ty>
         #where_clause
         {
+            // `..DEFAULT` keeps stubs compiling when the runtime adds fields.
+            #[allow(clippy::needless_update)]
             let mut #call = ::bach_runtime::__private::CallBuilder::new(
                 ::bach_runtime::__private::OpInfo {
                     name: #name_lit,
@@ -302,7 +329,11 @@ mod tests {
 
     /// Token text without whitespace: `> >` and `>>` compare equal.
     fn norm(tokens: impl ToString) -> String {
-        tokens.to_string().chars().filter(|c| !c.is_whitespace()).collect()
+        tokens
+            .to_string()
+            .chars()
+            .filter(|c| !c.is_whitespace())
+            .collect()
     }
 
     /// The expansion, normalized; panics on errors.
@@ -319,13 +350,19 @@ mod tests {
     #[track_caller]
     fn assert_contains(haystack: &str, needle: TokenStream) {
         let needle = norm(needle);
-        assert!(haystack.contains(&needle), "expected\n  {needle}\nin\n  {haystack}");
+        assert!(
+            haystack.contains(&needle),
+            "expected\n  {needle}\nin\n  {haystack}"
+        );
     }
 
     #[track_caller]
     fn assert_lacks(haystack: &str, needle: TokenStream) {
         let needle = norm(needle);
-        assert!(!haystack.contains(&needle), "unexpected\n  {needle}\nin\n  {haystack}");
+        assert!(
+            !haystack.contains(&needle),
+            "unexpected\n  {needle}\nin\n  {haystack}"
+        );
     }
 
     /// The expansion of the contract's `add`, with the CPU body given.
@@ -347,6 +384,7 @@ mod tests {
                 b: impl ::bach_runtime::IntoArg<'__bach, Array1<T>>
             ) -> ::bach_runtime::Lazy<'__bach, Array1<T>>
             {
+                #[allow(clippy::needless_update)]
                 let mut __call = ::bach_runtime::__private::CallBuilder::new(
                     ::bach_runtime::__private::OpInfo {
                         name: "add",
@@ -363,7 +401,7 @@ mod tests {
                         let a: &Array1<T> = __args.get::<Array1<T>>(0)?;
                         let b: &Array1<T> = __args.get::<Array1<T>>(1)?;
                         let __ret: Array1<T> = __bach_cpu_add::<T>(a, b);
-                        ::core::result::Result::Ok(::std::vec![::bach_runtime::__private::piece(__ret)])
+                        ::core::result::Result::Ok(::std::vec![::bach_runtime::__private::piece::<Array1<T>>(__ret)])
                     }
                 );
                 __rec.output::<Array1<T>>(0)
@@ -399,7 +437,11 @@ mod tests {
     fn by_value_parameters_are_broadcast_and_cloned() {
         let out = expanded(
             quote!(split = NdArraySplit),
-            quote!(pub fn scale(a: &Array1<f64>, s: f64) -> Array1<f64> { a * s }),
+            quote!(
+                pub fn scale(a: &Array1<f64>, s: f64) -> Array1<f64> {
+                    a * s
+                }
+            ),
         );
         assert_contains(&out, quote!(s: impl ::bach_runtime::IntoArg<'__bach, f64>));
         assert_contains(
@@ -420,11 +462,18 @@ mod tests {
     fn mutated_parameters_are_outputs_in_order() {
         let out = expanded(
             quote!(split = S, split(n = N)),
-            quote!(fn axpy<T: Copy>(x: &mut Vec<T>, n: usize, y: &mut Vec<T>) -> f64 { 0.0 }),
+            quote!(
+                fn axpy<T: Copy>(x: &mut Vec<T>, n: usize, y: &mut Vec<T>) -> f64 {
+                    0.0
+                }
+            ),
         );
         assert_contains(&out, quote!(x: &mut ::bach_runtime::Lazy<'__bach, Vec<T>>));
         assert_contains(&out, quote!(__call.arg_mut::<S, Vec<T>>(&*x);));
-        assert_contains(&out, quote!(__call.arg::<N, usize>(::bach_runtime::IntoArg::into_arg(n));));
+        assert_contains(
+            &out,
+            quote!(__call.arg::<N, usize>(::bach_runtime::IntoArg::into_arg(n));),
+        );
         assert_contains(&out, quote!(__call.arg_mut::<S, Vec<T>>(&*y);));
         assert_contains(
             &out,
@@ -434,13 +483,16 @@ mod tests {
             &out,
             quote!(let mut y: ::std::boxed::Box<Vec<T>> = __args.take::<Vec<T>>(2)?;),
         );
-        assert_contains(&out, quote!(let __ret: f64 = __bach_cpu_axpy::<T>(&mut *x, n, &mut *y);));
+        assert_contains(
+            &out,
+            quote!(let __ret: f64 = __bach_cpu_axpy::<T>(&mut *x, n, &mut *y);),
+        );
         assert_contains(
             &out,
             quote!(::std::vec![
-                ::bach_runtime::__private::piece(__ret),
-                ::bach_runtime::__private::piece_box(x),
-                ::bach_runtime::__private::piece_box(y)
+                ::bach_runtime::__private::piece::<f64>(__ret),
+                ::bach_runtime::__private::piece_box::<Vec<T>>(x),
+                ::bach_runtime::__private::piece_box::<Vec<T>>(y)
             ]),
         );
         assert_contains(
@@ -458,7 +510,11 @@ mod tests {
     fn unit_return() {
         let out = expanded(
             quote!(split = S),
-            quote!(pub fn fill(a: &mut Vec<f64>, v: f64) { a.fill(v) }),
+            quote!(
+                pub fn fill(a: &mut Vec<f64>, v: f64) {
+                    a.fill(v)
+                }
+            ),
         );
         assert_contains(&out, quote!(-> ::bach_runtime::Lazy<'__bach, ()>));
         // `()` is broadcast whatever `split` says.
@@ -469,15 +525,29 @@ mod tests {
         );
         assert_contains(&out, quote!(__rec.output::<()>(0)));
 
-        let out = expanded(quote!(split = S), quote!(pub fn log(n: &u64) -> () {}));
+        let out = expanded(
+            quote!(split = S),
+            quote!(
+                pub fn log(n: &u64) -> () {}
+            ),
+        );
         assert_contains(&out, quote!(__call.finish::<::bach_runtime::Broadcast, ()>));
-        let out = expanded(quote!(split = S, ret = R), quote!(pub fn log(n: &u64) {}));
+        let out = expanded(
+            quote!(split = S, ret = R),
+            quote!(
+                pub fn log(n: &u64) {}
+            ),
+        );
         assert_contains(&out, quote!(__call.finish::<R, ()>));
     }
 
     #[test]
     fn return_split_precedence() {
-        let item = quote!(fn f(a: &A) -> B { todo!() });
+        let item = quote!(
+            fn f(a: &A) -> B {
+                todo!()
+            }
+        );
         let out = expanded(quote!(split = S, ret = R), item.clone());
         assert_contains(&out, quote!(__call.finish::<R, B>));
         let out = expanded(quote!(split = S), item.clone());
@@ -491,7 +561,11 @@ mod tests {
     fn overrides_beat_the_default() {
         let out = expanded(
             quote!(split = S, split(b = crate::P<f64>)),
-            quote!(fn f(a: &A, b: &B) -> C { todo!() }),
+            quote!(
+                fn f(a: &A, b: &B) -> C {
+                    todo!()
+                }
+            ),
         );
         assert_contains(&out, quote!(__call.arg::<S, A>));
         assert_contains(&out, quote!(__call.arg::<crate::P<f64>, B>));
@@ -501,7 +575,9 @@ mod tests {
     fn alloc_sizes_the_first_parameter() {
         let out = expanded(
             quote!(alloc, split = NdArraySplit, wraps = Array1::zeros),
-            quote!(pub fn zeros(n: usize) -> Array1<f64>;),
+            quote!(
+                pub fn zeros(n: usize) -> Array1<f64>;
+            ),
         );
         assert_contains(&out, quote!(alloc: true,));
         assert_contains(
@@ -513,7 +589,11 @@ mod tests {
 
         let out = expanded(
             quote!(alloc, split(n = MySize)),
-            quote!(pub fn full(n: usize, v: f64) -> Vec<f64> { vec![v; n] }),
+            quote!(
+                pub fn full(n: usize, v: f64) -> Vec<f64> {
+                    vec![v; n]
+                }
+            ),
         );
         assert_contains(&out, quote!(__call.arg::<MySize, usize>));
         assert_contains(&out, quote!(__call.arg::<::bach_runtime::Broadcast, f64>));
@@ -523,7 +603,11 @@ mod tests {
     fn unsplittable_and_gpu_fn() {
         let out = expanded(
             quote!(unsplittable, gpu_fn = kernels::sort::<T>),
-            quote!(pub fn sort<T: Ord>(v: Vec<T>) -> Vec<T> { v }),
+            quote!(
+                pub fn sort<T: Ord>(v: Vec<T>) -> Vec<T> {
+                    v
+                }
+            ),
         );
         assert_contains(
             &out,
@@ -578,7 +662,14 @@ mod tests {
 
     #[test]
     fn without_docs_the_stub_has_the_lazy_line_only() {
-        let out = expanded(quote!(), quote!(fn f(n: u32) -> u32 { n }));
+        let out = expanded(
+            quote!(),
+            quote!(
+                fn f(n: u32) -> u32 {
+                    n
+                }
+            ),
+        );
         assert_lacks(&out, quote!(#[doc = ""]));
         assert_contains(
             &out,
@@ -594,12 +685,36 @@ mod tests {
         let cases = [
             (quote!(pub), quote!(pub mod f), quote!(pub use)),
             (quote!(), quote!(mod f), quote!(pub(super) use)),
-            (quote!(pub(crate)), quote!(pub(crate) mod f), quote!(pub(crate) use)),
-            (quote!(pub(self)), quote!(pub(self) mod f), quote!(pub(in super) use)),
-            (quote!(pub(super)), quote!(pub(super) mod f), quote!(pub(in super::super) use)),
-            (quote!(pub(in crate::a)), quote!(pub(in crate::a) mod f), quote!(pub(in crate::a) use)),
-            (quote!(pub(in super::a)), quote!(pub(in super::a) mod f), quote!(pub(in super::super::a) use)),
-            (quote!(pub(in self::a)), quote!(pub(in self::a) mod f), quote!(pub(in super::a) use)),
+            (
+                quote!(pub(crate)),
+                quote!(pub(crate) mod f),
+                quote!(pub(crate) use),
+            ),
+            (
+                quote!(pub(self)),
+                quote!(pub(self) mod f),
+                quote!(pub(in super) use),
+            ),
+            (
+                quote!(pub(super)),
+                quote!(pub(super) mod f),
+                quote!(pub(in super::super) use),
+            ),
+            (
+                quote!(pub(in crate::a)),
+                quote!(pub(in crate::a) mod f),
+                quote!(pub(in crate::a) use),
+            ),
+            (
+                quote!(pub(in super::a)),
+                quote!(pub(in super::a) mod f),
+                quote!(pub(in super::super::a) use),
+            ),
+            (
+                quote!(pub(in self::a)),
+                quote!(pub(in self::a) mod f),
+                quote!(pub(in super::a) use),
+            ),
         ];
         for (vis, module, use_) in cases {
             let out = expanded(quote!(), quote!(#vis fn f(n: u32) -> u32 { n }));
@@ -614,7 +729,14 @@ mod tests {
     fn where_clauses_and_generics() {
         let out = expanded(
             quote!(split = S),
-            quote!(pub fn f<T: Clone, U>(a: &Vec<T>, u: U) -> Vec<T> where U: Copy + Send { a.clone() }),
+            quote!(
+                pub fn f<T: Clone, U>(a: &Vec<T>, u: U) -> Vec<T>
+                where
+                    U: Copy + Send,
+                {
+                    a.clone()
+                }
+            ),
         );
         assert_contains(
             &out,
@@ -627,19 +749,37 @@ mod tests {
             },
         );
         assert_contains(&out, quote!(__bach_cpu_f::<T, U>(a, u)));
-        assert_contains(&out, quote!(pub fn __bach_cpu_f<T: Clone, U>(a: &Vec<T>, u: U) -> Vec<T> where U: Copy + Send));
+        assert_contains(
+            &out,
+            quote!(pub fn __bach_cpu_f<T: Clone, U>(a: &Vec<T>, u: U) -> Vec<T> where U: Copy + Send),
+        );
     }
 
     #[test]
     fn mut_patterns_stay_on_the_cpu_function() {
-        let out = expanded(quote!(), quote!(fn count(mut n: u32) -> u32 { n += 1; n }));
+        let out = expanded(
+            quote!(),
+            quote!(
+                fn count(mut n: u32) -> u32 {
+                    n += 1;
+                    n
+                }
+            ),
+        );
         assert_contains(&out, quote!(fn __bach_cpu_count(mut n: u32) -> u32));
         assert_contains(&out, quote!(n: impl ::bach_runtime::IntoArg<'__bach, u32>));
     }
 
     #[test]
     fn raw_identifiers() {
-        let out = expanded(quote!(), quote!(pub fn r#where(n: u32) -> u32 { n }));
+        let out = expanded(
+            quote!(),
+            quote!(
+                pub fn r#where(n: u32) -> u32 {
+                    n
+                }
+            ),
+        );
         assert_contains(&out, quote!(pub fn __bach_cpu_where(n: u32)));
         assert_contains(&out, quote!(pub mod r#where));
         assert_contains(&out, quote!(name: "where",));
@@ -647,20 +787,38 @@ mod tests {
 
     #[test]
     fn on_error_the_function_is_reemitted() {
-        let item = quote!(pub async fn f(a: &A) -> A { a.clone() });
+        let item = quote!(
+            pub async fn f(a: &A) -> A {
+                a.clone()
+            }
+        );
         let out = offload(quote!(split = S), item.clone()).to_string();
         assert!(out.starts_with(&item.to_string()), "{out}");
         assert!(out.contains("compile_error"), "{out}");
-        assert!(out.contains("offloaded functions cannot be `async`"), "{out}");
+        assert!(
+            out.contains("offloaded functions cannot be `async`"),
+            "{out}"
+        );
     }
 
     #[test]
     fn on_error_a_declaration_gets_a_body() {
-        let out = offload(quote!(split = S), quote!(pub fn f(a: &A) -> A;)).to_string();
+        let out = offload(
+            quote!(split = S),
+            quote!(
+                pub fn f(a: &A) -> A;
+            ),
+        )
+        .to_string();
         assert!(
             out.starts_with(
-                &quote!(#[allow(unused_variables)] pub fn f(a: &A) -> A { ::core::unimplemented!() })
-                    .to_string()
+                &quote!(
+                    #[allow(unused_variables)]
+                    pub fn f(a: &A) -> A {
+                        ::core::unimplemented!()
+                    }
+                )
+                .to_string()
             ),
             "{out}"
         );
@@ -669,9 +827,14 @@ mod tests {
 
     #[test]
     fn on_error_a_non_function_is_reemitted() {
-        let item = quote!(struct S;);
+        let item = quote!(
+            struct S;
+        );
         let out = offload(quote!(), item.clone()).to_string();
         assert!(out.starts_with(&item.to_string()), "{out}");
-        assert!(out.contains("can only be applied to free functions"), "{out}");
+        assert!(
+            out.contains("can only be applied to free functions"),
+            "{out}"
+        );
     }
 }

@@ -35,7 +35,13 @@ impl Parse for OffloadItem {
         } else {
             (Some(Box::new(input.parse()?)), None)
         };
-        Ok(OffloadItem { attrs, vis, sig, body, semi })
+        Ok(OffloadItem {
+            attrs,
+            vis,
+            sig,
+            body,
+            semi,
+        })
     }
 }
 
@@ -98,7 +104,14 @@ impl FnSignature {
                     Type::Reference(r) => (ParamKind::Ref, (*r.elem).clone()),
                     _ => (ParamKind::Value, ty.clone()),
                 };
-                Some(Param { index, span: name.span(), name, kind, base, ty })
+                Some(Param {
+                    index,
+                    span: name.span(),
+                    name,
+                    kind,
+                    base,
+                    ty,
+                })
             })
             .collect();
         let ret = match &sig.output {
@@ -110,7 +123,11 @@ impl FnSignature {
             params,
             arity: sig.inputs.len(),
             ret,
-            type_params: sig.generics.type_params().map(|t| t.ident.clone()).collect(),
+            type_params: sig
+                .generics
+                .type_params()
+                .map(|t| t.ident.clone())
+                .collect(),
         }
     }
 
@@ -151,32 +168,53 @@ mod tests {
         let with_body = item(quote!(
             /// Docs.
             #[inline]
-            pub fn add(a: &A, b: &A) -> A { a + b }
+            pub fn add(a: &A, b: &A) -> A {
+                a + b
+            }
         ));
         assert_eq!(with_body.attrs.len(), 2);
         assert!(matches!(with_body.vis, Visibility::Public(_)));
         assert!(with_body.body.is_some() && with_body.semi.is_none());
 
-        let declaration = item(quote!(pub(crate) fn add<T: Float>(a: &A<T>) -> A<T>;));
+        let declaration = item(quote!(
+            pub(crate) fn add<T: Float>(a: &A<T>) -> A<T>;
+        ));
         assert!(declaration.body.is_none() && declaration.semi.is_some());
         assert!(matches!(declaration.vis, Visibility::Restricted(_)));
     }
 
     #[test]
     fn rejects_non_functions() {
-        let err = syn::parse2::<OffloadItem>(quote!(pub struct S;)).err().unwrap();
-        assert_eq!(err.to_string(), "`#[offload]` can only be applied to free functions");
+        let err = syn::parse2::<OffloadItem>(quote!(
+            pub struct S;
+        ))
+        .err()
+        .unwrap();
+        assert_eq!(
+            err.to_string(),
+            "`#[offload]` can only be applied to free functions"
+        );
     }
 
     #[test]
     fn models_parameters() {
         let it = item(quote!(
-            fn f<T: Float, U>(a: &Array1<T>, mut n: usize, out: &mut Array1<T>, s: (T)) -> Array1<T> {}
+            fn f<T: Float, U>(
+                a: &Array1<T>,
+                mut n: usize,
+                out: &mut Array1<T>,
+                s: (T),
+            ) -> Array1<T> {
+            }
         ));
         let sig = FnSignature::analyse(&it.sig);
         assert_eq!(sig.name, "f");
         assert_eq!(sig.arity, 4);
-        let kinds: Vec<_> = sig.params.iter().map(|p| (p.name.to_string(), p.kind, p.index)).collect();
+        let kinds: Vec<_> = sig
+            .params
+            .iter()
+            .map(|p| (p.name.to_string(), p.kind, p.index))
+            .collect();
         assert_eq!(
             kinds,
             [
@@ -186,21 +224,37 @@ mod tests {
                 ("s".to_string(), ParamKind::Value, 3),
             ]
         );
-        assert_eq!(sig.params[0].base.to_token_stream().to_string(), "Array1 < T >");
-        assert_eq!(sig.params[2].base.to_token_stream().to_string(), "Array1 < T >");
+        assert_eq!(
+            sig.params[0].base.to_token_stream().to_string(),
+            "Array1 < T >"
+        );
+        assert_eq!(
+            sig.params[2].base.to_token_stream().to_string(),
+            "Array1 < T >"
+        );
         assert_eq!(sig.params[1].base.to_token_stream().to_string(), "usize");
         assert_eq!(sig.ret.to_token_stream().to_string(), "Array1 < T >");
         assert_eq!(sig.type_params, ["T", "U"]);
-        assert_eq!(sig.mutated().map(|p| p.name.to_string()).collect::<Vec<_>>(), ["out"]);
+        assert_eq!(
+            sig.mutated()
+                .map(|p| p.name.to_string())
+                .collect::<Vec<_>>(),
+            ["out"]
+        );
     }
 
     #[test]
     fn skips_unmodelled_parameters() {
-        let it = item(quote!(fn f((x, y): (f64, f64), ref r: f64, b: &B) {}));
+        let it = item(quote!(
+            fn f((x, y): (f64, f64), ref r: f64, b: &B) {}
+        ));
         let sig = FnSignature::analyse(&it.sig);
         assert_eq!(sig.arity, 3);
         assert_eq!(sig.params.len(), 1);
-        assert_eq!(sig.params[0].index, 2, "indices count every declared parameter");
+        assert_eq!(
+            sig.params[0].index, 2,
+            "indices count every declared parameter"
+        );
         assert!(sig.ret.is_none());
     }
 }

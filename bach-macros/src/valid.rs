@@ -87,7 +87,10 @@ fn check_options(options: &OffloadOptions, errors: &mut Vec<syn::Error>) {
         let name = lit.value();
         let mut chars = name.chars();
         if name.is_empty() {
-            errors.push(syn::Error::new(lit.span(), "the `gpu` kernel name cannot be empty"));
+            errors.push(syn::Error::new(
+                lit.span(),
+                "the `gpu` kernel name cannot be empty",
+            ));
         } else if chars.next().is_some_and(|c| c.is_ascii_digit())
             || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
         {
@@ -140,7 +143,10 @@ fn check_signature(sig: &Signature, errors: &mut Vec<syn::Error>) {
         ));
     }
     if let Some(variadic) = &sig.variadic {
-        errors.push(syn::Error::new_spanned(variadic, "offloaded functions cannot be variadic"));
+        errors.push(syn::Error::new_spanned(
+            variadic,
+            "offloaded functions cannot be variadic",
+        ));
     }
     for param in &sig.generics.params {
         match param {
@@ -178,7 +184,10 @@ fn check_signature(sig: &Signature, errors: &mut Vec<syn::Error>) {
 }
 
 fn check_param_type(ty: &Type, errors: &mut Vec<syn::Error>) {
-    let mut checker = TypeChecker { errors, position: Position::Param };
+    let mut checker = TypeChecker {
+        errors,
+        position: Position::Param,
+    };
     let Type::Reference(r) = ungroup(ty) else {
         checker.visit_type(ty);
         return;
@@ -206,7 +215,10 @@ fn check_param_type(ty: &Type, errors: &mut Vec<syn::Error>) {
 }
 
 fn check_return_type(ty: &Type, errors: &mut Vec<syn::Error>) {
-    let mut checker = TypeChecker { errors, position: Position::Return };
+    let mut checker = TypeChecker {
+        errors,
+        position: Position::Return,
+    };
     match ungroup(ty) {
         Type::Reference(r) => {
             checker.errors.push(syn::Error::new_spanned(
@@ -241,7 +253,8 @@ impl<'ast> Visit<'ast> for TypeChecker<'_> {
             Position::Return => "offloaded functions cannot return `impl Trait`: name the type",
         };
         // One error: what is inside does not matter.
-        self.errors.push(syn::Error::new(i.impl_token.span, message));
+        self.errors
+            .push(syn::Error::new(i.impl_token.span, message));
     }
 
     fn visit_type_param_bound(&mut self, i: &'ast syn::TypeParamBound) {
@@ -287,14 +300,28 @@ impl<'ast> Visit<'ast> for TypeChecker<'_> {
 /// A type as a user would write it: `dyn std::fmt::Debug`, not `dyn std :: fmt :: Debug`.
 fn compact(ty: &Type) -> String {
     let mut text = ty.to_token_stream().to_string();
-    for (spaced, tight) in [(" :: ", "::"), (":: ", "::"), (" < ", "<"), (" <", "<"), ("< ", "<"), (" >", ">"), (" ,", ","), ("& ", "&"), (" (", "(")] {
+    for (spaced, tight) in [
+        (" :: ", "::"),
+        (":: ", "::"),
+        (" < ", "<"),
+        (" <", "<"),
+        ("< ", "<"),
+        (" >", ">"),
+        (" ,", ","),
+        ("& ", "&"),
+        (" (", "("),
+    ] {
         text = text.replace(spaced, tight);
     }
     text
 }
 
 /// Every name in `split(...)` is a parameter.
-fn check_split_overrides(options: &OffloadOptions, sig: &FnSignature, errors: &mut Vec<syn::Error>) {
+fn check_split_overrides(
+    options: &OffloadOptions,
+    sig: &FnSignature,
+    errors: &mut Vec<syn::Error>,
+) {
     let Some(overrides) = &options.split_overrides else {
         return;
     };
@@ -309,7 +336,11 @@ fn check_split_overrides(options: &OffloadOptions, sig: &FnSignature, errors: &m
 }
 
 /// The split type of each parameter and of the return value.
-fn resolve_splits(options: &OffloadOptions, sig: &FnSignature, errors: &mut Vec<syn::Error>) -> Splits {
+fn resolve_splits(
+    options: &OffloadOptions,
+    sig: &FnSignature,
+    errors: &mut Vec<syn::Error>,
+) -> Splits {
     let default = options.split.as_ref().map(|s| &s.value);
     let params = sig
         .params
@@ -351,8 +382,14 @@ fn resolve_splits(options: &OffloadOptions, sig: &FnSignature, errors: &mut Vec<
         (Some(ret), _) => Split::User(ret.value.clone()),
         (None, Some(path)) if !returns_unit => Split::User(path.clone()),
         _ => {
-            let span = sig.ret.as_ref().map_or_else(|| sig.name.span(), |t| t.span());
-            Split::Runtime { name: "Broadcast", span }
+            let span = sig
+                .ret
+                .as_ref()
+                .map_or_else(|| sig.name.span(), |t| t.span());
+            Split::Runtime {
+                name: "Broadcast",
+                span,
+            }
         }
     };
     Splits { params, ret }
@@ -379,11 +416,42 @@ mod tests {
     #[test]
     fn valid_functions_have_no_errors() {
         for (attr, item) in [
-            (quote!(split = S), quote!(pub fn f<T: Clone>(a: &Vec<T>, n: usize, o: &mut Vec<T>) -> Vec<T> { todo!() })),
-            (quote!(split = S, wraps = g), quote!(pub fn f(a: &A) -> A;)),
-            (quote!(), quote!(fn f(n: u64) {})),
-            (quote!(), quote!(fn f(g: fn(&f64) -> f64, h: Box<dyn Fn(&f64) -> f64>) -> Vec<&'static str> { todo!() })),
-            (quote!(gpu = "k_2"), quote!(fn f() -> u32 { 0 })),
+            (
+                quote!(split = S),
+                quote!(
+                    pub fn f<T: Clone>(a: &Vec<T>, n: usize, o: &mut Vec<T>) -> Vec<T> {
+                        todo!()
+                    }
+                ),
+            ),
+            (
+                quote!(split = S, wraps = g),
+                quote!(
+                    pub fn f(a: &A) -> A;
+                ),
+            ),
+            (
+                quote!(),
+                quote!(
+                    fn f(n: u64) {}
+                ),
+            ),
+            (
+                quote!(),
+                quote!(
+                    fn f(g: fn(&f64) -> f64, h: Box<dyn Fn(&f64) -> f64>) -> Vec<&'static str> {
+                        todo!()
+                    }
+                ),
+            ),
+            (
+                quote!(gpu = "k_2"),
+                quote!(
+                    fn f() -> u32 {
+                        0
+                    }
+                ),
+            ),
         ] {
             assert_errors(attr, item, &[]);
         }
@@ -393,7 +461,11 @@ mod tests {
     fn gpu_and_gpu_fn_are_exclusive() {
         assert_errors(
             quote!(gpu = "add", gpu_fn = add_gpu),
-            quote!(fn f(n: u32) -> u32 { n }),
+            quote!(
+                fn f(n: u32) -> u32 {
+                    n
+                }
+            ),
             &["`gpu` and `gpu_fn` cannot be used together: choose one"],
         );
     }
@@ -402,7 +474,11 @@ mod tests {
     fn gpu_kernel_names() {
         assert_errors(
             quote!(gpu = ""),
-            quote!(fn f(n: u32) -> u32 { n }),
+            quote!(
+                fn f(n: u32) -> u32 {
+                    n
+                }
+            ),
             &["the `gpu` kernel name cannot be empty"],
         );
         for bad in ["add-f64", "1add", "a b"] {
@@ -418,7 +494,11 @@ mod tests {
     fn body_and_wraps() {
         assert_errors(
             quote!(wraps = g),
-            quote!(fn f(n: u32) -> u32 { n }),
+            quote!(
+                fn f(n: u32) -> u32 {
+                    n
+                }
+            ),
             &["a function with `wraps = ...` must be a bodyless declaration: remove the body"],
         );
         assert_errors(
@@ -432,27 +512,44 @@ mod tests {
     fn qualifiers() {
         assert_errors(
             quote!(),
-            quote!(const fn f(n: u32) -> u32 { n }),
+            quote!(
+                const fn f(n: u32) -> u32 {
+                    n
+                }
+            ),
             &["offloaded functions cannot be `const`"],
         );
         assert_errors(
             quote!(),
-            quote!(async fn f(n: u32) -> u32 { n }),
+            quote!(
+                async fn f(n: u32) -> u32 {
+                    n
+                }
+            ),
             &["offloaded functions cannot be `async`"],
         );
         assert_errors(
             quote!(),
-            quote!(unsafe fn f(n: u32) -> u32 { n }),
+            quote!(
+                unsafe fn f(n: u32) -> u32 {
+                    n
+                }
+            ),
             &["offloaded functions cannot be `unsafe`"],
         );
         assert_errors(
             quote!(),
-            quote!(extern "C" fn f(n: u32) -> u32 { n }),
+            quote!(
+                extern "C" fn f(n: u32) -> u32 {
+                    n
+                }
+            ),
             &["offloaded functions cannot be `extern \"C\"`"],
         );
+        // Braces: rustfmt would write `extern "C"`.
         assert_errors(
             quote!(),
-            quote!(extern fn f(n: u32) -> u32 { n }),
+            quote! { extern fn f(n: u32) -> u32 { n } },
             &["offloaded functions cannot be `extern`"],
         );
     }
@@ -461,7 +558,11 @@ mod tests {
     fn variadics() {
         assert_errors(
             quote!(),
-            quote!(fn f(n: u32, ...) -> u32 { n }),
+            quote!(
+                fn f(n: u32, ...) -> u32 {
+                    n
+                }
+            ),
             &["offloaded functions cannot be variadic"],
         );
     }
@@ -470,7 +571,11 @@ mod tests {
     fn receivers_and_patterns() {
         assert_errors(
             quote!(split = S),
-            quote!(fn f(&self, n: u32) -> u32 { n }),
+            quote!(
+                fn f(&self, n: u32) -> u32 {
+                    n
+                }
+            ),
             &["offloaded functions cannot take `self`: they must be free functions"],
         );
         for pat in [quote!((x, y)), quote!(_), quote!(ref x), quote!(x @ 1..=3)] {
@@ -486,23 +591,39 @@ mod tests {
     fn impl_trait() {
         assert_errors(
             quote!(),
-            quote!(fn f(n: impl Copy) -> u32 { 0 }),
+            quote!(
+                fn f(n: impl Copy) -> u32 {
+                    0
+                }
+            ),
             &["offloaded functions cannot take `impl Trait` arguments: use a type parameter"],
         );
         assert_errors(
             quote!(split = S),
-            quote!(fn f(n: &Vec<impl Copy>) -> u32 { 0 }),
+            quote!(
+                fn f(n: &Vec<impl Copy>) -> u32 {
+                    0
+                }
+            ),
             &["offloaded functions cannot take `impl Trait` arguments: use a type parameter"],
         );
         assert_errors(
             quote!(),
-            quote!(fn f(n: u32) -> impl Copy { n }),
+            quote!(
+                fn f(n: u32) -> impl Copy {
+                    n
+                }
+            ),
             &["offloaded functions cannot return `impl Trait`: name the type"],
         );
         // One error for the whole `impl Trait`, whatever it contains.
         assert_errors(
             quote!(),
-            quote!(fn f(n: impl Into<u32> + 'static) -> u32 { 0 }),
+            quote!(
+                fn f(n: impl Into<u32> + 'static) -> u32 {
+                    0
+                }
+            ),
             &["offloaded functions cannot take `impl Trait` arguments: use a type parameter"],
         );
     }
@@ -511,28 +632,52 @@ mod tests {
     fn lifetimes() {
         assert_errors(
             quote!(split = S),
-            quote!(fn f<'a>(a: &A) -> A { todo!() }),
+            quote!(
+                fn f<'a>(a: &A) -> A {
+                    todo!()
+                }
+            ),
             &["offloaded functions cannot have lifetime parameters"],
         );
         assert_errors(
             quote!(split = S),
-            quote!(fn f(a: &'static A) -> A { todo!() }),
+            quote!(
+                fn f(a: &'static A) -> A {
+                    todo!()
+                }
+            ),
             &["offloaded functions cannot have explicit lifetimes in parameter types"],
         );
         assert_errors(
             quote!(),
-            quote!(fn f(a: Cow<'static, str>) -> A { todo!() }),
+            quote!(
+                fn f(a: Cow<'static, str>) -> A {
+                    todo!()
+                }
+            ),
             &["offloaded functions cannot have explicit lifetimes in parameter types"],
         );
         // A `'static` bound of a trait object names no lifetime of the function.
-        assert_errors(quote!(), quote!(fn f(g: Box<dyn Fn(u8) -> u8 + Send + 'static>) -> u8 { 0 }), &[]);
+        assert_errors(
+            quote!(),
+            quote!(
+                fn f(g: Box<dyn Fn(u8) -> u8 + Send + 'static>) -> u8 {
+                    0
+                }
+            ),
+            &[],
+        );
     }
 
     #[test]
     fn const_generics() {
         assert_errors(
             quote!(),
-            quote!(fn f<const N: usize>(a: [f64; N]) -> f64 { 0.0 }),
+            quote!(
+                fn f<const N: usize>(a: [f64; N]) -> f64 {
+                    0.0
+                }
+            ),
             &["offloaded functions cannot have const generic parameters"],
         );
     }
@@ -541,17 +686,29 @@ mod tests {
     fn references_in_the_return_type() {
         assert_errors(
             quote!(split = S),
-            quote!(fn f(a: &A) -> &A { a }),
+            quote!(
+                fn f(a: &A) -> &A {
+                    a
+                }
+            ),
             &["offloaded functions cannot return references: return an owned value"],
         );
         assert_errors(
             quote!(split = S),
-            quote!(fn f(a: &mut A) -> &mut A { a }),
+            quote!(
+                fn f(a: &mut A) -> &mut A {
+                    a
+                }
+            ),
             &["offloaded functions cannot return references: return an owned value"],
         );
         assert_errors(
             quote!(),
-            quote!(fn f(n: u32) -> Option<&'static mut A> { None }),
+            quote!(
+                fn f(n: u32) -> Option<&'static mut A> {
+                    None
+                }
+            ),
             &["offloaded functions cannot return `&mut` references"],
         );
     }
@@ -577,7 +734,10 @@ mod tests {
             (quote!(&mut [T]), "[T]"),
             (quote!(&str), "str"),
             (quote!(&dyn std::fmt::Display), "dyn std::fmt::Display"),
-            (quote!(&(dyn Fn(&Vec<T>) -> u8 + Send)), "dyn Fn(&Vec<T>) -> u8 + Send"),
+            (
+                quote!(&(dyn Fn(&Vec<T>) -> u8 + Send)),
+                "dyn Fn(&Vec<T>) -> u8 + Send",
+            ),
         ] {
             assert_errors(
                 quote!(split = S),
@@ -593,7 +753,11 @@ mod tests {
     fn unknown_split_parameter() {
         assert_errors(
             quote!(split(a = S, c = S)),
-            quote!(fn f(a: &A, b: u32) -> A { todo!() }),
+            quote!(
+                fn f(a: &A, b: u32) -> A {
+                    todo!()
+                }
+            ),
             &["unknown parameter `c` in `split(...)`"],
         );
     }
@@ -602,21 +766,35 @@ mod tests {
     fn missing_split_types() {
         assert_errors(
             quote!(gpu = "f"),
-            quote!(fn f(a: &A, n: u32, out: &mut A) -> A { todo!() }),
+            quote!(
+                fn f(a: &A, n: u32, out: &mut A) -> A {
+                    todo!()
+                }
+            ),
             &[
                 "no split type for `a`: add `split = ...` or `split(a = ...)`",
                 "no split type for `out`: add `split = ...` or `split(out = ...)`",
             ],
         );
         // An override is enough; so is the default.
-        assert_errors(quote!(split(a = S, out = S)), quote!(fn f(a: &A, out: &mut A) {}), &[]);
+        assert_errors(
+            quote!(split(a = S, out = S)),
+            quote!(
+                fn f(a: &A, out: &mut A) {}
+            ),
+            &[],
+        );
     }
 
     #[test]
     fn no_missing_split_errors_after_a_syntax_error() {
         assert_errors(
             quote!(split = 3),
-            quote!(fn f(a: &A) -> A { todo!() }),
+            quote!(
+                fn f(a: &A) -> A {
+                    todo!()
+                }
+            ),
             &["expected identifier"],
         );
     }
@@ -625,7 +803,11 @@ mod tests {
     fn alloc_needs_a_parameter() {
         assert_errors(
             quote!(alloc),
-            quote!(fn f() -> Vec<f64> { vec![] }),
+            quote!(
+                fn f() -> Vec<f64> {
+                    vec![]
+                }
+            ),
             &["an `alloc` function needs a parameter: the size it allocates"],
         );
     }

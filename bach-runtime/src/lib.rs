@@ -16,11 +16,13 @@
 //!     a + b
 //! }
 //!
-//! let (x, y) = (array![1.0, 2.0], array![3.0, 4.0]);
-//! let sum = add(&x, &y);             // recorded, not run
-//! let twice = add(&sum, &sum);       // reads the lazy result
-//! assert_eq!(evaluate(twice).unwrap(), array![8.0, 12.0]);
-//! assert_eq!(add::cpu(&x, &y), array![4.0, 6.0]); // the eager CPU function
+//! fn main() {
+//!     let (x, y) = (array![1.0, 2.0], array![3.0, 4.0]);
+//!     let sum = add(&x, &y); // recorded, not run
+//!     let twice = add(&sum, &sum); // reads the lazy result
+//!     assert_eq!(evaluate(twice).unwrap(), array![8.0, 12.0]);
+//!     assert_eq!(add::cpu(&x, &y), array![4.0, 6.0]); // the eager CPU function
+//! }
 //! ```
 //!
 //! Settings (environment, or [`Config`] in code): `BACH_BATCH_SIZE`,

@@ -1,1 +1,16 @@
-fn main(){}
+//! `bach-bench`: runs one workload in one mode; see `bach-bench --help`.
+
+use std::process::ExitCode;
+
+use benchmarks::cli::{self, BenchArgs};
+
+fn main() -> ExitCode {
+    let args: BenchArgs = cli::parse_or_exit();
+    match cli::run_bench(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

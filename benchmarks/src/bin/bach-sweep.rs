@@ -1,1 +1,17 @@
-fn main(){}
+//! `bach-sweep`: workloads x modes x sizes through `bach-bench`; see `bach-sweep --help`.
+
+use std::process::ExitCode;
+
+use benchmarks::cli;
+use benchmarks::sweep::{self, SweepArgs};
+
+fn main() -> ExitCode {
+    let args: SweepArgs = cli::parse_or_exit();
+    match sweep::run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

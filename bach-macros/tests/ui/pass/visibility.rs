@@ -46,7 +46,9 @@ mod outer {
 
     pub fn uses_outer() -> u64 {
         let a = bach_runtime::evaluate(inner::for_outer(1)).unwrap();
-        a + inner::for_outer::cpu(1) + inner::in_path::cpu(1) + bach_runtime::evaluate(inner::in_path(1)).unwrap()
+        a + inner::for_outer::cpu(1)
+            + inner::in_path::cpu(1)
+            + bach_runtime::evaluate(inner::in_path(1)).unwrap()
     }
 }
 

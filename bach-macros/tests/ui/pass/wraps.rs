@@ -27,7 +27,9 @@ pub fn add(a: &Array1<f64>, b: &Array1<f64>) -> Array1<f64>;
 
 /// `a * x + y`; generics are inferred.
 #[offload(split = NdArraySplit, wraps = library::axpy)]
-pub fn axpy<T: Copy + Send + Sync + 'static + std::ops::Mul<Output = T> + std::ops::Add<Output = T>>(
+pub fn axpy<
+    T: Copy + Send + Sync + 'static + std::ops::Mul<Output = T> + std::ops::Add<Output = T>,
+>(
     a: T,
     x: &Array1<T>,
     y: &Array1<T>,

@@ -1,0 +1,358 @@
+//! Running one benchmark configuration: inputs, timed trials, the result check.
+
+use std::time::{Duration, Instant};
+
+use bach_runtime::{Config, Graph};
+use ndarray::Array1;
+use serde::{Deserialize, Serialize};
+
+use crate::inputs;
+use crate::workloads::{Outputs, Timed, Workload};
+
+/// How a workload is computed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// The plain CPU library, one op at a time over whole arrays (single-threaded, like NumPy).
+    Cpu,
+    /// The same source through the annotated library, recorded lazily and run by `evaluate`.
+    Bach,
+    /// One hand-written rayon loop per workload: the CPU limit for the same formula.
+    Fused,
+    /// Hand-written GPU code (not available yet: the CUDA backend is not built).
+    Gpu,
+}
+
+impl Mode {
+    /// The name used on the command line and in JSON records.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Cpu => "cpu",
+            Mode::Bach => "bach",
+            Mode::Fused => "fused",
+            Mode::Gpu => "gpu",
+        }
+    }
+}
+
+/// One benchmark configuration.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// What to run.
+    pub workload: &'static Workload,
+    /// How to run it.
+    pub mode: Mode,
+    /// The problem has `2^log2_size` elements.
+    pub log2_size: u32,
+    /// Timed repetitions (at least 1).
+    pub trials: usize,
+    /// Bach's worker threads (`Config::threads`); the caller sizes rayon's
+    /// global pool (used by fused mode) with [`configure_threads`].
+    pub threads: Option<usize>,
+    /// Bach's batch size (`Config::batch_size`); `None`: the runtime's default.
+    pub batch_size: Option<usize>,
+    /// Seed of the input data.
+    pub seed: u64,
+    /// Compare the last trial's result with cpu mode on the same inputs.
+    pub check: bool,
+    /// Testing aid: flip the lowest bit of this element (modulo the length) of
+    /// the first result before checking, to prove that `check` catches it.
+    pub corrupt_index: Option<usize>,
+}
+
+/// The timings of one trial, in seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct TrialTimes {
+    /// Building the computation (bach: recording the graph; 0 for cpu and fused).
+    pub init: f64,
+    /// The computation itself.
+    pub runtime: f64,
+    /// `init + runtime`.
+    pub total: f64,
+}
+
+impl TrialTimes {
+    fn new(init: Duration, runtime: Duration) -> TrialTimes {
+        let (init, runtime) = (init.as_secs_f64(), runtime.as_secs_f64());
+        TrialTimes {
+            init,
+            runtime,
+            total: init + runtime,
+        }
+    }
+}
+
+/// What [`run`] measured.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// One entry per trial, in order.
+    pub trials: Vec<TrialTimes>,
+    /// Worker threads the mode could use (cpu mode itself uses one).
+    pub threads: usize,
+    /// The bach graph's configuration (bach mode only).
+    pub bach_config: Option<Config>,
+    /// `Some(())` when `check` was asked for and passed.
+    pub checked: bool,
+}
+
+/// The first difference between a result and cpu mode's.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Mismatch {
+    /// Different numbers of result arrays.
+    Count {
+        /// Arrays produced.
+        got: usize,
+        /// Arrays expected.
+        expected: usize,
+    },
+    /// A result array of the wrong length.
+    Length {
+        /// The result's name.
+        output: &'static str,
+        /// Its length.
+        got: usize,
+        /// cpu mode's length.
+        expected: usize,
+    },
+    /// The first element whose bits differ.
+    Value {
+        /// The result's name.
+        output: &'static str,
+        /// The element's index.
+        index: usize,
+        /// This mode's value.
+        got: f64,
+        /// cpu mode's value.
+        expected: f64,
+    },
+}
+
+impl std::fmt::Display for Mismatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Mismatch::Count { got, expected } => write!(f, "{got} result arrays, cpu mode gives {expected}"),
+            Mismatch::Length { output, got, expected } => {
+                write!(f, "`{output}` has {got} elements, cpu mode gives {expected}")
+            }
+            Mismatch::Value {
+                output,
+                index,
+                got,
+                expected,
+            } => write!(
+                f,
+                "`{output}` first differs at index {index}: {got:e} (bits {:#018x}), cpu mode gives {expected:e} (bits {:#018x})",
+                got.to_bits(),
+                expected.to_bits()
+            ),
+        }
+    }
+}
+
+/// Why a benchmark did not produce a result.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    /// `gpu` mode before the CUDA backend exists.
+    #[error("gpu mode: the CUDA backend is not built yet (modes that run: cpu, bach, fused)")]
+    GpuNotBuilt,
+    /// The runtime failed.
+    #[error("bach: {0}")]
+    Bach(#[from] bach_runtime::Error),
+    /// `--check` found a difference.
+    #[error("check failed: {0}")]
+    Check(Mismatch),
+    /// The number of trials was zero.
+    #[error("--trials must be at least 1")]
+    NoTrials,
+}
+
+/// Sizes rayon's global pool (used by fused mode and by bach without
+/// `threads`). Call once, before anything uses rayon.
+pub fn configure_threads(threads: Option<usize>) -> Result<(), rayon::ThreadPoolBuildError> {
+    match threads {
+        Some(n) => rayon::ThreadPoolBuilder::new().num_threads(n).build_global(),
+        None => Ok(()),
+    }
+}
+
+/// Progress of [`run`], for a progress bar and per-trial output.
+#[derive(Debug, Clone, Copy)]
+pub enum Progress {
+    /// Trial `i` (0-based) is about to start.
+    Start(usize),
+    /// Trial `i` finished with these times.
+    Done(usize, TrialTimes),
+}
+
+/// Runs `settings.trials` timed trials on inputs generated from the seed.
+///
+/// Inputs are generated, and results dropped, outside the timed region. In
+/// bach mode all trials share one graph (one worker pool), started by a tiny
+/// evaluation before the first trial.
+pub fn run(settings: &Settings, on_progress: &mut dyn FnMut(Progress)) -> Result<Outcome, BenchError> {
+    if settings.mode == Mode::Gpu {
+        return Err(BenchError::GpuNotBuilt);
+    }
+    if settings.trials == 0 {
+        return Err(BenchError::NoTrials);
+    }
+    let w = settings.workload;
+    let n = 1usize << settings.log2_size;
+    let inputs = inputs::generate(w.inputs, n, settings.seed);
+
+    let mut trials = Vec::with_capacity(settings.trials);
+    let mut last: Option<Outputs> = None;
+    let mut bach_config = None;
+    let threads;
+    // Keeps the times; only the last trial's result is kept (for the check),
+    // the others are dropped here, after their clocks stopped.
+    let mut finish = |i: usize, timed: Timed, on_progress: &mut dyn FnMut(Progress)| {
+        let t = TrialTimes::new(timed.init, timed.runtime);
+        on_progress(Progress::Done(i, t));
+        trials.push(t);
+        if settings.check && i + 1 == settings.trials {
+            last = Some(timed.outputs);
+        }
+    };
+    match settings.mode {
+        Mode::Cpu | Mode::Fused => {
+            let f = if settings.mode == Mode::Cpu { w.cpu } else { w.fused };
+            threads = rayon::current_num_threads();
+            for i in 0..settings.trials {
+                on_progress(Progress::Start(i));
+                let t0 = Instant::now();
+                let outputs = f(&inputs);
+                let runtime = t0.elapsed();
+                let init = Duration::ZERO;
+                finish(i, Timed { init, runtime, outputs }, on_progress);
+            }
+        }
+        Mode::Bach => {
+            let mut config = Config::from_env();
+            config.threads = settings.threads.or(config.threads);
+            config.batch_size = settings.batch_size.or(config.batch_size);
+            threads = config.threads.unwrap_or_else(rayon::current_num_threads);
+            let graph = Graph::with_config(config.clone());
+            bach_config = Some(config);
+            graph.enter(|| -> Result<(), BenchError> {
+                warm_up()?;
+                for i in 0..settings.trials {
+                    on_progress(Progress::Start(i));
+                    let timed = (w.bach)(&inputs)?;
+                    finish(i, timed, on_progress);
+                }
+                Ok(())
+            })?;
+        }
+        Mode::Gpu => unreachable!("handled above"),
+    }
+
+    let checked = match last {
+        Some(mut outputs) => {
+            if let Some(i) = settings.corrupt_index {
+                corrupt(&mut outputs, i);
+            }
+            let expected = (w.cpu)(&inputs);
+            compare(&outputs, &expected, w.outputs).map_err(BenchError::Check)?;
+            true
+        }
+        None => false,
+    };
+    Ok(Outcome {
+        trials,
+        threads,
+        bach_config,
+        checked,
+    })
+}
+
+/// One tiny evaluation in the current graph, so that its worker pool exists
+/// before the clock starts.
+fn warm_up() -> bach_runtime::Result<()> {
+    let x = Array1::from_elem(8, 0.5);
+    let y = annotated_libs::numpy::add(&x, &x);
+    bach_runtime::evaluate(y).map(drop)
+}
+
+/// Flips the lowest bit of element `index % len` of the first non-empty result.
+pub fn corrupt(outputs: &mut Outputs, index: usize) {
+    if let Some(a) = outputs.iter_mut().find(|a| !a.is_empty()) {
+        let i = index % a.len();
+        a[i] = f64::from_bits(a[i].to_bits() ^ 1);
+    }
+}
+
+/// Compares results bit for bit (so NaNs compare by payload, and `-0.0 != 0.0`).
+pub fn compare(got: &Outputs, expected: &Outputs, names: &'static [&'static str]) -> Result<(), Mismatch> {
+    if got.len() != expected.len() {
+        return Err(Mismatch::Count {
+            got: got.len(),
+            expected: expected.len(),
+        });
+    }
+    for (k, (g, e)) in got.iter().zip(expected).enumerate() {
+        let output = names.get(k).copied().unwrap_or("result");
+        if g.len() != e.len() {
+            return Err(Mismatch::Length {
+                output,
+                got: g.len(),
+                expected: e.len(),
+            });
+        }
+        if let Some(index) = g.iter().zip(e).position(|(a, b)| a.to_bits() != b.to_bits()) {
+            return Err(Mismatch::Value {
+                output,
+                index,
+                got: g[index],
+                expected: e[index],
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The median (mean of the two middle values for an even count; NaN when empty).
+pub fn median(values: &[f64]) -> f64 {
+    if values.is_empty() {
+        return f64::NAN;
+    }
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    let m = v.len() / 2;
+    if v.len() % 2 == 1 {
+        v[m]
+    } else {
+        (v[m - 1] + v[m]) / 2.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::array;
+
+    #[test]
+    fn median_of_odd_even_and_empty() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), 2.5);
+        assert!(median(&[]).is_nan());
+    }
+
+    #[test]
+    fn compare_finds_first_difference() {
+        let a = vec![array![1.0, 2.0, 3.0]];
+        assert_eq!(compare(&a, &a.clone(), &["x"]), Ok(()));
+        let mut b = a.clone();
+        corrupt(&mut b, 4);
+        match compare(&b, &a, &["x"]) {
+            Err(Mismatch::Value { output: "x", index: 1, .. }) => {}
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            compare(&vec![array![0.0]], &vec![array![-0.0]], &["x"]),
+            Err(Mismatch::Value { .. })
+        ));
+        assert!(matches!(compare(&vec![array![1.0]], &a, &["x"]), Err(Mismatch::Length { .. })));
+        assert!(matches!(compare(&vec![], &a, &["x"]), Err(Mismatch::Count { .. })));
+    }
+}

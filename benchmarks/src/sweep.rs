@@ -1,0 +1,352 @@
+//! `bach-sweep`: workloads x modes x sizes, each run in a fresh `bach-bench`
+//! process (so every configuration starts with fresh memory), collected into
+//! `DIR/results.jsonl`, then `DIR/table.md` and SVG charts.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::SystemTime;
+
+use clap::Parser;
+
+use crate::cli::{positive, workload_parser};
+use crate::record::{self, Machine, Record};
+use crate::report;
+use crate::workloads::{self, Workload};
+
+/// A mode of the sweep: the modes of `bach-bench`, and `numpy` (the NumPy
+/// anchor script, run with python3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SweepMode {
+    /// `bach-bench -m cpu`.
+    Cpu,
+    /// `bach-bench -m bach`.
+    Bach,
+    /// `bach-bench -m fused`.
+    Fused,
+    /// `bach-bench -m gpu` (fails until the CUDA backend exists; skipped).
+    Gpu,
+    /// `python3 NUMPY_SCRIPT WORKLOAD LOG2 TRIALS` (skipped when numpy or scipy is missing).
+    Numpy,
+}
+
+impl SweepMode {
+    fn name(self) -> &'static str {
+        match self {
+            SweepMode::Cpu => "cpu",
+            SweepMode::Bach => "bach",
+            SweepMode::Fused => "fused",
+            SweepMode::Gpu => "gpu",
+            SweepMode::Numpy => "numpy",
+        }
+    }
+}
+
+/// Runs `bach-bench` over workloads x modes x sizes (one process per
+/// configuration), appends each run's JSON line to DIR/results.jsonl, and
+/// writes DIR/table.md, DIR/runtime_<workload>.svg and DIR/speedup_<workload>.svg.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "bach-sweep", version)]
+pub struct SweepArgs {
+    /// Workloads, comma-separated. Default: every registered workload.
+    #[arg(long, value_name = "NAMES", value_delimiter = ',', value_parser = workload_parser())]
+    pub benchmarks: Vec<&'static Workload>,
+
+    /// Modes, comma-separated.
+    #[arg(long, value_name = "MODES", value_delimiter = ',', value_enum, default_value = "cpu,bach,fused,numpy")]
+    pub modes: Vec<SweepMode>,
+
+    /// Sizes as log2 of the element count, comma-separated.
+    #[arg(long, value_name = "LOG2S", value_delimiter = ',', default_value = "10,16,20,24",
+          value_parser = clap::value_parser!(u32).range(0..=40))]
+    pub sizes: Vec<u32>,
+
+    /// Trials per configuration.
+    #[arg(long, value_name = "N", default_value_t = 5, value_parser = positive())]
+    pub trials: usize,
+
+    /// Trials at sizes of at least --large-from (default: --trials).
+    #[arg(long, value_name = "N", value_parser = positive())]
+    pub trials_large: Option<usize>,
+
+    /// The smallest log2 size that uses --trials-large.
+    #[arg(long, value_name = "LOG2", default_value_t = 24)]
+    pub large_from: u32,
+
+    /// Output directory.
+    #[arg(long, value_name = "DIR", default_value = "sweep-results")]
+    pub out: PathBuf,
+
+    /// Passed to bach-bench --threads.
+    #[arg(long, value_name = "N", value_parser = positive())]
+    pub threads: Option<usize>,
+
+    /// Passed to bach-bench --batch-size (bach mode).
+    #[arg(long = "batch-size", value_name = "N", value_parser = positive())]
+    pub batch_size: Option<usize>,
+
+    /// Passed to bach-bench --seed.
+    #[arg(long, value_name = "N", default_value_t = 42)]
+    pub seed: u64,
+
+    /// Passed to bach-bench: check every result against cpu mode (outside the timed region).
+    #[arg(long)]
+    pub check: bool,
+
+    /// The NumPy anchor script (`SCRIPT WORKLOAD LOG2 TRIALS`).
+    #[arg(long, value_name = "PATH", default_value = default_numpy_script())]
+    pub numpy_script: PathBuf,
+
+    /// Python interpreter for the numpy mode.
+    #[arg(long, value_name = "PATH", default_value = "python3")]
+    pub python: PathBuf,
+
+    /// The bach-bench binary. Default: next to this executable.
+    #[arg(long, value_name = "PATH")]
+    pub bench_bin: Option<PathBuf>,
+
+    /// Do not run anything: redraw table.md and the charts from DIR/results.jsonl.
+    #[arg(long)]
+    pub report_only: bool,
+
+    /// Keep an existing DIR/results.jsonl and add to it (default: start afresh).
+    #[arg(long)]
+    pub append: bool,
+}
+
+/// `benchmarks/anchors/numpy_workloads.py` in the source tree this was built from.
+pub fn default_numpy_script() -> &'static str {
+    concat!(env!("CARGO_MANIFEST_DIR"), "/anchors/numpy_workloads.py")
+}
+
+/// Whether `python -c "import numpy, scipy"` succeeds.
+pub fn numpy_available(python: &Path) -> bool {
+    Command::new(python)
+        .args(["-c", "import numpy, scipy"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// The median seconds in the NumPy script's output line
+/// (`... median_s=0.0123 ns_per_elem=45.67 ...`). `ns_per_elem` has more
+/// significant digits at small sizes, so it is preferred.
+pub fn parse_numpy_median(stdout: &str, elements: u64) -> Option<f64> {
+    let field = |key: &str| {
+        stdout
+            .split_whitespace()
+            .find_map(|t| t.strip_prefix(key))
+            .and_then(|v| v.parse::<f64>().ok())
+    };
+    field("ns_per_elem=")
+        .map(|ns| ns * elements as f64 * 1e-9)
+        .or_else(|| field("median_s="))
+}
+
+/// The `Median Runtime:` value in bach-bench's output.
+fn parse_median(stdout: &str, key: &str) -> Option<f64> {
+    stdout
+        .lines()
+        .find_map(|l| l.strip_prefix(key))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+fn bench_binary(args: &SweepArgs) -> Result<PathBuf, String> {
+    if let Some(p) = &args.bench_bin {
+        return Ok(p.clone());
+    }
+    let me = std::env::current_exe().map_err(|e| format!("cannot locate bach-sweep: {e}"))?;
+    let p = me.with_file_name(format!("bach-bench{}", std::env::consts::EXE_SUFFIX));
+    if p.exists() {
+        Ok(p)
+    } else {
+        Err(format!(
+            "{} not found; build it (cargo build --release -p benchmarks) or pass --bench-bin",
+            p.display()
+        ))
+    }
+}
+
+/// Runs the numpy script for one configuration and appends its record.
+fn run_numpy(args: &SweepArgs, w: &str, log2: u32, trials: usize, results: &Path) -> Result<f64, String> {
+    let out = Command::new(&args.python)
+        .arg(&args.numpy_script)
+        .args([w.to_string(), log2.to_string(), trials.to_string()])
+        .stderr(Stdio::inherit())
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", args.python.display()))?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        return Err(format!("numpy script exited with {}", out.status));
+    }
+    let elements = 1u64 << log2;
+    let median = parse_numpy_median(&stdout, elements)
+        .ok_or_else(|| format!("no median_s= in the numpy script's output: {}", stdout.trim()))?;
+    let (git_commit, git_dirty) = record::git_state();
+    let rec = Record {
+        workload: w.to_string(),
+        mode: "numpy".into(),
+        log2_size: log2,
+        elements,
+        trials,
+        init_s: Vec::new(),
+        runtime_s: Vec::new(),
+        total_s: Vec::new(),
+        median_init_s: 0.0,
+        median_runtime_s: median,
+        median_total_s: median,
+        threads: 1,
+        batch_size: None,
+        // The script seeds NumPy's generator with 42 whatever --seed says.
+        seed: 42,
+        checked: false,
+        machine: Machine::current(),
+        git_commit,
+        git_dirty,
+        timestamp: record::rfc3339(SystemTime::now()),
+        source: "numpy_workloads.py".into(),
+    };
+    record::append_jsonl(results, &rec).map_err(|e| format!("cannot append to {}: {e}", results.display()))?;
+    Ok(median)
+}
+
+/// Runs bach-bench for one configuration (it appends its own record).
+fn run_bench(
+    args: &SweepArgs,
+    bin: &Path,
+    w: &str,
+    mode: &str,
+    log2: u32,
+    trials: usize,
+    results: &Path,
+) -> Result<f64, String> {
+    let mut cmd = Command::new(bin);
+    cmd.args(["-b", w, "-m", mode, "-s", &log2.to_string(), "--trials", &trials.to_string()]);
+    cmd.args(["--seed", &args.seed.to_string()]).arg("--json").arg(results);
+    if let Some(t) = args.threads {
+        cmd.args(["--threads", &t.to_string()]);
+    }
+    if let Some(b) = args.batch_size {
+        cmd.args(["--batch-size", &b.to_string()]);
+    }
+    if args.check {
+        cmd.arg("--check");
+    }
+    let out = cmd
+        .stderr(Stdio::piped())
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", bin.display()))?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        return Err(err.lines().last().unwrap_or("failed").trim().to_string());
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    parse_median(&stdout, "Median Total:").ok_or_else(|| "no `Median Total:` line in its output".to_string())
+}
+
+/// Runs the sweep (unless `--report-only`) and writes the report. `Err`
+/// carries a one-line message; failed configurations are reported and
+/// skipped, and make the sweep end with an error after the report is written.
+pub fn run(args: &SweepArgs) -> Result<(), String> {
+    std::fs::create_dir_all(&args.out).map_err(|e| format!("cannot create {}: {e}", args.out.display()))?;
+    let results = args.out.join("results.jsonl");
+    let mut failures = 0;
+    if !args.report_only {
+        let bin = bench_binary(args)?;
+        if !args.append && results.exists() {
+            std::fs::remove_file(&results).map_err(|e| format!("cannot remove {}: {e}", results.display()))?;
+        }
+        let mut modes = args.modes.clone();
+        if modes.contains(&SweepMode::Numpy) && !numpy_available(&args.python) {
+            eprintln!(
+                "note: skipping mode numpy: `{} -c \"import numpy, scipy\"` failed",
+                args.python.display()
+            );
+            modes.retain(|m| *m != SweepMode::Numpy);
+        }
+        if modes.contains(&SweepMode::Numpy) && !args.numpy_script.exists() {
+            eprintln!("note: skipping mode numpy: {} not found", args.numpy_script.display());
+            modes.retain(|m| *m != SweepMode::Numpy);
+        }
+        let chosen: Vec<&Workload> = if args.benchmarks.is_empty() {
+            workloads::REGISTRY.to_vec()
+        } else {
+            args.benchmarks.clone()
+        };
+        let total = chosen.len() * args.sizes.len() * modes.len();
+        let mut k = 0;
+        for w in &chosen {
+            for &log2 in &args.sizes {
+                let trials = match args.trials_large {
+                    Some(t) if log2 >= args.large_from => t,
+                    _ => args.trials,
+                };
+                for &mode in &modes {
+                    k += 1;
+                    let started = std::time::Instant::now();
+                    let r = match mode {
+                        SweepMode::Numpy => run_numpy(args, w.name, log2, trials, &results),
+                        m => run_bench(args, &bin, w.name, m.name(), log2, trials, &results),
+                    };
+                    let label = format!("[{k}/{total}] {} {} 2^{log2} x{trials}", w.name, mode.name());
+                    match r {
+                        Ok(t) => println!(
+                            "{label}: median total {} ({:.1} s wall)",
+                            report::fmt_time(t),
+                            started.elapsed().as_secs_f64()
+                        ),
+                        Err(e) => {
+                            failures += 1;
+                            println!("{label}: FAILED: {e}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let records = record::read_jsonl(&results).map_err(|e| format!("cannot read {}: {e}", results.display()))?;
+    let table = report::table_markdown(&records);
+    let table_path = args.out.join("table.md");
+    std::fs::write(&table_path, &table).map_err(|e| format!("cannot write {}: {e}", table_path.display()))?;
+    let charts = report::draw_charts(&records, &args.out).map_err(|e| format!("cannot draw charts: {e}"))?;
+    println!("\n{table}");
+    println!("wrote {} and {}", results.display(), table_path.display());
+    for c in charts {
+        println!("wrote {}", c.display());
+    }
+    if failures > 0 {
+        return Err(format!("{failures} configuration(s) failed (see above)"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numpy_output_parsing() {
+        let line = "blackscholes n=2^10 median_s=0.0001 ns_per_elem=97.66 checksum=1.0e+05\n";
+        let t = parse_numpy_median(line, 1024).unwrap();
+        assert!((t - 97.66e-9 * 1024.0).abs() < 1e-12, "{t}");
+        assert_eq!(parse_numpy_median("x median_s=0.5000", 4), Some(0.5));
+        assert_eq!(parse_numpy_median("garbage", 4), None);
+    }
+
+    #[test]
+    fn sweep_defaults() {
+        let a = SweepArgs::try_parse_from(["bach-sweep"]).unwrap();
+        assert!(a.benchmarks.is_empty());
+        assert_eq!(
+            a.modes,
+            vec![SweepMode::Cpu, SweepMode::Bach, SweepMode::Fused, SweepMode::Numpy]
+        );
+        assert_eq!(a.sizes, vec![10, 16, 20, 24]);
+        assert_eq!((a.trials, a.trials_large, a.large_from), (5, None, 24));
+        assert!(a.numpy_script.ends_with("benchmarks/anchors/numpy_workloads.py"));
+        let a = SweepArgs::try_parse_from(["bach-sweep", "--benchmarks", "haversine,blackscholes", "--sizes", "10,12"])
+            .unwrap();
+        assert_eq!(a.benchmarks.iter().map(|w| w.name).collect::<Vec<_>>(), ["haversine", "blackscholes"]);
+        assert!(SweepArgs::try_parse_from(["bach-sweep", "--benchmarks", "nope"]).is_err());
+    }
+}
