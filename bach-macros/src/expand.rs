@@ -141,14 +141,14 @@ fn generate(
     };
 
     // 2. The companion module.
-    let module_doc = format!("The CPU implementation of [`{name_str}`].");
+    let module_doc = format!("The CPU implementation of [`{name_str}`](fn@{name_str}).");
     let use_vis = nested_visibility(vis);
     let module = quote! {
         #(#cfgs)*
         #[doc = #module_doc]
         #vis mod #name {
             #[doc(inline)]
-            #[allow(unused_imports)]
+            #[allow(unused_imports, deprecated)]
             #use_vis use super::#cpu_name as cpu;
         }
     };
@@ -260,8 +260,7 @@ fn stub(
         quote!(::<#(#tps),*>)
     });
     let allow_unit = sig
-        .ret
-        .is_none()
+        .returns_unit()
         .then(|| quote!(#[allow(clippy::let_unit_value)]));
     let mutated = sig.mutated().map(|p| {
         let (name, base) = (&p.name, &p.base);
@@ -306,6 +305,8 @@ fn stub(
                 }
             );
             #(#record)*
+            // A `#[deprecated]` function is deprecated for its callers, not here.
+            #[allow(deprecated)]
             let #rec = #finish(
                 |#args: &mut ::bach_runtime::__private::Args<'_>| {
                     #(#unpack)*
@@ -370,10 +371,10 @@ mod tests {
         quote! {
             #[doc(hidden)]
             pub fn __bach_cpu_add<T: Float>(a: &Array1<T>, b: &Array1<T>) -> Array1<T> #cpu_body
-            #[doc = "The CPU implementation of [`add`]."]
+            #[doc = "The CPU implementation of [`add`](fn@add)."]
             pub mod add {
                 #[doc(inline)]
-                #[allow(unused_imports)]
+                #[allow(unused_imports, deprecated)]
                 pub use super::__bach_cpu_add as cpu;
             }
             /// Adds.
@@ -396,6 +397,7 @@ mod tests {
                 );
                 __call.arg::<NdArraySplit, Array1<T>>(::bach_runtime::IntoArg::into_arg(a));
                 __call.arg::<NdArraySplit, Array1<T>>(::bach_runtime::IntoArg::into_arg(b));
+                #[allow(deprecated)]
                 let __rec = __call.finish::<NdArraySplit, Array1<T>>(
                     |__args: &mut ::bach_runtime::__private::Args<'_>| {
                         let a: &Array1<T> = __args.get::<Array1<T>>(0)?;
@@ -644,7 +646,7 @@ mod tests {
         // The module: `cfg` only.
         assert_contains(
             &out,
-            quote!(#[cfg(feature = "x")] #[doc = "The CPU implementation of [`f`]."] pub mod f),
+            quote!(#[cfg(feature = "x")] #[doc = "The CPU implementation of [`f`](fn@f)."] pub mod f),
         );
         // The stub: docs, the lazy line, then the other attributes.
         assert_contains(

@@ -57,13 +57,15 @@ mod valid;
 ///
 /// For `pub fn add(...)`: the stub `pub fn add`, the hidden CPU implementation
 /// `__bach_cpu_add`, and `pub mod add` re-exporting it as `add::cpu`. A module or
-/// type named `add` in the same scope would clash with the module.
+/// type named `add` in the same scope would clash with the module, and the
+/// function must be an item of a module, not of a function body (where
+/// `add::cpu` could not reach it).
 ///
 /// # Example
 ///
-/// ```ignore
-/// use bach_runtime::{offload, NdArraySplit};
-/// use ndarray::Array1;
+/// ```
+/// use bach_runtime::{evaluate, offload, Lazy, NdArraySplit, SumSplit};
+/// use ndarray::{array, Array1};
 ///
 /// /// Element-wise sum.
 /// #[offload(split = NdArraySplit, gpu = "add")]
@@ -72,20 +74,41 @@ mod valid;
 /// }
 ///
 /// /// Multiplies by a scalar, broadcast to every batch.
-/// #[offload(split = NdArraySplit, gpu = "scale")]
+/// #[offload(split = NdArraySplit)]
 /// pub fn scale(a: &Array1<f64>, s: f64) -> Array1<f64> {
 ///     a * s
 /// }
 ///
-/// /// Annotates `ndarray`'s `Array1::zeros`: the size is split, so is the result.
+/// /// The sum of the elements: the batches' partial sums are added up.
+/// #[offload(split = NdArraySplit, ret = SumSplit)]
+/// pub fn sum(a: &Array1<f64>) -> f64 {
+///     a.sum()
+/// }
+///
+/// /// `a += b`, in place.
+/// #[offload(split = NdArraySplit)]
+/// pub fn add_assign(a: &mut Array1<f64>, b: &Array1<f64>) {
+///     *a += b;
+/// }
+///
+/// /// `ndarray`'s own `Array1::zeros`: the size is split, and so is the result.
 /// #[offload(alloc, split = NdArraySplit, wraps = Array1::zeros)]
 /// pub fn zeros(n: usize) -> Array1<f64>;
 ///
-/// let a = Array1::from(vec![1.0, 2.0, 3.0]);
-/// let b = Array1::from(vec![4.0, 5.0, 6.0]);
-/// let sum = add(&a, &b);              // records; nothing runs yet
-/// let scaled = scale(&sum, 2.0);      // a lazy value is an argument too
-/// assert_eq!(add::cpu(&a, &b), a.clone() + &b); // the eager CPU version
+/// # fn main() {
+/// let x = array![1.0, 2.0, 3.0];
+/// let y = array![4.0, 5.0, 6.0];
+/// let s = add(&x, &y);                  // recorded; nothing runs yet
+/// let t = scale(&s, 2.0);               // a lazy value is an argument too
+/// let total = sum(&t);
+/// let mut acc: Lazy<Array1<f64>> = zeros(3);
+/// add_assign(&mut acc, &t);             // `acc` now names the updated value
+/// let (t, total, acc) = evaluate((t, total, acc)).unwrap();
+/// assert_eq!(t, array![10.0, 14.0, 18.0]);
+/// assert_eq!(total, 42.0);
+/// assert_eq!(acc, t);
+/// assert_eq!(add::cpu(&x, &y), array![5.0, 7.0, 9.0]); // the eager CPU version
+/// # }
 /// ```
 #[proc_macro_attribute]
 pub fn offload(

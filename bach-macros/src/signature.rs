@@ -131,6 +131,15 @@ impl FnSignature {
         }
     }
 
+    /// True for a function returning nothing, or `()`.
+    pub fn returns_unit(&self) -> bool {
+        match self.ret.as_ref().map(ungroup) {
+            None => true,
+            Some(Type::Tuple(t)) => t.elems.is_empty(),
+            Some(_) => false,
+        }
+    }
+
     /// The parameters passed as `&mut`, in declaration order.
     pub fn mutated(&self) -> impl Iterator<Item = &Param> {
         self.params.iter().filter(|p| p.kind == ParamKind::RefMut)
@@ -256,5 +265,45 @@ mod tests {
             "indices count every declared parameter"
         );
         assert!(sig.ret.is_none());
+        assert!(sig.returns_unit());
+    }
+
+    #[test]
+    fn unit_returns() {
+        for (item, unit) in [
+            (
+                quote!(
+                    fn f() {}
+                ),
+                true,
+            ),
+            (
+                quote!(
+                    fn f() -> () {}
+                ),
+                true,
+            ),
+            (
+                quote!(
+                    fn f() -> u8 {
+                        0
+                    }
+                ),
+                false,
+            ),
+            (
+                quote!(
+                    fn f() -> (u8,) {
+                        (0,)
+                    }
+                ),
+                false,
+            ),
+        ] {
+            assert_eq!(
+                FnSignature::analyse(&super::tests::item(item).sig).returns_unit(),
+                unit
+            );
+        }
     }
 }

@@ -373,14 +373,9 @@ fn resolve_splits(
         })
         .collect();
     // A function returning nothing returns `()`, broadcast whatever `split` says.
-    let returns_unit = match sig.ret.as_ref().map(ungroup) {
-        None => true,
-        Some(Type::Tuple(t)) => t.elems.is_empty(),
-        Some(_) => false,
-    };
     let ret = match (&options.ret, default) {
         (Some(ret), _) => Split::User(ret.value.clone()),
-        (None, Some(path)) if !returns_unit => Split::User(path.clone()),
+        (None, Some(path)) if !sig.returns_unit() => Split::User(path.clone()),
         _ => {
             let span = sig
                 .ret

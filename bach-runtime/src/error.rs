@@ -61,6 +61,14 @@ pub enum Error {
         /// The type that was expected.
         expected: &'static str,
     },
+    /// A device allocation did not fit.
+    #[error("device out of memory: {requested} bytes requested, {free} bytes free")]
+    DeviceOutOfMemory {
+        /// Bytes asked for.
+        requested: usize,
+        /// Bytes free on the device at the time.
+        free: usize,
+    },
     /// The GPU was required but cannot be used.
     #[error("GPU unavailable: {0}")]
     GpuUnavailable(String),

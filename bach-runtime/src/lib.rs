@@ -32,6 +32,7 @@
 extern crate self as bach_runtime;
 
 mod config;
+mod device;
 #[allow(dead_code)]
 pub(crate) mod cuda;
 mod error;
@@ -46,6 +47,7 @@ mod value;
 
 pub use bach_macros::offload;
 pub use config::Config;
+pub use device::{Device, DeviceBuffer, KernelArg, KernelSource, Launch, SimulatedDevice, SimulatedDeviceConfig, TransferStats};
 pub use error::{Error, Result};
 pub use eval::{evaluate, Evaluate};
 pub use explain::{explain, Explain, StageInfo};

@@ -181,16 +181,30 @@ pub fn run_bench(args: &BenchArgs) -> Result<(), String> {
     bench::configure_threads(args.threads).map_err(|e| format!("cannot start {:?} threads: {e}", args.threads))?;
     let w = settings.workload;
     let n = 1u64 << settings.log2_size;
-    let batch = settings.batch_size.map_or("auto".to_string(), |b| b.to_string());
-    println!(
-        "{}, mode {}, 2^{} = {n} elements, {} trial{}, seed {}, batch size {batch}",
+    let env = bach_runtime::Config::from_env();
+    let threads = match settings.mode {
+        Mode::Bach => settings.threads.or(env.threads),
+        _ => settings.threads,
+    }
+    .unwrap_or_else(rayon::current_num_threads);
+    let mut header = format!(
+        "{}, mode {}, 2^{} = {n} elements, {} trial{}, seed {}, {threads} thread{}",
         w.name,
         settings.mode.name(),
         settings.log2_size,
         settings.trials,
         if settings.trials == 1 { "" } else { "s" },
-        settings.seed
+        settings.seed,
+        if threads == 1 { "" } else { "s" },
     );
+    if settings.mode == Mode::Cpu {
+        header.push_str(" (cpu mode uses one)");
+    }
+    if settings.mode == Mode::Bach {
+        let batch = settings.batch_size.or(env.batch_size);
+        header.push_str(&batch.map_or(", batch size auto".into(), |b| format!(", batch size {b}")));
+    }
+    println!("{header}");
     let bar = Bar {
         enabled: std::io::stderr().is_terminal(),
         label: format!("{} {} 2^{}", w.name, settings.mode.name(), settings.log2_size),

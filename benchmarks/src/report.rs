@@ -23,11 +23,17 @@ fn workload_rank(w: &str) -> usize {
     names.iter().position(|x| *x == w).unwrap_or(names.len())
 }
 
+/// Median total seconds by (display rank, mode).
+type ByMode = BTreeMap<(usize, String), f64>;
+
+/// A chart line: label, colour, `(log2 size, value)` points.
+type Line = (String, RGBColor, Vec<(u32, f64)>);
+
 /// Median total seconds by workload, then size, then mode (the last record of
 /// a configuration wins).
 #[derive(Debug, Default, Clone)]
 pub struct Results {
-    by: BTreeMap<(usize, String), BTreeMap<u32, BTreeMap<(usize, String), f64>>>,
+    by: BTreeMap<(usize, String), BTreeMap<u32, ByMode>>,
     bach_init: BTreeMap<(String, u32), f64>,
 }
 
@@ -64,7 +70,7 @@ impl Results {
         modes.into_iter().map(|(_, m)| m).collect()
     }
 
-    fn sizes_of<'a>(&'a self, workload: &'a str) -> impl Iterator<Item = (&'a u32, &'a BTreeMap<(usize, String), f64>)> + 'a {
+    fn sizes_of<'a>(&'a self, workload: &'a str) -> impl Iterator<Item = (&'a u32, &'a ByMode)> + 'a {
         self.by
             .iter()
             .filter(move |((_, w), _)| w == workload)
@@ -164,7 +170,7 @@ fn line_chart(
     path: &Path,
     caption: &str,
     y_desc: &str,
-    lines: &[(String, RGBColor, Vec<(u32, f64)>)],
+    lines: &[Line],
     reference: Option<f64>,
 ) -> DrawResult<()> {
     let points = lines.iter().flat_map(|(_, _, p)| p.iter());
@@ -336,7 +342,7 @@ mod tests {
         let names: Vec<_> = files.iter().map(|p| p.file_name().unwrap().to_str().unwrap()).collect();
         assert!(names.contains(&"runtime_blackscholes.svg") && names.contains(&"speedup_haversine.svg"));
         let svg = std::fs::read_to_string(dir.join("runtime_blackscholes.svg")).unwrap();
-        assert!(svg.starts_with("<svg") && svg.contains("<text") && svg.contains("2^16") && svg.contains(">bach<"));
+        assert!(svg.starts_with("<svg") && svg.contains("<text") && svg.contains("2^16") && svg.contains("\nbach\n"));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -52,13 +52,26 @@ mod outer {
     }
 }
 
+/// Deprecated: warns its callers, not its definition.
+#[offload]
+#[deprecated = "use `r#type`"]
+pub fn old(n: u64) -> u64 {
+    n
+}
+
 /// A keyword as a name.
 #[offload]
 pub fn r#type(n: u64) -> u64 {
     n
 }
 
+#[allow(deprecated)]
+fn call_old() -> u64 {
+    evaluate(old(1)).unwrap() + old::cpu(1)
+}
+
 fn main() {
+    assert_eq!(call_old(), 2);
     assert_eq!(outer::inner::uses_private(), 4);
     assert_eq!(outer::uses_outer(), 12);
     assert_eq!(outer::inner::for_crate::cpu(1), 3);

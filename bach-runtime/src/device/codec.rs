@@ -1,0 +1,136 @@
+//! How values cross between host and device: the element types a kernel
+//! understands and the byte views of the host values that carry them.
+
+use std::any::{Any, TypeId};
+
+use ndarray::Array1;
+
+use crate::value::Piece;
+
+/// Element types of device arrays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DType {
+    /// `f32`.
+    F32,
+    /// `f64`.
+    F64,
+    /// `bool`, one byte (0 or 1).
+    Bool,
+}
+
+impl DType {
+    /// Kernel-name suffix.
+    pub fn suffix(self) -> &'static str {
+        match self {
+            DType::F32 => "f32",
+            DType::F64 => "f64",
+            DType::Bool => "bool",
+        }
+    }
+    /// Bytes per element.
+    pub fn size(self) -> usize {
+        match self {
+            DType::F32 => 4,
+            DType::F64 => 8,
+            DType::Bool => 1,
+        }
+    }
+}
+
+/// What the device executor knows about one host value type.
+pub(crate) enum Codec {
+    /// A 1-D array of `dtype` elements, moved as bytes.
+    Array {
+        dtype: DType,
+        /// The array's bytes (contiguous copy when the array is not).
+        to_bytes: fn(&dyn Any) -> Vec<u8>,
+        /// An array rebuilt from bytes.
+        from_bytes: fn(&[u8]) -> Piece,
+    },
+    /// A scalar passed by value.
+    Scalar { dtype: DType },
+}
+
+fn array_bytes<T: Copy + 'static>(v: &dyn Any) -> Vec<u8> {
+    let a = v.downcast_ref::<Array1<T>>().expect("codec applied to its own type");
+    let n = a.len() * std::mem::size_of::<T>();
+    let mut out = Vec::with_capacity(n);
+    match a.as_slice() {
+        // SAFETY: T is a plain numeric type (f32, f64, bool) with no padding.
+        Some(s) => out.extend_from_slice(unsafe { std::slice::from_raw_parts(s.as_ptr() as *const u8, n) }),
+        None => {
+            for x in a.iter() {
+                // SAFETY: as above, one element at a time.
+                out.extend_from_slice(unsafe {
+                    std::slice::from_raw_parts(x as *const T as *const u8, std::mem::size_of::<T>())
+                });
+            }
+        }
+    }
+    out
+}
+
+fn array_from<T: Copy + Send + Sync + 'static>(b: &[u8], conv: fn(&[u8]) -> T) -> Piece {
+    let size = std::mem::size_of::<T>();
+    Box::new(Array1::from_iter(b.chunks_exact(size).map(conv)))
+}
+
+/// The codec of values of type `id`, if they can live on a device.
+pub(crate) fn codec(id: TypeId) -> Option<Codec> {
+    if id == TypeId::of::<Array1<f64>>() {
+        Some(Codec::Array {
+            dtype: DType::F64,
+            to_bytes: array_bytes::<f64>,
+            from_bytes: |b| array_from::<f64>(b, |c| f64::from_ne_bytes(c.try_into().expect("8 bytes"))),
+        })
+    } else if id == TypeId::of::<Array1<f32>>() {
+        Some(Codec::Array {
+            dtype: DType::F32,
+            to_bytes: array_bytes::<f32>,
+            from_bytes: |b| array_from::<f32>(b, |c| f32::from_ne_bytes(c.try_into().expect("4 bytes"))),
+        })
+    } else if id == TypeId::of::<Array1<bool>>() {
+        Some(Codec::Array {
+            dtype: DType::Bool,
+            to_bytes: array_bytes::<bool>,
+            // Kernels write 0 or 1; any other byte is read as true rather than
+            // materialising an invalid bool.
+            from_bytes: |b| array_from::<bool>(b, |c| c[0] != 0),
+        })
+    } else if id == TypeId::of::<f64>() {
+        Some(Codec::Scalar { dtype: DType::F64 })
+    } else if id == TypeId::of::<f32>() {
+        Some(Codec::Scalar { dtype: DType::F32 })
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::array;
+
+    #[test]
+    fn arrays_roundtrip_through_bytes() {
+        let a = array![1.5f64, -2.0, f64::NAN];
+        let Some(Codec::Array { to_bytes, from_bytes, .. }) = codec(TypeId::of::<Array1<f64>>()) else {
+            panic!("f64 arrays have a codec")
+        };
+        let b = to_bytes(&a);
+        assert_eq!(b.len(), 24);
+        let back = from_bytes(&b).downcast::<Array1<f64>>().unwrap();
+        assert_eq!(back[0], 1.5);
+        assert!(back[2].is_nan());
+        let m = array![true, false, true];
+        let Some(Codec::Array { to_bytes, from_bytes, .. }) = codec(TypeId::of::<Array1<bool>>()) else {
+            panic!("masks have a codec")
+        };
+        assert_eq!(*from_bytes(&to_bytes(&m)).downcast::<Array1<bool>>().unwrap(), m);
+        // Non-contiguous arrays are copied in logical order.
+        let strided = array![1.0f32, 2.0, 3.0, 4.0];
+        let view = strided.slice(ndarray::s![..;2]).to_owned();
+        let Some(Codec::Array { to_bytes, .. }) = codec(TypeId::of::<Array1<f32>>()) else { panic!() };
+        assert_eq!(to_bytes(&view).len(), 8);
+    }
+}

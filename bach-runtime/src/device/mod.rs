@@ -1,0 +1,120 @@
+//! Accelerator devices: the [`Device`] trait, implemented side by side by the
+//! CUDA device (`cuda.rs`, through cudarc) and by [`SimulatedDevice`] (host
+//! memory with a hard capacity and counted transfers, for tests).
+//!
+//! The device executor (`exec/device.rs`) only talks to this trait: it
+//! allocates buffers, uploads pieces, launches one kernel per call, and
+//! downloads the outputs that escape a stage. Kernels follow one launch
+//! convention (see `annotated-libs/kernels/numpy.cu`): `name_{dtype}(n, args...)`
+//! where each function parameter becomes a device pointer (arrays) or a value
+//! (scalars), in declaration order, followed by the output pointer.
+
+pub(crate) mod codec;
+mod simulated;
+
+use std::any::Any;
+
+pub use simulated::{SimulatedDevice, SimulatedDeviceConfig};
+
+use crate::error::Result;
+
+/// CUDA C source of a family of kernels, shipped by an annotated library and
+/// compiled at first use for the device's architecture.
+#[derive(Debug, Clone, Copy)]
+pub struct KernelSource {
+    /// The source's name, e.g. `numpy.cu` (appears in errors and cache names).
+    pub name: &'static str,
+    /// The CUDA C text.
+    pub code: &'static str,
+}
+
+/// Memory on a device. Freed (returned to the device's pool) on drop.
+pub struct DeviceBuffer {
+    pub(crate) bytes: usize,
+    /// The device's own representation (a CUDA slice, a simulated allocation).
+    pub(crate) raw: Box<dyn Any + Send + Sync>,
+}
+
+impl DeviceBuffer {
+    /// Size in bytes.
+    pub fn len(&self) -> usize {
+        self.bytes
+    }
+
+    /// True for a zero-byte buffer.
+    pub fn is_empty(&self) -> bool {
+        self.bytes == 0
+    }
+}
+
+impl std::fmt::Debug for DeviceBuffer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "DeviceBuffer({} bytes)", self.bytes)
+    }
+}
+
+/// One kernel parameter after the element count.
+#[derive(Debug)]
+pub enum KernelArg<'b> {
+    /// A device pointer the kernel reads.
+    In(&'b DeviceBuffer),
+    /// A device pointer the kernel writes.
+    Out(&'b DeviceBuffer),
+    /// A 32-bit float.
+    F32(f32),
+    /// A 64-bit float.
+    F64(f64),
+}
+
+/// One kernel launch over `n` elements.
+pub struct Launch<'b> {
+    /// The kernel source the kernel lives in.
+    pub source: KernelSource,
+    /// The kernel's full name, e.g. `add_f64`.
+    pub kernel: String,
+    /// Elements to process.
+    pub n: usize,
+    /// The parameters after `n`.
+    pub args: Vec<KernelArg<'b>>,
+    /// What the kernel computes, run on host copies of the buffers. Simulated
+    /// devices use it in place of compiled kernels; real devices ignore it.
+    pub emulate: &'b (dyn Fn(&[&[u8]]) -> Result<Vec<Vec<u8>>> + Sync),
+}
+
+/// Transfers and launches a device has performed (for tests and `explain`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TransferStats {
+    /// Host-to-device copies.
+    pub uploads: u64,
+    /// Bytes copied host to device.
+    pub upload_bytes: u64,
+    /// Device-to-host copies.
+    pub downloads: u64,
+    /// Bytes copied device to host.
+    pub download_bytes: u64,
+    /// Kernel launches.
+    pub launches: u64,
+    /// Most bytes allocated at once.
+    pub peak_bytes: u64,
+}
+
+/// An accelerator Bach can run stages on.
+pub trait Device: Send + Sync {
+    /// A name for messages and `explain`.
+    fn name(&self) -> String;
+    /// Bytes Bach may allocate on the device now.
+    fn free_memory(&self) -> usize;
+    /// Allocates `bytes` of device memory; `Error::DeviceOutOfMemory` when it does not fit.
+    fn alloc(&self, bytes: usize) -> Result<DeviceBuffer>;
+    /// Copies `src` into the start of `dst`.
+    fn upload(&self, src: &[u8], dst: &DeviceBuffer) -> Result<()>;
+    /// Copies the start of `src` into `dst`.
+    fn download(&self, src: &DeviceBuffer, dst: &mut [u8]) -> Result<()>;
+    /// Launches a kernel (asynchronously on real devices; ordered before later
+    /// launches and downloads).
+    fn launch(&self, launch: &Launch<'_>) -> Result<()>;
+    /// Waits for all launched work.
+    fn synchronize(&self) -> Result<()>;
+    /// Counters since the device was created.
+    fn stats(&self) -> TransferStats;
+}
