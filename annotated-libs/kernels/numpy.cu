@@ -29,6 +29,12 @@
 //     where_T         (n, const bool* cond, const T* x, const T* y, T* out)  out = cond ? x : y
 //     where_scalar_T  (n, const bool* cond, const T* x, T s,        T* out)  out = cond ? x : s
 //     mask_T          (n, const T* a, const bool* cond, T value,    T* out)  out = cond ? value : a
+//     copy_T          (n, const T* a, T* out)
+//     full_T          (n, T value, T* out);  zeros_T, ones_T (n, T* out)
+//
+//   The runtime passes device pointers of a function's array parameters first, in
+//   declaration order, then its scalar parameters, then the output; so `scalar_{op}(s, a)`
+//   is launched as (n, a, s, out). Size parameters of allocation functions are `n` itself.
 //
 //   minimum / maximum propagate NaN like NumPy (NaN if either operand is NaN; note that
 //   C's fmin/fmax do NOT); of two equal operands (-0 and +0) they return the first.
@@ -165,6 +171,16 @@ template <typename T> __device__ __forceinline__ T bach_inf() { return (T)(1.0 /
     extern "C" __global__ void mask_##SFX(unsigned long long n, const T* a,                \
                                           const bool* cond, T value, T* out) {             \
         BACH_FOR_EACH(i, n) { out[i] = cond[i] ? value : a[i]; }                           \
+    }                                                                                      \
+    BACH_UNARY(copy_##SFX, T, x)                                                           \
+    extern "C" __global__ void full_##SFX(unsigned long long n, T value, T* out) {         \
+        BACH_FOR_EACH(i, n) { out[i] = value; }                                            \
+    }                                                                                      \
+    extern "C" __global__ void zeros_##SFX(unsigned long long n, T* out) {                 \
+        BACH_FOR_EACH(i, n) { out[i] = (T)0; }                                             \
+    }                                                                                      \
+    extern "C" __global__ void ones_##SFX(unsigned long long n, T* out) {                  \
+        BACH_FOR_EACH(i, n) { out[i] = (T)1; }                                             \
     }                                                                                      \
     BACH_REDUCE(sum_##SFX, T, (T)0, x + y)                                                 \
     BACH_REDUCE(min_##SFX, T, bach_inf<T>(), bach_minimum(x, y))                           \

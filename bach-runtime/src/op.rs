@@ -18,6 +18,9 @@ pub struct OpInfo {
     pub splittable: bool,
     /// An allocation function (zeros, ones, full): it reads no data.
     pub alloc: bool,
+    /// The CUDA source that holds `gpu_kernel` (`gpu_source = ...`, by default
+    /// the `BACH_KERNELS` constant in scope where the function is annotated).
+    pub gpu_source: Option<crate::device::KernelSource>,
 }
 
 impl OpInfo {
@@ -27,6 +30,7 @@ impl OpInfo {
         gpu_kernel: None,
         splittable: true,
         alloc: false,
+        gpu_source: None,
     };
 }
 

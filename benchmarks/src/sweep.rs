@@ -238,10 +238,19 @@ fn run_bench(
         .map_err(|e| format!("cannot run {}: {e}", bin.display()))?;
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
-        return Err(err.lines().last().unwrap_or("failed").trim().to_string());
+        let last = err.lines().last().unwrap_or("failed").trim();
+        return Err(last.strip_prefix("error: ").unwrap_or(last).to_string());
     }
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    parse_median(&stdout, "Median Total:").ok_or_else(|| "no `Median Total:` line in its output".to_string())
+    // The record just appended has the full-precision median.
+    let last = record::read_jsonl(results)
+        .ok()
+        .and_then(|r| r.last().cloned())
+        .filter(|r| r.workload == w && r.mode == mode && r.log2_size == log2);
+    match last {
+        Some(r) => Ok(r.median_total_s),
+        None => parse_median(&String::from_utf8_lossy(&out.stdout), "Median Total:")
+            .ok_or_else(|| "no `Median Total:` line in its output".to_string()),
+    }
 }
 
 /// Runs the sweep (unless `--report-only`) and writes the report. `Err`

@@ -199,7 +199,7 @@ pub fn logical_or(a: &Array1<bool>, b: &Array1<bool>) -> Array1<bool>;
 pub fn logical_not(a: &Array1<bool>) -> Array1<bool>;
 
 /// `x` where `cond` holds, else `y` (NumPy `where`).
-#[offload(split = NdArraySplit, gpu = "where_", wraps = cpu::where_)]
+#[offload(split = NdArraySplit, gpu = "where", wraps = cpu::where_)]
 pub fn where_<T: Float>(cond: &Array1<bool>, x: &Array1<T>, y: &Array1<T>) -> Array1<T>;
 
 /// `x` where `cond` holds, else the scalar `s`.
@@ -263,19 +263,19 @@ pub fn moments_axis0_mean<T: Float>(m: &MomentsAxis0<T>) -> Array1<T>;
 pub fn moments_axis0_std<T: Float>(m: &MomentsAxis0<T>) -> Array1<T>;
 
 /// An array of `n` zeros, allocated lazily where it is first used.
-#[offload(alloc, split = NdArraySplit, gpu = "fill", wraps = cpu::zeros)]
+#[offload(alloc, split = NdArraySplit, gpu = "zeros", wraps = cpu::zeros)]
 pub fn zeros<T: Float>(n: usize) -> Array1<T>;
 
 /// An array of `n` ones, allocated lazily.
-#[offload(alloc, split = NdArraySplit, gpu = "fill", wraps = cpu::ones)]
+#[offload(alloc, split = NdArraySplit, gpu = "ones", wraps = cpu::ones)]
 pub fn ones<T: Float>(n: usize) -> Array1<T>;
 
 /// An array of `n` copies of `value`, allocated lazily.
-#[offload(alloc, split = NdArraySplit, gpu = "fill", wraps = cpu::full)]
+#[offload(alloc, split = NdArraySplit, gpu = "full", wraps = cpu::full)]
 pub fn full<T: Float>(n: usize, value: T) -> Array1<T>;
 
 /// An array of `n` elements for the caller to overwrite (zeros: Rust has no uninitialised arrays), allocated lazily.
-#[offload(alloc, split = NdArraySplit, gpu = "fill", wraps = cpu::empty)]
+#[offload(alloc, split = NdArraySplit, gpu = "zeros", wraps = cpu::empty)]
 pub fn empty<T: Float>(n: usize) -> Array1<T>;
 
 /// A `rows x cols` array of zeros, allocated lazily.
@@ -287,13 +287,13 @@ pub fn zeros_2d<T: Float>(rows: usize, cols: usize) -> Array2<T>;
 pub fn copy<T: Float>(a: &Array1<T>) -> Array1<T>;
 
 /// Writes `a + b` into `out` (NumPy `np.add(a, b, out=out)`).
-#[offload(split = NdArraySplit, gpu = "add", ret = Broadcast, wraps = cpu::add_into)]
+#[offload(split = NdArraySplit, ret = Broadcast, wraps = cpu::add_into)]
 pub fn add_into<T: Float>(a: &Array1<T>, b: &Array1<T>, out: &mut Array1<T>);
 
 /// Writes `a * b` into `out` (NumPy `np.multiply(a, b, out=out)`).
-#[offload(split = NdArraySplit, gpu = "multiply", ret = Broadcast, wraps = cpu::multiply_into)]
+#[offload(split = NdArraySplit, ret = Broadcast, wraps = cpu::multiply_into)]
 pub fn multiply_into<T: Float>(a: &Array1<T>, b: &Array1<T>, out: &mut Array1<T>);
 
 /// Sets every element of `out` to `value` (NumPy `out.fill(value)`).
-#[offload(split = NdArraySplit, gpu = "fill", ret = Broadcast, wraps = cpu::fill)]
+#[offload(split = NdArraySplit, ret = Broadcast, wraps = cpu::fill)]
 pub fn fill<T: Float>(out: &mut Array1<T>, value: T);

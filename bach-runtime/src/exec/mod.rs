@@ -4,6 +4,7 @@
 //! stages that read them; everything else lives only as per-batch pieces.
 
 pub(crate) mod cpu;
+pub(crate) mod layout;
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -1,0 +1,165 @@
+//! The layout of a partitioned stage, shared by the CPU and device executors:
+//! where each argument of each call comes from per batch, which slots hold
+//! per-batch pieces, when each slot is last read, and the stage's element count.
+
+use std::collections::HashMap;
+
+use super::Materialized;
+use crate::error::{Error, Result};
+use crate::plan::{Input, Plan, Stage};
+use crate::split::SplitVTable;
+use crate::value::Held;
+
+/// Where one argument of one call in a partitioned stage comes from, per batch.
+#[derive(Clone, Copy)]
+pub(crate) enum Source {
+    /// A piece computed earlier in this batch (slot index).
+    Local(usize),
+    /// A piece of an external value, split once per batch (index into `splits`).
+    Split(usize),
+    /// A whole external value (broadcast).
+    Whole(usize),
+}
+
+pub(crate) struct Step {
+    pub(crate) node: usize,
+    pub(crate) args: Vec<(Source, bool)>,
+    /// Output slots of this call.
+    pub(crate) out_slots: Vec<usize>,
+    /// Slots whose last reader is this call: freed after it runs.
+    pub(crate) frees: Vec<usize>,
+}
+
+/// Everything an executor needs to run a partitioned stage batch by batch.
+pub(crate) struct StageLayout {
+    pub(crate) steps: Vec<Step>,
+    /// The slot of each (plan node, output) produced in the stage.
+    pub(crate) slot_of: HashMap<(usize, u32), usize>,
+    /// The split type of each slot.
+    pub(crate) slot_split: Vec<SplitVTable>,
+    /// External values split once per batch.
+    pub(crate) splits: Vec<(Held, SplitVTable)>,
+    /// External values passed whole.
+    pub(crate) wholes: Vec<Held>,
+    /// Elements the stage splits.
+    pub(crate) total: usize,
+}
+
+pub(crate) fn external(done: &Materialized, input: &Input) -> Option<Held> {
+    match input {
+        Input::External(h) => Some(h.clone()),
+        Input::Local(p, o) => done.get(&(*p, *o)).cloned(),
+    }
+}
+
+impl StageLayout {
+    pub(crate) fn build(plan: &Plan, stage: &Stage, done: &Materialized) -> Result<StageLayout> {
+        let in_stage: HashMap<usize, usize> = stage.nodes.iter().enumerate().map(|(k, &n)| (n, k)).collect();
+        let mut slot_of: HashMap<(usize, u32), usize> = HashMap::new();
+        let mut slot_split: Vec<SplitVTable> = Vec::new();
+        let mut splits: Vec<(Held, SplitVTable)> = Vec::new();
+        let mut wholes: Vec<Held> = Vec::new();
+        let mut count: Option<(usize, &'static str, usize)> = None;
+        let mut steps: Vec<Step> = Vec::new();
+
+        for &n in &stage.nodes {
+            let pn = &plan.nodes[n];
+            let mut args = Vec::with_capacity(pn.args.len());
+            for (pos, a) in pn.args.iter().enumerate() {
+                let local = match a.input {
+                    Input::Local(p, o) if in_stage.contains_key(&p) => Some(slot_of[&(p, o)]),
+                    _ => None,
+                };
+                let src = match local {
+                    Some(slot) => Source::Local(slot),
+                    None => {
+                        let held = external(done, &a.input).ok_or(Error::TypeMismatch {
+                            expected: "an input materialised by an earlier stage",
+                        })?;
+                        match a.split.elements_of(held.get()) {
+                            Some(c) => {
+                                match count {
+                                    Some((expected, _, _)) if expected != c => {
+                                        return Err(Error::LengthMismatch {
+                                            op: pn.info.name,
+                                            arg: pos,
+                                            expected,
+                                            found: c,
+                                        })
+                                    }
+                                    None => count = Some((c, pn.info.name, pos)),
+                                    _ => {}
+                                }
+                                // One split per batch for each distinct (value, split type).
+                                let same = |(h, s): &(Held, SplitVTable)| {
+                                    std::ptr::addr_eq(h.get(), held.get()) && s.split_id == a.split.split_id
+                                };
+                                let k = splits.iter().position(same).unwrap_or_else(|| {
+                                    splits.push((held.clone(), a.split));
+                                    splits.len() - 1
+                                });
+                                Source::Split(k)
+                            }
+                            None => {
+                                wholes.push(held);
+                                Source::Whole(wholes.len() - 1)
+                            }
+                        }
+                    }
+                };
+                args.push((src, a.mutated));
+            }
+            let mut out_slots = Vec::with_capacity(pn.outputs.len());
+            for (o, vt) in pn.outputs.iter().enumerate() {
+                slot_of.insert((n, o as u32), slot_split.len());
+                out_slots.push(slot_split.len());
+                slot_split.push(*vt);
+            }
+            steps.push(Step {
+                node: n,
+                args,
+                out_slots,
+                frees: Vec::new(),
+            });
+        }
+
+        // Free each slot after its last reader in the stage (or right after it is
+        // produced, when nothing in the stage reads it).
+        let mut last_use: Vec<usize> = (0..slot_split.len()).map(|_| 0).collect();
+        for (k, st) in steps.iter().enumerate() {
+            for &s in &st.out_slots {
+                last_use[s] = k;
+            }
+            for (src, _) in &st.args {
+                if let Source::Local(s) = src {
+                    last_use[*s] = k;
+                }
+            }
+        }
+
+        // Free each slot after its last reader in the stage (or right after it is
+        // produced, when nothing in the stage reads it).
+        let mut last_use: Vec<usize> = (0..slot_split.len()).map(|_| 0).collect();
+        for (k, st) in steps.iter().enumerate() {
+            for &s in &st.out_slots {
+                last_use[s] = k;
+            }
+            for (src, _) in &st.args {
+                if let Source::Local(s) = src {
+                    last_use[*s] = k;
+                }
+            }
+        }
+        for (s, &k) in last_use.iter().enumerate() {
+            steps[k].frees.push(s);
+        }
+        Ok(StageLayout {
+            steps,
+            slot_of,
+            slot_split,
+            splits,
+            wholes,
+            total: count.map_or(0, |c| c.0),
+        })
+    }
+}
