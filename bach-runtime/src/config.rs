@@ -12,6 +12,49 @@ pub struct Config {
     /// Bytes of cache a batch should fit in (`BACH_CACHE_BYTES`; default: the
     /// per-core L2 size read from sysfs, else 1 MiB).
     pub cache_bytes: usize,
+    /// Where stages may run (`BACH_DEVICE=auto|cpu|gpu`).
+    pub device: DevicePolicy,
+    /// Device memory Bach may use, in bytes (`BACH_GPU_MEMORY`, with an optional
+    /// K/M/G suffix). Lets a large GPU behave like a small one. `None`: what the
+    /// device reports free.
+    pub gpu_memory: Option<usize>,
+}
+
+/// Where stages may run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DevicePolicy {
+    /// On a GPU when one is available and the stage can run there; else the CPU.
+    #[default]
+    Auto,
+    /// Always on the CPU.
+    Cpu,
+    /// On the GPU; evaluation fails when no GPU is available. Stages that no
+    /// GPU kernel implements still run on the CPU.
+    Gpu,
+}
+
+impl std::str::FromStr for DevicePolicy {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "auto" | "" => Ok(DevicePolicy::Auto),
+            "cpu" => Ok(DevicePolicy::Cpu),
+            "gpu" | "cuda" => Ok(DevicePolicy::Gpu),
+            other => Err(format!("unknown device policy `{other}`: expected auto, cpu or gpu")),
+        }
+    }
+}
+
+/// Parses a byte count with an optional K, M or G suffix (powers of 1024).
+pub fn parse_bytes(s: &str) -> Option<usize> {
+    let s = s.trim();
+    let (num, mult) = match s.chars().last()?.to_ascii_uppercase() {
+        'K' => (&s[..s.len() - 1], 1usize << 10),
+        'M' => (&s[..s.len() - 1], 1 << 20),
+        'G' => (&s[..s.len() - 1], 1 << 30),
+        _ => (s, 1),
+    };
+    num.trim().parse::<usize>().ok()?.checked_mul(mult)
 }
 
 impl Default for Config {
@@ -20,6 +63,8 @@ impl Default for Config {
             batch_size: None,
             threads: None,
             cache_bytes: l2_cache_bytes().unwrap_or(1 << 20),
+            device: DevicePolicy::Auto,
+            gpu_memory: None,
         }
     }
 }
@@ -49,13 +94,26 @@ fn l2_cache_bytes() -> Option<usize> {
 }
 
 impl Config {
-    /// Defaults overridden by `BACH_BATCH_SIZE`, `BACH_THREADS` and `BACH_CACHE_BYTES`.
+    /// Defaults overridden by `BACH_BATCH_SIZE`, `BACH_THREADS`, `BACH_CACHE_BYTES`,
+    /// `BACH_DEVICE` and `BACH_GPU_MEMORY`.
     pub fn from_env() -> Config {
         let mut c = Config::default();
         c.batch_size = env_usize("BACH_BATCH_SIZE");
         c.threads = env_usize("BACH_THREADS");
         if let Some(b) = env_usize("BACH_CACHE_BYTES") {
             c.cache_bytes = b;
+        }
+        if let Ok(v) = std::env::var("BACH_DEVICE") {
+            match v.parse() {
+                Ok(p) => c.device = p,
+                Err(e) => tracing::warn!("ignoring BACH_DEVICE: {e}"),
+            }
+        }
+        if let Ok(v) = std::env::var("BACH_GPU_MEMORY") {
+            c.gpu_memory = parse_bytes(&v);
+            if c.gpu_memory.is_none() {
+                tracing::warn!("ignoring BACH_GPU_MEMORY={v:?}: expected bytes, e.g. 2G");
+            }
         }
         c
     }
@@ -65,5 +123,20 @@ impl Config {
     pub(crate) fn cpu_batch(&self, bytes_per_element: usize) -> usize {
         self.batch_size
             .unwrap_or_else(|| (self.cache_bytes / bytes_per_element.max(1)).clamp(1024, 1 << 16))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn byte_counts_and_policies_parse() {
+        assert_eq!(parse_bytes("4096"), Some(4096));
+        assert_eq!(parse_bytes("2G"), Some(2 << 30));
+        assert_eq!(parse_bytes("64m"), Some(64 << 20));
+        assert_eq!(parse_bytes("x"), None);
+        assert_eq!("GPU".parse::<DevicePolicy>(), Ok(DevicePolicy::Gpu));
+        assert!("tpu".parse::<DevicePolicy>().is_err());
     }
 }

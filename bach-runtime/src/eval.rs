@@ -126,8 +126,8 @@ impl Graph {
                 graph: self.id(),
             });
         }
-        let plan = Plan::build(&targets)?;
-        let values = exec::run(&plan, self)?;
+        let mut plan = Plan::build(&targets)?;
+        let values = exec::run(&mut plan, self)?;
         // Cache every target's outputs in its node; the node then drops its
         // inputs, which frees upstream nodes nothing else needs.
         for ((node, output), held) in targets.iter().zip(&values) {

@@ -22,6 +22,8 @@ pub struct StageInfo {
     pub kind: StageKind,
     /// Where it runs.
     pub placement: Placement,
+    /// Why it runs there.
+    pub reason: String,
     /// The annotated functions it calls, in order.
     pub ops: Vec<&'static str>,
     /// Elements it splits, when known before running.
@@ -42,7 +44,7 @@ impl fmt::Display for Explain {
             if let Some(b) = s.batch_size {
                 write!(f, " in batches of {b}")?;
             }
-            writeln!(f, ", {} output(s) materialised", s.materialised)?;
+            writeln!(f, ", {} output(s) materialised ({})", s.materialised, s.reason)?;
             writeln!(f, "  {}", s.ops.join(" -> "))?;
         }
         Ok(())
@@ -62,8 +64,10 @@ impl Graph {
                 graph: self.id(),
             });
         }
-        let plan = Plan::build(&targets)?;
+        let mut plan = Plan::build(&targets)?;
         let config = self.config();
+        let device = self.device(&config)?;
+        crate::exec::place(&mut plan, device.as_deref());
         Ok(Explain {
             stages: plan
                 .stages
@@ -71,6 +75,7 @@ impl Graph {
                 .map(|s| StageInfo {
                     kind: s.kind,
                     placement: s.placement,
+                    reason: s.reason.clone(),
                     ops: s.nodes.iter().map(|&n| plan.nodes[n].info.name).collect(),
                     elements: s.count,
                     batch_size: match s.kind {

@@ -209,6 +209,7 @@ impl<'a, 'r, T: Value> IntoArg<'a, T> for &'r mut Lazy<'a, T> {
 struct GraphInner {
     id: u64,
     config: RwLock<Config>,
+    device: Mutex<Option<Arc<dyn crate::device::Device>>>,
     pool: Mutex<Option<(usize, Arc<rayon::ThreadPool>)>>,
 }
 
@@ -257,6 +258,7 @@ impl Graph {
             inner: Arc::new(GraphInner {
                 id: next_id(),
                 config: RwLock::new(config),
+                device: Mutex::new(None),
                 pool: Mutex::new(None),
             }),
         }
@@ -304,6 +306,30 @@ impl Graph {
     /// Replaces this graph's settings.
     pub fn set_config(&self, config: Config) {
         *self.inner.config.write().unwrap_or_else(|e| e.into_inner()) = config;
+    }
+
+    /// Runs this graph's GPU-eligible stages on `device` (a CUDA device, or a
+    /// [`SimulatedDevice`](crate::SimulatedDevice) in tests) instead of the one
+    /// discovered automatically; `None` goes back to discovery.
+    pub fn set_device(&self, device: Option<Arc<dyn crate::device::Device>>) {
+        *self.inner.device.lock().unwrap_or_else(|e| e.into_inner()) = device;
+    }
+
+    /// The device this graph uses for GPU stages under its [`Config`], or why
+    /// there is none.
+    pub(crate) fn device(&self, config: &Config) -> Result<Option<Arc<dyn crate::device::Device>>> {
+        use crate::config::DevicePolicy;
+        if config.device == DevicePolicy::Cpu {
+            return Ok(None);
+        }
+        if let Some(d) = self.inner.device.lock().unwrap_or_else(|e| e.into_inner()).clone() {
+            return Ok(Some(d));
+        }
+        match (crate::device::default_device(), config.device) {
+            (Ok(d), _) => Ok(Some(d)),
+            (Err(reason), DevicePolicy::Gpu) => Err(Error::GpuUnavailable(reason)),
+            (Err(_), _) => Ok(None),
+        }
     }
 
     /// The rayon pool for `threads` workers (`None`: rayon's global pool).

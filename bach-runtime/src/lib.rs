@@ -46,7 +46,7 @@ mod split;
 mod value;
 
 pub use bach_macros::offload;
-pub use config::Config;
+pub use config::{parse_bytes, Config, DevicePolicy};
 pub use device::{Device, DeviceBuffer, KernelArg, KernelSource, Launch, SimulatedDevice, SimulatedDeviceConfig, TransferStats};
 pub use error::{Error, Result};
 pub use eval::{evaluate, Evaluate};

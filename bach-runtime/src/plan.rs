@@ -71,6 +71,8 @@ pub enum Placement {
 pub(crate) struct Stage {
     pub(crate) kind: StageKind,
     pub(crate) placement: Placement,
+    /// Why the stage runs where it runs.
+    pub(crate) reason: String,
     /// Plan node indices in execution order.
     pub(crate) nodes: Vec<usize>,
     /// Elements split, when known before running.
@@ -273,6 +275,7 @@ fn group(nodes: &[PlanNode]) -> Vec<Stage> {
                     StageKind::Whole
                 },
                 placement: Placement::Cpu,
+                reason: "no device".into(),
                 nodes: Vec::new(),
                 count: if partitioned { n.count } else { None },
             });

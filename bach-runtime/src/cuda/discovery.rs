@@ -214,6 +214,76 @@ pub fn availability() -> Result<Vec<DeviceInfo>, GpuUnavailable> {
     Ok(devices)
 }
 
+/// What the GPU backend can use, for users: the devices the driver reports, and why the GPU
+/// cannot be used when it cannot ([`gpu_status`]). Its `Display` is one line per fact, e.g.
+/// `no GPU: libcuda.so not found (running on the CPU)`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GpuStatus {
+    /// The CUDA devices (empty without a driver or a device; listed even when NVRTC is
+    /// missing, in which case `unavailable` says so).
+    pub devices: Vec<DeviceInfo>,
+    /// Why Bach runs on the CPU only; `None` when the GPU backend is usable.
+    pub unavailable: Option<GpuUnavailable>,
+}
+
+impl GpuStatus {
+    /// Whether the GPU backend can be used (a driver, a device and NVRTC are all present).
+    pub fn is_available(&self) -> bool {
+        self.unavailable.is_none() && !self.devices.is_empty()
+    }
+}
+
+/// A short, user-facing phrase for why the GPU cannot be used.
+fn reason_phrase(reason: &GpuUnavailable) -> String {
+    match reason {
+        GpuUnavailable::NoDriver => "libcuda.so not found".to_string(),
+        GpuUnavailable::NoDevice => "the CUDA driver reports no device".to_string(),
+        GpuUnavailable::NoNvrtc => {
+            "libnvrtc.so (CUDA 13) not found; it compiles the kernels (see .ci/install-nvrtc.sh)".to_string()
+        }
+        GpuUnavailable::DriverError(msg) => msg.clone(),
+    }
+}
+
+impl fmt::Display for GpuStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(reason) = &self.unavailable {
+            write!(f, "no GPU: {} (running on the CPU)", reason_phrase(reason))?;
+        } else if self.devices.is_empty() {
+            write!(f, "no GPU: no CUDA device (running on the CPU)")?;
+        } else {
+            write!(f, "GPU available")?;
+        }
+        for d in &self.devices {
+            write!(
+                f,
+                "
+  device {}: {} (compute capability {}, {:.1} GiB)",
+                d.ordinal,
+                d.name,
+                d.compute_capability,
+                d.total_memory as f64 / (1u64 << 30) as f64
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// The GPU status for users (`bach_runtime::gpu_status()`): the devices and, when the GPU
+/// backend cannot be used, why. Never panics; probes once per process.
+pub fn gpu_status() -> GpuStatus {
+    match availability() {
+        Ok(devices) => GpuStatus {
+            devices,
+            unavailable: None,
+        },
+        Err(reason) => GpuStatus {
+            devices: devices().unwrap_or_default(),
+            unavailable: Some(reason),
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -246,5 +316,35 @@ mod tests {
         assert_eq!(ComputeCapability::from_arch(86), ComputeCapability::new(8, 6));
         assert_eq!(ComputeCapability::from_arch(120), ComputeCapability::new(12, 0));
         assert_eq!(cc.to_string(), "9.0");
+    }
+
+    #[test]
+    fn gpu_status_says_why_in_one_line() {
+        let status = gpu_status();
+        let text = status.to_string();
+        match &status.unavailable {
+            Some(_) => {
+                assert!(!status.is_available());
+                assert!(text.starts_with("no GPU: "), "{text}");
+                assert!(text.lines().next().unwrap().ends_with("(running on the CPU)"), "{text}");
+            }
+            None => assert!(status.is_available() && text.starts_with("GPU available"), "{text}"),
+        }
+        if !libcuda_present() {
+            assert_eq!(status.unavailable, Some(GpuUnavailable::NoDriver));
+            assert_eq!(text, "no GPU: libcuda.so not found (running on the CPU)");
+        }
+        let fake = GpuStatus {
+            devices: vec![DeviceInfo {
+                ordinal: 0,
+                name: "NVIDIA H100 80GB HBM3".into(),
+                compute_capability: ComputeCapability::new(9, 0),
+                total_memory: 80 << 30,
+            }],
+            unavailable: Some(GpuUnavailable::NoNvrtc),
+        };
+        let text = fake.to_string();
+        assert!(text.starts_with("no GPU: libnvrtc.so (CUDA 13) not found"), "{text}");
+        assert!(text.ends_with("device 0: NVIDIA H100 80GB HBM3 (compute capability 9.0, 80.0 GiB)"), "{text}");
     }
 }

@@ -118,3 +118,24 @@ pub trait Device: Send + Sync {
     /// Counters since the device was created.
     fn stats(&self) -> TransferStats;
 }
+
+/// The process's GPU, discovered on first need: the first CUDA device, or why
+/// there is none (no driver, no device, no NVRTC). Never panics.
+pub(crate) fn default_device() -> std::result::Result<std::sync::Arc<dyn Device>, String> {
+    static DEVICE: std::sync::OnceLock<std::result::Result<std::sync::Arc<dyn Device>, String>> =
+        std::sync::OnceLock::new();
+    DEVICE
+        .get_or_init(|| {
+            let found = open_cuda();
+            if let Err(reason) = &found {
+                tracing::info!("no GPU: {reason}; running on the CPU");
+            }
+            found
+        })
+        .clone()
+}
+
+fn open_cuda() -> std::result::Result<std::sync::Arc<dyn Device>, String> {
+    crate::cuda::discovery::availability().map_err(|e| e.to_string())?;
+    Err("the CUDA device backend is not available in this build".to_string())
+}

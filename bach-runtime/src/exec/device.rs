@@ -1,0 +1,296 @@
+//! The device executor: runs a partitioned stage on a [`Device`], batch by batch.
+//!
+//! Per batch, each split input is uploaded once, every call of the stage runs as
+//! one kernel over device buffers (intermediates never leave the device, and are
+//! freed after their last reader), and only escaping outputs are downloaded,
+//! straight into their preallocated merged value. The batch size comes from the
+//! device's free memory (or the configured budget) and the stage's bytes per
+//! element, so data larger than the device pages through it. When an allocation
+//! still fails, the batch is halved and retried; when a single element does not
+//! fit, the caller runs the stage on the CPU.
+
+use std::any::Any;
+use std::ops::Range;
+
+use super::layout::{Source, StageLayout};
+use super::{call_cpu, share, Materialized};
+use crate::device::codec::{codec, Codec, DType};
+use crate::device::{Device, DeviceBuffer, KernelArg, Launch};
+use crate::error::{Error, Result};
+use crate::op::Args;
+use crate::plan::{Plan, PlanNode, Stage, StageKind};
+use crate::split::{ErasedAssembler, SplitKind};
+use crate::value::{Held, Piece};
+
+/// Why a stage cannot run on a device (`None`: it can).
+pub(crate) fn ineligible(plan: &Plan, stage: &Stage) -> Option<String> {
+    if stage.kind != StageKind::Partitioned {
+        return Some("whole-value stage".into());
+    }
+    for &n in &stage.nodes {
+        let pn = &plan.nodes[n];
+        let name = pn.info.name;
+        if pn.info.gpu_kernel.is_none() || pn.info.gpu_source.is_none() {
+            return Some(format!("`{name}` has no GPU kernel"));
+        }
+        if pn.args.iter().any(|a| a.mutated) || pn.outputs.len() != 1 {
+            return Some(format!("`{name}` mutates an argument"));
+        }
+        if pn.outputs[0].kind != SplitKind::Partition || !matches!(codec(pn.outputs[0].value_id), Some(Codec::Array { .. })) {
+            return Some(format!("`{name}` returns a value the device executor cannot split"));
+        }
+        for a in &pn.args {
+            let ok = match (a.split.kind, codec(a.split.value_id)) {
+                (SplitKind::Partition, Some(Codec::Array { .. })) => true,
+                (SplitKind::Partition, None) => is_size(pn, a.split.value_id),
+                (_, Some(Codec::Scalar { .. })) => true,
+                _ => false,
+            };
+            if !ok {
+                return Some(format!("`{name}` takes a `{}` the device cannot hold", a.split.value_type));
+            }
+        }
+    }
+    None
+}
+
+/// The size parameter of an allocation function: the kernel's `n`.
+fn is_size(pn: &PlanNode, id: std::any::TypeId) -> bool {
+    pn.info.alloc && id == std::any::TypeId::of::<usize>()
+}
+
+fn array_dtype(id: std::any::TypeId) -> Option<DType> {
+    match codec(id) {
+        Some(Codec::Array { dtype, .. }) => Some(dtype),
+        _ => None,
+    }
+}
+
+/// The kernel of a call: `{gpu}_{dtype}` with the dtype of its first float
+/// argument (or of its result), `bool` for calls over masks only.
+fn kernel_name(pn: &PlanNode) -> String {
+    let float = |d: DType| matches!(d, DType::F32 | DType::F64);
+    let arg_dtype = pn.args.iter().find_map(|a| {
+        let d = match codec(a.split.value_id) {
+            Some(Codec::Array { dtype, .. }) | Some(Codec::Scalar { dtype }) => dtype,
+            None => return None,
+        };
+        float(d).then_some(d)
+    });
+    let dtype = arg_dtype
+        .or_else(|| array_dtype(pn.outputs[0].value_id).filter(|d| float(*d)))
+        .unwrap_or(DType::Bool);
+    format!("{}_{}", pn.info.gpu_kernel.unwrap_or(pn.info.name), dtype.suffix())
+}
+
+/// Bytes per element the stage keeps on the device in the worst case (every
+/// split input and every intermediate live at once).
+fn bytes_per_element(layout: &StageLayout) -> usize {
+    let split: usize = layout.splits.iter().filter_map(|(_, vt)| array_dtype(vt.value_id)).map(DType::size).sum();
+    let slots: usize = layout.slot_split.iter().filter_map(|vt| array_dtype(vt.value_id)).map(DType::size).sum();
+    (split + slots).max(1)
+}
+
+fn to_bytes(piece: &dyn Any, id: std::any::TypeId) -> Result<Vec<u8>> {
+    match codec(id) {
+        Some(Codec::Array { to_bytes, .. }) => Ok(to_bytes(piece)),
+        _ => Err(Error::TypeMismatch {
+            expected: "an array the device can hold",
+        }),
+    }
+}
+
+fn from_bytes(bytes: &[u8], id: std::any::TypeId) -> Result<Piece> {
+    match codec(id) {
+        Some(Codec::Array { from_bytes, .. }) => Ok(from_bytes(bytes)),
+        _ => Err(Error::TypeMismatch {
+            expected: "an array the device can hold",
+        }),
+    }
+}
+
+fn scalar_arg(held: &dyn Any) -> Option<KernelArg<'static>> {
+    held.downcast_ref::<f64>()
+        .map(|x| KernelArg::F64(*x))
+        .or_else(|| held.downcast_ref::<f32>().map(|x| KernelArg::F32(*x)))
+}
+
+/// Runs `stage` on `device`. `budget` caps the device bytes used.
+pub(crate) fn run_partitioned(
+    plan: &Plan,
+    stage: &Stage,
+    done: &Materialized,
+    device: &dyn Device,
+    budget: usize,
+) -> Result<Vec<((usize, u32), Held)>> {
+    let layout = StageLayout::build(plan, stage, done)?;
+    let total = layout.total;
+    let per_element = bytes_per_element(&layout);
+    let memory = budget.min(device.free_memory());
+    let mut batch = (memory / per_element).clamp(1, total.max(1));
+
+    let mut assemblers: Vec<Option<Box<dyn ErasedAssembler>>> = (0..layout.slot_split.len()).map(|_| None).collect();
+    let escaping: Vec<bool> = {
+        let mut e = vec![false; layout.slot_split.len()];
+        for (k, &s) in &layout.slot_of {
+            e[s] = plan.escaping.contains_key(k);
+        }
+        e
+    };
+
+    let mut start = 0;
+    loop {
+        let range = start..(start + batch).min(total);
+        match run_batch(plan, &layout, device, range.clone(), &escaping, &mut assemblers) {
+            Ok(()) => {}
+            Err(Error::DeviceOutOfMemory { requested, free }) => {
+                if batch == 1 {
+                    return Err(Error::DeviceOutOfMemory { requested, free });
+                }
+                batch = batch.div_ceil(2);
+                tracing::info!(batch, "device out of memory: halving the batch and retrying");
+                continue;
+            }
+            Err(e) => return Err(e),
+        }
+        start = range.end;
+        if start >= total {
+            break;
+        }
+    }
+    device.synchronize()?;
+
+    let mut results = Vec::new();
+    for (&key, &s) in &layout.slot_of {
+        if let Some(a) = assemblers[s].take() {
+            // SAFETY: the batches wrote disjoint ranges that tile 0..total.
+            results.push((key, share(unsafe { a.finish() })));
+        }
+    }
+    Ok(results)
+}
+
+fn run_batch(
+    plan: &Plan,
+    layout: &StageLayout,
+    device: &dyn Device,
+    range: Range<usize>,
+    escaping: &[bool],
+    assemblers: &mut [Option<Box<dyn ErasedAssembler>>],
+) -> Result<()> {
+    let n = range.len();
+    // Upload each split input once per batch.
+    let mut uploaded: Vec<Option<DeviceBuffer>> = Vec::with_capacity(layout.splits.len());
+    for (held, vt) in &layout.splits {
+        if array_dtype(vt.value_id).is_none() {
+            uploaded.push(None); // the size of an allocation: passed as `n`
+            continue;
+        }
+        let bytes = to_bytes(&*(vt.split)(held.get(), range.clone()), vt.value_id)?;
+        let buf = device.alloc(bytes.len())?;
+        device.upload(&bytes, &buf)?;
+        uploaded.push(Some(buf));
+    }
+    let mut slots: Vec<Option<DeviceBuffer>> = (0..layout.slot_split.len()).map(|_| None).collect();
+
+    for st in &layout.steps {
+        let pn = &plan.nodes[st.node];
+        let out_id = pn.outputs[0].value_id;
+        let out_dtype = array_dtype(out_id).ok_or(Error::TypeMismatch {
+            expected: "an array result",
+        })?;
+        let out = device.alloc(n * out_dtype.size())?;
+        {
+            // Kernel parameters: arrays in declaration order, then scalars, then the output.
+            let mut arrays: Vec<KernelArg<'_>> = Vec::new();
+            let mut scalars: Vec<KernelArg<'_>> = Vec::new();
+            for (src, _) in &st.args {
+                match *src {
+                    Source::Local(s) => arrays.push(KernelArg::In(slots[s].as_ref().ok_or(Error::TypeMismatch {
+                        expected: "a device buffer computed earlier in the batch",
+                    })?)),
+                    Source::Split(k) => {
+                        if let Some(b) = &uploaded[k] {
+                            arrays.push(KernelArg::In(b));
+                        }
+                    }
+                    Source::Whole(k) => scalars.push(scalar_arg(layout.wholes[k].get()).ok_or(Error::TypeMismatch {
+                        expected: "a scalar kernel argument",
+                    })?),
+                }
+            }
+            let mut args = arrays;
+            args.extend(scalars);
+            args.push(KernelArg::Out(&out));
+            let emulate = |inputs: &[&[u8]]| -> Result<Vec<Vec<u8>>> { emulate(pn, layout, st, range.clone(), inputs) };
+            device.launch(&Launch {
+                source: pn.info.gpu_source.expect("eligible stages have kernel sources"),
+                kernel: kernel_name(pn),
+                n,
+                args,
+                emulate: &emulate,
+            })?;
+        }
+        slots[st.out_slots[0]] = Some(out);
+        for &s in &st.frees {
+            let Some(buf) = slots[s].take() else { continue };
+            if !escaping[s] {
+                continue;
+            }
+            let vt = &layout.slot_split[s];
+            let mut bytes = vec![0u8; buf.len()];
+            device.download(&buf, &mut bytes)?;
+            let piece = from_bytes(&bytes, vt.value_id)?;
+            if assemblers[s].is_none() {
+                assemblers[s] = Some((vt.assembler)(layout.total, &*piece).ok_or(Error::TypeMismatch {
+                    expected: "a split type that assembles in place",
+                })?);
+            }
+            let asm = assemblers[s].as_ref().expect("just created");
+            // SAFETY: batches are disjoint ranges within 0..total.
+            unsafe { asm.write(range.clone(), &*piece) }.map_err(|found| Error::PieceLength {
+                op: pn.info.name,
+                expected: n,
+                found,
+            })?;
+        }
+    }
+    Ok(())
+}
+
+/// What a call's kernel computes, done by its CPU function on host copies:
+/// the stand-in for compiled kernels on simulated devices. `inputs` are the
+/// array arguments' bytes in declaration order.
+fn emulate(
+    pn: &PlanNode,
+    layout: &StageLayout,
+    st: &super::layout::Step,
+    range: Range<usize>,
+    inputs: &[&[u8]],
+) -> Result<Vec<Vec<u8>>> {
+    let mut owned: Vec<Piece> = Vec::with_capacity(pn.args.len());
+    let mut next_input = inputs.iter();
+    for ((src, _), a) in st.args.iter().zip(&pn.args) {
+        let piece: Piece = match *src {
+            Source::Whole(k) => (a.split.clone)(layout.wholes[k].get()),
+            _ if array_dtype(a.split.value_id).is_none() => Box::new(range.len()),
+            _ => {
+                let bytes = next_input.next().ok_or(Error::TypeMismatch {
+                    expected: "one input buffer per array argument",
+                })?;
+                from_bytes(bytes, a.split.value_id)?
+            }
+        };
+        owned.push(piece);
+    }
+    let mut args = Args {
+        refs: owned.iter().map(|p| &**p as &(dyn Any + Send + Sync)).collect(),
+        owned: (0..owned.len()).map(|_| None).collect(),
+    };
+    let outputs = call_cpu(&pn.info, pn.cpu, &mut args)?;
+    outputs
+        .iter()
+        .zip(&pn.outputs)
+        .map(|(p, vt)| to_bytes(&**p, vt.value_id))
+        .collect()
+}
