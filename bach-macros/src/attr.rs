@@ -15,6 +15,7 @@ pub(crate) mod kw {
     syn::custom_keyword!(ret);
     syn::custom_keyword!(gpu);
     syn::custom_keyword!(gpu_fn);
+    syn::custom_keyword!(gpu_source);
     syn::custom_keyword!(alloc);
     syn::custom_keyword!(unsplittable);
     syn::custom_keyword!(wraps);
@@ -47,6 +48,8 @@ pub(crate) struct OffloadOptions {
     pub gpu: Option<Keyed<LitStr>>,
     /// `gpu_fn = path`: a Rust function on device values.
     pub gpu_fn: Option<Keyed<ExprPath>>,
+    /// `gpu_source = path`: the `KernelSource` holding the `gpu` kernel (else `BACH_KERNELS`).
+    pub gpu_source: Option<Keyed<ExprPath>>,
     /// `alloc`: an allocation function.
     pub alloc: Option<Keyed<()>>,
     /// `unsplittable`: a pipeline break.
@@ -75,6 +78,7 @@ enum OptionItem {
     Ret(Keyed<Path>),
     Gpu(Keyed<LitStr>),
     GpuFn(Keyed<ExprPath>),
+    GpuSource(Keyed<ExprPath>),
     Alloc(Keyed<()>),
     Unsplittable(Keyed<()>),
     Wraps(Keyed<ExprPath>),
@@ -110,6 +114,7 @@ pub(crate) fn parse(attr: TokenStream, errors: &mut Vec<syn::Error>) -> OffloadO
             OptionItem::Ret(v) => set_once(&mut o.ret, v, "ret", errors),
             OptionItem::Gpu(v) => set_once(&mut o.gpu, v, "gpu", errors),
             OptionItem::GpuFn(v) => set_once(&mut o.gpu_fn, v, "gpu_fn", errors),
+            OptionItem::GpuSource(v) => set_once(&mut o.gpu_source, v, "gpu_source", errors),
             OptionItem::Alloc(v) => set_once(&mut o.alloc, v, "alloc", errors),
             OptionItem::Unsplittable(v) => set_once(&mut o.unsplittable, v, "unsplittable", errors),
             OptionItem::Wraps(v) => set_once(&mut o.wraps, v, "wraps", errors),
@@ -213,6 +218,9 @@ fn parse_option(input: ParseStream, errors: &mut Vec<syn::Error>) -> syn::Result
     } else if lookahead.peek(kw::gpu_fn) {
         let key = input.parse::<kw::gpu_fn>()?.span;
         Ok(OptionItem::GpuFn(value(input, key)?))
+    } else if lookahead.peek(kw::gpu_source) {
+        let key = input.parse::<kw::gpu_source>()?.span;
+        Ok(OptionItem::GpuSource(value(input, key)?))
     } else if lookahead.peek(kw::alloc) {
         let key = input.parse::<kw::alloc>()?.span;
         Ok(OptionItem::Alloc(Keyed { key, value: () }))
@@ -263,7 +271,8 @@ mod tests {
     fn empty_attribute() {
         let o = parse_ok(quote!());
         assert!(o.split.is_none() && o.split_overrides.is_none() && o.ret.is_none());
-        assert!(o.gpu.is_none() && o.gpu_fn.is_none() && o.wraps.is_none());
+        assert!(o.gpu.is_none() && o.gpu_fn.is_none() && o.gpu_source.is_none());
+        assert!(o.wraps.is_none());
         assert!(o.alloc.is_none() && o.unsplittable.is_none() && !o.recovered);
     }
 
@@ -274,6 +283,7 @@ mod tests {
             split(a = crate::A<f64>, b = B),
             ret = ::bach_runtime::Broadcast,
             gpu = "add",
+            gpu_source = crate::kernels::NUMPY,
             alloc,
             unsplittable,
             wraps = ndarray::Array1::<f64>::zeros,
@@ -289,6 +299,10 @@ mod tests {
             ":: bach_runtime :: Broadcast"
         );
         assert_eq!(o.gpu.unwrap().value.value(), "add");
+        assert_eq!(
+            tokens(&o.gpu_source.unwrap().value),
+            "crate :: kernels :: NUMPY"
+        );
         assert!(o.alloc.is_some() && o.unsplittable.is_some());
         assert_eq!(
             tokens(&o.wraps.unwrap().value),
@@ -300,6 +314,17 @@ mod tests {
     fn gpu_fn_path() {
         let o = parse_ok(quote!(gpu_fn = kernels::add::<T>));
         assert_eq!(tokens(&o.gpu_fn.unwrap().value), "kernels :: add :: < T >");
+    }
+
+    #[test]
+    fn gpu_source_path() {
+        let o = parse_ok(quote!(gpu = "add", gpu_source = SRC));
+        assert_eq!(tokens(&o.gpu_source.unwrap().value), "SRC");
+        assert_eq!(
+            parse_errors(quote!(gpu_source = "numpy.cu")),
+            ["expected identifier"]
+        );
+        assert_eq!(parse_errors(quote!(gpu_source)), ["expected `=`"]);
     }
 
     #[test]
@@ -315,7 +340,7 @@ mod tests {
     fn unknown_key_lists_the_keys() {
         assert_eq!(
             parse_errors(quote!(speed = 3)),
-            ["expected one of: `split`, `ret`, `gpu`, `gpu_fn`, `alloc`, `unsplittable`, `wraps`"]
+            ["expected one of: `split`, `ret`, `gpu`, `gpu_fn`, `gpu_source`, `alloc`, `unsplittable`, `wraps`"]
         );
     }
 
@@ -330,7 +355,7 @@ mod tests {
         assert_eq!(
             messages,
             [
-                "expected one of: `split`, `ret`, `gpu`, `gpu_fn`, `alloc`, `unsplittable`, `wraps`",
+                "expected one of: `split`, `ret`, `gpu`, `gpu_fn`, `gpu_source`, `alloc`, `unsplittable`, `wraps`",
                 "expected string literal",
                 "expected `=`",
             ]
@@ -380,6 +405,8 @@ mod tests {
                 gpu = "b",
                 gpu_fn = f,
                 gpu_fn = g,
+                gpu_source = a,
+                gpu_source = b,
                 alloc,
                 alloc,
                 unsplittable,
@@ -393,6 +420,7 @@ mod tests {
                 "duplicate option `ret`",
                 "duplicate option `gpu`",
                 "duplicate option `gpu_fn`",
+                "duplicate option `gpu_source`",
                 "duplicate option `alloc`",
                 "duplicate option `unsplittable`",
                 "duplicate option `wraps`",

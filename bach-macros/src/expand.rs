@@ -213,6 +213,18 @@ fn stub(
         }
         None => quote!(::core::option::Option::None),
     };
+    // The kernel's source: `gpu_source`, else `BACH_KERNELS` resolved where the function
+    // is, spanned at `gpu` so that a missing constant is reported there.
+    let gpu_source = options.gpu.as_ref().map(|gpu| {
+        let source = match &options.gpu_source {
+            Some(source) => {
+                let path = &source.value;
+                quote_spanned!(path.span()=> #path)
+            }
+            None => quote_spanned!(gpu.key=> BACH_KERNELS),
+        };
+        quote!(gpu_source: ::core::option::Option::Some(#source),)
+    });
     let gpu_fn = options.gpu_fn.as_ref().map(|g| {
         let path = &g.value;
         quote_spanned!(path.span()=> gpu_fn: ::core::option::Option::Some(#path),)
@@ -300,6 +312,7 @@ fn stub(
                     gpu_kernel: #gpu_kernel,
                     splittable: #splittable,
                     alloc: #alloc,
+                    #gpu_source
                     #gpu_fn
                     ..::bach_runtime::__private::OpInfo::DEFAULT
                 }
@@ -392,6 +405,7 @@ mod tests {
                         gpu_kernel: ::core::option::Option::Some("add"),
                         splittable: true,
                         alloc: false,
+                        gpu_source: ::core::option::Option::Some(BACH_KERNELS),
                         ..::bach_runtime::__private::OpInfo::DEFAULT
                     }
                 );
@@ -433,6 +447,36 @@ mod tests {
             },
         );
         assert_eq!(out, norm(expected_add(quote!({ ndarray_ops::add(a, b) }))));
+    }
+
+    #[test]
+    fn gpu_source_defaults_to_bach_kernels() {
+        let item = quote!(
+            pub fn neg(a: &Vec<f64>) -> Vec<f64> {
+                todo!()
+            }
+        );
+        let out = expanded(
+            quote!(split = S, gpu = "neg", gpu_source = crate::kernels::NUMPY),
+            item.clone(),
+        );
+        assert_contains(
+            &out,
+            quote! {
+                alloc: false,
+                gpu_source: ::core::option::Option::Some(crate::kernels::NUMPY),
+                ..::bach_runtime::__private::OpInfo::DEFAULT
+            },
+        );
+        let out = expanded(quote!(split = S, gpu = "neg"), item.clone());
+        assert_contains(
+            &out,
+            quote!(gpu_source: ::core::option::Option::Some(BACH_KERNELS),),
+        );
+        // Without `gpu`, the default (`None`) applies.
+        let out = expanded(quote!(split = S), item);
+        assert_lacks(&out, quote!(gpu_source));
+        assert_lacks(&out, quote!(BACH_KERNELS));
     }
 
     #[test]

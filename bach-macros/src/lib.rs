@@ -28,10 +28,27 @@ mod valid;
 /// | `split(a = Path, b = Path)` | The split type of parameter `a`, of `b`; overrides every default. |
 /// | `ret = Path` | The split type of the return value. |
 /// | `gpu = "kernel"` | The CUDA kernel family implementing the function (an identifier). |
+/// | `gpu_source = path` | The CUDA source holding the `gpu` kernel: a path to a `const` or `static` of type `bach_runtime::KernelSource`; needs `gpu`. Defaults to `BACH_KERNELS` (see below). |
 /// | `gpu_fn = path` | A Rust function implementing it on device values; exclusive with `gpu`. |
 /// | `alloc` | An allocation function (`zeros`, `ones`, `full`): its first parameter is a size, split with `::bach_runtime::SizeSplit` by default; the runtime allocates each piece where it is first used. |
 /// | `unsplittable` | The function cannot run on batches (a pipeline break): it receives whole values. |
 /// | `wraps = path` | Annotates a function you do not own: the item is a bodyless declaration such as `pub fn add<T: Float>(a: &Array1<T>, b: &Array1<T>) -> Array1<T>;` and the CPU implementation is `path(a, b)`, the arguments forwarded in order. |
+///
+/// A `gpu` kernel is compiled from a `bach_runtime::KernelSource` (a name and the
+/// CUDA C text). `gpu_source = path` names it; without it, the stub uses the
+/// identifier `BACH_KERNELS`, resolved where the function is, so a library that
+/// ships one CUDA file declares it once per module:
+///
+/// ```ignore
+/// pub const BACH_KERNELS: bach_runtime::KernelSource = bach_runtime::KernelSource {
+///     name: "numpy.cu",
+///     code: include_str!("../kernels/numpy.cu"),
+/// };
+/// ```
+///
+/// (or imports it with `use`). A function with `gpu = "..."` and no such constant in
+/// scope fails to compile with ``cannot find value `BACH_KERNELS` in this scope``,
+/// pointing at `gpu`. Functions without `gpu` need no kernel source.
 ///
 /// Split types are paths to types implementing `bach_runtime::SplitType<T>`, used as
 /// written and resolved where the function is. When no option names one:
@@ -64,8 +81,11 @@ mod valid;
 /// # Example
 ///
 /// ```
-/// use bach_runtime::{evaluate, offload, Lazy, NdArraySplit, SumSplit};
+/// use bach_runtime::{evaluate, offload, KernelSource, Lazy, NdArraySplit, SumSplit};
 /// use ndarray::{array, Array1};
+///
+/// /// The CUDA source of the `gpu` kernels below, usually `include_str!` of a `.cu` file.
+/// const BACH_KERNELS: KernelSource = KernelSource { name: "example.cu", code: "" };
 ///
 /// /// Element-wise sum.
 /// #[offload(split = NdArraySplit, gpu = "add")]

@@ -74,13 +74,23 @@ pub(crate) fn check(
     resolve_splits(options, sig, errors)
 }
 
-/// `gpu` and `gpu_fn` are exclusive; a kernel name is an identifier.
+/// `gpu` and `gpu_fn` are exclusive; `gpu_source` needs `gpu`; a kernel name is an
+/// identifier.
 fn check_options(options: &OffloadOptions, errors: &mut Vec<syn::Error>) {
     if let (Some(_), Some(gpu_fn)) = (&options.gpu, &options.gpu_fn) {
         errors.push(syn::Error::new(
             gpu_fn.key,
             "`gpu` and `gpu_fn` cannot be used together: choose one",
         ));
+    }
+    if let (None, Some(gpu_source)) = (&options.gpu, &options.gpu_source) {
+        // A `gpu` that failed to parse is not missing.
+        if !options.recovered {
+            errors.push(syn::Error::new(
+                gpu_source.key,
+                "`gpu_source` names the source of the `gpu` kernel: add `gpu = \"...\"`",
+            ));
+        }
     }
     if let Some(gpu) = &options.gpu {
         let lit = &gpu.value;
@@ -447,6 +457,14 @@ mod tests {
                     }
                 ),
             ),
+            (
+                quote!(gpu = "k", gpu_source = kernels::SRC),
+                quote!(
+                    fn f() -> u32 {
+                        0
+                    }
+                ),
+            ),
         ] {
             assert_errors(attr, item, &[]);
         }
@@ -462,6 +480,28 @@ mod tests {
                 }
             ),
             &["`gpu` and `gpu_fn` cannot be used together: choose one"],
+        );
+    }
+
+    #[test]
+    fn gpu_source_needs_gpu() {
+        let item = quote!(
+            fn f(n: u32) -> u32 {
+                n
+            }
+        );
+        let message = "`gpu_source` names the source of the `gpu` kernel: add `gpu = \"...\"`";
+        assert_errors(quote!(gpu_source = SRC), item.clone(), &[message]);
+        assert_errors(
+            quote!(gpu_fn = on_device, gpu_source = SRC),
+            item.clone(),
+            &[message],
+        );
+        // A `gpu` that failed to parse is not reported missing.
+        assert_errors(
+            quote!(gpu = add, gpu_source = SRC),
+            item,
+            &["expected string literal"],
         );
     }
 
@@ -813,7 +853,7 @@ mod tests {
             quote!(split(c = S), speed = 1, gpu = "", gpu = "x", alloc),
             quote!(pub async unsafe fn f<'a, const N: usize>(a: &'a [f64], (x, y): (u32, u32)) -> &'a mut A { todo!() }),
             &[
-                "expected one of: `split`, `ret`, `gpu`, `gpu_fn`, `alloc`, `unsplittable`, `wraps`",
+                "expected one of: `split`, `ret`, `gpu`, `gpu_fn`, `gpu_source`, `alloc`, `unsplittable`, `wraps`",
                 "duplicate option `gpu`",
                 "the `gpu` kernel name cannot be empty",
                 "unknown parameter `c` in `split(...)`",

@@ -48,6 +48,7 @@ mod value;
 pub use bach_macros::offload;
 pub use config::{parse_bytes, Config, DevicePolicy};
 pub use device::{Device, DeviceBuffer, KernelArg, KernelSource, Launch, SimulatedDevice, SimulatedDeviceConfig, TransferStats};
+pub use cuda::discovery::{gpu_status, ComputeCapability, DeviceInfo, GpuStatus, GpuUnavailable};
 pub use error::{Error, Result};
 pub use eval::{evaluate, Evaluate};
 pub use explain::{explain, Explain, StageInfo};

@@ -115,7 +115,12 @@ fn git(args: &[&str], dir: Option<&Path>) -> Option<String> {
 
 /// The commit checked out where the command runs (or, failing that, where
 /// this crate was built), and whether tracked files were modified.
+/// `BACH_GIT_COMMIT`, when set, names the commit instead (for builds from a
+/// source archive, which have no repository).
 pub fn git_state() -> (String, Option<bool>) {
+    if let Some(c) = std::env::var("BACH_GIT_COMMIT").ok().filter(|c| !c.trim().is_empty()) {
+        return (c.trim().to_string(), None);
+    }
     let built_in = Path::new(env!("CARGO_MANIFEST_DIR"));
     for dir in [None, Some(built_in)] {
         if let Some(commit) = git(&["rev-parse", "HEAD"], dir).filter(|c| !c.is_empty()) {

@@ -104,6 +104,12 @@ pub struct SweepArgs {
     #[arg(long, value_name = "PATH")]
     pub bench_bin: Option<PathBuf>,
 
+    /// Before each configuration, wait up to SECS seconds for the machine to be
+    /// idle (at least 90% idle CPU over two 250 ms windows, from /proc/stat),
+    /// so that other jobs on a shared machine disturb fewer runs. 0: do not wait.
+    #[arg(long, value_name = "SECS", default_value_t = 0.0)]
+    pub wait_idle: f64,
+
     /// Do not run anything: redraw table.md and the charts from DIR/results.jsonl.
     #[arg(long)]
     pub report_only: bool,
@@ -149,6 +155,38 @@ fn parse_median(stdout: &str, key: &str) -> Option<f64> {
         .lines()
         .find_map(|l| l.strip_prefix(key))
         .and_then(|v| v.trim().parse().ok())
+}
+
+/// Busy and total jiffies of all CPUs, from the first line of /proc/stat.
+fn cpu_jiffies() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let fields: Vec<u64> = stat
+        .lines()
+        .next()?
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    let total: u64 = fields.iter().take(8).sum();
+    let idle = fields.get(3)? + fields.get(4).unwrap_or(&0);
+    Some((total - idle, total))
+}
+
+/// Waits up to `max_secs` until the CPUs were at least 90% idle over two
+/// consecutive 250 ms windows. Returns the seconds waited (0 when /proc/stat
+/// is unreadable).
+pub fn wait_for_idle(max_secs: f64) -> f64 {
+    let start = std::time::Instant::now();
+    let mut quiet = 0;
+    let Some(mut prev) = cpu_jiffies() else { return 0.0 };
+    while quiet < 2 && start.elapsed().as_secs_f64() < max_secs {
+        std::thread::sleep(std::time::Duration::from_millis(250));
+        let Some(now) = cpu_jiffies() else { return 0.0 };
+        let (busy, total) = (now.0 - prev.0, now.1 - prev.1);
+        prev = now;
+        quiet = if total > 0 && (busy as f64) < 0.1 * total as f64 { quiet + 1 } else { 0 };
+    }
+    start.elapsed().as_secs_f64()
 }
 
 fn bench_binary(args: &SweepArgs) -> Result<PathBuf, String> {
@@ -292,6 +330,12 @@ pub fn run(args: &SweepArgs) -> Result<(), String> {
                 };
                 for &mode in &modes {
                     k += 1;
+                    if args.wait_idle > 0.0 {
+                        let waited = wait_for_idle(args.wait_idle);
+                        if waited > 1.0 {
+                            println!("(waited {waited:.1} s for the machine to be idle)");
+                        }
+                    }
                     let started = std::time::Instant::now();
                     let r = match mode {
                         SweepMode::Numpy => run_numpy(args, w.name, log2, trials, &results),

@@ -22,6 +22,13 @@
 
 mod ops;
 
+/// The CUDA source of this module's `gpu` kernels (`kernels/numpy.cu`), found by
+/// `#[offload(gpu = "...")]` under this name and compiled for the device at first use.
+pub const BACH_KERNELS: bach_runtime::KernelSource = bach_runtime::KernelSource {
+    name: "numpy.cu",
+    code: include_str!("../../kernels/numpy.cu"),
+};
+
 use bach_runtime::{IntoArg, Lazy, Reducible, SplitKind, SplitType};
 use ndarray::{Array1, Array2};
 

@@ -6,7 +6,7 @@
 use bach_runtime::{offload, Broadcast, CountSplit, MaxSplit, MinSplit, NdArraySplit, SumSplit};
 use ndarray::{Array1, Array2};
 
-use super::{Float, MomentsSplit};
+use super::{Float, MomentsSplit, BACH_KERNELS};
 use crate::cpu::numpy as cpu;
 use crate::cpu::numpy::{Moments, MomentsAxis0};
 

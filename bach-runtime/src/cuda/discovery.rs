@@ -345,6 +345,9 @@ mod tests {
         };
         let text = fake.to_string();
         assert!(text.starts_with("no GPU: libnvrtc.so (CUDA 13) not found"), "{text}");
-        assert!(text.ends_with("device 0: NVIDIA H100 80GB HBM3 (compute capability 9.0, 80.0 GiB)"), "{text}");
+        assert!(
+            text.ends_with("device 0: NVIDIA H100 80GB HBM3 (compute capability 9.0, 80.0 GiB)"),
+            "{text}"
+        );
     }
 }

@@ -10,10 +10,12 @@
 //! (scalars), in declaration order, followed by the output pointer.
 
 pub(crate) mod codec;
+pub(crate) mod cuda;
 mod simulated;
 
 use std::any::Any;
 
+pub use cuda::CudaDevice;
 pub use simulated::{SimulatedDevice, SimulatedDeviceConfig};
 
 use crate::error::Result;

@@ -4,6 +4,12 @@
 use bach_runtime::{evaluate, offload, NdArraySplit};
 use ndarray::{array, Array1};
 
+/// The CUDA source of the `gpu` kernels, found by name.
+const BACH_KERNELS: bach_runtime::KernelSource = bach_runtime::KernelSource {
+    name: "k.cu",
+    code: "",
+};
+
 /// Adds two arrays.
 #[offload(split = NdArraySplit, gpu = "add")]
 pub fn add(a: &Array1<f64>, b: &Array1<f64>) -> Array1<f64> {

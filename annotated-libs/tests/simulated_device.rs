@@ -1,0 +1,161 @@
+//! The device executor on a simulated device with bounded memory: results equal
+//! eager CPU evaluation at every capacity, memory is never exceeded, transfers
+//! are the minimum the plan implies, and out-of-memory takes the documented path.
+
+use std::sync::Arc;
+
+use annotated_libs::cpu::numpy as cpu;
+use annotated_libs::numpy as np;
+use annotated_libs::workloads;
+use bach_runtime::{
+    evaluate, Config, Device, DevicePolicy, Error, Graph, Placement, SimulatedDevice, SimulatedDeviceConfig,
+};
+use ndarray::Array1;
+
+fn uniform(n: usize, lo: f64, hi: f64, seed: u64) -> Array1<f64> {
+    let mut s = seed.wrapping_mul(0x9E3779B97F4A7C15) | 1;
+    Array1::from_shape_fn(n, |_| {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        lo + (hi - lo) * ((s >> 11) as f64 / (1u64 << 53) as f64)
+    })
+}
+
+fn bits(a: &Array1<f64>) -> Vec<u64> {
+    a.iter().map(|x| x.to_bits()).collect()
+}
+
+fn graph_on(device: Arc<SimulatedDevice>) -> Graph {
+    let g = Graph::with_config(Config::default());
+    g.set_device(Some(device));
+    g
+}
+
+fn bs_inputs(n: usize) -> Vec<Array1<f64>> {
+    (0..5).map(|i| uniform(n, 1.0, 100.0, 7 + i)).collect()
+}
+
+#[test]
+fn blackscholes_runs_on_the_device_and_matches_the_cpu_at_every_capacity() {
+    let n = 20_000;
+    let x = bs_inputs(n);
+    let (call_ref, put_ref) = workloads::cpu::blackscholes(&x[0], &x[1], &x[2], &x[3], &x[4]);
+    // From far more than the data down to a few kilobytes (paging in many batches).
+    for capacity in [1 << 30, 4 << 20, 256 << 10, 16 << 10, 2 << 10] {
+        let dev = Arc::new(SimulatedDevice::with_capacity(capacity));
+        let g = graph_on(dev.clone());
+        let (call, put) = g
+            .enter(|| {
+                let (c, p) = workloads::bach::blackscholes(&x[0], &x[1], &x[2], &x[3], &x[4]);
+                let e = g.explain(&(c.clone(), p.clone())).unwrap();
+                assert_eq!(e.stages.len(), 1, "{e}");
+                assert_eq!(e.stages[0].placement, Placement::Gpu, "{e}");
+                evaluate((c, p))
+            })
+            .unwrap();
+        assert_eq!(bits(&call), bits(&call_ref), "capacity {capacity}");
+        assert_eq!(bits(&put), bits(&put_ref), "capacity {capacity}");
+        let stats = dev.stats();
+        assert!(stats.peak_bytes as usize <= capacity, "peak {} > capacity {capacity}", stats.peak_bytes);
+        assert_eq!(dev.in_use(), 0, "every device buffer was freed");
+        // Each input crosses the link once, each output comes back once: the minimum.
+        assert_eq!(stats.upload_bytes, 5 * 8 * n as u64, "capacity {capacity}");
+        assert_eq!(stats.download_bytes, 2 * 8 * n as u64, "capacity {capacity}");
+        assert_eq!(stats.uploads % 5, 0);
+        assert_eq!(stats.uploads / 5, stats.downloads / 2, "as many batches up as down");
+        if capacity < 64 << 10 {
+            assert!(stats.uploads > 5, "small devices page through many batches");
+        }
+    }
+}
+
+#[test]
+fn a_device_too_small_for_one_element_falls_back_to_the_cpu() {
+    let x = bs_inputs(1000);
+    let dev = Arc::new(SimulatedDevice::with_capacity(16));
+    let g = graph_on(dev.clone());
+    let (call, _) = g
+        .enter(|| evaluate(workloads::bach::blackscholes(&x[0], &x[1], &x[2], &x[3], &x[4])))
+        .unwrap();
+    let (call_ref, _) = workloads::cpu::blackscholes(&x[0], &x[1], &x[2], &x[3], &x[4]);
+    assert_eq!(bits(&call), bits(&call_ref));
+    assert_eq!(dev.stats().launches, 0);
+}
+
+#[test]
+fn an_injected_out_of_memory_halves_the_batch_and_loses_nothing() {
+    let x = bs_inputs(10_000);
+    for fail in [0, 1, 3, 17] {
+        let dev = Arc::new(SimulatedDevice::new(SimulatedDeviceConfig {
+            capacity: 1 << 30,
+            fail_alloc: Some(fail),
+        }));
+        let g = graph_on(dev.clone());
+        let h = g.enter(|| workloads::bach::haversine(&x[0], &x[1]));
+        let got = g.evaluate(h).unwrap();
+        assert_eq!(bits(&got), bits(&workloads::cpu::haversine(&x[0], &x[1])), "fail at {fail}");
+        assert!(dev.stats().uploads >= 2, "retried after the failed allocation");
+    }
+}
+
+#[test]
+fn stages_without_kernels_stay_on_the_cpu_and_the_rest_goes_to_the_device() {
+    let a = uniform(5000, -1.0, 1.0, 1);
+    let dev = Arc::new(SimulatedDevice::with_capacity(1 << 20));
+    let g = graph_on(dev.clone());
+    let (y, total) = g
+        .enter(|| {
+            let s = np::sum(&np::multiply(&a, &a)); // has a reduction: CPU
+            let y = np::multiply_scalar(&np::sqrt(&np::abs(&a)), &s); // elementwise: device
+            let e = g.explain(&(y.clone(), s.clone())).unwrap();
+            let places: Vec<_> = e.stages.iter().map(|s| s.placement).collect();
+            assert_eq!(places, [Placement::Cpu, Placement::Gpu], "{e}");
+            evaluate((y, s))
+        })
+        .unwrap();
+    let s_ref = cpu::sum(&cpu::multiply(&a, &a));
+    assert!((total - s_ref).abs() <= 1e-12 * s_ref.abs());
+    let y_ref = cpu::multiply_scalar(&cpu::sqrt(&cpu::abs(&a)), total);
+    assert_eq!(bits(&y), bits(&y_ref));
+    assert!(dev.stats().launches > 0);
+}
+
+#[test]
+fn a_memory_budget_caps_what_the_device_uses() {
+    let x = bs_inputs(50_000);
+    let dev = Arc::new(SimulatedDevice::with_capacity(1 << 30));
+    let g = Graph::with_config(Config {
+        gpu_memory: Some(64 << 10),
+        ..Config::default()
+    });
+    g.set_device(Some(dev.clone()));
+    let out = g.enter(|| evaluate(workloads::bach::haversine(&x[0], &x[1]))).unwrap();
+    assert_eq!(bits(&out), bits(&workloads::cpu::haversine(&x[0], &x[1])));
+    assert!(dev.stats().peak_bytes <= 64 << 10, "peak {}", dev.stats().peak_bytes);
+}
+
+#[test]
+fn cpu_policy_ignores_the_device_and_gpu_policy_without_one_is_an_error() {
+    let a = uniform(100, 0.0, 1.0, 2);
+    let dev = Arc::new(SimulatedDevice::with_capacity(1 << 20));
+    let g = Graph::with_config(Config {
+        device: DevicePolicy::Cpu,
+        ..Config::default()
+    });
+    g.set_device(Some(dev.clone()));
+    g.enter(|| evaluate(np::sqrt(&a))).unwrap();
+    assert_eq!(dev.stats().launches, 0);
+
+    // No device attached, and this machine has no GPU driver: forcing the GPU fails clearly.
+    let forced = Graph::with_config(Config {
+        device: DevicePolicy::Gpu,
+        ..Config::default()
+    });
+    if bach_runtime::gpu_status().devices.is_empty() {
+        match forced.enter(|| evaluate(np::sqrt(&a))) {
+            Err(Error::GpuUnavailable(reason)) => assert!(!reason.is_empty()),
+            other => panic!("expected GpuUnavailable, got {other:?}"),
+        }
+    }
+}

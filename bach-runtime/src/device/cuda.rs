@@ -1,0 +1,1786 @@
+//! [`CudaDevice`]: the [`Device`] trait on a CUDA GPU, through cudarc's driver API.
+//!
+//! - **Opening** checks the driver with [`crate::cuda::discovery`] first, so a machine without
+//!   `libcuda` (or without a device) gets `Error::GpuUnavailable`, never a panic.
+//! - **Memory** comes from a caching allocator: a freed [`DeviceBuffer`] returns its block to a
+//!   per-size-class free list ([`SizeClassPool`]) and a later allocation of the same class
+//!   reuses it without calling the driver. A driver out-of-memory first empties the cache and
+//!   retries once. An optional budget ([`CudaDevice::with_memory_budget`]) makes a large GPU
+//!   behave like a small one.
+//! - **Work** goes to one stream, so launches, copies and buffer reuse are ordered by the stream
+//!   alone: a block freed while a kernel still reads it is only reused by work enqueued after
+//!   that kernel. Uploads go through pinned, double-buffered staging memory and return once the
+//!   source has been copied out of the caller's slice; downloads wait for their copies.
+//! - **Kernels** are compiled on first use per [`KernelSource`] with NVRTC (CUBIN for the
+//!   device's architecture when NVRTC supports it, PTX otherwise; cached on disk by
+//!   [`crate::cuda::compile`]), loaded as a module, and looked up by name once.
+//!
+//! Launch shape: 256 threads per block; elementwise kernels get
+//! `min(ceil(n / 256), 32 * SMs)` blocks (at least one) and walk the rest with grid-stride
+//! loops. Reductions (`sum_T`, `min_T`, `max_T`, see `numpy.cu`) get exactly one block per
+//! entry of their `partials` output buffer, so every partial the host reads back is written.
+
+// Nothing in the crate opens a CUDA device until the device executor does.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::ffi::{c_void, CString};
+use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use cudarc::driver::result::{self as driver, DriverError};
+use cudarc::driver::sys as driver_sys;
+use cudarc::driver::{CudaContext, CudaEvent, CudaStream};
+
+use super::{Device, DeviceBuffer, KernelArg, KernelSource, Launch, TransferStats};
+use crate::cuda::compile::{self, CodeKind, CompiledModule, KernelCache};
+use crate::cuda::discovery::{self, ComputeCapability, GpuUnavailable};
+use crate::cuda::error::CudaError;
+use crate::error::{Error, Result};
+
+/// Threads per block of every launch.
+pub const THREADS_PER_BLOCK: u32 = 256;
+/// Elementwise launches use at most this many blocks per multiprocessor.
+pub const BLOCKS_PER_SM: u32 = 32;
+/// Size of one pinned staging buffer; transfers larger than this are pipelined through two.
+const STAGING_CHUNK: usize = 8 << 20;
+/// Smallest pinned staging buffer allocated.
+const STAGING_MIN: usize = 64 << 10;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+// ---- errors --------------------------------------------------------------------------------
+
+/// A driver error as text: its name (`CUDA_ERROR_OUT_OF_MEMORY`) and, when the driver is
+/// loaded, its description. Never calls into a driver that is not loaded.
+fn driver_error_text(e: DriverError) -> String {
+    let name = format!("{:?}", e.0);
+    if !discovery::libcuda_present() {
+        return name;
+    }
+    match e.error_string() {
+        Ok(s) => format!("{name} ({})", s.to_string_lossy()),
+        Err(_) => name,
+    }
+}
+
+/// `Error::Gpu` for a failed driver call: `what` says which operation (and on what).
+fn gpu_err(what: impl fmt::Display, e: DriverError) -> Error {
+    Error::Gpu(format!("{what}: {}", driver_error_text(e)))
+}
+
+/// The runtime's error for an error of the CUDA backend: `GpuUnavailable` when the GPU cannot
+/// be used at all, else `Gpu` with the full message (for a compile error, NVRTC's log).
+fn from_cuda(e: CudaError) -> Error {
+    match e {
+        CudaError::Unavailable(reason) => Error::GpuUnavailable(reason.to_string()),
+        other => Error::Gpu(other.to_string()),
+    }
+}
+
+/// The error of a launch of a kernel that its source does not define.
+fn kernel_not_found(kernel: &str, source: &str) -> Error {
+    Error::Gpu(format!("kernel `{kernel}` not found in {source}"))
+}
+
+// ---- the caching allocator's bookkeeping -----------------------------------------------------
+
+/// Allocations up to this size are rounded to a power-of-two-ish size class (quarter steps
+/// between powers of two); larger ones to a multiple of this size.
+pub const LARGE_GRANULE: usize = 2 << 20;
+/// The smallest size class (also the size of a zero-byte allocation).
+pub const MIN_CLASS: usize = 512;
+
+/// What an allocation should do, decided by [`SizeClassPool::plan`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AllocPlan {
+    /// Reuse a cached block of the class ([`SizeClassPool::take`]).
+    Reuse,
+    /// Allocate a new block from the driver.
+    Fresh,
+    /// Allocate a new block, after releasing the cached blocks ([`SizeClassPool::drain`]):
+    /// with them the device would hold more than the budget.
+    DrainThenFresh,
+    /// The allocation does not fit in the budget, even with the cache emptied.
+    OverBudget {
+        /// What is left of the budget (bytes).
+        free: usize,
+    },
+}
+
+/// The free-list bookkeeping of the caching allocator, independent of CUDA: blocks of a
+/// size class (see [`class_size`](Self::class_size)) are handed out, given back to the list
+/// of their class on drop, and reused by later allocations of that class. `P` is the block's
+/// handle (a device pointer on a GPU).
+///
+/// Counts bytes by class: `live` blocks are handed out, `idle` ones sit in the free lists; the
+/// device holds `live + idle` from the driver. An optional budget bounds `live + idle`.
+#[derive(Debug)]
+pub struct SizeClassPool<P> {
+    free: HashMap<usize, Vec<P>>,
+    live_bytes: usize,
+    idle_bytes: usize,
+    budget: Option<usize>,
+    reuses: u64,
+    fresh: u64,
+}
+
+impl<P> Default for SizeClassPool<P> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<P> SizeClassPool<P> {
+    /// An empty pool without a budget.
+    pub fn new() -> Self {
+        SizeClassPool {
+            free: HashMap::new(),
+            live_bytes: 0,
+            idle_bytes: 0,
+            budget: None,
+            reuses: 0,
+            fresh: 0,
+        }
+    }
+
+    /// The size class of an allocation of `bytes`: at least [`MIN_CLASS`]; up to
+    /// [`LARGE_GRANULE`], the next of `2^k`, `1.25 * 2^k`, `1.5 * 2^k`, `1.75 * 2^k` (at most
+    /// 25% more than asked); above, the next multiple of [`LARGE_GRANULE`]. `None` on overflow.
+    pub fn class_size(bytes: usize) -> Option<usize> {
+        if bytes <= MIN_CLASS {
+            return Some(MIN_CLASS);
+        }
+        if bytes > LARGE_GRANULE {
+            return bytes.div_ceil(LARGE_GRANULE).checked_mul(LARGE_GRANULE);
+        }
+        let pow = bytes.next_power_of_two();
+        if pow == bytes {
+            return Some(bytes);
+        }
+        let base = pow / 2;
+        let step = base / 4;
+        Some(base + (bytes - base).div_ceil(step) * step)
+    }
+
+    /// Sets (or removes) the budget: the most bytes the pool may hold, live and idle.
+    pub fn set_budget(&mut self, budget: Option<usize>) {
+        self.budget = budget;
+    }
+
+    /// The budget.
+    pub fn budget(&self) -> Option<usize> {
+        self.budget
+    }
+
+    /// What to do to allocate a block of class `class`.
+    pub fn plan(&self, class: usize) -> AllocPlan {
+        if let Some(budget) = self.budget {
+            if self.live_bytes.saturating_add(class) > budget {
+                return AllocPlan::OverBudget {
+                    free: budget.saturating_sub(self.live_bytes),
+                };
+            }
+        }
+        if self.free.get(&class).is_some_and(|list| !list.is_empty()) {
+            return AllocPlan::Reuse;
+        }
+        match self.budget {
+            Some(budget) if self.reserved_bytes().saturating_add(class) > budget => AllocPlan::DrainThenFresh,
+            _ => AllocPlan::Fresh,
+        }
+    }
+
+    /// A cached block of class `class`, now live.
+    pub fn take(&mut self, class: usize) -> Option<P> {
+        let block = self.free.get_mut(&class)?.pop()?;
+        self.idle_bytes -= class;
+        self.live_bytes += class;
+        self.reuses += 1;
+        Some(block)
+    }
+
+    /// Records a block of class `class` fresh from the driver, now live.
+    pub fn add_fresh(&mut self, class: usize) {
+        self.live_bytes += class;
+        self.fresh += 1;
+    }
+
+    /// Takes back a live block of class `class` (its buffer was dropped) into the free list.
+    pub fn give_back(&mut self, class: usize, block: P) {
+        self.live_bytes = self.live_bytes.saturating_sub(class);
+        self.idle_bytes += class;
+        self.free.entry(class).or_default().push(block);
+    }
+
+    /// Removes every cached block (to free them in the driver), with its class.
+    pub fn drain(&mut self) -> Vec<(usize, P)> {
+        self.idle_bytes = 0;
+        let mut out = Vec::new();
+        for (class, list) in self.free.drain() {
+            out.extend(list.into_iter().map(|b| (class, b)));
+        }
+        out
+    }
+
+    /// Bytes of live blocks (by class).
+    pub fn live_bytes(&self) -> usize {
+        self.live_bytes
+    }
+
+    /// Bytes of cached blocks.
+    pub fn idle_bytes(&self) -> usize {
+        self.idle_bytes
+    }
+
+    /// Bytes held from the driver: live and cached.
+    pub fn reserved_bytes(&self) -> usize {
+        self.live_bytes + self.idle_bytes
+    }
+
+    /// Cached blocks.
+    pub fn idle_blocks(&self) -> usize {
+        self.free.values().map(Vec::len).sum()
+    }
+
+    /// Allocations served from the cache.
+    pub fn reuses(&self) -> u64 {
+        self.reuses
+    }
+
+    /// Allocations that needed a new block from the driver.
+    pub fn fresh_allocations(&self) -> u64 {
+        self.fresh
+    }
+
+    /// Bytes that can be allocated now, given `driver_free` bytes free in the driver: those
+    /// plus the cached bytes (reusable), capped by what is left of the budget.
+    pub fn free_memory(&self, driver_free: usize) -> usize {
+        let free = driver_free.saturating_add(self.idle_bytes);
+        match self.budget {
+            Some(budget) => free.min(budget.saturating_sub(self.live_bytes)),
+            None => free,
+        }
+    }
+}
+
+// ---- launch shape ----------------------------------------------------------------------------
+
+/// Blocks of an elementwise launch over `n` elements on a device with `sm_count`
+/// multiprocessors: `min(ceil(n / 256), 32 * sm_count)`, at least 1.
+pub fn elementwise_blocks(n: usize, sm_count: u32) -> u32 {
+    let needed = n.div_ceil(THREADS_PER_BLOCK as usize);
+    let cap = (sm_count.max(1) as usize).saturating_mul(BLOCKS_PER_SM as usize);
+    needed.min(cap).clamp(1, u32::MAX as usize) as u32
+}
+
+/// The element size of a kernel's dtype suffix (`_f32`, `_f64`, `_bool`).
+fn dtype_size(kernel: &str) -> Option<usize> {
+    match kernel.rsplit('_').next()? {
+        "f32" => Some(4),
+        "f64" => Some(8),
+        "bool" => Some(1),
+        _ => None,
+    }
+}
+
+/// For a block-level reduction kernel (`sum_T`, `min_T`, `max_T` of `numpy.cu`), its element
+/// size: such a kernel writes one partial per block into its output.
+fn reduction_element_size(kernel: &str) -> Option<usize> {
+    let (op, _) = kernel.rsplit_once('_')?;
+    matches!(op, "sum" | "min" | "max")
+        .then(|| dtype_size(kernel))
+        .flatten()
+}
+
+// ---- compiled modules --------------------------------------------------------------------------
+
+/// Identifies a kernel source within a process by address (sources are `'static`), for the
+/// fast path; sources at different addresses with equal names and texts share one module.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct SourceKey {
+    name: &'static str,
+    code: usize,
+    len: usize,
+}
+
+impl SourceKey {
+    fn of(src: &KernelSource) -> Self {
+        SourceKey {
+            name: src.name,
+            code: src.code.as_ptr() as usize,
+            len: src.code.len(),
+        }
+    }
+}
+
+struct Entries<M> {
+    by_address: HashMap<SourceKey, Result<Arc<M>>>,
+    /// Every source compiled, by text.
+    by_text: Vec<(KernelSource, Result<Arc<M>>)>,
+}
+
+/// Compiles each kernel source once (NVRTC, with the on-disk cache underneath) for one compute
+/// capability and keeps what `load` made of it (a loaded module on a GPU); failures are kept
+/// too, so a broken source is not recompiled at every launch. This is the path
+/// [`CudaDevice::launch`] takes, minus the driver.
+pub(crate) struct ModuleCache<M> {
+    cc: ComputeCapability,
+    disk: Option<KernelCache>,
+    entries: Mutex<Entries<M>>,
+}
+
+impl<M> ModuleCache<M> {
+    pub(crate) fn new(cc: ComputeCapability, disk: Option<KernelCache>) -> Self {
+        ModuleCache {
+            cc,
+            disk,
+            entries: Mutex::new(Entries {
+                by_address: HashMap::new(),
+                by_text: Vec::new(),
+            }),
+        }
+    }
+
+    /// The module of `src`: compiled and loaded with `load` on first use, then cached.
+    pub(crate) fn get(&self, src: &KernelSource, load: impl FnOnce(&CompiledModule) -> Result<M>) -> Result<Arc<M>> {
+        let key = SourceKey::of(src);
+        let mut entries = lock(&self.entries);
+        if let Some(entry) = entries.by_address.get(&key) {
+            return entry.clone();
+        }
+        let known = entries
+            .by_text
+            .iter()
+            .find(|(s, _)| s.name == src.name && s.code == src.code)
+            .map(|(_, entry)| entry.clone());
+        let entry = match known {
+            Some(entry) => entry,
+            None => {
+                let entry = compile_source(src, self.cc, self.disk.as_ref()).and_then(|m| load(&m).map(Arc::new));
+                entries.by_text.push((*src, entry.clone()));
+                entry
+            }
+        };
+        entries.by_address.insert(key, entry.clone());
+        entry
+    }
+}
+
+/// Compiles `src` for `cc` ([`compile::compile`]), in the runtime's error type.
+pub(crate) fn compile_source(
+    src: &KernelSource,
+    cc: ComputeCapability,
+    disk: Option<&KernelCache>,
+) -> Result<CompiledModule> {
+    let module = compile::compile(&compile::KernelSource::new(src.name, src.code), cc, disk).map_err(from_cuda)?;
+    if module.target.kind == CodeKind::Ptx {
+        tracing::info!(
+            "{}: NVRTC has no CUBIN target for sm_{}; the driver JIT-compiles PTX for {}",
+            src.name,
+            cc.arch(),
+            module.target.arch_name()
+        );
+    }
+    if !module.log.trim().is_empty() {
+        tracing::debug!("NVRTC log for {}:\n{}", src.name, module.log);
+    }
+    Ok(module)
+}
+
+/// A module loaded into the device's context, with the functions looked up so far.
+struct LoadedModule {
+    source: &'static str,
+    module: driver_sys::CUmodule,
+    functions: Mutex<HashMap<String, usize>>,
+    ctx: Arc<CudaContext>,
+}
+
+// SAFETY: a CUmodule and its CUfunctions are handles valid in any thread that binds the
+// context; the function map is behind a mutex.
+unsafe impl Send for LoadedModule {}
+// SAFETY: as above.
+unsafe impl Sync for LoadedModule {}
+
+impl LoadedModule {
+    fn load(ctx: &Arc<CudaContext>, source: &'static str, compiled: &CompiledModule) -> Result<Self> {
+        ctx.bind_to_thread()
+            .map_err(|e| gpu_err("binding the CUDA context", e))?;
+        // The driver takes a CUBIN image as is and PTX as a NUL-terminated string.
+        let mut image = compiled.code.clone();
+        if compiled.target.kind == CodeKind::Ptx {
+            image.push(0);
+        }
+        // SAFETY: `image` is a complete CUBIN (an ELF image) or NUL-terminated PTX text, as
+        // produced by NVRTC for this device; it stays alive for the duration of the call (the
+        // driver copies what it needs).
+        let module = unsafe { driver::module::load_data(image.as_ptr().cast()) }
+            .map_err(|e| gpu_err(format_args!("loading the {} module of {source}", compiled.target), e))?;
+        Ok(LoadedModule {
+            source,
+            module,
+            functions: Mutex::new(HashMap::new()),
+            ctx: ctx.clone(),
+        })
+    }
+
+    /// The function `kernel`, looked up once.
+    fn function(&self, kernel: &str) -> Result<driver_sys::CUfunction> {
+        let mut functions = lock(&self.functions);
+        if let Some(&f) = functions.get(kernel) {
+            return Ok(f as driver_sys::CUfunction);
+        }
+        let name = CString::new(kernel).map_err(|_| kernel_not_found(kernel, self.source))?;
+        // SAFETY: `self.module` is loaded and not unloaded before `self` is dropped.
+        let f = match unsafe { driver::module::get_function(self.module, name) } {
+            Ok(f) => f,
+            Err(e) if e.0 == driver_sys::CUresult::CUDA_ERROR_NOT_FOUND => {
+                return Err(kernel_not_found(kernel, self.source));
+            }
+            Err(e) => {
+                return Err(gpu_err(
+                    format_args!("looking up kernel `{kernel}` in {}", self.source),
+                    e,
+                ))
+            }
+        };
+        functions.insert(kernel.to_string(), f as usize);
+        Ok(f)
+    }
+}
+
+impl Drop for LoadedModule {
+    fn drop(&mut self) {
+        if self.ctx.bind_to_thread().is_ok() {
+            // SAFETY: loaded in `load`, unloaded only here; no launch can use it any more
+            // (the device that owned it is being dropped and has synchronized its stream).
+            let _ = unsafe { driver::module::unload(self.module) };
+        }
+    }
+}
+
+// ---- pinned staging ----------------------------------------------------------------------------
+
+/// Page-locked host memory for asynchronous copies, with an event recorded after the last
+/// copy that uses it (waited for before it is written or read again).
+struct Pinned {
+    ptr: *mut u8,
+    len: usize,
+    event: CudaEvent,
+}
+
+// SAFETY: the host memory is owned by this value and only reached through `&mut self` (the
+// staging buffers sit behind a mutex); CudaEvent is Send + Sync.
+unsafe impl Send for Pinned {}
+
+impl Pinned {
+    fn new(ctx: &Arc<CudaContext>, len: usize, write_combined: bool) -> Result<Self> {
+        ctx.bind_to_thread()
+            .map_err(|e| gpu_err("binding the CUDA context", e))?;
+        let flags = if write_combined {
+            driver_sys::CU_MEMHOSTALLOC_WRITECOMBINED
+        } else {
+            0
+        };
+        let event = ctx
+            .new_event(None)
+            .map_err(|e| gpu_err("creating an event for pinned staging memory", e))?;
+        // SAFETY: allocates `len` bytes of page-locked host memory; freed in `drop`.
+        let ptr = unsafe { driver::malloc_host(len, flags) }
+            .map_err(|e| gpu_err(format_args!("allocating {len} bytes of pinned host memory"), e))?;
+        Ok(Pinned {
+            ptr: ptr.cast(),
+            len,
+            event,
+        })
+    }
+
+    /// Waits for the copies that use this buffer.
+    fn wait(&self) -> Result<()> {
+        self.event
+            .synchronize()
+            .map_err(|e| gpu_err("waiting for a copy through pinned staging memory", e))
+    }
+
+    /// The first `len` bytes; call [`wait`](Self::wait) first.
+    fn slice_mut(&mut self, len: usize) -> &mut [u8] {
+        assert!(len <= self.len);
+        // SAFETY: `ptr` points to `self.len` bytes owned by `self`; `&mut self` makes the view
+        // unique, and the caller waited for the device to stop using them.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr, len) }
+    }
+}
+
+impl Drop for Pinned {
+    fn drop(&mut self) {
+        let _ = self.event.synchronize();
+        if self.event.context().bind_to_thread().is_ok() {
+            // SAFETY: `ptr` came from `malloc_host`; the last copy using it has completed.
+            let _ = unsafe { driver::free_host(self.ptr.cast()) };
+        }
+    }
+}
+
+/// Two staging buffers used in turn, so that filling (or draining) one overlaps the copy of the
+/// other.
+#[derive(Default)]
+struct Staging {
+    bufs: [Option<Pinned>; 2],
+    /// Pinned memory could not be allocated: copy from pageable memory instead.
+    unavailable: bool,
+}
+
+impl Staging {
+    /// Staging buffer `i` (0 or 1), of at least `len` bytes; `None` when pinned memory cannot
+    /// be allocated.
+    fn buffer(&mut self, ctx: &Arc<CudaContext>, i: usize, len: usize, write_combined: bool) -> Option<&mut Pinned> {
+        if self.unavailable {
+            return None;
+        }
+        if self.bufs[i].as_ref().is_none_or(|b| b.len < len) {
+            let size = len.max(STAGING_MIN).next_power_of_two().min(STAGING_CHUNK).max(len);
+            self.bufs[i] = None; // waits for and frees the smaller one
+            match Pinned::new(ctx, size, write_combined) {
+                Ok(b) => self.bufs[i] = Some(b),
+                Err(e) => {
+                    tracing::warn!("no pinned staging memory ({e}); copying through pageable memory");
+                    self.unavailable = true;
+                    return None;
+                }
+            }
+        }
+        self.bufs[i].as_mut()
+    }
+}
+
+// ---- the device --------------------------------------------------------------------------------
+
+/// Allocator state and counters, under one lock.
+struct State {
+    pool: SizeClassPool<driver_sys::CUdeviceptr>,
+    /// Bytes requested by live buffers (not rounded), for `TransferStats::peak_bytes`.
+    live_requested: usize,
+    stats: TransferStats,
+}
+
+/// What buffers share with their device (they may outlive it).
+struct Shared {
+    stream: Arc<CudaStream>,
+    ctx: Arc<CudaContext>,
+    state: Mutex<State>,
+}
+
+impl Shared {
+    fn bind(&self) -> Result<()> {
+        self.ctx
+            .bind_to_thread()
+            .map_err(|e| gpu_err("binding the CUDA context", e))
+    }
+
+    fn synchronize(&self, what: &str) -> Result<()> {
+        self.bind()?;
+        self.stream.synchronize().map_err(|e| gpu_err(what, e))
+    }
+
+    /// Frees the cached blocks in the driver (after the work that may still use them).
+    fn release_cached(&self, state: &mut State) -> Result<usize> {
+        let blocks = state.pool.drain();
+        if blocks.is_empty() {
+            return Ok(0);
+        }
+        self.synchronize("synchronizing before freeing cached device memory")?;
+        let mut freed = 0;
+        for (class, ptr) in blocks {
+            // SAFETY: `ptr` came from `malloc_sync`, is in no live buffer (it was cached), and
+            // the stream has finished all work that used it.
+            unsafe { driver::free_sync(ptr) }.map_err(|e| gpu_err(format_args!("freeing {class} bytes"), e))?;
+            freed += class;
+        }
+        Ok(freed)
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        let state = self.state.get_mut().unwrap_or_else(|e| e.into_inner());
+        let blocks = state.pool.drain();
+        if self.ctx.bind_to_thread().is_err() {
+            return;
+        }
+        let _ = self.stream.synchronize();
+        for (_, ptr) in blocks {
+            // SAFETY: no buffer refers to `ptr` any more (every buffer holds this `Shared`), and
+            // the stream is idle.
+            let _ = unsafe { driver::free_sync(ptr) };
+        }
+    }
+}
+
+/// The device's own representation of a [`DeviceBuffer`]: one block of the caching allocator,
+/// given back to the pool on drop.
+struct CudaAlloc {
+    ptr: driver_sys::CUdeviceptr,
+    class: usize,
+    bytes: usize,
+    shared: Arc<Shared>,
+}
+
+impl Drop for CudaAlloc {
+    fn drop(&mut self) {
+        let mut state = lock(&self.shared.state);
+        state.live_requested = state.live_requested.saturating_sub(self.bytes);
+        state.pool.give_back(self.class, self.ptr);
+    }
+}
+
+/// Counters of the caching allocator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct AllocatorStats {
+    /// Bytes in live buffers (rounded to their size classes).
+    pub live_bytes: usize,
+    /// Bytes in freed blocks kept for reuse.
+    pub cached_bytes: usize,
+    /// Freed blocks kept for reuse.
+    pub cached_blocks: usize,
+    /// Allocations served from the cache.
+    pub reuses: u64,
+    /// Allocations that called the driver.
+    pub driver_allocations: u64,
+}
+
+/// A CUDA GPU as a Bach [`Device`] (see the module docs). Open with [`CudaDevice::open`].
+pub struct CudaDevice {
+    ordinal: usize,
+    name: String,
+    cc: ComputeCapability,
+    sm_count: u32,
+    total_memory: usize,
+    shared: Arc<Shared>,
+    modules: ModuleCache<LoadedModule>,
+    upload_staging: Mutex<Staging>,
+    download_staging: Mutex<Staging>,
+}
+
+impl fmt::Debug for CudaDevice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CudaDevice")
+            .field("ordinal", &self.ordinal)
+            .field("name", &self.name)
+            .field("compute_capability", &self.cc)
+            .field("sm_count", &self.sm_count)
+            .field("total_memory", &self.total_memory)
+            .finish_non_exhaustive()
+    }
+}
+
+impl CudaDevice {
+    /// Opens CUDA device `ordinal`: a context, a stream, and the device's properties.
+    ///
+    /// Returns `Error::GpuUnavailable` (never panics) when there is no usable driver or device,
+    /// when NVRTC (which compiles the kernels) cannot be loaded, or when `ordinal` does not
+    /// exist; `Error::Gpu` when the driver fails.
+    pub fn open(ordinal: usize) -> Result<Arc<CudaDevice>> {
+        let devices = match discovery::availability() {
+            Ok(devices) => devices,
+            Err(reason) => return Err(unavailable(reason)),
+        };
+        let Some(info) = devices.into_iter().find(|d| d.ordinal == ordinal) else {
+            return Err(unavailable(GpuUnavailable::DriverError(format!(
+                "there is no CUDA device {ordinal}"
+            ))));
+        };
+        let ctx = CudaContext::new(ordinal)
+            .map_err(|e| gpu_err(format_args!("creating a context on device {ordinal}"), e))?;
+        let stream = ctx.new_stream().map_err(|e| gpu_err("creating a stream", e))?;
+        let sm_count = ctx
+            .attribute(driver_sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)
+            .map_err(|e| gpu_err("reading the multiprocessor count", e))?;
+        let (free, total) = driver::mem_get_info().map_err(|e| gpu_err("reading the free memory", e))?;
+        tracing::info!(
+            "opened CUDA device {ordinal}: {} (compute capability {}, {} SMs, {} of {} MiB free)",
+            info.name,
+            info.compute_capability,
+            sm_count,
+            free >> 20,
+            total >> 20
+        );
+        Ok(Arc::new(CudaDevice {
+            ordinal,
+            name: info.name,
+            cc: info.compute_capability,
+            sm_count: sm_count.max(1) as u32,
+            total_memory: total,
+            shared: Arc::new(Shared {
+                stream,
+                ctx,
+                state: Mutex::new(State {
+                    pool: SizeClassPool::new(),
+                    live_requested: 0,
+                    stats: TransferStats::default(),
+                }),
+            }),
+            modules: ModuleCache::new(info.compute_capability, KernelCache::from_env()),
+            upload_staging: Mutex::new(Staging::default()),
+            download_staging: Mutex::new(Staging::default()),
+        }))
+    }
+
+    /// Limits the device memory Bach uses to `bytes` (live buffers and cached blocks, by size
+    /// class), so that a large GPU behaves like a small one: `free_memory` reports at most what
+    /// is left of it, and allocations beyond it fail with `Error::DeviceOutOfMemory`.
+    pub fn with_memory_budget(self: Arc<Self>, bytes: usize) -> Arc<Self> {
+        self.set_memory_budget(Some(bytes));
+        self
+    }
+
+    /// Sets or removes the memory budget (see [`with_memory_budget`](Self::with_memory_budget)).
+    pub fn set_memory_budget(&self, bytes: Option<usize>) {
+        lock(&self.shared.state).pool.set_budget(bytes);
+    }
+
+    /// The memory budget, if any.
+    pub fn memory_budget(&self) -> Option<usize> {
+        lock(&self.shared.state).pool.budget()
+    }
+
+    /// The device ordinal.
+    pub fn ordinal(&self) -> usize {
+        self.ordinal
+    }
+
+    /// The device's name, e.g. `NVIDIA H100 80GB HBM3`.
+    pub fn device_name(&self) -> &str {
+        &self.name
+    }
+
+    /// The compute capability as `(major, minor)`, e.g. `(9, 0)`.
+    pub fn compute_capability(&self) -> (u32, u32) {
+        (self.cc.major, self.cc.minor)
+    }
+
+    /// Streaming multiprocessors.
+    pub fn multiprocessor_count(&self) -> u32 {
+        self.sm_count
+    }
+
+    /// Total device memory in bytes.
+    pub fn total_memory(&self) -> usize {
+        self.total_memory
+    }
+
+    /// Blocks of an elementwise launch over `n` elements (256 threads each).
+    pub fn elementwise_blocks(&self, n: usize) -> u32 {
+        elementwise_blocks(n, self.sm_count)
+    }
+
+    /// Bytes an allocation of `bytes` takes from the device (its size class) and the budget.
+    pub fn allocation_size(bytes: usize) -> usize {
+        SizeClassPool::<()>::class_size(bytes).unwrap_or(usize::MAX)
+    }
+
+    /// Counters of the caching allocator.
+    pub fn allocator_stats(&self) -> AllocatorStats {
+        let state = lock(&self.shared.state);
+        AllocatorStats {
+            live_bytes: state.pool.live_bytes(),
+            cached_bytes: state.pool.idle_bytes(),
+            cached_blocks: state.pool.idle_blocks(),
+            reuses: state.pool.reuses(),
+            driver_allocations: state.pool.fresh_allocations(),
+        }
+    }
+
+    /// Returns the cached (freed, unused) blocks to the driver, after waiting for the work
+    /// that may still use them. Returns the bytes freed.
+    pub fn empty_cache(&self) -> Result<usize> {
+        let mut state = lock(&self.shared.state);
+        self.shared.release_cached(&mut state)
+    }
+
+    fn alloc_of<'b>(&self, buf: &'b DeviceBuffer) -> Result<&'b CudaAlloc> {
+        let alloc = buf
+            .raw
+            .downcast_ref::<CudaAlloc>()
+            .ok_or_else(|| Error::Gpu(format!("a buffer of another device was given to {}", self.name())))?;
+        if !Arc::ptr_eq(&alloc.shared, &self.shared) {
+            return Err(Error::Gpu(format!(
+                "a buffer of another CUDA device was given to {}",
+                self.name()
+            )));
+        }
+        Ok(alloc)
+    }
+
+    fn update(&self, f: impl FnOnce(&mut TransferStats)) {
+        f(&mut lock(&self.shared.state).stats)
+    }
+
+    /// Driver's free memory; 0 when the query fails.
+    fn driver_free(&self) -> usize {
+        if self.shared.bind().is_err() {
+            return 0;
+        }
+        driver::mem_get_info().map(|(free, _)| free).unwrap_or(0)
+    }
+
+    /// Allocates a fresh block in the driver; on out-of-memory, empties the cache and retries
+    /// once.
+    fn driver_alloc(&self, state: &mut State, class: usize, bytes: usize) -> Result<driver_sys::CUdeviceptr> {
+        self.shared.bind()?;
+        // SAFETY: allocates `class` bytes of device memory in the bound context; the block is
+        // owned by the pool (live in a `CudaAlloc` or cached) until freed by `release_cached`
+        // or `Shared::drop`.
+        match unsafe { driver::malloc_sync(class) } {
+            Ok(ptr) => return Ok(ptr),
+            Err(e) if e.0 != driver_sys::CUresult::CUDA_ERROR_OUT_OF_MEMORY => {
+                return Err(gpu_err(format_args!("allocating {class} bytes ({bytes} requested)"), e));
+            }
+            Err(_) => {}
+        }
+        let freed = self.shared.release_cached(state)?;
+        tracing::info!("device out of memory for {class} bytes: released {freed} cached bytes and retrying");
+        // SAFETY: as above.
+        match unsafe { driver::malloc_sync(class) } {
+            Ok(ptr) => Ok(ptr),
+            Err(e) if e.0 == driver_sys::CUresult::CUDA_ERROR_OUT_OF_MEMORY => Err(Error::DeviceOutOfMemory {
+                requested: bytes,
+                free: state.pool.free_memory(self.driver_free()),
+            }),
+            Err(e) => Err(gpu_err(format_args!("allocating {class} bytes ({bytes} requested)"), e)),
+        }
+    }
+
+    /// Copies `src` into the device at `dst` through pinned staging buffers (or from pageable
+    /// memory when there are none). Returns once `src` may be reused.
+    fn copy_in(&self, src: &[u8], dst: driver_sys::CUdeviceptr) -> Result<()> {
+        let stream = self.shared.stream.cu_stream();
+        let mut staging = lock(&self.upload_staging);
+        let mut offset = 0;
+        for (i, chunk) in src.chunks(STAGING_CHUNK).enumerate() {
+            let Some(buf) = staging.buffer(&self.shared.ctx, i % 2, chunk.len(), true) else {
+                return self.copy_in_pageable(&src[offset..], dst + offset as u64);
+            };
+            buf.wait()?;
+            let pinned = buf.slice_mut(chunk.len());
+            pinned.copy_from_slice(chunk);
+            // SAFETY: `dst + offset .. + chunk.len()` lies in a live device allocation (checked
+            // by the caller against the buffer's size); `pinned` is page-locked memory that is
+            // not touched again until the event recorded below has completed.
+            unsafe { driver::memcpy_htod_async(dst + offset as u64, pinned, stream) }
+                .map_err(|e| gpu_err(format_args!("copying {} bytes to the device", chunk.len()), e))?;
+            buf.event
+                .record(&self.shared.stream)
+                .map_err(|e| gpu_err("recording an upload event", e))?;
+            offset += chunk.len();
+        }
+        Ok(())
+    }
+
+    fn copy_in_pageable(&self, src: &[u8], dst: driver_sys::CUdeviceptr) -> Result<()> {
+        // SAFETY: `dst .. dst + src.len()` lies in a live device allocation; `src` outlives the
+        // copy because the stream is synchronized before returning.
+        unsafe { driver::memcpy_htod_async(dst, src, self.shared.stream.cu_stream()) }
+            .map_err(|e| gpu_err(format_args!("copying {} bytes to the device", src.len()), e))?;
+        self.shared.synchronize("waiting for a copy to the device")
+    }
+
+    /// Copies `dst.len()` bytes from the device at `src` into `dst`, through pinned staging
+    /// buffers (two chunks in flight), and waits for them.
+    fn copy_out(&self, src: driver_sys::CUdeviceptr, dst: &mut [u8]) -> Result<()> {
+        let stream = self.shared.stream.cu_stream();
+        let mut staging = lock(&self.download_staging);
+        let total = dst.len();
+        let chunk_len = total.min(STAGING_CHUNK).max(1);
+        let chunks = total.div_ceil(chunk_len);
+        let enqueue = |staging: &mut Staging, i: usize| -> Result<bool> {
+            let len = chunk_len.min(total - i * chunk_len);
+            let Some(buf) = staging.buffer(&self.shared.ctx, i % 2, len, false) else {
+                return Ok(false);
+            };
+            let pinned = buf.slice_mut(len);
+            // SAFETY: the source range lies in a live device allocation (checked by the caller);
+            // `pinned` is page-locked memory nobody reads until the event recorded below has
+            // completed.
+            unsafe { driver::memcpy_dtoh_async(pinned, src + (i * chunk_len) as u64, stream) }
+                .map_err(|e| gpu_err(format_args!("copying {len} bytes from the device"), e))?;
+            buf.event
+                .record(&self.shared.stream)
+                .map_err(|e| gpu_err("recording a download event", e))?;
+            Ok(true)
+        };
+        for i in 0..chunks.min(2) {
+            if !enqueue(&mut staging, i)? {
+                drop(staging);
+                return self.copy_out_pageable(src, dst);
+            }
+        }
+        for i in 0..chunks {
+            let start = i * chunk_len;
+            let len = chunk_len.min(dst.len() - start);
+            let buf = staging.bufs[i % 2].as_mut().expect("staging buffer enqueued above");
+            buf.wait()?;
+            dst[start..start + len].copy_from_slice(buf.slice_mut(len));
+            if i + 2 < chunks && !enqueue(&mut staging, i + 2)? {
+                let rest = (i + 1) * chunk_len;
+                drop(staging);
+                self.shared.synchronize("waiting for a copy from the device")?;
+                return self.copy_out_pageable(src + rest as u64, &mut dst[rest..]);
+            }
+        }
+        Ok(())
+    }
+
+    fn copy_out_pageable(&self, src: driver_sys::CUdeviceptr, dst: &mut [u8]) -> Result<()> {
+        // SAFETY: the source range lies in a live device allocation; `dst` is borrowed mutably
+        // until the stream is synchronized below.
+        unsafe { driver::memcpy_dtoh_async(dst, src, self.shared.stream.cu_stream()) }
+            .map_err(|e| gpu_err(format_args!("copying {} bytes from the device", dst.len()), e))?;
+        self.shared.synchronize("waiting for a copy from the device")
+    }
+}
+
+fn unavailable(reason: GpuUnavailable) -> Error {
+    tracing::info!("no GPU: {reason}; running on the CPU");
+    Error::GpuUnavailable(reason.to_string())
+}
+
+impl Drop for CudaDevice {
+    fn drop(&mut self) {
+        // Let queued work finish before the staging memory and modules it uses go away.
+        let _ = self.shared.synchronize("synchronizing before closing the device");
+    }
+}
+
+/// One kernel parameter's value, kept alive (and in place) until the launch call returns.
+enum Param {
+    U64(u64),
+    F32(f32),
+    F64(f64),
+}
+
+impl Device for CudaDevice {
+    fn name(&self) -> String {
+        format!(
+            "CUDA device {}: {} (sm_{}, {:.1} GiB)",
+            self.ordinal,
+            self.name,
+            self.cc.arch(),
+            self.total_memory as f64 / (1u64 << 30) as f64
+        )
+    }
+
+    fn free_memory(&self) -> usize {
+        let driver_free = self.driver_free();
+        lock(&self.shared.state).pool.free_memory(driver_free)
+    }
+
+    fn alloc(&self, bytes: usize) -> Result<DeviceBuffer> {
+        let mut state = lock(&self.shared.state);
+        let Some(class) = SizeClassPool::<()>::class_size(bytes) else {
+            return Err(Error::DeviceOutOfMemory {
+                requested: bytes,
+                free: state.pool.free_memory(self.driver_free()),
+            });
+        };
+        let ptr = match state.pool.plan(class) {
+            AllocPlan::OverBudget { free } => return Err(Error::DeviceOutOfMemory { requested: bytes, free }),
+            AllocPlan::Reuse => state.pool.take(class).expect("the plan saw a cached block"),
+            plan => {
+                if plan == AllocPlan::DrainThenFresh {
+                    self.shared.release_cached(&mut state)?;
+                }
+                let ptr = self.driver_alloc(&mut state, class, bytes)?;
+                state.pool.add_fresh(class);
+                ptr
+            }
+        };
+        state.live_requested += bytes;
+        let now = state.live_requested as u64;
+        state.stats.peak_bytes = state.stats.peak_bytes.max(now);
+        Ok(DeviceBuffer {
+            bytes,
+            raw: Box::new(CudaAlloc {
+                ptr,
+                class,
+                bytes,
+                shared: self.shared.clone(),
+            }),
+        })
+    }
+
+    fn upload(&self, src: &[u8], dst: &DeviceBuffer) -> Result<()> {
+        let alloc = self.alloc_of(dst)?;
+        if src.len() > alloc.bytes {
+            return Err(Error::Gpu(format!(
+                "upload of {} bytes into a {}-byte buffer",
+                src.len(),
+                alloc.bytes
+            )));
+        }
+        if !src.is_empty() {
+            self.shared.bind()?;
+            self.copy_in(src, alloc.ptr)?;
+        }
+        self.update(|s| {
+            s.uploads += 1;
+            s.upload_bytes += src.len() as u64;
+        });
+        Ok(())
+    }
+
+    fn download(&self, src: &DeviceBuffer, dst: &mut [u8]) -> Result<()> {
+        let alloc = self.alloc_of(src)?;
+        if dst.len() > alloc.bytes {
+            return Err(Error::Gpu(format!(
+                "download of {} bytes from a {}-byte buffer",
+                dst.len(),
+                alloc.bytes
+            )));
+        }
+        self.shared.bind()?;
+        if dst.is_empty() {
+            self.shared.synchronize("synchronizing for an empty download")?;
+        } else {
+            self.copy_out(alloc.ptr, dst)?;
+        }
+        self.update(|s| {
+            s.downloads += 1;
+            s.download_bytes += dst.len() as u64;
+        });
+        Ok(())
+    }
+
+    fn launch(&self, launch: &Launch<'_>) -> Result<()> {
+        let source = launch.source.name;
+        let module = self.modules.get(&launch.source, |compiled| {
+            LoadedModule::load(&self.shared.ctx, source, compiled)
+        })?;
+        let function = module.function(&launch.kernel)?;
+
+        let mut params = Vec::with_capacity(launch.args.len() + 1);
+        params.push(Param::U64(launch.n as u64));
+        let mut out_bytes = None;
+        for arg in &launch.args {
+            params.push(match arg {
+                KernelArg::In(b) => Param::U64(self.alloc_of(b)?.ptr),
+                KernelArg::Out(b) => {
+                    let alloc = self.alloc_of(b)?;
+                    out_bytes = Some(alloc.bytes);
+                    Param::U64(alloc.ptr)
+                }
+                KernelArg::F32(v) => Param::F32(*v),
+                KernelArg::F64(v) => Param::F64(*v),
+            });
+        }
+        let blocks = match reduction_element_size(&launch.kernel) {
+            Some(size) => {
+                let partials = out_bytes.unwrap_or(0) / size;
+                if partials == 0 {
+                    return Err(Error::Gpu(format!(
+                        "reduction kernel `{}` needs an output buffer of at least one partial ({size} bytes)",
+                        launch.kernel
+                    )));
+                }
+                partials.min(i32::MAX as usize) as u32
+            }
+            None => elementwise_blocks(launch.n, self.sm_count),
+        };
+        let mut pointers: Vec<*mut c_void> = params
+            .iter_mut()
+            .map(|p| match p {
+                Param::U64(v) => (v as *mut u64).cast(),
+                Param::F32(v) => (v as *mut f32).cast(),
+                Param::F64(v) => (v as *mut f64).cast(),
+            })
+            .collect();
+
+        self.shared.bind()?;
+        // SAFETY: `function` belongs to a module loaded in this context and kept alive by
+        // `self.modules`. `pointers` holds one pointer per kernel parameter, in the kernel's
+        // order (`unsigned long long n`, then the arguments as the launch convention of
+        // numpy.cu lists them), each to a value of the parameter's type that lives in `params`
+        // until this call returns (the driver copies the values). Device pointers are blocks of
+        // live buffers of this device; the kernels walk `n` elements with grid-stride loops, and
+        // reductions write one partial per block into an output holding `blocks` partials.
+        unsafe {
+            driver::launch_kernel(
+                function,
+                (blocks, 1, 1),
+                (THREADS_PER_BLOCK, 1, 1),
+                0,
+                self.shared.stream.cu_stream(),
+                &mut pointers,
+            )
+        }
+        .map_err(|e| {
+            gpu_err(
+                format_args!(
+                    "launching `{}` of {source} on {} elements ({blocks} blocks)",
+                    launch.kernel, launch.n
+                ),
+                e,
+            )
+        })?;
+        self.update(|s| s.launches += 1);
+        Ok(())
+    }
+
+    fn synchronize(&self) -> Result<()> {
+        self.shared.synchronize("synchronizing the device")
+    }
+
+    fn stats(&self) -> TransferStats {
+        lock(&self.shared.state).stats
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Tests that need no GPU run everywhere (the NVRTC ones skip without NVRTC unless
+    //! `BACH_REQUIRE_NVRTC=1`). Tests named `gpu_*` need a CUDA device: without one they print
+    //! why and pass, unless `BACH_REQUIRE_GPU=1`, which makes them fail. On a GPU machine:
+    //! `BACH_REQUIRE_GPU=1 cargo test -p bach-runtime --release -- device::cuda::tests::gpu_`.
+
+    use super::*;
+    use crate::cuda::discovery::nvrtc_present;
+
+    const NUMPY_CU: KernelSource = KernelSource {
+        name: "numpy.cu",
+        code: include_str!("../../../annotated-libs/kernels/numpy.cu"),
+    };
+    const MIB: usize = 1 << 20;
+
+    type Pool = SizeClassPool<u64>;
+
+    // ---- size classes and the free lists -------------------------------------------------------
+
+    #[test]
+    fn size_classes_waste_at_most_a_quarter_or_one_granule() {
+        assert_eq!(Pool::class_size(0), Some(MIN_CLASS));
+        assert_eq!(Pool::class_size(1), Some(MIN_CLASS));
+        assert_eq!(Pool::class_size(512), Some(512));
+        assert_eq!(Pool::class_size(513), Some(640));
+        assert_eq!(Pool::class_size(1024), Some(1024));
+        assert_eq!(Pool::class_size(1025), Some(1280));
+        assert_eq!(Pool::class_size(1537), Some(1792));
+        assert_eq!(Pool::class_size(1793), Some(2048));
+        assert_eq!(Pool::class_size(LARGE_GRANULE), Some(LARGE_GRANULE));
+        assert_eq!(Pool::class_size(LARGE_GRANULE + 1), Some(2 * LARGE_GRANULE));
+        assert_eq!(Pool::class_size(8_000_000), Some(8 * MIB));
+        assert_eq!(Pool::class_size(usize::MAX), None);
+        let mut bytes = 1;
+        while bytes < 1 << 34 {
+            for b in [bytes, bytes + 1, bytes * 3 / 2 + 7] {
+                let class = Pool::class_size(b).unwrap();
+                assert!(class >= b, "{b} -> {class}");
+                assert!(
+                    class <= (b + b / 4).max(MIN_CLASS) || class - b < LARGE_GRANULE,
+                    "{b} -> {class}"
+                );
+                assert_eq!(Pool::class_size(class), Some(class), "a class is its own class");
+            }
+            bytes *= 2;
+        }
+    }
+
+    #[test]
+    fn the_pool_reuses_blocks_and_does_not_grow_over_10000_cycles() {
+        // A driver stand-in: hands out numbered blocks and counts what is outstanding.
+        let mut pool = Pool::new();
+        let mut next_block = 0u64;
+        let mut from_driver = 0usize;
+        let mut alloc = |pool: &mut Pool, bytes: usize| -> (usize, u64) {
+            let class = Pool::class_size(bytes).unwrap();
+            match pool.plan(class) {
+                AllocPlan::Reuse => (class, pool.take(class).unwrap()),
+                AllocPlan::Fresh => {
+                    pool.add_fresh(class);
+                    from_driver += class;
+                    next_block += 1;
+                    (class, next_block)
+                }
+                other => panic!("no budget, yet {other:?}"),
+            }
+        };
+        // An evaluate: three batch-sized buffers, a tail batch, and an output, all freed.
+        let sizes = [8_000_000, 8_000_000, 8_000_000, 1_234_567, 800];
+        let mut reserved_after_first = 0;
+        for cycle in 0..10_000 {
+            let held: Vec<(usize, u64)> = sizes.iter().map(|&b| alloc(&mut pool, b)).collect();
+            let distinct: std::collections::HashSet<u64> = held.iter().map(|&(_, b)| b).collect();
+            assert_eq!(distinct.len(), held.len(), "a block is handed out twice");
+            for (class, block) in held.into_iter().rev() {
+                pool.give_back(class, block);
+            }
+            assert_eq!(pool.live_bytes(), 0);
+            if cycle == 0 {
+                reserved_after_first = pool.reserved_bytes();
+            }
+            assert_eq!(
+                pool.reserved_bytes(),
+                reserved_after_first,
+                "the cache grew in cycle {cycle}"
+            );
+        }
+        assert_eq!(pool.fresh_allocations(), sizes.len() as u64);
+        assert_eq!(pool.reuses(), 10_000 * sizes.len() as u64 - sizes.len() as u64);
+        assert_eq!(from_driver, pool.reserved_bytes());
+        assert_eq!(pool.idle_blocks(), sizes.len());
+        let drained = pool.drain();
+        assert_eq!(drained.iter().map(|&(c, _)| c).sum::<usize>(), from_driver);
+        assert_eq!(
+            (pool.idle_bytes(), pool.idle_blocks(), pool.reserved_bytes()),
+            (0, 0, 0)
+        );
+    }
+
+    #[test]
+    fn the_budget_bounds_live_and_cached_bytes() {
+        let mut pool = Pool::new();
+        pool.set_budget(Some(10 * MIB));
+        let four = Pool::class_size(4 * MIB).unwrap();
+        assert_eq!(pool.plan(four), AllocPlan::Fresh);
+        pool.add_fresh(four);
+        pool.add_fresh(four);
+        assert_eq!(pool.free_memory(usize::MAX), 2 * MIB);
+        assert_eq!(pool.free_memory(MIB), MIB, "the driver's free memory caps it too");
+        assert_eq!(pool.plan(four), AllocPlan::OverBudget { free: 2 * MIB });
+        // Freed blocks count as free (reusable) and are reused.
+        pool.give_back(four, 1);
+        assert_eq!(pool.free_memory(0), 4 * MIB);
+        assert_eq!(pool.free_memory(usize::MAX), 6 * MIB);
+        assert_eq!(pool.plan(four), AllocPlan::Reuse);
+        // Another class fits in the budget only without the cached block.
+        let six = Pool::class_size(6 * MIB).unwrap();
+        assert_eq!(pool.plan(six), AllocPlan::DrainThenFresh);
+        assert_eq!(pool.drain(), vec![(four, 1)]);
+        assert_eq!(pool.plan(six), AllocPlan::Fresh);
+        pool.set_budget(None);
+        assert_eq!(pool.plan(64 * MIB), AllocPlan::Fresh);
+        assert_eq!(pool.free_memory(123), 123);
+    }
+
+    // ---- launch shape, names and messages ------------------------------------------------------
+
+    #[test]
+    fn elementwise_launches_cover_n_with_at_most_32_blocks_per_sm() {
+        assert_eq!(elementwise_blocks(0, 132), 1);
+        assert_eq!(elementwise_blocks(1, 132), 1);
+        assert_eq!(elementwise_blocks(256, 132), 1);
+        assert_eq!(elementwise_blocks(257, 132), 2);
+        assert_eq!(elementwise_blocks(1_000_000, 132), 3907);
+        assert_eq!(elementwise_blocks(100_000_000, 132), 132 * 32);
+        assert_eq!(elementwise_blocks(100_000_000, 0), 32);
+    }
+
+    #[test]
+    fn reductions_are_recognised_by_name() {
+        assert_eq!(reduction_element_size("sum_f64"), Some(8));
+        assert_eq!(reduction_element_size("min_f32"), Some(4));
+        assert_eq!(reduction_element_size("max_f64"), Some(8));
+        for k in [
+            "add_f64",
+            "minimum_f64",
+            "maximum_f32",
+            "sum",
+            "sum_i32",
+            "logical_and_bool",
+        ] {
+            assert_eq!(reduction_element_size(k), None, "{k}");
+        }
+    }
+
+    #[test]
+    fn error_messages_carry_their_context() {
+        assert_eq!(
+            kernel_not_found("add_f64", "numpy.cu"),
+            Error::Gpu("kernel `add_f64` not found in numpy.cu".into())
+        );
+        let oom = DriverError(driver_sys::CUresult::CUDA_ERROR_OUT_OF_MEMORY);
+        let Error::Gpu(text) = gpu_err("allocating 4096 bytes", oom) else {
+            panic!("a driver error is Error::Gpu")
+        };
+        assert!(
+            text.starts_with("allocating 4096 bytes: CUDA_ERROR_OUT_OF_MEMORY"),
+            "{text}"
+        );
+        assert_eq!(
+            from_cuda(CudaError::Unavailable(GpuUnavailable::NoNvrtc)),
+            Error::GpuUnavailable(GpuUnavailable::NoNvrtc.to_string())
+        );
+    }
+
+    // ---- opening without a GPU -----------------------------------------------------------------
+
+    #[test]
+    fn open_without_a_gpu_is_gpu_unavailable_not_a_panic() {
+        match discovery::availability() {
+            Err(reason) => {
+                let err = CudaDevice::open(0).unwrap_err();
+                assert_eq!(err, Error::GpuUnavailable(reason.to_string()));
+                assert!(err.to_string().starts_with("GPU unavailable: "), "{err}");
+                eprintln!("no GPU here: {err}");
+            }
+            Ok(devices) => {
+                let missing = CudaDevice::open(devices.len()).unwrap_err();
+                assert!(matches!(missing, Error::GpuUnavailable(_)), "{missing:?}");
+            }
+        }
+    }
+
+    // ---- compiling through the launch path (NVRTC, no GPU) -------------------------------------
+
+    /// `true` when NVRTC is loadable; otherwise prints why and returns `false`, or panics when
+    /// `BACH_REQUIRE_NVRTC=1`.
+    fn nvrtc_or_skip() -> bool {
+        if nvrtc_present() {
+            return true;
+        }
+        if std::env::var("BACH_REQUIRE_NVRTC").as_deref() == Ok("1") {
+            panic!("BACH_REQUIRE_NVRTC=1 but {}", GpuUnavailable::NoNvrtc);
+        }
+        eprintln!("skipping: {}", GpuUnavailable::NoNvrtc);
+        false
+    }
+
+    fn temp_cache(tag: &str) -> (KernelCache, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!("bach-cuda-device-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        (KernelCache::new(&dir), dir)
+    }
+
+    /// The kernel names in PTX text (`.entry name(`).
+    fn ptx_entries(ptx: &str) -> Vec<String> {
+        ptx.lines()
+            .filter_map(|l| l.split(".entry ").nth(1))
+            .map(|rest| rest.split('(').next().unwrap_or("").trim().to_string())
+            .collect()
+    }
+
+    /// Whether `name` is a NUL-terminated string in `image` (an ELF string table entry).
+    fn has_symbol(image: &[u8], name: &str) -> bool {
+        let needle: Vec<u8> = [&[0u8][..], name.as_bytes(), &[0u8][..]].concat();
+        image.windows(needle.len()).any(|w| w == needle.as_slice())
+    }
+
+    #[test]
+    fn every_numpy_cu_kernel_compiles_through_the_launch_path() {
+        if !nvrtc_or_skip() {
+            return;
+        }
+        let (disk, dir) = temp_cache("numpy");
+        // The names every module must define: the PTX entries of the whole source.
+        let ptx = compile::compile_for_target(
+            &compile::KernelSource::new(NUMPY_CU.name, NUMPY_CU.code),
+            compile::Target::ptx(ComputeCapability::new(8, 0)),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let names = ptx_entries(ptx.ptx().unwrap());
+        assert!(names.len() >= 100, "only {} kernels in numpy.cu", names.len());
+        for expected in ["add_f64", "add_scalar_f32", "where_f64", "sum_f64", "logical_not_bool"] {
+            assert!(names.iter().any(|n| n == expected), "{expected} missing from {names:?}");
+        }
+
+        for cc in [ComputeCapability::new(8, 0), ComputeCapability::new(9, 0)] {
+            let cache = ModuleCache::<CompiledModule>::new(cc, Some(disk.clone()));
+            let mut loads = 0;
+            let module = cache
+                .get(&NUMPY_CU, |m| {
+                    loads += 1;
+                    Ok(m.clone())
+                })
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(module.target, compile::Target::cubin(cc));
+            assert_eq!(&module.code[..4], b"\x7fELF");
+            let missing: Vec<&String> = names.iter().filter(|n| !has_symbol(&module.code, n)).collect();
+            assert!(
+                missing.is_empty(),
+                "kernels missing from the sm_{} CUBIN: {missing:?}",
+                cc.arch()
+            );
+            // Cached per source: no second compilation or load, also for a copy of the source
+            // at another address.
+            let again = cache.get(&NUMPY_CU, |_| panic!("loaded twice")).unwrap();
+            assert!(Arc::ptr_eq(&module, &again));
+            let copy: &'static str = Box::leak(NUMPY_CU.code.to_string().into_boxed_str());
+            let moved = KernelSource {
+                name: "numpy.cu",
+                code: copy,
+            };
+            let third = cache.get(&moved, |_| panic!("loaded twice")).unwrap();
+            assert!(Arc::ptr_eq(&module, &third));
+            assert_eq!(loads, 1);
+        }
+        // A new cache (a new device) reads the compiled code from disk.
+        let cache = ModuleCache::<CompiledModule>::new(ComputeCapability::new(9, 0), Some(disk));
+        let module = cache.get(&NUMPY_CU, |m| Ok(m.clone())).unwrap();
+        assert!(module.from_cache);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn a_device_newer_than_nvrtc_gets_ptx_through_the_launch_path() {
+        if !nvrtc_or_skip() {
+            return;
+        }
+        let cache = ModuleCache::<CompiledModule>::new(ComputeCapability::new(99, 0), None);
+        let module = cache
+            .get(&NUMPY_CU, |m| Ok(m.clone()))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(module.target.kind, CodeKind::Ptx);
+        assert!(module.ptx().unwrap().contains(".entry add_f64("));
+    }
+
+    #[test]
+    fn a_broken_source_fails_once_with_the_nvrtc_log() {
+        if !nvrtc_or_skip() {
+            return;
+        }
+        const BROKEN: KernelSource = KernelSource {
+            name: "broken.cu",
+            code: "extern \"C\" __global__ void k(unsigned long long n, float* x) { x[0] = undefined_thing; }",
+        };
+        let cache = ModuleCache::<CompiledModule>::new(ComputeCapability::new(9, 0), None);
+        let err = cache.get(&BROKEN, |_| panic!("nothing to load")).unwrap_err();
+        let Error::Gpu(text) = &err else {
+            panic!("expected Error::Gpu, got {err:?}")
+        };
+        assert!(text.contains("broken.cu") && text.contains("undefined_thing"), "{text}");
+        assert!(text.contains("NVRTC log"), "{text}");
+        // Kept: the same error again, without recompiling.
+        let start = std::time::Instant::now();
+        assert_eq!(cache.get(&BROKEN, |_| panic!("nothing to load")).unwrap_err(), err);
+        assert!(start.elapsed() < std::time::Duration::from_millis(50));
+    }
+
+    #[test]
+    fn without_nvrtc_the_launch_path_reports_gpu_unavailable() {
+        if nvrtc_present() {
+            return;
+        }
+        let cache = ModuleCache::<CompiledModule>::new(ComputeCapability::new(9, 0), None);
+        let err = cache.get(&NUMPY_CU, |m| Ok(m.clone())).unwrap_err();
+        assert_eq!(err, Error::GpuUnavailable(GpuUnavailable::NoNvrtc.to_string()));
+    }
+
+    // ---- on a GPU ----------------------------------------------------------------------------------
+
+    /// The first CUDA device, or `None` (printing why) when there is none; panics instead when
+    /// `BACH_REQUIRE_GPU=1`.
+    fn gpu_or_skip() -> Option<Arc<CudaDevice>> {
+        match CudaDevice::open(0) {
+            Ok(device) => Some(device),
+            Err(e) => {
+                if std::env::var("BACH_REQUIRE_GPU").as_deref() == Ok("1") {
+                    panic!("BACH_REQUIRE_GPU=1 but {e}");
+                }
+                eprintln!("skipping (needs a CUDA device): {e}");
+                None
+            }
+        }
+    }
+
+    fn no_emulation(_: &[&[u8]]) -> Result<Vec<Vec<u8>>> {
+        unreachable!("a CUDA device runs compiled kernels")
+    }
+
+    fn f64_bytes(v: &[f64]) -> Vec<u8> {
+        v.iter().flat_map(|x| x.to_ne_bytes()).collect()
+    }
+
+    fn f64s(bytes: &[u8]) -> Vec<f64> {
+        bytes
+            .chunks_exact(8)
+            .map(|c| f64::from_ne_bytes(c.try_into().unwrap()))
+            .collect()
+    }
+
+    fn upload_f64(device: &CudaDevice, v: &[f64]) -> DeviceBuffer {
+        let buf = device.alloc(v.len() * 8).unwrap();
+        device.upload(&f64_bytes(v), &buf).unwrap();
+        buf
+    }
+
+    fn download_f64(device: &CudaDevice, buf: &DeviceBuffer, n: usize) -> Vec<f64> {
+        let mut bytes = vec![0u8; n * 8];
+        device.download(buf, &mut bytes).unwrap();
+        f64s(&bytes)
+    }
+
+    fn launch(device: &CudaDevice, kernel: &str, n: usize, args: Vec<KernelArg<'_>>) -> Result<()> {
+        device.launch(&Launch {
+            source: NUMPY_CU,
+            kernel: kernel.to_string(),
+            n,
+            args,
+            emulate: &no_emulation,
+        })
+    }
+
+    #[test]
+    fn gpu_alloc_upload_download_roundtrip() {
+        let Some(device) = gpu_or_skip() else { return };
+        eprintln!("{}", device.name());
+        assert!(device.free_memory() > 0);
+        let before = device.stats();
+        // Sizes around the staging chunk (8 MiB), odd ones, and several chunks.
+        for bytes in [
+            0,
+            1,
+            1000,
+            4096,
+            3 * MIB + 7,
+            STAGING_CHUNK,
+            STAGING_CHUNK + 1,
+            20 * MIB + 3,
+        ] {
+            let data: Vec<u8> = (0..bytes).map(|i| (i * 7 + i / 251) as u8).collect();
+            let buf = device.alloc(bytes).unwrap();
+            assert_eq!(buf.len(), bytes);
+            device.upload(&data, &buf).unwrap();
+            let mut back = vec![0xAAu8; bytes];
+            device.download(&buf, &mut back).unwrap();
+            assert!(back == data, "roundtrip of {bytes} bytes");
+            if bytes > 10 {
+                let mut prefix = vec![0u8; 10];
+                device.download(&buf, &mut prefix).unwrap();
+                assert_eq!(prefix, data[..10]);
+            }
+        }
+        let small = device.alloc(16).unwrap();
+        assert!(matches!(device.upload(&[0u8; 17], &small), Err(Error::Gpu(_))));
+        assert!(matches!(device.download(&small, &mut [0u8; 17]), Err(Error::Gpu(_))));
+        let simulated = crate::device::SimulatedDevice::with_capacity(1024).alloc(16).unwrap();
+        assert!(matches!(device.upload(&[0u8; 4], &simulated), Err(Error::Gpu(_))));
+        let stats = device.stats();
+        assert_eq!(stats.uploads - before.uploads, 8);
+        assert_eq!(stats.downloads - before.downloads, 8 + 6);
+        assert!(stats.peak_bytes >= 20 * MIB as u64);
+    }
+
+    #[test]
+    fn gpu_add_f64_on_1e6_elements_matches_the_cpu() {
+        let Some(device) = gpu_or_skip() else { return };
+        let n = 1_000_000;
+        let a: Vec<f64> = (0..n).map(|i| (i as f64).sin() * 1e3).collect();
+        let b: Vec<f64> = (0..n).map(|i| 1.0 / (i as f64 + 0.5)).collect();
+        let (da, db) = (upload_f64(&device, &a), upload_f64(&device, &b));
+        let out = device.alloc(n * 8).unwrap();
+        launch(
+            &device,
+            "add_f64",
+            n,
+            vec![KernelArg::In(&da), KernelArg::In(&db), KernelArg::Out(&out)],
+        )
+        .unwrap();
+        let got = download_f64(&device, &out, n);
+        let mismatches = (0..n).filter(|&i| got[i].to_bits() != (a[i] + b[i]).to_bits()).count();
+        assert_eq!(mismatches, 0, "add_f64 differs from the CPU in {mismatches} elements");
+        assert_eq!(device.stats().launches, 1);
+    }
+
+    #[test]
+    fn gpu_scalar_arguments_and_f32_kernels() {
+        let Some(device) = gpu_or_skip() else { return };
+        let n = 300_001;
+        let a: Vec<f32> = (0..n).map(|i| i as f32 * 0.25).collect();
+        let da = device.alloc(n * 4).unwrap();
+        device
+            .upload(&a.iter().flat_map(|x| x.to_ne_bytes()).collect::<Vec<u8>>(), &da)
+            .unwrap();
+        let out = device.alloc(n * 4).unwrap();
+        // out = 10 - a
+        launch(
+            &device,
+            "scalar_subtract_f32",
+            n,
+            vec![KernelArg::In(&da), KernelArg::F32(10.0), KernelArg::Out(&out)],
+        )
+        .unwrap();
+        let mut bytes = vec![0u8; n * 4];
+        device.download(&out, &mut bytes).unwrap();
+        let got: Vec<f32> = bytes
+            .chunks_exact(4)
+            .map(|c| f32::from_ne_bytes(c.try_into().unwrap()))
+            .collect();
+        for i in 0..n {
+            assert_eq!(got[i], 10.0 - a[i], "element {i}");
+        }
+        // f64 scalar: out = a * 3
+        let x: Vec<f64> = (0..n).map(|i| i as f64 - 7.5).collect();
+        let dx = upload_f64(&device, &x);
+        let out64 = device.alloc(n * 8).unwrap();
+        launch(
+            &device,
+            "multiply_scalar_f64",
+            n,
+            vec![KernelArg::In(&dx), KernelArg::F64(3.0), KernelArg::Out(&out64)],
+        )
+        .unwrap();
+        let got = download_f64(&device, &out64, n);
+        assert!((0..n).all(|i| got[i] == x[i] * 3.0));
+    }
+
+    #[test]
+    fn gpu_sum_f64_writes_one_partial_per_output_entry() {
+        let Some(device) = gpu_or_skip() else { return };
+        let n = 1_000_003;
+        let a: Vec<f64> = (0..n).map(|i| (i % 1000) as f64).collect();
+        let da = upload_f64(&device, &a);
+        for partials in [1, 7, 1024] {
+            let out = upload_f64(&device, &vec![f64::NAN; partials]);
+            launch(&device, "sum_f64", n, vec![KernelArg::In(&da), KernelArg::Out(&out)]).unwrap();
+            let got = download_f64(&device, &out, partials);
+            assert!(got.iter().all(|p| p.is_finite()), "every partial written: {got:?}");
+            assert_eq!(got.iter().sum::<f64>(), a.iter().sum::<f64>(), "{partials} partials");
+        }
+        let none = device.alloc(4).unwrap();
+        assert!(matches!(
+            launch(&device, "sum_f64", n, vec![KernelArg::In(&da), KernelArg::Out(&none)]),
+            Err(Error::Gpu(_))
+        ));
+    }
+
+    #[test]
+    fn gpu_missing_kernel_is_an_error() {
+        let Some(device) = gpu_or_skip() else { return };
+        let buf = device.alloc(8).unwrap();
+        let err = launch(&device, "add_f128", 1, vec![KernelArg::In(&buf), KernelArg::Out(&buf)]).unwrap_err();
+        assert_eq!(err, Error::Gpu("kernel `add_f128` not found in numpy.cu".into()));
+        // The device still works.
+        launch(
+            &device,
+            "negative_f64",
+            1,
+            vec![KernelArg::In(&buf), KernelArg::Out(&buf)],
+        )
+        .unwrap();
+        device.synchronize().unwrap();
+    }
+
+    #[test]
+    fn gpu_the_allocator_reuses_buffers_over_10000_cycles() {
+        let Some(device) = gpu_or_skip() else { return };
+        let n = 1 << 20;
+        let first = device.allocator_stats();
+        let free_before = device.free_memory();
+        let mut reserved = None;
+        for cycle in 0..10_000 {
+            // An evaluate-sized batch: two inputs, an output, a tail-batch buffer.
+            let a = device.alloc(n * 8).unwrap();
+            let b = device.alloc(n * 8).unwrap();
+            let out = device.alloc(n * 8).unwrap();
+            let tail = device.alloc(12_345 * 8).unwrap();
+            if cycle % 1000 == 0 {
+                let x: Vec<f64> = (0..n).map(|i| (i + cycle) as f64).collect();
+                device.upload(&f64_bytes(&x), &a).unwrap();
+                device.upload(&f64_bytes(&x), &b).unwrap();
+                launch(
+                    &device,
+                    "add_f64",
+                    n,
+                    vec![KernelArg::In(&a), KernelArg::In(&b), KernelArg::Out(&out)],
+                )
+                .unwrap();
+                let got = download_f64(&device, &out, n);
+                assert!((0..n).all(|i| got[i] == 2.0 * x[i]), "cycle {cycle}");
+            }
+            drop((a, b, out, tail));
+            let s = device.allocator_stats();
+            assert_eq!(s.live_bytes, first.live_bytes);
+            let now = s.live_bytes + s.cached_bytes;
+            assert_eq!(*reserved.get_or_insert(now), now, "the cache grew in cycle {cycle}");
+        }
+        let s = device.allocator_stats();
+        assert!(s.driver_allocations - first.driver_allocations <= 4, "{s:?}");
+        assert!(s.reuses - first.reuses >= 4 * 9_999, "{s:?}");
+        // The cached blocks count as free memory, so free memory did not shrink.
+        let slack = 64 * MIB; // other processes, staging buffers, module code
+        assert!(
+            device.free_memory() + slack >= free_before,
+            "{} < {free_before}",
+            device.free_memory()
+        );
+        let freed = device.empty_cache().unwrap();
+        assert_eq!(freed, s.cached_bytes);
+        assert_eq!(device.allocator_stats().cached_blocks, 0);
+    }
+
+    #[test]
+    fn gpu_a_reused_block_is_ordered_after_the_kernel_that_read_it() {
+        let Some(device) = gpu_or_skip() else { return };
+        let n = 1 << 22;
+        let outs: Vec<(f64, DeviceBuffer)> = (0..8)
+            .map(|k| {
+                let input = upload_f64(&device, &vec![k as f64; n]);
+                let out = device.alloc(n * 8).unwrap();
+                launch(
+                    &device,
+                    "square_f64",
+                    n,
+                    vec![KernelArg::In(&input), KernelArg::Out(&out)],
+                )
+                .unwrap();
+                drop(input); // reused by the next iteration's upload, while the kernel may still run
+                ((k * k) as f64, out)
+            })
+            .collect();
+        for (expected, out) in &outs {
+            assert!(
+                download_f64(&device, out, n).iter().all(|x| x == expected),
+                "{expected}"
+            );
+        }
+    }
+
+    #[test]
+    fn gpu_the_memory_budget_is_enforced() {
+        let Some(device) = gpu_or_skip() else { return };
+        let device = device.with_memory_budget(64 * MIB);
+        assert_eq!(device.memory_budget(), Some(64 * MIB));
+        assert!(device.free_memory() <= 64 * MIB);
+        let a = device.alloc(48 * MIB).unwrap();
+        assert_eq!(device.free_memory(), 16 * MIB);
+        match device.alloc(32 * MIB) {
+            Err(Error::DeviceOutOfMemory { requested, free }) => assert_eq!((requested, free), (32 * MIB, 16 * MIB)),
+            other => panic!("expected DeviceOutOfMemory, got {other:?}"),
+        }
+        drop(a);
+        assert_eq!(device.free_memory(), 64 * MIB);
+        // Another size class: the cached 48 MiB block is released to stay in the budget.
+        let b = device.alloc(32 * MIB).unwrap();
+        let s = device.allocator_stats();
+        assert!(s.live_bytes + s.cached_bytes <= 64 * MIB, "{s:?}");
+        drop(b);
+        device.set_memory_budget(None);
+        assert!(device.free_memory() > 64 * MIB);
+    }
+
+    #[test]
+    fn gpu_driver_out_of_memory_is_typed_and_recoverable() {
+        let Some(device) = gpu_or_skip() else { return };
+        let cached = device.alloc(16 * MIB).unwrap();
+        drop(cached);
+        match device.alloc(device.total_memory() * 2) {
+            Err(Error::DeviceOutOfMemory { requested, .. }) => assert_eq!(requested, device.total_memory() * 2),
+            other => panic!("expected DeviceOutOfMemory, got {other:?}"),
+        }
+        assert_eq!(
+            device.allocator_stats().cached_bytes,
+            0,
+            "the cache was emptied before giving up"
+        );
+        let again = upload_f64(&device, &[1.0, 2.0]);
+        assert_eq!(download_f64(&device, &again, 2), vec![1.0, 2.0]);
+    }
+
+    #[test]
+    fn gpu_buffers_may_outlive_their_device() {
+        let Some(device) = gpu_or_skip() else { return };
+        let buf = upload_f64(&device, &[1.0; 1000]);
+        drop(device);
+        drop(buf); // returned to the pool of the shared state, freed with it
+    }
+}
