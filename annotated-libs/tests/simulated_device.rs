@@ -8,7 +8,8 @@ use annotated_libs::cpu::numpy as cpu;
 use annotated_libs::numpy as np;
 use annotated_libs::workloads;
 use bach_runtime::{
-    evaluate, Config, Device, DevicePolicy, Error, Graph, Placement, SimulatedDevice, SimulatedDeviceConfig,
+    evaluate, Config, Device, DeviceCosts, DevicePolicy, Error, Graph, Placement, SimulatedDevice,
+    SimulatedDeviceConfig,
 };
 use ndarray::Array1;
 
@@ -26,8 +27,13 @@ fn bits(a: &Array1<f64>) -> Vec<u64> {
     a.iter().map(|x| x.to_bits()).collect()
 }
 
+/// A graph that runs every eligible stage on `device` (placement forced, so
+/// that small test sizes exercise the device executor).
 fn graph_on(device: Arc<SimulatedDevice>) -> Graph {
-    let g = Graph::with_config(Config::default());
+    let g = Graph::with_config(Config {
+        device: DevicePolicy::Gpu,
+        ..Config::default()
+    });
     g.set_device(Some(device));
     g
 }
@@ -90,6 +96,7 @@ fn an_injected_out_of_memory_halves_the_batch_and_loses_nothing() {
         let dev = Arc::new(SimulatedDevice::new(SimulatedDeviceConfig {
             capacity: 1 << 30,
             fail_alloc: Some(fail),
+            ..Default::default()
         }));
         let g = graph_on(dev.clone());
         let h = g.enter(|| workloads::bach::haversine(&x[0], &x[1]));
@@ -127,6 +134,7 @@ fn a_memory_budget_caps_what_the_device_uses() {
     let dev = Arc::new(SimulatedDevice::with_capacity(1 << 30));
     let g = Graph::with_config(Config {
         gpu_memory: Some(64 << 10),
+        device: DevicePolicy::Gpu,
         ..Config::default()
     });
     g.set_device(Some(dev.clone()));
@@ -158,4 +166,52 @@ fn cpu_policy_ignores_the_device_and_gpu_policy_without_one_is_an_error() {
             other => panic!("expected GpuUnavailable, got {other:?}"),
         }
     }
+}
+
+#[test]
+fn placement_moves_from_cpu_to_device_as_size_grows() {
+    // A device with a fast link and fast kernels: small stages pay latency and
+    // launches, large ones win.
+    let costs = DeviceCosts {
+        link_bytes_per_s: 50e9,
+        link_latency_s: 20e-6,
+        launch_s: 10e-6,
+        elements_per_s: 100e9,
+    };
+    let dev = Arc::new(SimulatedDevice::new(SimulatedDeviceConfig {
+        capacity: 1 << 32,
+        costs,
+        ..Default::default()
+    }));
+    let g = Graph::with_config(Config::default()); // Auto: the cost model decides
+    g.set_device(Some(dev));
+    let mut placements = Vec::new();
+    for log2 in [4, 10, 16, 22] {
+        let x = bs_inputs(1 << log2);
+        let e = g
+            .enter(|| g.explain(&workloads::bach::blackscholes(&x[0], &x[1], &x[2], &x[3], &x[4])))
+            .unwrap();
+        assert_eq!(e.stages.len(), 1);
+        let s = &e.stages[0];
+        assert!(s.cost.cpu_s > 0.0 && s.cost.device_s().unwrap() > 0.0, "{e}");
+        assert_eq!(s.cost.bytes_up, 5 * 8 << log2);
+        assert_eq!(s.cost.bytes_down, 2 * 8 << log2);
+        placements.push(s.placement);
+    }
+    assert_eq!(placements[0], Placement::Cpu, "{placements:?}");
+    assert_eq!(placements[3], Placement::Gpu, "{placements:?}");
+    // Once it moves to the device it stays there as size grows.
+    let first_gpu = placements.iter().position(|p| *p == Placement::Gpu).unwrap();
+    assert!(placements[first_gpu..].iter().all(|p| *p == Placement::Gpu), "{placements:?}");
+}
+
+#[test]
+fn last_run_reports_measured_time_beside_the_prediction() {
+    let x = bs_inputs(4096);
+    let g = Graph::new();
+    g.enter(|| evaluate(workloads::bach::haversine(&x[0], &x[1]))).unwrap();
+    let run = g.last_run().expect("a run happened");
+    assert_eq!(run.stages.len(), 1);
+    assert!(run.stages[0].measured_s.unwrap() > 0.0);
+    assert!(run.to_string().contains("measured"), "{run}");
 }

@@ -127,7 +127,9 @@ impl Graph {
             });
         }
         let mut plan = Plan::build(&targets)?;
-        let values = exec::run(&mut plan, self)?;
+        let (values, seconds) = exec::run(&mut plan, self)?;
+        *self.last_run_slot().lock().unwrap_or_else(|e| e.into_inner()) =
+            Some(crate::explain::Explain::of(&plan, &self.config(), Some(&seconds)));
         // Cache every target's outputs in its node; the node then drops its
         // inputs, which frees upstream nodes nothing else needs.
         for ((node, output), held) in targets.iter().zip(&values) {

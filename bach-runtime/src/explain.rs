@@ -32,6 +32,10 @@ pub struct StageInfo {
     pub batch_size: Option<usize>,
     /// Outputs materialised whole (read by later stages or returned).
     pub materialised: usize,
+    /// The cost model's prediction.
+    pub cost: crate::cost::StageCost,
+    /// Seconds the stage took (only in [`Graph::last_run`]).
+    pub measured_s: Option<f64>,
 }
 
 impl fmt::Display for Explain {
@@ -45,6 +49,21 @@ impl fmt::Display for Explain {
                 write!(f, " in batches of {b}")?;
             }
             writeln!(f, ", {} output(s) materialised ({})", s.materialised, s.reason)?;
+            write!(f, "  predicted: cpu {:.3} ms", s.cost.cpu_s * 1e3)?;
+            if let (Some(c), Some(t)) = (s.cost.device_compute_s, s.cost.transfer_s) {
+                write!(
+                    f,
+                    ", device {:.3} ms compute + {:.3} ms transfer ({} B up, {} B down)",
+                    c * 1e3,
+                    t * 1e3,
+                    s.cost.bytes_up,
+                    s.cost.bytes_down
+                )?;
+            }
+            if let Some(m) = s.measured_s {
+                write!(f, "; measured {:.3} ms", m * 1e3)?;
+            }
+            writeln!(f)?;
             writeln!(f, "  {}", s.ops.join(" -> "))?;
         }
         Ok(())
@@ -67,29 +86,40 @@ impl Graph {
         let mut plan = Plan::build(&targets)?;
         let config = self.config();
         let device = self.device(&config)?;
-        crate::exec::place(&mut plan, device.as_deref());
-        Ok(Explain {
+        crate::exec::place(&mut plan, device.as_deref(), &config);
+        Ok(Explain::of(&plan, &config, None))
+    }
+
+    /// The plan of this graph's last evaluation, with the measured seconds of
+    /// each stage beside the predictions (`None` before the first evaluation).
+    pub fn last_run(&self) -> Option<Explain> {
+        self.last_run_slot().lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+impl Explain {
+    pub(crate) fn of(plan: &Plan, config: &crate::config::Config, measured: Option<&[f64]>) -> Explain {
+        Explain {
             stages: plan
                 .stages
                 .iter()
-                .map(|s| StageInfo {
+                .enumerate()
+                .map(|(i, s)| StageInfo {
                     kind: s.kind,
                     placement: s.placement,
                     reason: s.reason.clone(),
+                    cost: s.cost,
+                    measured_s: measured.and_then(|m| m.get(i).copied()),
                     ops: s.nodes.iter().map(|&n| plan.nodes[n].info.name).collect(),
                     elements: s.count,
                     batch_size: match s.kind {
-                        StageKind::Partitioned => Some(crate::exec::cpu::batch_size(&plan, s, &config)),
+                        StageKind::Partitioned => Some(crate::exec::cpu::batch_size(plan, s, config)),
                         StageKind::Whole => None,
                     },
-                    materialised: plan
-                        .escaping
-                        .keys()
-                        .filter(|(n, _)| s.nodes.contains(n))
-                        .count(),
+                    materialised: plan.escaping.keys().filter(|(n, _)| s.nodes.contains(n)).count(),
                 })
                 .collect(),
-        })
+        }
     }
 }
 

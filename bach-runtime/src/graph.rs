@@ -210,6 +210,7 @@ struct GraphInner {
     id: u64,
     config: RwLock<Config>,
     device: Mutex<Option<Arc<dyn crate::device::Device>>>,
+    last_run: Mutex<Option<crate::explain::Explain>>,
     pool: Mutex<Option<(usize, Arc<rayon::ThreadPool>)>>,
 }
 
@@ -259,6 +260,7 @@ impl Graph {
                 id: next_id(),
                 config: RwLock::new(config),
                 device: Mutex::new(None),
+                last_run: Mutex::new(None),
                 pool: Mutex::new(None),
             }),
         }
@@ -330,6 +332,10 @@ impl Graph {
             (Err(reason), DevicePolicy::Gpu) => Err(Error::GpuUnavailable(reason)),
             (Err(_), _) => Ok(None),
         }
+    }
+
+    pub(crate) fn last_run_slot(&self) -> &Mutex<Option<crate::explain::Explain>> {
+        &self.inner.last_run
     }
 
     /// The rayon pool for `threads` workers (`None`: rayon's global pool).

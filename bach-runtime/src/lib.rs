@@ -32,6 +32,7 @@
 extern crate self as bach_runtime;
 
 mod config;
+mod cost;
 mod device;
 #[allow(dead_code)]
 pub(crate) mod cuda;
@@ -47,6 +48,7 @@ mod value;
 
 pub use bach_macros::offload;
 pub use config::{parse_bytes, Config, DevicePolicy};
+pub use cost::{recalibrate, DeviceCosts, StageCost};
 pub use device::{Device, DeviceBuffer, KernelArg, KernelSource, Launch, SimulatedDevice, SimulatedDeviceConfig, TransferStats};
 pub use cuda::discovery::{gpu_status, ComputeCapability, DeviceInfo, GpuStatus, GpuUnavailable};
 pub use error::{Error, Result};

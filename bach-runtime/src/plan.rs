@@ -73,6 +73,8 @@ pub(crate) struct Stage {
     pub(crate) placement: Placement,
     /// Why the stage runs where it runs.
     pub(crate) reason: String,
+    /// The cost model's prediction.
+    pub(crate) cost: crate::cost::StageCost,
     /// Plan node indices in execution order.
     pub(crate) nodes: Vec<usize>,
     /// Elements split, when known before running.
@@ -276,6 +278,7 @@ fn group(nodes: &[PlanNode]) -> Vec<Stage> {
                 },
                 placement: Placement::Cpu,
                 reason: "no device".into(),
+                cost: Default::default(),
                 nodes: Vec::new(),
                 count: if partitioned { n.count } else { None },
             });

@@ -119,6 +119,10 @@ pub trait Device: Send + Sync {
     fn synchronize(&self) -> Result<()>;
     /// Counters since the device was created.
     fn stats(&self) -> TransferStats;
+    /// What transfers and kernels cost on this device (for placement).
+    fn costs(&self) -> crate::cost::DeviceCosts {
+        crate::cost::DeviceCosts::default()
+    }
 }
 
 /// The process's GPU, discovered on first need: the first CUDA device, or why

@@ -17,6 +17,8 @@ pub struct SimulatedDeviceConfig {
     /// Fail the allocation with this (0-based) index, to test recovery from
     /// out-of-memory errors.
     pub fail_alloc: Option<u64>,
+    /// The costs placement assumes for this device.
+    pub costs: crate::cost::DeviceCosts,
 }
 
 impl Default for SimulatedDeviceConfig {
@@ -24,6 +26,7 @@ impl Default for SimulatedDeviceConfig {
         SimulatedDeviceConfig {
             capacity: 1 << 30,
             fail_alloc: None,
+            costs: crate::cost::DeviceCosts::default(),
         }
     }
 }
@@ -184,5 +187,9 @@ impl Device for SimulatedDevice {
 
     fn stats(&self) -> TransferStats {
         *self.counters.stats.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn costs(&self) -> crate::cost::DeviceCosts {
+        self.config.costs
     }
 }

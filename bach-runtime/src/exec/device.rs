@@ -85,7 +85,7 @@ fn kernel_name(pn: &PlanNode) -> String {
 
 /// Bytes per element the stage keeps on the device in the worst case (every
 /// split input and every intermediate live at once).
-fn bytes_per_element(layout: &StageLayout) -> usize {
+pub(crate) fn bytes_per_element(layout: &StageLayout) -> usize {
     let split: usize = layout.splits.iter().filter_map(|(_, vt)| array_dtype(vt.value_id)).map(DType::size).sum();
     let slots: usize = layout.slot_split.iter().filter_map(|vt| array_dtype(vt.value_id)).map(DType::size).sum();
     (split + slots).max(1)

@@ -21,27 +21,60 @@ use crate::value::{Held, Piece};
 /// Whole values produced by the stages run so far, by (plan node, output).
 pub(crate) type Materialized = HashMap<(usize, u32), Held>;
 
-/// Chooses each stage's placement: the device when there is one and every
-/// call of the stage has a kernel there (the paper's default policy), else the CPU.
-pub(crate) fn place(plan: &mut Plan, device: Option<&dyn Device>) {
+/// Chooses each stage's placement. A stage can run on the device when every
+/// call has a kernel there; it does when the cost model predicts it faster
+/// (`DevicePolicy::Auto`) or always (`DevicePolicy::Gpu`).
+pub(crate) fn place(plan: &mut Plan, device: Option<&dyn Device>, config: &Config) {
+    let threads = config.threads.unwrap_or_else(rayon::current_num_threads);
     for i in 0..plan.stages.len() {
-        let (placement, reason) = match device {
-            None => (Placement::Cpu, "no GPU".to_string()),
-            Some(d) => match device::ineligible(plan, &plan.stages[i]) {
-                None => (Placement::Gpu, format!("every call has a kernel on {}", d.name())),
-                Some(why) => (Placement::Cpu, why),
-            },
+        let stage = &plan.stages[i];
+        let n = stage.count.unwrap_or(0);
+        let eligible = device.map(|d| (d, device::ineligible(plan, stage)));
+        let device_costs = match &eligible {
+            Some((d, None)) => {
+                let per_element = match layout::StageLayout::build(plan, stage, &HashMap::new()) {
+                    Ok(l) => device::bytes_per_element(&l),
+                    Err(_) => 64,
+                };
+                let budget = config.gpu_memory.unwrap_or(usize::MAX).min(d.free_memory()).max(1);
+                let batches = (n * per_element).div_ceil(budget);
+                Some((d.costs(), batches))
+            }
+            _ => None,
         };
-        plan.stages[i].placement = placement;
-        plan.stages[i].reason = reason;
+        let cost = crate::cost::predict(plan, stage, n, threads, device_costs.as_ref().map(|(c, b)| (c, *b)));
+        let (placement, reason) = match (eligible, cost.device_s()) {
+            (None, _) => (Placement::Cpu, "no GPU".to_string()),
+            (Some((_, Some(why))), _) => (Placement::Cpu, why),
+            (Some((d, None)), _) if config.device == crate::config::DevicePolicy::Gpu => {
+                (Placement::Gpu, format!("GPU forced; every call has a kernel on {}", d.name()))
+            }
+            (Some(_), _) if stage.count.is_none() => (Placement::Cpu, "size unknown before running".to_string()),
+            (Some((d, None)), Some(dev_s)) if dev_s < cost.cpu_s => (
+                Placement::Gpu,
+                format!("{} predicted {:.3} ms vs {:.3} ms on the CPU", d.name(), dev_s * 1e3, cost.cpu_s * 1e3),
+            ),
+            (Some(_), dev_s) => (
+                Placement::Cpu,
+                format!(
+                    "CPU predicted {:.3} ms vs {:.3} ms on the device",
+                    cost.cpu_s * 1e3,
+                    dev_s.unwrap_or(f64::INFINITY) * 1e3
+                ),
+            ),
+        };
+        let stage = &mut plan.stages[i];
+        stage.placement = placement;
+        stage.reason = reason;
+        stage.cost = cost;
     }
 }
 
 /// Runs every stage of `plan`; returns the targets' values in order.
-pub(crate) fn run(plan: &mut Plan, graph: &Graph) -> Result<Vec<Held>> {
+pub(crate) fn run(plan: &mut Plan, graph: &Graph) -> Result<(Vec<Held>, Vec<f64>)> {
     let config: Config = graph.config();
     let dev = graph.device(&config)?;
-    place(plan, dev.as_deref());
+    place(plan, dev.as_deref(), &config);
     let plan: &Plan = plan;
     let mut done: Materialized = HashMap::new();
     let pool = graph.pool(config.threads)?;
@@ -50,7 +83,9 @@ pub(crate) fn run(plan: &mut Plan, graph: &Graph) -> Result<Vec<Held>> {
         (StageKind::Partitioned, None) => cpu::run_partitioned(plan, stage, done, &config),
         (StageKind::Whole, _) => cpu::run_whole(plan, stage, done),
     };
+    let mut seconds = Vec::with_capacity(plan.stages.len());
     for stage in &plan.stages {
+        let started = std::time::Instant::now();
         let outputs = match (stage.placement, &dev) {
             (Placement::Gpu, Some(d)) => {
                 let budget = config.gpu_memory.unwrap_or(usize::MAX);
@@ -67,8 +102,10 @@ pub(crate) fn run(plan: &mut Plan, graph: &Graph) -> Result<Vec<Held>> {
             _ => on_cpu(stage, &done)?,
         };
         done.extend(outputs);
+        seconds.push(started.elapsed().as_secs_f64());
     }
-    plan.targets
+    let values = plan
+        .targets
         .iter()
         .map(|t| match t {
             Input::External(h) => Ok(h.clone()),
@@ -76,7 +113,8 @@ pub(crate) fn run(plan: &mut Plan, graph: &Graph) -> Result<Vec<Held>> {
                 expected: "a materialised target",
             }),
         })
-        .collect()
+        .collect::<Result<Vec<Held>>>()?;
+    Ok((values, seconds))
 }
 
 /// Calls an annotated function's CPU implementation, turning a panic into

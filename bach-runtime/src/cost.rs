@@ -1,0 +1,195 @@
+//! The cost model: predicted seconds for running a stage on the CPU or on a
+//! device, from per-call CPU costs (measured by short micro-benchmarks the
+//! first time a function is planned, then cached) and the device's
+//! [`DeviceCosts`] (link bandwidth and latency, launch overhead, kernel
+//! throughput).
+//!
+//! Placement compares the two predictions. Stage outputs are always brought
+//! back to the host, so a device stage pays for uploading its split inputs
+//! and downloading its escaping outputs; nothing ping-pongs between stages.
+
+use std::any::Any;
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
+use std::time::Instant;
+
+use crate::device::codec::{codec, Codec, DType};
+use crate::op::Args;
+use crate::plan::{Plan, PlanNode, Stage};
+use crate::split::SplitKind;
+use crate::value::Piece;
+
+/// What moving data to a device and computing there costs, in seconds.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DeviceCosts {
+    /// Host-device bandwidth, bytes per second (each direction).
+    pub link_bytes_per_s: f64,
+    /// Fixed cost of one transfer, seconds.
+    pub link_latency_s: f64,
+    /// Fixed cost of one kernel launch, seconds.
+    pub launch_s: f64,
+    /// Elements per second of one elementwise kernel.
+    pub elements_per_s: f64,
+}
+
+impl Default for DeviceCosts {
+    /// Typical figures of a PCIe 4/5 data-center GPU, used until calibrated.
+    fn default() -> Self {
+        DeviceCosts {
+            link_bytes_per_s: 20e9,
+            link_latency_s: 10e-6,
+            launch_s: 5e-6,
+            elements_per_s: 50e9,
+        }
+    }
+}
+
+/// The prediction for one stage.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct StageCost {
+    /// Seconds on the CPU (all workers).
+    pub cpu_s: f64,
+    /// Seconds of kernels on the device (`None`: no device, or not eligible).
+    pub device_compute_s: Option<f64>,
+    /// Seconds of transfers for the device placement.
+    pub transfer_s: Option<f64>,
+    /// Bytes uploaded for the device placement.
+    pub bytes_up: u64,
+    /// Bytes downloaded for the device placement.
+    pub bytes_down: u64,
+}
+
+impl StageCost {
+    /// Seconds on the device, compute plus transfers (the device executor does
+    /// not overlap them yet).
+    pub fn device_s(&self) -> Option<f64> {
+        Some(self.device_compute_s? + self.transfer_s?)
+    }
+}
+
+/// Elements a calibration runs each function on.
+const CALIBRATION_ELEMENTS: usize = 1 << 14;
+/// Assumed CPU cost of a function that cannot be calibrated, seconds per element.
+const UNKNOWN_CPU_S: f64 = 2e-9;
+
+fn cpu_table() -> &'static Mutex<HashMap<(&'static str, Vec<std::any::TypeId>), f64>> {
+    static TABLE: OnceLock<Mutex<HashMap<(&'static str, Vec<std::any::TypeId>), f64>>> = OnceLock::new();
+    TABLE.get_or_init(Default::default)
+}
+
+/// Forgets every measured CPU cost; the next plans measure again.
+pub fn recalibrate() {
+    cpu_table().lock().unwrap_or_else(|e| e.into_inner()).clear();
+}
+
+/// A synthetic argument for calibration: arrays of ordinary values.
+fn synthetic(node: &PlanNode, i: usize, n: usize) -> Option<Piece> {
+    let a = &node.args[i];
+    match (a.split.kind, codec(a.split.value_id)) {
+        (SplitKind::Partition, Some(Codec::Array { dtype, from_bytes, .. })) => {
+            let bytes: Vec<u8> = match dtype {
+                DType::F64 => (0..n).flat_map(|k| (0.5 + (k % 97) as f64 / 97.0).to_ne_bytes()).collect(),
+                DType::F32 => (0..n).flat_map(|k| (0.5 + (k % 97) as f32 / 97.0).to_ne_bytes()).collect(),
+                DType::Bool => (0..n).map(|k| (k % 3 == 0) as u8).collect(),
+            };
+            Some(from_bytes(&bytes))
+        }
+        (_, Some(Codec::Scalar { dtype: DType::F64 })) => Some(Box::new(1.25f64)),
+        (_, Some(Codec::Scalar { dtype: DType::F32 })) => Some(Box::new(1.25f32)),
+        _ if a.split.value_id == std::any::TypeId::of::<usize>() && node.info.alloc => Some(Box::new(n)),
+        _ => None,
+    }
+}
+
+/// Seconds per element of `node`'s CPU function on one core, measured once.
+pub(crate) fn cpu_seconds_per_element(node: &PlanNode) -> f64 {
+    let key = (node.info.name, node.args.iter().map(|a| a.split.value_id).collect::<Vec<_>>());
+    if let Some(&s) = cpu_table().lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+        return s;
+    }
+    let n = CALIBRATION_ELEMENTS;
+    let measured = (|| {
+        let pieces: Vec<Piece> = (0..node.args.len()).map(|i| synthetic(node, i, n)).collect::<Option<_>>()?;
+        if node.args.iter().any(|a| a.mutated) {
+            return None;
+        }
+        let mut best = f64::INFINITY;
+        for _ in 0..3 {
+            let mut args = Args {
+                refs: pieces.iter().map(|p| &**p as &(dyn Any + Send + Sync)).collect(),
+                owned: (0..pieces.len()).map(|_| None).collect(),
+            };
+            let t = Instant::now();
+            let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (node.cpu)(&mut args))).ok()?.ok()?;
+            best = best.min(t.elapsed().as_secs_f64());
+            drop(out);
+        }
+        Some(best / n as f64)
+    })()
+    .unwrap_or(UNKNOWN_CPU_S);
+    cpu_table().lock().unwrap_or_else(|e| e.into_inner()).insert(key, measured);
+    measured
+}
+
+/// Bytes per element of the values of split type `vt` on a device (0: not an array).
+fn array_bytes(id: std::any::TypeId) -> u64 {
+    match codec(id) {
+        Some(Codec::Array { dtype, .. }) => dtype.size() as u64,
+        _ => 0,
+    }
+}
+
+/// Predicts `stage`: `n` elements, `threads` CPU workers, and the device's
+/// costs when it may run there (`batches`: device batches).
+pub(crate) fn predict(
+    plan: &Plan,
+    stage: &Stage,
+    n: usize,
+    threads: usize,
+    device: Option<(&DeviceCosts, usize)>,
+) -> StageCost {
+    let per_element: f64 = stage.nodes.iter().map(|&i| cpu_seconds_per_element(&plan.nodes[i])).sum();
+    let cpu_batches = n.div_ceil(4096).max(1);
+    let cpu_s = n as f64 * per_element / threads.min(cpu_batches).max(1) as f64;
+    let mut cost = StageCost {
+        cpu_s,
+        ..StageCost::default()
+    };
+    if let Some((d, batches)) = device {
+        let batches = batches.max(1) as f64;
+        // Each split input goes up once; each escaping output comes down once.
+        let mut ups = std::collections::HashSet::new();
+        let mut up = 0u64;
+        let mut down = 0u64;
+        let mut transfers_per_batch = 0u64;
+        for &i in &stage.nodes {
+            let node = &plan.nodes[i];
+            for a in &node.args {
+                let local = matches!(a.input, crate::plan::Input::Local(p, _) if stage.nodes.contains(&p));
+                if !local && a.split.kind == SplitKind::Partition {
+                    let key = match &a.input {
+                        crate::plan::Input::External(h) => h.get() as *const dyn Any as *const () as usize,
+                        crate::plan::Input::Local(p, o) => (p << 8) | *o as usize,
+                    };
+                    if ups.insert(key) {
+                        up += array_bytes(a.split.value_id) * n as u64;
+                        transfers_per_batch += 1;
+                    }
+                }
+            }
+            for (o, vt) in node.outputs.iter().enumerate() {
+                if plan.escaping.contains_key(&(i, o as u32)) {
+                    down += array_bytes(vt.value_id) * n as u64;
+                    transfers_per_batch += 1;
+                }
+            }
+        }
+        let launches = stage.nodes.len() as f64 * batches;
+        cost.device_compute_s = Some(stage.nodes.len() as f64 * n as f64 / d.elements_per_s + launches * d.launch_s);
+        cost.transfer_s =
+            Some((up + down) as f64 / d.link_bytes_per_s + transfers_per_batch as f64 * batches * d.link_latency_s);
+        cost.bytes_up = up;
+        cost.bytes_down = down;
+    }
+    cost
+}
