@@ -49,7 +49,7 @@ mod value;
 pub use bach_macros::offload;
 pub use config::{parse_bytes, Config, DevicePolicy};
 pub use cost::{recalibrate, DeviceCosts, StageCost};
-pub use device::{Device, DeviceBuffer, KernelArg, KernelSource, Launch, SimulatedDevice, SimulatedDeviceConfig, TransferStats};
+pub use device::{CudaDevice, Device, DeviceBuffer, KernelArg, KernelSource, Launch, SimulatedDevice, SimulatedDeviceConfig, TransferStats};
 pub use cuda::discovery::{gpu_status, ComputeCapability, DeviceInfo, GpuStatus, GpuUnavailable};
 pub use error::{Error, Result};
 pub use eval::{evaluate, Evaluate};

@@ -1061,6 +1061,7 @@ impl Device for CudaDevice {
 
     fn launch(&self, launch: &Launch<'_>) -> Result<()> {
         let source = launch.source.name;
+        self.shared.bind()?;
         let module = self.modules.get(&launch.source, |compiled| {
             LoadedModule::load(&self.shared.ctx, source, compiled)
         })?;
@@ -1103,7 +1104,6 @@ impl Device for CudaDevice {
             })
             .collect();
 
-        self.shared.bind()?;
         // SAFETY: `function` belongs to a module loaded in this context and kept alive by
         // `self.modules`. `pointers` holds one pointer per kernel parameter, in the kernel's
         // order (`unsigned long long n`, then the arguments as the launch convention of
