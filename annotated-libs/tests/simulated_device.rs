@@ -111,20 +111,19 @@ fn stages_without_kernels_stay_on_the_cpu_and_the_rest_goes_to_the_device() {
     let a = uniform(5000, -1.0, 1.0, 1);
     let dev = Arc::new(SimulatedDevice::with_capacity(1 << 20));
     let g = graph_on(dev.clone());
-    let (y, total) = g
+    let (y, m) = g
         .enter(|| {
-            let s = np::sum(&np::multiply(&a, &a)); // has a reduction: CPU
-            let y = np::multiply_scalar(&np::sqrt(&np::abs(&a)), &s); // elementwise: device
-            let e = g.explain(&(y.clone(), s.clone())).unwrap();
+            let m = np::mean(&np::multiply(&a, &a)); // moments: no kernel, CPU
+            let y = np::multiply_scalar(&a, &m); // elementwise: device
+            let e = g.explain(&(y.clone(), m.clone())).unwrap();
             let places: Vec<_> = e.stages.iter().map(|s| s.placement).collect();
-            assert_eq!(places, [Placement::Cpu, Placement::Gpu], "{e}");
-            evaluate((y, s))
+            assert_eq!(places, [Placement::Cpu, Placement::Cpu, Placement::Gpu], "{e}");
+            evaluate((y, m))
         })
         .unwrap();
-    let s_ref = cpu::sum(&cpu::multiply(&a, &a));
-    assert!((total - s_ref).abs() <= 1e-12 * s_ref.abs());
-    let y_ref = cpu::multiply_scalar(&cpu::sqrt(&cpu::abs(&a)), total);
-    assert_eq!(bits(&y), bits(&y_ref));
+    let m_ref = cpu::mean(&cpu::multiply(&a, &a));
+    assert!((m - m_ref).abs() <= 1e-12 * m_ref.abs());
+    assert_eq!(bits(&y), bits(&cpu::multiply_scalar(&a, m)));
     assert!(dev.stats().launches > 0);
 }
 
@@ -214,4 +213,30 @@ fn last_run_reports_measured_time_beside_the_prediction() {
     assert_eq!(run.stages.len(), 1);
     assert!(run.stages[0].measured_s.unwrap() > 0.0);
     assert!(run.to_string().contains("measured"), "{run}");
+}
+
+#[test]
+fn reductions_run_on_the_device_and_merge_partials() {
+    for n in [0usize, 1, 1000, 70_000, 300_001] {
+        let a = uniform(n, -1.0, 1.0, 5);
+        let dev = Arc::new(SimulatedDevice::with_capacity(1 << 20));
+        let g = graph_on(dev.clone());
+        let (s, mn) = g.enter(|| {
+            let sq = np::multiply(&a, &a);
+            let s = np::sum(&sq);
+            let mn = np::min(&a);
+            let e = g.explain(&(s.clone(), mn.clone())).unwrap();
+            assert!(e.stages.iter().all(|s| s.placement == Placement::Gpu), "{e}");
+            (g.evaluate(s), g.evaluate(mn))
+        });
+        let s_ref = cpu::sum(&cpu::multiply(&a, &a));
+        let s = s.unwrap();
+        assert!((s - s_ref).abs() <= 1e-12 * s_ref.abs().max(1.0), "n = {n}: {s} vs {s_ref}");
+        if n == 0 {
+            assert!(matches!(mn, Err(Error::EmptyReduction { op: "min" })), "{mn:?}");
+        } else {
+            assert_eq!(mn.unwrap(), cpu::min(&a), "n = {n}");
+            assert!(dev.stats().launches > 0);
+        }
+    }
 }

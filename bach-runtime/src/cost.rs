@@ -94,8 +94,8 @@ fn synthetic(node: &PlanNode, i: usize, n: usize) -> Option<Piece> {
             };
             Some(from_bytes(&bytes))
         }
-        (_, Some(Codec::Scalar { dtype: DType::F64 })) => Some(Box::new(1.25f64)),
-        (_, Some(Codec::Scalar { dtype: DType::F32 })) => Some(Box::new(1.25f32)),
+        (_, Some(Codec::Scalar { dtype: DType::F64, .. })) => Some(Box::new(1.25f64)),
+        (_, Some(Codec::Scalar { dtype: DType::F32, .. })) => Some(Box::new(1.25f32)),
         _ if a.split.value_id == std::any::TypeId::of::<usize>() && node.info.alloc => Some(Box::new(n)),
         _ => None,
     }

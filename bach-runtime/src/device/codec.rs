@@ -47,8 +47,14 @@ pub(crate) enum Codec {
         /// An array rebuilt from bytes.
         from_bytes: fn(&[u8]) -> Piece,
     },
-    /// A scalar passed by value.
-    Scalar { dtype: DType },
+    /// A scalar passed by value (or a partial result of a reduction).
+    Scalar {
+        dtype: DType,
+        /// The scalar's bytes.
+        to_bytes: fn(&dyn Any) -> Vec<u8>,
+        /// A scalar rebuilt from its bytes.
+        from_bytes: fn(&[u8]) -> Piece,
+    },
 }
 
 fn array_bytes<T: Copy + 'static>(v: &dyn Any) -> Vec<u8> {
@@ -98,9 +104,17 @@ pub(crate) fn codec(id: TypeId) -> Option<Codec> {
             from_bytes: |b| array_from::<bool>(b, |c| c[0] != 0),
         })
     } else if id == TypeId::of::<f64>() {
-        Some(Codec::Scalar { dtype: DType::F64 })
+        Some(Codec::Scalar {
+            dtype: DType::F64,
+            to_bytes: |v| v.downcast_ref::<f64>().expect("codec applied to its own type").to_ne_bytes().to_vec(),
+            from_bytes: |b| Box::new(f64::from_ne_bytes(b[..8].try_into().expect("8 bytes"))),
+        })
     } else if id == TypeId::of::<f32>() {
-        Some(Codec::Scalar { dtype: DType::F32 })
+        Some(Codec::Scalar {
+            dtype: DType::F32,
+            to_bytes: |v| v.downcast_ref::<f32>().expect("codec applied to its own type").to_ne_bytes().to_vec(),
+            from_bytes: |b| Box::new(f32::from_ne_bytes(b[..4].try_into().expect("4 bytes"))),
+        })
     } else {
         None
     }

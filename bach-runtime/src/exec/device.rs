@@ -36,8 +36,15 @@ pub(crate) fn ineligible(plan: &Plan, stage: &Stage) -> Option<String> {
         if pn.args.iter().any(|a| a.mutated) || pn.outputs.len() != 1 {
             return Some(format!("`{name}` mutates an argument"));
         }
-        if pn.outputs[0].kind != SplitKind::Partition || !matches!(codec(pn.outputs[0].value_id), Some(Codec::Array { .. })) {
-            return Some(format!("`{name}` returns a value the device executor cannot split"));
+        let out = &pn.outputs[0];
+        let supported = match (out.kind, codec(out.value_id)) {
+            (SplitKind::Partition, Some(Codec::Array { .. })) => true,
+            // Reductions: the kernel writes per-block partials, merged on the host.
+            (SplitKind::Reduce, Some(Codec::Scalar { .. })) => true,
+            _ => false,
+        };
+        if !supported {
+            return Some(format!("`{name}` returns a value the device executor cannot produce"));
         }
         for a in &pn.args {
             let ok = match (a.split.kind, codec(a.split.value_id)) {
@@ -59,6 +66,13 @@ fn is_size(pn: &PlanNode, id: std::any::TypeId) -> bool {
     pn.info.alloc && id == std::any::TypeId::of::<usize>()
 }
 
+fn value_dtype(id: std::any::TypeId) -> Option<DType> {
+    match codec(id) {
+        Some(Codec::Array { dtype, .. }) | Some(Codec::Scalar { dtype, .. }) => Some(dtype),
+        None => None,
+    }
+}
+
 fn array_dtype(id: std::any::TypeId) -> Option<DType> {
     match codec(id) {
         Some(Codec::Array { dtype, .. }) => Some(dtype),
@@ -72,13 +86,13 @@ fn kernel_name(pn: &PlanNode) -> String {
     let float = |d: DType| matches!(d, DType::F32 | DType::F64);
     let arg_dtype = pn.args.iter().find_map(|a| {
         let d = match codec(a.split.value_id) {
-            Some(Codec::Array { dtype, .. }) | Some(Codec::Scalar { dtype }) => dtype,
+            Some(Codec::Array { dtype, .. }) | Some(Codec::Scalar { dtype, .. }) => dtype,
             None => return None,
         };
         float(d).then_some(d)
     });
     let dtype = arg_dtype
-        .or_else(|| array_dtype(pn.outputs[0].value_id).filter(|d| float(*d)))
+        .or_else(|| value_dtype(pn.outputs[0].value_id).filter(|d| float(*d)))
         .unwrap_or(DType::Bool);
     format!("{}_{}", pn.info.gpu_kernel.unwrap_or(pn.info.name), dtype.suffix())
 }
@@ -93,7 +107,7 @@ pub(crate) fn bytes_per_element(layout: &StageLayout) -> usize {
 
 fn to_bytes(piece: &dyn Any, id: std::any::TypeId) -> Result<Vec<u8>> {
     match codec(id) {
-        Some(Codec::Array { to_bytes, .. }) => Ok(to_bytes(piece)),
+        Some(Codec::Array { to_bytes, .. }) | Some(Codec::Scalar { to_bytes, .. }) => Ok(to_bytes(piece)),
         _ => Err(Error::TypeMismatch {
             expected: "an array the device can hold",
         }),
@@ -102,7 +116,7 @@ fn to_bytes(piece: &dyn Any, id: std::any::TypeId) -> Result<Vec<u8>> {
 
 fn from_bytes(bytes: &[u8], id: std::any::TypeId) -> Result<Piece> {
     match codec(id) {
-        Some(Codec::Array { from_bytes, .. }) => Ok(from_bytes(bytes)),
+        Some(Codec::Array { from_bytes, .. }) | Some(Codec::Scalar { from_bytes, .. }) => Ok(from_bytes(bytes)),
         _ => Err(Error::TypeMismatch {
             expected: "an array the device can hold",
         }),
@@ -130,6 +144,8 @@ pub(crate) fn run_partitioned(
     let mut batch = (memory / per_element).clamp(1, total.max(1));
 
     let mut assemblers: Vec<Option<Box<dyn ErasedAssembler>>> = (0..layout.slot_split.len()).map(|_| None).collect();
+    // Reduction partials per slot, in element order.
+    let mut partials: Vec<Vec<Piece>> = (0..layout.slot_split.len()).map(|_| Vec::new()).collect();
     let escaping: Vec<bool> = {
         let mut e = vec![false; layout.slot_split.len()];
         for (k, &s) in &layout.slot_of {
@@ -142,7 +158,13 @@ pub(crate) fn run_partitioned(
     loop {
         let range = start..(start + batch).min(total);
         match run_batch(plan, &layout, device, range.clone(), &escaping, &mut assemblers) {
-            Ok(()) => {}
+            // Partials are kept only once their whole batch succeeded: a retried
+            // batch must not count twice.
+            Ok(batch_partials) => {
+                for (s, p) in batch_partials {
+                    partials[s].push(p);
+                }
+            }
             Err(Error::DeviceOutOfMemory { requested, free }) => {
                 if batch == 1 {
                     return Err(Error::DeviceOutOfMemory { requested, free });
@@ -165,6 +187,14 @@ pub(crate) fn run_partitioned(
         if let Some(a) = assemblers[s].take() {
             // SAFETY: the batches wrote disjoint ranges that tile 0..total.
             results.push((key, share(unsafe { a.finish() })));
+        } else if escaping[s] && layout.slot_split[s].kind == SplitKind::Reduce {
+            let merged = (layout.slot_split[s].merge)(std::mem::take(&mut partials[s])).map_err(|e| match e {
+                Error::EmptyReduction { .. } => Error::EmptyReduction {
+                    op: plan.nodes[key.0].info.name,
+                },
+                e => e,
+            })?;
+            results.push((key, share(merged)));
         }
     }
     Ok(results)
@@ -177,8 +207,9 @@ fn run_batch(
     range: Range<usize>,
     escaping: &[bool],
     assemblers: &mut [Option<Box<dyn ErasedAssembler>>],
-) -> Result<()> {
+) -> Result<Vec<(usize, Piece)>> {
     let n = range.len();
+    let mut batch_partials = Vec::new();
     // Upload each split input once per batch.
     let mut uploaded: Vec<Option<DeviceBuffer>> = Vec::with_capacity(layout.splits.len());
     for (held, vt) in &layout.splits {
@@ -195,12 +226,18 @@ fn run_batch(
 
     for st in &layout.steps {
         let pn = &plan.nodes[st.node];
-        let out_id = pn.outputs[0].value_id;
-        let out_dtype = array_dtype(out_id).ok_or(Error::TypeMismatch {
-            expected: "an array result",
+        let out_vt = &pn.outputs[0];
+        let out_dtype = value_dtype(out_vt.value_id).ok_or(Error::TypeMismatch {
+            expected: "a result the device can hold",
         })?;
-        let out = device.alloc(n * out_dtype.size())?;
-        {
+        // A reduction writes one partial per block; an empty batch has none.
+        let parts = match out_vt.kind {
+            SplitKind::Reduce => n.div_ceil(PARTIAL_ELEMENTS).min(MAX_PARTIALS),
+            _ => 1,
+        };
+        let out_len = if out_vt.kind == SplitKind::Reduce { parts } else { n };
+        let out = device.alloc(out_len * out_dtype.size())?;
+        if parts > 0 {
             // Kernel parameters: arrays in declaration order, then scalars, then the output.
             let mut arrays: Vec<KernelArg<'_>> = Vec::new();
             let mut scalars: Vec<KernelArg<'_>> = Vec::new();
@@ -222,7 +259,15 @@ fn run_batch(
             let mut args = arrays;
             args.extend(scalars);
             args.push(KernelArg::Out(&out));
-            let emulate = |inputs: &[&[u8]]| -> Result<Vec<Vec<u8>>> { emulate(pn, layout, st, range.clone(), inputs) };
+            let emulate = |inputs: &[&[u8]]| -> Result<Vec<Vec<u8>>> {
+                // One CPU call per block's share of the elements, as the kernel's blocks do.
+                let mut out = Vec::new();
+                for j in 0..parts {
+                    let sub = (n * j / parts)..(n * (j + 1) / parts);
+                    out.extend(emulate(pn, layout, st, sub, inputs)?.concat());
+                }
+                Ok(vec![out])
+            };
             device.launch(&Launch {
                 source: pn.info.gpu_source.expect("eligible stages have kernel sources"),
                 kernel: kernel_name(pn),
@@ -232,6 +277,9 @@ fn run_batch(
             })?;
         }
         slots[st.out_slots[0]] = Some(out);
+        if parts == 0 {
+            slots[st.out_slots[0]] = None;
+        }
         for &s in &st.frees {
             let Some(buf) = slots[s].take() else { continue };
             if !escaping[s] {
@@ -240,6 +288,13 @@ fn run_batch(
             let vt = &layout.slot_split[s];
             let mut bytes = vec![0u8; buf.len()];
             device.download(&buf, &mut bytes)?;
+            if vt.kind == SplitKind::Reduce {
+                let size = out_dtype.size();
+                for chunk in bytes.chunks_exact(size) {
+                    batch_partials.push((s, from_bytes(chunk, vt.value_id)?));
+                }
+                continue;
+            }
             let piece = from_bytes(&bytes, vt.value_id)?;
             if assemblers[s].is_none() {
                 assemblers[s] = Some((vt.assembler)(layout.total, &*piece).ok_or(Error::TypeMismatch {
@@ -255,8 +310,13 @@ fn run_batch(
             })?;
         }
     }
-    Ok(())
+    Ok(batch_partials)
 }
+
+/// Elements per reduction partial (one kernel block's share, about).
+const PARTIAL_ELEMENTS: usize = 1 << 16;
+/// Most partials one reduction launch writes.
+const MAX_PARTIALS: usize = 1024;
 
 /// What a call's kernel computes, done by its CPU function on host copies:
 /// the stand-in for compiled kernels on simulated devices. `inputs` are the
@@ -277,6 +337,10 @@ fn emulate(
             _ => {
                 let bytes = next_input.next().ok_or(Error::TypeMismatch {
                     expected: "one input buffer per array argument",
+                })?;
+                let size = array_dtype(a.split.value_id).map_or(1, DType::size);
+                let bytes = bytes.get(range.start * size..range.end * size).ok_or(Error::TypeMismatch {
+                    expected: "an input buffer covering the launch",
                 })?;
                 from_bytes(bytes, a.split.value_id)?
             }
