@@ -178,7 +178,7 @@ pub(crate) fn predict(
                 }
             }
             for (o, vt) in node.outputs.iter().enumerate() {
-                if plan.escaping.contains_key(&(i, o as u32)) {
+                if plan.escaping.contains(&(i, o as u32)) {
                     down += array_bytes(vt.value_id) * n as u64;
                     transfers_per_batch += 1;
                 }

@@ -116,7 +116,7 @@ impl Explain {
                         StageKind::Partitioned => Some(crate::exec::cpu::batch_size(plan, s, config)),
                         StageKind::Whole => None,
                     },
-                    materialised: plan.escaping.keys().filter(|(n, _)| s.nodes.contains(n)).count(),
+                    materialised: plan.escaping.iter().filter(|(n, _)| s.nodes.contains(n)).count(),
                 })
                 .collect(),
         }

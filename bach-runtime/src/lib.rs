@@ -39,6 +39,7 @@ pub(crate) mod cuda;
 mod error;
 mod eval;
 mod explain;
+mod fasthash;
 mod exec;
 mod graph;
 mod op;

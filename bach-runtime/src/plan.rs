@@ -13,7 +13,7 @@
 //! escape a stage (targets, values read by later stages) are exactly the ones
 //! materialised whole.
 
-use std::collections::HashMap;
+use crate::fasthash::{FastMap, FastSet};
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
@@ -88,13 +88,13 @@ pub(crate) struct Plan {
     /// For each target: where its value comes from.
     pub(crate) targets: Vec<Input>,
     /// Outputs read outside the stage that produces them (or targets).
-    pub(crate) escaping: HashMap<(usize, u32), ()>,
+    pub(crate) escaping: FastSet<(usize, u32)>,
 }
 
 impl Plan {
     /// Builds the plan for evaluating `targets` (node, output) pairs.
     pub(crate) fn build(targets: &[(Arc<Node>, u32)]) -> Result<Plan> {
-        let mut index: HashMap<u64, usize> = HashMap::new();
+        let mut index: FastMap<u64, usize> = FastMap::default();
         let mut nodes: Vec<PlanNode> = Vec::new();
 
         // Iterative post-order DFS: a node is emitted after all its inputs.
@@ -103,32 +103,33 @@ impl Plan {
             Exit(Arc<Node>),
         }
         let mut stack: Vec<Visit> = targets.iter().map(|(n, _)| Visit::Enter(n.clone())).rev().collect();
-        let mut entered: HashMap<u64, ()> = HashMap::new();
+        let mut entered: FastSet<u64> = FastSet::default();
         while let Some(v) = stack.pop() {
             match v {
                 Visit::Enter(n) => {
-                    if entered.insert(n.id, ()).is_some() {
+                    if !entered.insert(n.id) {
                         continue;
                     }
-                    let inputs: Vec<Arc<Node>> = match &*n.lock() {
-                        State::Pending(call) => call.args.iter().map(|a| a.input.clone()).collect(),
-                        State::Done(_) => continue,
-                    };
+                    let state = n.lock();
+                    let State::Pending(call) = &*state else { continue };
+                    // Inputs that are values (sources, computed nodes) need no visit.
+                    let pending: Vec<Arc<Node>> = call
+                        .args
+                        .iter()
+                        .rev()
+                        .filter(|a| !entered.contains(&a.input.id) && matches!(&*a.input.lock(), State::Pending(_)))
+                        .map(|a| a.input.clone())
+                        .collect();
+                    drop(state);
                     stack.push(Visit::Exit(n));
-                    for i in inputs.into_iter().rev() {
-                        if !entered.contains_key(&i.id) {
-                            stack.push(Visit::Enter(i));
-                        }
-                    }
+                    stack.extend(pending.into_iter().map(Visit::Enter));
                 }
                 Visit::Exit(n) => {
-                    let call = match &*n.lock() {
-                        State::Pending(call) => call.clone(),
-                        // Computed meanwhile by another evaluation: read it as a value.
-                        State::Done(_) => continue,
-                    };
-                    if let Some(e) = call.error {
-                        return Err(e);
+                    let state = n.lock();
+                    // Computed meanwhile by another evaluation: read it as a value.
+                    let State::Pending(call) = &*state else { continue };
+                    if let Some(e) = &call.error {
+                        return Err(e.clone());
                     }
                     let args = call
                         .args
@@ -148,11 +149,13 @@ impl Plan {
                             }
                         })
                         .collect();
+                    let (info, cpu) = (call.info, call.cpu);
+                    drop(state);
                     index.insert(n.id, nodes.len());
                     nodes.push(PlanNode {
                         outputs: n.outputs.clone(),
-                        info: call.info,
-                        cpu: call.cpu,
+                        info,
+                        cpu,
                         args,
                         count: None,
                     });
@@ -182,17 +185,17 @@ impl Plan {
                 stage_of[n] = s;
             }
         }
-        let mut escaping = HashMap::new();
+        let mut escaping = FastSet::default();
         for t in &target_inputs {
             if let Input::Local(i, o) = t {
-                escaping.insert((*i, *o), ());
+                escaping.insert((*i, *o));
             }
         }
         for (i, n) in nodes.iter().enumerate() {
             for a in &n.args {
                 if let Input::Local(p, o) = a.input {
                     if stage_of[p] != stage_of[i] {
-                        escaping.insert((p, o), ());
+                        escaping.insert((p, o));
                     }
                 }
             }

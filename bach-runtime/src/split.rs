@@ -413,7 +413,7 @@ impl SplitType<usize> for CountSplit {
 /// executors use. Built by [`SplitVTable::of`].
 #[derive(Clone, Copy)]
 pub struct SplitVTable {
-    /// The split type's name (for `explain` and errors).
+    /// The split type's full path (for `explain` and errors).
     pub name: &'static str,
     /// Identifies the split type (not the value type): two edges fuse only when
     /// producer and consumer agree on it.
@@ -432,7 +432,7 @@ pub struct SplitVTable {
 
 impl std::fmt::Debug for SplitVTable {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}<{}>", self.name, self.value_type)
+        write!(f, "{}<{}>", short_name(self.name), self.value_type)
     }
 }
 
@@ -458,8 +458,7 @@ impl<T: Value> ErasedAssembler for Erased<T> {
     }
 }
 
-fn short_name<S: 'static>() -> &'static str {
-    let full = std::any::type_name::<S>();
+fn short_name(full: &'static str) -> &'static str {
     full.rsplit("::").next().unwrap_or(full)
 }
 
@@ -472,7 +471,7 @@ impl SplitVTable {
     /// The vtable of split type `S` over values of type `T`.
     pub fn of<S: SplitType<T>, T: Value>() -> SplitVTable {
         SplitVTable {
-            name: short_name::<S>(),
+            name: std::any::type_name::<S>(),
             split_id: TypeId::of::<S>(),
             value_type: std::any::type_name::<T>(),
             value_id: TypeId::of::<T>(),

@@ -345,14 +345,19 @@ mod tests {
         let mut b = a.clone();
         corrupt(&mut b, 4);
         match compare(&b, &a, &["x"]) {
-            Err(Mismatch::Value { output: "x", index: 1, .. }) => {}
+            Err(Mismatch::Value {
+                output: "x", index: 1, ..
+            }) => {}
             other => panic!("{other:?}"),
         }
         assert!(matches!(
             compare(&vec![array![0.0]], &vec![array![-0.0]], &["x"]),
             Err(Mismatch::Value { .. })
         ));
-        assert!(matches!(compare(&vec![array![1.0]], &a, &["x"]), Err(Mismatch::Length { .. })));
+        assert!(matches!(
+            compare(&vec![array![1.0]], &a, &["x"]),
+            Err(Mismatch::Length { .. })
+        ));
         assert!(matches!(compare(&vec![], &a, &["x"]), Err(Mismatch::Count { .. })));
     }
 }

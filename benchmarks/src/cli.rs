@@ -94,7 +94,10 @@ pub fn parse_or_exit<P: Parser>() -> P {
         Ok(p) => p,
         Err(e) => {
             use clap::error::ErrorKind::*;
-            if matches!(e.kind(), DisplayHelp | DisplayVersion | DisplayHelpOnMissingArgumentOrSubcommand) {
+            if matches!(
+                e.kind(),
+                DisplayHelp | DisplayVersion | DisplayHelpOnMissingArgumentOrSubcommand
+            ) {
                 e.exit()
             }
             eprintln!("{}", one_line(&e));

@@ -110,7 +110,9 @@ fn git(args: &[&str], dir: Option<&Path>) -> Option<String> {
         cmd.current_dir(d);
     }
     let out = cmd.output().ok()?;
-    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
 /// The commit checked out where the command runs (or, failing that, where
@@ -187,7 +189,10 @@ mod tests {
     #[test]
     fn rfc3339_known_dates() {
         assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339(UNIX_EPOCH + Duration::from_secs(951_782_400)), "2000-02-29T00:00:00Z");
+        assert_eq!(
+            rfc3339(UNIX_EPOCH + Duration::from_secs(951_782_400)),
+            "2000-02-29T00:00:00Z"
+        );
         assert_eq!(
             rfc3339(UNIX_EPOCH + Duration::from_secs(1_767_225_599)),
             "2025-12-31T23:59:59Z"

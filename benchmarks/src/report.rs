@@ -48,7 +48,8 @@ impl Results {
                 .or_default()
                 .insert((mode_rank(&rec.mode), rec.mode.clone()), rec.median_total_s);
             if rec.mode == "bach" {
-                r.bach_init.insert((rec.workload.clone(), rec.log2_size), rec.median_init_s);
+                r.bach_init
+                    .insert((rec.workload.clone(), rec.log2_size), rec.median_init_s);
             }
         }
         r
@@ -61,10 +62,7 @@ impl Results {
 
     /// Modes present for `workload`, in display order.
     pub fn modes(&self, workload: &str) -> Vec<String> {
-        let mut modes: Vec<(usize, String)> = self
-            .sizes_of(workload)
-            .flat_map(|(_, m)| m.keys().cloned())
-            .collect();
+        let mut modes: Vec<(usize, String)> = self.sizes_of(workload).flat_map(|(_, m)| m.keys().cloned()).collect();
         modes.sort();
         modes.dedup();
         modes.into_iter().map(|(_, m)| m).collect()
@@ -165,13 +163,15 @@ fn color(mode: &str) -> RGBColor {
 
 type DrawResult<T> = Result<T, Box<dyn std::error::Error>>;
 
-/// One log-log chart: x is log2(elements) (labelled 2^k), y is log scale.
+/// One log-log chart: x is log2(elements) (labelled 2^k), y is log scale
+/// with ticks at powers of `log_base`.
 fn line_chart(
     path: &Path,
     caption: &str,
     y_desc: &str,
     lines: &[Line],
     reference: Option<f64>,
+    log_base: f64,
 ) -> DrawResult<()> {
     let points = lines.iter().flat_map(|(_, _, p)| p.iter());
     let (mut x0, mut x1, mut y0, mut y1) = (u32::MAX, 0u32, f64::INFINITY, 0f64);
@@ -198,16 +198,19 @@ fn line_chart(
         .margin(16)
         .x_label_area_size(48)
         .y_label_area_size(80)
-        .build_cartesian_2d(x0 as i32 - 1..x1 as i32 + 1, (y0..y1).log_scale())?;
+        .build_cartesian_2d(x0 as i32 - 1..x1 as i32 + 1, (y0..y1).log_scale().base(log_base))?;
     chart
         .configure_mesh()
         .x_desc("elements")
         .y_desc(y_desc)
         .x_labels((x1 - x0 + 3) as usize)
         .x_label_formatter(&|x| format!("2^{x}"))
+        .y_labels(12)
         .y_label_formatter(&|y| {
             if *y >= 1.0 {
                 format!("{y:.0}")
+            } else if *y >= 0.01 {
+                format!("{y:.2}")
             } else {
                 format!("{y:.0e}")
             }
@@ -252,11 +255,15 @@ pub fn draw_charts(records: &[Record], dir: &Path) -> DrawResult<Vec<PathBuf>> {
             .map(|m| (m.clone(), color(&m), r.series(w, &m)))
             .collect();
         let path = dir.join(format!("runtime_{w}.svg"));
-        line_chart(&path, &format!("{w}: median total time"), "seconds", &lines, None)?;
+        line_chart(&path, &format!("{w}: median total time"), "seconds", &lines, None, 10.0)?;
         written.push(path);
 
         let mut speedups = Vec::new();
-        for (base, c) in [("cpu", color("cpu")), ("numpy", color("numpy")), ("fused", color("fused"))] {
+        for (base, c) in [
+            ("cpu", color("cpu")),
+            ("numpy", color("numpy")),
+            ("fused", color("fused")),
+        ] {
             let pts = r.ratio(w, base, "bach");
             if !pts.is_empty() {
                 speedups.push((format!("bach vs {base} ({base} / bach)"), c, pts));
@@ -264,7 +271,14 @@ pub fn draw_charts(records: &[Record], dir: &Path) -> DrawResult<Vec<PathBuf>> {
         }
         if !speedups.is_empty() {
             let path = dir.join(format!("speedup_{w}.svg"));
-            line_chart(&path, &format!("{w}: speedup of bach"), "speedup (x)", &speedups, Some(1.0))?;
+            line_chart(
+                &path,
+                &format!("{w}: speedup of bach"),
+                "speedup (x)",
+                &speedups,
+                Some(1.0),
+                2.0,
+            )?;
             written.push(path);
         }
     }

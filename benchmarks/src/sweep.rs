@@ -52,7 +52,13 @@ pub struct SweepArgs {
     pub benchmarks: Vec<&'static Workload>,
 
     /// Modes, comma-separated.
-    #[arg(long, value_name = "MODES", value_delimiter = ',', value_enum, default_value = "cpu,bach,fused,numpy")]
+    #[arg(
+        long,
+        value_name = "MODES",
+        value_delimiter = ',',
+        value_enum,
+        default_value = "cpu,bach,fused,numpy"
+    )]
     pub modes: Vec<SweepMode>,
 
     /// Sizes as log2 of the element count, comma-separated.
@@ -73,7 +79,7 @@ pub struct SweepArgs {
     pub large_from: u32,
 
     /// Output directory.
-    #[arg(long, value_name = "DIR", default_value = "sweep-results")]
+    #[arg(long, value_name = "DIR", default_value = "target/bach-sweep")]
     pub out: PathBuf,
 
     /// Passed to bach-bench --threads.
@@ -184,7 +190,11 @@ pub fn wait_for_idle(max_secs: f64) -> f64 {
         let Some(now) = cpu_jiffies() else { return 0.0 };
         let (busy, total) = (now.0 - prev.0, now.1 - prev.1);
         prev = now;
-        quiet = if total > 0 && (busy as f64) < 0.1 * total as f64 { quiet + 1 } else { 0 };
+        quiet = if total > 0 && (busy as f64) < 0.1 * total as f64 {
+            quiet + 1
+        } else {
+            0
+        };
     }
     start.elapsed().as_secs_f64()
 }
@@ -259,7 +269,16 @@ fn run_bench(
     results: &Path,
 ) -> Result<f64, String> {
     let mut cmd = Command::new(bin);
-    cmd.args(["-b", w, "-m", mode, "-s", &log2.to_string(), "--trials", &trials.to_string()]);
+    cmd.args([
+        "-b",
+        w,
+        "-m",
+        mode,
+        "-s",
+        &log2.to_string(),
+        "--trials",
+        &trials.to_string(),
+    ]);
     cmd.args(["--seed", &args.seed.to_string()]).arg("--json").arg(results);
     if let Some(t) = args.threads {
         cmd.args(["--threads", &t.to_string()]);
@@ -397,9 +416,18 @@ mod tests {
         assert_eq!(a.sizes, vec![10, 16, 20, 24]);
         assert_eq!((a.trials, a.trials_large, a.large_from), (5, None, 24));
         assert!(a.numpy_script.ends_with("benchmarks/anchors/numpy_workloads.py"));
-        let a = SweepArgs::try_parse_from(["bach-sweep", "--benchmarks", "haversine,blackscholes", "--sizes", "10,12"])
-            .unwrap();
-        assert_eq!(a.benchmarks.iter().map(|w| w.name).collect::<Vec<_>>(), ["haversine", "blackscholes"]);
+        let a = SweepArgs::try_parse_from([
+            "bach-sweep",
+            "--benchmarks",
+            "haversine,blackscholes",
+            "--sizes",
+            "10,12",
+        ])
+        .unwrap();
+        assert_eq!(
+            a.benchmarks.iter().map(|w| w.name).collect::<Vec<_>>(),
+            ["haversine", "blackscholes"]
+        );
         assert!(SweepArgs::try_parse_from(["bach-sweep", "--benchmarks", "nope"]).is_err());
     }
 }

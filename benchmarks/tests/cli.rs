@@ -34,15 +34,35 @@ fn help_explains_every_flag() {
     assert!(o.status.success());
     let help = stdout(&o);
     for flag in [
-        "--benchmark", "--mode", "--size", "--trials", "--threads", "--batch-size", "--seed", "--json", "--check",
-        "blackscholes", "haversine", "cpu", "bach", "fused", "gpu",
+        "--benchmark",
+        "--mode",
+        "--size",
+        "--trials",
+        "--threads",
+        "--batch-size",
+        "--seed",
+        "--json",
+        "--check",
+        "blackscholes",
+        "haversine",
+        "cpu",
+        "bach",
+        "fused",
+        "gpu",
     ] {
         assert!(help.contains(flag), "--help lacks {flag}");
     }
     assert!(!help.contains("corrupt"), "the testing flag is hidden");
     let o = run(SWEEP, &["--help"]);
     assert!(o.status.success());
-    for flag in ["--benchmarks", "--modes", "--sizes", "--trials", "--out", "--numpy-script"] {
+    for flag in [
+        "--benchmarks",
+        "--modes",
+        "--sizes",
+        "--trials",
+        "--out",
+        "--numpy-script",
+    ] {
         assert!(stdout(&o).contains(flag), "bach-sweep --help lacks {flag}");
     }
 }
@@ -64,7 +84,10 @@ fn usage_errors_are_one_line_with_status_2() {
         assert!(stdout(&o).is_empty());
     }
     let err = stderr(&run(BENCH, &["-b", "nope", "-m", "cpu"]));
-    assert!(err.contains("nope") && err.contains("blackscholes") && err.contains("haversine"), "{err}");
+    assert!(
+        err.contains("nope") && err.contains("blackscholes") && err.contains("haversine"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -85,7 +108,10 @@ fn median_lines(out: &str) -> Vec<(String, f64)> {
         .rev()
         .map(|l| {
             let (k, v) = l.split_once(": ").unwrap_or_else(|| panic!("bad line {l:?}"));
-            (k.to_string(), v.parse().unwrap_or_else(|_| panic!("bad number in {l:?}")))
+            (
+                k.to_string(),
+                v.parse().unwrap_or_else(|_| panic!("bad number in {l:?}")),
+            )
         })
         .collect()
 }
@@ -117,12 +143,25 @@ fn check_catches_a_corrupted_element() {
     for mode in ["bach", "fused", "cpu"] {
         let o = run(
             BENCH,
-            &["-b", "blackscholes", "-m", mode, "-s", "11", "--check", "--corrupt-index", "1234"],
+            &[
+                "-b",
+                "blackscholes",
+                "-m",
+                mode,
+                "-s",
+                "11",
+                "--check",
+                "--corrupt-index",
+                "1234",
+            ],
         );
         assert_eq!(o.status.code(), Some(1), "{mode}: {}", stdout(&o));
         let err = stderr(&o);
         assert_eq!(err.lines().count(), 1, "{err}");
-        assert!(err.contains("check failed") && err.contains("index 1234") && err.contains("`call`"), "{err}");
+        assert!(
+            err.contains("check failed") && err.contains("index 1234") && err.contains("`call`"),
+            "{err}"
+        );
         assert!(!stdout(&o).contains("Median"), "no medians after a failed check");
     }
 }
@@ -140,9 +179,42 @@ fn json_record_shape() {
     let dir = scratch("json");
     let path = dir.join("runs.jsonl");
     let p = path.to_str().unwrap();
-    let o = run(BENCH, &["-b", "haversine", "-m", "bach", "-s", "10", "--trials", "3", "--batch-size", "256", "--threads", "2", "--json", p]);
+    let o = run(
+        BENCH,
+        &[
+            "-b",
+            "haversine",
+            "-m",
+            "bach",
+            "-s",
+            "10",
+            "--trials",
+            "3",
+            "--batch-size",
+            "256",
+            "--threads",
+            "2",
+            "--json",
+            p,
+        ],
+    );
     assert!(o.status.success(), "{}", stderr(&o));
-    let o = run(BENCH, &["-b", "blackscholes", "-m", "fused", "-s", "10", "--seed", "7", "--json", p, "--check"]);
+    let o = run(
+        BENCH,
+        &[
+            "-b",
+            "blackscholes",
+            "-m",
+            "fused",
+            "-s",
+            "10",
+            "--seed",
+            "7",
+            "--json",
+            p,
+            "--check",
+        ],
+    );
     assert!(o.status.success(), "{}", stderr(&o));
 
     let lines = json_lines(&path);
@@ -169,13 +241,19 @@ fn json_record_shape() {
     assert!(m["cpu_model"].is_string() && m["os"].is_string() && m["arch"].is_string());
     assert!(m["cores"].as_u64().is_some_and(|c| c >= 1));
     let commit = r["git_commit"].as_str().unwrap();
-    assert!(commit == "unknown" || (commit.len() == 40 && commit.chars().all(|c| c.is_ascii_hexdigit())), "{commit}");
+    assert!(
+        commit == "unknown" || (commit.len() == 40 && commit.chars().all(|c| c.is_ascii_hexdigit())),
+        "{commit}"
+    );
     let ts = r["timestamp"].as_str().unwrap();
     assert!(ts.len() == 20 && ts.ends_with('Z') && ts.as_bytes()[10] == b'T', "{ts}");
     assert!(r["source"].as_str().unwrap().starts_with("bach-bench"));
 
     let r = &lines[1];
-    assert_eq!((r["mode"].as_str(), r["seed"].as_u64(), r["checked"].as_bool()), (Some("fused"), Some(7), Some(true)));
+    assert_eq!(
+        (r["mode"].as_str(), r["seed"].as_u64(), r["checked"].as_bool()),
+        (Some("fused"), Some(7), Some(true))
+    );
     assert!(r["batch_size"].is_null(), "no batch size outside bach mode");
     assert_eq!(r["init_s"], serde_json::json!([0.0]));
 
@@ -194,9 +272,22 @@ fn sweep_writes_results_table_and_charts() {
     let o = run(
         SWEEP,
         &[
-            "--benchmarks", "haversine,blackscholes", "--modes", "cpu,bach,fused,gpu", "--sizes", "10,11",
-            "--trials", "2", "--trials-large", "1", "--large-from", "11",
-            "--out", out.to_str().unwrap(), "--bench-bin", BENCH,
+            "--benchmarks",
+            "haversine,blackscholes",
+            "--modes",
+            "cpu,bach,fused,gpu",
+            "--sizes",
+            "10,11",
+            "--trials",
+            "2",
+            "--trials-large",
+            "1",
+            "--large-from",
+            "11",
+            "--out",
+            out.to_str().unwrap(),
+            "--bench-bin",
+            BENCH,
         ],
     );
     // gpu fails (not built yet): reported, skipped, and the sweep exits non-zero after its report.
@@ -205,9 +296,14 @@ fn sweep_writes_results_table_and_charts() {
     assert_eq!(text.matches("FAILED: gpu mode").count(), 4, "{text}");
     let records = benchmarks::record::read_jsonl(&out.join("results.jsonl")).unwrap();
     assert_eq!(records.len(), 2 * 2 * 3);
-    assert!(records.iter().all(|r| r.trials == if r.log2_size >= 11 { 1 } else { 2 }));
+    assert!(records
+        .iter()
+        .all(|r| r.trials == if r.log2_size >= 11 { 1 } else { 2 }));
     let table = std::fs::read_to_string(out.join("table.md")).unwrap();
-    assert!(table.contains("| haversine | 2^10 |") && table.contains("| blackscholes | 2^11 |"), "{table}");
+    assert!(
+        table.contains("| haversine | 2^10 |") && table.contains("| blackscholes | 2^11 |"),
+        "{table}"
+    );
     for w in ["haversine", "blackscholes"] {
         for chart in ["runtime", "speedup"] {
             let svg = std::fs::read_to_string(out.join(format!("{chart}_{w}.svg"))).unwrap();
@@ -229,7 +325,20 @@ fn sweep_numpy_mode_runs_or_is_skipped() {
     let out = dir.join("out");
     let o = run(
         SWEEP,
-        &["--benchmarks", "haversine", "--modes", "numpy", "--sizes", "10", "--trials", "1", "--out", out.to_str().unwrap(), "--bench-bin", BENCH],
+        &[
+            "--benchmarks",
+            "haversine",
+            "--modes",
+            "numpy",
+            "--sizes",
+            "10",
+            "--trials",
+            "1",
+            "--out",
+            out.to_str().unwrap(),
+            "--bench-bin",
+            BENCH,
+        ],
     );
     assert!(o.status.success(), "{}\n{}", stdout(&o), stderr(&o));
     let records = benchmarks::record::read_jsonl(&out.join("results.jsonl")).unwrap_or_default();

@@ -73,7 +73,12 @@ fn every_workload_matches_the_scalar_reference_in_every_mode() {
         for log2 in [10, 14] {
             let x = inputs::generate(w.inputs, 1 << log2, 42);
             for (k, spec) in w.inputs.iter().enumerate() {
-                assert!(x[k].iter().all(|v| (spec.low..spec.high).contains(v)), "{} {}", w.name, spec.name);
+                assert!(
+                    x[k].iter().all(|v| (spec.low..spec.high).contains(v)),
+                    "{} {}",
+                    w.name,
+                    spec.name
+                );
             }
             let want = expected(w, &x);
             let cpu = (w.cpu)(&x);

@@ -10,7 +10,6 @@
 //! per-batch partials in element order, so results do not depend on scheduling.
 
 use std::any::Any;
-use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::OnceLock;
 
@@ -51,7 +50,7 @@ pub(crate) fn run_partitioned(
     } = StageLayout::build(plan, stage, done)?;
     let mut sinks: Vec<Sink> = (0..slot_split.len()).map(|_| Sink::None).collect();
     for (&(n, o), &s) in &slot_of {
-        if plan.escaping.contains_key(&(n, o)) {
+        if plan.escaping.contains(&(n, o)) {
             sinks[s] = match slot_split[s].kind {
                 SplitKind::Partition => Sink::Assemble(OnceLock::new()),
                 _ => Sink::Collect,
@@ -61,13 +60,18 @@ pub(crate) fn run_partitioned(
 
     let batch = batch_size(plan, stage, config);
     let batches = total.div_ceil(batch).max(1);
+    // A single batch reads its inputs whole and returns its pieces as the
+    // results: no split copies, no assembly (small inputs are dominated by such
+    // fixed costs). The split-type contract makes the piece for `0..total` the
+    // value itself.
+    let single = batches == 1;
 
     let run_batch = |b: usize| -> Result<Vec<(usize, Piece)>> {
         let range = (b * batch).min(total)..((b + 1) * batch).min(total);
-        let split_pieces: Vec<Piece> = splits
-            .iter()
-            .map(|(h, vt)| (vt.split)(h.get(), range.clone()))
-            .collect();
+        let split_pieces: Vec<Piece> = match single {
+            true => Vec::new(),
+            false => splits.iter().map(|(h, vt)| (vt.split)(h.get(), range.clone())).collect(),
+        };
         let mut slots: Vec<Option<Piece>> = (0..slot_split.len()).map(|_| None).collect();
         let mut collected = Vec::new();
         for st in &steps {
@@ -82,6 +86,7 @@ pub(crate) fn run_partitioned(
                         Source::Local(s) => slots[s].as_deref().ok_or(Error::TypeMismatch {
                             expected: "a piece computed earlier in the batch",
                         })?,
+                        Source::Split(k) if single => splits[k].0.get(),
                         Source::Split(k) => &*split_pieces[k],
                         Source::Whole(k) => wholes[k].get(),
                     };
@@ -128,6 +133,7 @@ pub(crate) fn run_partitioned(
                 match &sinks[s] {
                     Sink::None => {}
                     Sink::Collect => collected.push((s, piece)),
+                    Sink::Assemble(_) if single => collected.push((s, piece)),
                     Sink::Assemble(cell) => {
                         let asm = cell.get_or_init(|| (slot_split[s].assembler)(total, &*piece));
                         match asm {
@@ -142,7 +148,13 @@ pub(crate) fn run_partitioned(
         Ok(collected)
     };
 
-    let per_batch: Vec<Vec<(usize, Piece)>> = (0..batches).into_par_iter().map(run_batch).collect::<Result<_>>()?;
+    // One batch runs on the calling thread: handing it to the pool would cost
+    // more than small inputs take to compute.
+    let per_batch: Vec<Vec<(usize, Piece)>> = if batches == 1 {
+        vec![run_batch(0)?]
+    } else {
+        (0..batches).into_par_iter().map(run_batch).collect::<Result<_>>()?
+    };
 
     // Merge collected pieces per slot in batch (= element) order.
     let mut pieces: Vec<Vec<Piece>> = (0..slot_split.len()).map(|_| Vec::new()).collect();
@@ -158,6 +170,8 @@ pub(crate) fn run_partitioned(
             Sink::Assemble(cell) => match cell.into_inner() {
                 // SAFETY: every batch wrote its range; together they tile 0..total.
                 Some(Some(a)) => unsafe { a.finish() },
+                // One piece covering every element is the merged value.
+                _ if pieces[s].len() == 1 => pieces[s].pop().expect("one piece"),
                 _ => (slot_split[s].merge)(std::mem::take(&mut pieces[s]))?,
             },
             Sink::Collect => (slot_split[s].merge)(std::mem::take(&mut pieces[s])).map_err(|e| match e {
@@ -172,16 +186,12 @@ pub(crate) fn run_partitioned(
     Ok(results)
 }
 
-/// Elements per batch for a partitioned stage: what fits the cache budget
-/// with every split input and a few live intermediates, at 8 bytes an element.
-pub(crate) fn batch_size(plan: &Plan, stage: &Stage, config: &Config) -> usize {
-    let inputs: usize = stage
-        .nodes
-        .iter()
-        .map(|&n| plan.nodes[n].args.iter().filter(|a| a.split.kind == SplitKind::Partition).count())
-        .sum::<usize>()
-        .min(16);
-    config.cpu_batch(8 * (inputs + 4))
+/// Elements per batch for a partitioned stage on the CPU.
+pub(crate) fn batch_size(_plan: &Plan, _stage: &Stage, config: &Config) -> usize {
+    // 256 bytes an element: a few split inputs and live intermediates of 8
+    // bytes, with room to spare. 4096 elements for a 1 MiB L2, the best of
+    // 1024..65536 on Black-Scholes and Haversine (BENCHMARKS.md).
+    config.cpu_batch(256)
 }
 
 /// # Safety
@@ -194,7 +204,7 @@ unsafe fn write_piece(a: &dyn ErasedAssembler, range: Range<usize>, piece: &dyn 
 
 /// Runs each call of the stage once on whole values.
 pub(crate) fn run_whole(plan: &Plan, stage: &Stage, done: &Materialized) -> Result<Vec<((usize, u32), Held)>> {
-    let mut local: Materialized = HashMap::new();
+    let mut local: Materialized = Materialized::default();
     for &n in &stage.nodes {
         let pn = &plan.nodes[n];
         let held: Vec<Held> = pn
@@ -228,5 +238,5 @@ pub(crate) fn run_whole(plan: &Plan, stage: &Stage, done: &Materialized) -> Resu
             local.insert((n, o as u32), share(piece));
         }
     }
-    Ok(local.into_iter().filter(|(k, _)| plan.escaping.contains_key(k)).collect())
+    Ok(local.into_iter().filter(|(k, _)| plan.escaping.contains(k)).collect())
 }

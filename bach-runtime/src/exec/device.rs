@@ -149,7 +149,7 @@ pub(crate) fn run_partitioned(
     let escaping: Vec<bool> = {
         let mut e = vec![false; layout.slot_split.len()];
         for (k, &s) in &layout.slot_of {
-            e[s] = plan.escaping.contains_key(k);
+            e[s] = plan.escaping.contains(k);
         }
         e
     };

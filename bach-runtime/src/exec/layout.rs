@@ -2,7 +2,7 @@
 //! where each argument of each call comes from per batch, which slots hold
 //! per-batch pieces, when each slot is last read, and the stage's element count.
 
-use std::collections::HashMap;
+use crate::fasthash::FastMap;
 
 use super::Materialized;
 use crate::error::{Error, Result};
@@ -34,7 +34,7 @@ pub(crate) struct Step {
 pub(crate) struct StageLayout {
     pub(crate) steps: Vec<Step>,
     /// The slot of each (plan node, output) produced in the stage.
-    pub(crate) slot_of: HashMap<(usize, u32), usize>,
+    pub(crate) slot_of: FastMap<(usize, u32), usize>,
     /// The split type of each slot.
     pub(crate) slot_split: Vec<SplitVTable>,
     /// External values split once per batch.
@@ -54,8 +54,8 @@ pub(crate) fn external(done: &Materialized, input: &Input) -> Option<Held> {
 
 impl StageLayout {
     pub(crate) fn build(plan: &Plan, stage: &Stage, done: &Materialized) -> Result<StageLayout> {
-        let in_stage: HashMap<usize, usize> = stage.nodes.iter().enumerate().map(|(k, &n)| (n, k)).collect();
-        let mut slot_of: HashMap<(usize, u32), usize> = HashMap::new();
+        let in_stage: FastMap<usize, usize> = stage.nodes.iter().enumerate().map(|(k, &n)| (n, k)).collect();
+        let mut slot_of: FastMap<(usize, u32), usize> = FastMap::default();
         let mut slot_split: Vec<SplitVTable> = Vec::new();
         let mut splits: Vec<(Held, SplitVTable)> = Vec::new();
         let mut wholes: Vec<Held> = Vec::new();

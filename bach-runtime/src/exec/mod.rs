@@ -7,7 +7,7 @@ pub(crate) mod cpu;
 pub(crate) mod device;
 pub(crate) mod layout;
 
-use std::collections::HashMap;
+use crate::fasthash::FastMap;
 use std::sync::Arc;
 
 use crate::config::Config;
@@ -19,7 +19,7 @@ use crate::plan::{Input, Placement, Plan, Stage, StageKind};
 use crate::value::{Held, Piece};
 
 /// Whole values produced by the stages run so far, by (plan node, output).
-pub(crate) type Materialized = HashMap<(usize, u32), Held>;
+pub(crate) type Materialized = FastMap<(usize, u32), Held>;
 
 /// Chooses each stage's placement. A stage can run on the device when every
 /// call has a kernel there; it does when the cost model predicts it faster
@@ -32,7 +32,7 @@ pub(crate) fn place(plan: &mut Plan, device: Option<&dyn Device>, config: &Confi
         let eligible = device.map(|d| (d, device::ineligible(plan, stage)));
         let device_costs = match &eligible {
             Some((d, None)) => {
-                let per_element = match layout::StageLayout::build(plan, stage, &HashMap::new()) {
+                let per_element = match layout::StageLayout::build(plan, stage, &FastMap::default()) {
                     Ok(l) => device::bytes_per_element(&l),
                     Err(_) => 64,
                 };
@@ -42,7 +42,12 @@ pub(crate) fn place(plan: &mut Plan, device: Option<&dyn Device>, config: &Confi
             }
             _ => None,
         };
-        let cost = crate::cost::predict(plan, stage, n, threads, device_costs.as_ref().map(|(c, b)| (c, *b)));
+        // Without a device there is nothing to choose: skip the prediction,
+        // which would only slow down small evaluations.
+        let cost = match device {
+            Some(_) => crate::cost::predict(plan, stage, n, threads, device_costs.as_ref().map(|(c, b)| (c, *b))),
+            None => crate::cost::StageCost::default(),
+        };
         let (placement, reason) = match (eligible, cost.device_s()) {
             (None, _) => (Placement::Cpu, "no GPU".to_string()),
             (Some((_, Some(why))), _) => (Placement::Cpu, why),
@@ -76,7 +81,7 @@ pub(crate) fn run(plan: &mut Plan, graph: &Graph) -> Result<(Vec<Held>, Vec<f64>
     let dev = graph.device(&config)?;
     place(plan, dev.as_deref(), &config);
     let plan: &Plan = plan;
-    let mut done: Materialized = HashMap::new();
+    let mut done: Materialized = FastMap::default();
     let pool = graph.pool(config.threads)?;
     let on_cpu = |stage: &Stage, done: &Materialized| match (stage.kind, &pool) {
         (StageKind::Partitioned, Some(p)) => p.install(|| cpu::run_partitioned(plan, stage, done, &config)),

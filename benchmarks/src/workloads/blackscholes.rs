@@ -12,11 +12,31 @@ pub(super) static WORKLOAD: Workload = Workload {
     name: "blackscholes",
     description: "Black-Scholes call and put prices from 5 arrays (about 32 elementwise calls)",
     inputs: &[
-        InputSpec { name: "price", low: 1.0, high: 100.0 },
-        InputSpec { name: "strike", low: 1.0, high: 100.0 },
-        InputSpec { name: "t", low: 1.0, high: 100.0 },
-        InputSpec { name: "rate", low: 1.0, high: 100.0 },
-        InputSpec { name: "vol", low: 1.0, high: 100.0 },
+        InputSpec {
+            name: "price",
+            low: 1.0,
+            high: 100.0,
+        },
+        InputSpec {
+            name: "strike",
+            low: 1.0,
+            high: 100.0,
+        },
+        InputSpec {
+            name: "t",
+            low: 1.0,
+            high: 100.0,
+        },
+        InputSpec {
+            name: "rate",
+            low: 1.0,
+            high: 100.0,
+        },
+        InputSpec {
+            name: "vol",
+            low: 1.0,
+            high: 100.0,
+        },
     ],
     outputs: &["call", "put"],
     cpu: run_cpu,
@@ -67,7 +87,13 @@ fn run_fused(x: &[Array1<f64>]) -> Outputs {
         .enumerate()
         .for_each(|(c, (call, put))| {
             let r = c * FUSED_CHUNK..c * FUSED_CHUNK + call.len();
-            let (p, k, t, rt, v) = (&price[r.clone()], &strike[r.clone()], &t[r.clone()], &rate[r.clone()], &vol[r]);
+            let (p, k, t, rt, v) = (
+                &price[r.clone()],
+                &strike[r.clone()],
+                &t[r.clone()],
+                &rate[r.clone()],
+                &vol[r],
+            );
             for i in 0..call.len() {
                 let (c, q) = element(p[i], k[i], t[i], rt[i], v[i]);
                 call[i].write(c);

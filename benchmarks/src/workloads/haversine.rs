@@ -12,8 +12,16 @@ pub(super) static WORKLOAD: Workload = Workload {
     name: "haversine",
     description: "great-circle distances from a fixed point (about 17 elementwise calls)",
     inputs: &[
-        InputSpec { name: "lat", low: -1.5, high: 1.5 },
-        InputSpec { name: "lon", low: -3.1, high: 3.1 },
+        InputSpec {
+            name: "lat",
+            low: -1.5,
+            high: 1.5,
+        },
+        InputSpec {
+            name: "lon",
+            low: -3.1,
+            high: 3.1,
+        },
     ],
     outputs: &["miles"],
     cpu: run_cpu,

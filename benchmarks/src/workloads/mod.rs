@@ -51,7 +51,9 @@ pub struct Workload {
 
 impl std::fmt::Debug for Workload {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Workload").field("name", &self.name).finish_non_exhaustive()
+        f.debug_struct("Workload")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
     }
 }
 
