@@ -2,7 +2,9 @@
 
 use std::time::{Duration, Instant};
 
-use bach_runtime::{Config, Graph};
+use std::sync::Arc;
+
+use bach_runtime::{Config, CudaDevice, Device, Graph, SimulatedDevice};
 use ndarray::Array1;
 use serde::{Deserialize, Serialize};
 
@@ -19,7 +21,7 @@ pub enum Mode {
     Bach,
     /// One hand-written rayon loop per workload: the CPU limit for the same formula.
     Fused,
-    /// Hand-written GPU code (not available yet: the CUDA backend is not built).
+    /// Hand-written GPU code: explicit transfers, one kernel per operation (needs a GPU).
     Gpu,
 }
 
@@ -58,6 +60,10 @@ pub struct Settings {
     /// Testing aid: flip the lowest bit of this element (modulo the length) of
     /// the first result before checking, to prove that `check` catches it.
     pub corrupt_index: Option<usize>,
+    /// Testing aid: use a simulated device instead of the GPU (gpu and bach modes).
+    pub simulated_device: bool,
+    /// Print Bach's plan before the trials and the measured last run after them.
+    pub explain: bool,
 }
 
 /// The timings of one trial, in seconds.
@@ -93,6 +99,8 @@ pub struct Outcome {
     pub bach_config: Option<Config>,
     /// `Some(())` when `check` was asked for and passed.
     pub checked: bool,
+    /// The tolerance the check used (`None`: bit for bit).
+    pub tolerance: Option<f64>,
 }
 
 /// The first difference between a result and cpu mode's.
@@ -152,9 +160,9 @@ impl std::fmt::Display for Mismatch {
 /// Why a benchmark did not produce a result.
 #[derive(Debug, thiserror::Error)]
 pub enum BenchError {
-    /// `gpu` mode before the CUDA backend exists.
-    #[error("gpu mode: the CUDA backend is not built yet (modes that run: cpu, bach, fused)")]
-    GpuNotBuilt,
+    /// `gpu` mode without a usable GPU.
+    #[error("gpu mode: {0}")]
+    NoGpu(String),
     /// The runtime failed.
     #[error("bach: {0}")]
     Bach(#[from] bach_runtime::Error),
@@ -190,9 +198,6 @@ pub enum Progress {
 /// bach mode all trials share one graph (one worker pool), started by a tiny
 /// evaluation before the first trial.
 pub fn run(settings: &Settings, on_progress: &mut dyn FnMut(Progress)) -> Result<Outcome, BenchError> {
-    if settings.mode == Mode::Gpu {
-        return Err(BenchError::GpuNotBuilt);
-    }
     if settings.trials == 0 {
         return Err(BenchError::NoTrials);
     }
@@ -203,6 +208,7 @@ pub fn run(settings: &Settings, on_progress: &mut dyn FnMut(Progress)) -> Result
     let mut trials = Vec::with_capacity(settings.trials);
     let mut last: Option<Outputs> = None;
     let mut bach_config = None;
+    let mut ran_on_device = false;
     let threads;
     // Keeps the times; only the last trial's result is kept (for the check),
     // the others are dropped here, after their clocks stopped.
@@ -233,9 +239,15 @@ pub fn run(settings: &Settings, on_progress: &mut dyn FnMut(Progress)) -> Result
             config.batch_size = settings.batch_size.or(config.batch_size);
             threads = config.threads.unwrap_or_else(rayon::current_num_threads);
             let graph = Graph::with_config(config.clone());
+            if settings.simulated_device {
+                graph.set_device(Some(Arc::new(SimulatedDevice::with_capacity(usize::MAX / 2))));
+            }
             bach_config = Some(config);
             graph.enter(|| -> Result<(), BenchError> {
                 warm_up()?;
+                if settings.explain {
+                    println!("Plan:\n{}", (w.explain)(&inputs)?);
+                }
                 for i in 0..settings.trials {
                     on_progress(Progress::Start(i));
                     let timed = (w.bach)(&inputs)?;
@@ -243,17 +255,51 @@ pub fn run(settings: &Settings, on_progress: &mut dyn FnMut(Progress)) -> Result
                 }
                 Ok(())
             })?;
+            let last = graph.last_run();
+            ran_on_device = last
+                .as_ref()
+                .is_some_and(|e| e.stages.iter().any(|s| s.placement == bach_runtime::Placement::Gpu));
+            if settings.explain {
+                if let Some(e) = last {
+                    println!("Last run:\n{e}");
+                }
+            }
         }
-        Mode::Gpu => unreachable!("handled above"),
+        Mode::Gpu => {
+            let device: Arc<dyn Device> = match settings.simulated_device {
+                true => Arc::new(SimulatedDevice::with_capacity(usize::MAX / 2)),
+                false => CudaDevice::open(0).map_err(|e| BenchError::NoGpu(e.to_string()))?,
+            };
+            let g = crate::gpu::Gpu::new(&*device);
+            threads = 1;
+            // Compile and load the kernels before the clock starts.
+            (w.gpu)(&g, &inputs.iter().map(|a| a.slice(ndarray::s![..1.min(a.len())]).to_owned()).collect::<Vec<_>>())?;
+            for i in 0..settings.trials {
+                on_progress(Progress::Start(i));
+                let t0 = Instant::now();
+                let outputs = (w.gpu)(&g, &inputs)?;
+                let runtime = t0.elapsed();
+                finish(i, Timed { init: Duration::ZERO, runtime, outputs }, on_progress);
+            }
+        }
     }
 
+    let mut used_tolerance = None;
     let checked = match last {
         Some(mut outputs) => {
             if let Some(i) = settings.corrupt_index {
                 corrupt(&mut outputs, i);
             }
             let expected = (w.cpu)(&inputs);
-            compare(&outputs, &expected, w.outputs).map_err(BenchError::Check)?;
+            // GPU kernels round transcendentals differently from the CPU's libm:
+            // compare within a tolerance when any of the work ran on a device.
+            let tolerance = match settings.mode {
+                Mode::Gpu => Some(GPU_TOLERANCE),
+                Mode::Bach if ran_on_device => Some(GPU_TOLERANCE),
+                _ => None,
+            };
+            compare_within(&outputs, &expected, w.outputs, tolerance).map_err(BenchError::Check)?;
+            used_tolerance = tolerance;
             true
         }
         None => false,
@@ -263,6 +309,7 @@ pub fn run(settings: &Settings, on_progress: &mut dyn FnMut(Progress)) -> Result
         threads,
         bach_config,
         checked,
+        tolerance: used_tolerance,
     })
 }
 
@@ -282,8 +329,26 @@ pub fn corrupt(outputs: &mut Outputs, index: usize) {
     }
 }
 
+/// Relative tolerance (of `max(1, |expected|)`) for results computed on a GPU.
+pub const GPU_TOLERANCE: f64 = 1e-9;
+
 /// Compares results bit for bit (so NaNs compare by payload, and `-0.0 != 0.0`).
 pub fn compare(got: &Outputs, expected: &Outputs, names: &'static [&'static str]) -> Result<(), Mismatch> {
+    compare_within(got, expected, names, None)
+}
+
+/// Compares results bit for bit, or with `tolerance`: `|got - expected| <=
+/// tolerance * max(1, |expected|)`, NaN matching NaN.
+pub fn compare_within(
+    got: &Outputs,
+    expected: &Outputs,
+    names: &'static [&'static str],
+    tolerance: Option<f64>,
+) -> Result<(), Mismatch> {
+    let same = |a: f64, b: f64| match tolerance {
+        None => a.to_bits() == b.to_bits(),
+        Some(t) => (a.is_nan() && b.is_nan()) || a == b || (a - b).abs() <= t * b.abs().max(1.0),
+    };
     if got.len() != expected.len() {
         return Err(Mismatch::Count {
             got: got.len(),
@@ -299,7 +364,7 @@ pub fn compare(got: &Outputs, expected: &Outputs, names: &'static [&'static str]
                 expected: e.len(),
             });
         }
-        if let Some(index) = g.iter().zip(e).position(|(a, b)| a.to_bits() != b.to_bits()) {
+        if let Some(index) = g.iter().zip(e).position(|(a, b)| !same(*a, *b)) {
             return Err(Mismatch::Value {
                 output,
                 index,

@@ -71,6 +71,14 @@ pub struct BenchArgs {
     /// Testing aid: corrupt one element of the result before --check.
     #[arg(long, value_name = "INDEX", hide = true)]
     pub corrupt_index: Option<usize>,
+    /// Testing aid: run gpu mode, and give bach mode, a simulated device (host
+    /// memory; kernels stood in for by the CPU functions) instead of the GPU.
+    #[arg(long, hide = true)]
+    pub simulated_device: bool,
+    /// Print Bach's plan before the trials (stages, placement, predicted costs)
+    /// and, after them, the last run with measured times per stage (bach mode).
+    #[arg(long)]
+    pub explain: bool,
 }
 
 /// The workload registry as a clap value parser (so `--help` and the error for
@@ -137,6 +145,8 @@ impl BenchArgs {
             seed: self.seed,
             check: self.check,
             corrupt_index: self.corrupt_index,
+            simulated_device: self.simulated_device,
+            explain: self.explain,
         }
     }
 }
@@ -178,9 +188,6 @@ impl Bar {
 /// median lines, appends the JSON record. `Err` carries the one-line message.
 pub fn run_bench(args: &BenchArgs) -> Result<(), String> {
     let settings = args.settings();
-    if settings.mode == Mode::Gpu {
-        return Err(bench::BenchError::GpuNotBuilt.to_string());
-    }
     bench::configure_threads(args.threads).map_err(|e| format!("cannot start {:?} threads: {e}", args.threads))?;
     let w = settings.workload;
     let n = 1u64 << settings.log2_size;
@@ -230,7 +237,10 @@ pub fn run_bench(args: &BenchArgs) -> Result<(), String> {
     bar.clear();
     let outcome = result.map_err(|e| e.to_string())?;
     if outcome.checked {
-        println!("Check: passed (bit-identical to cpu mode)");
+        match outcome.tolerance {
+            None => println!("Check: passed (bit-identical to cpu mode)"),
+            Some(t) => println!("Check: passed (within {t:e} relative of cpu mode: GPU rounding)"),
+        }
     }
     let batch_size = outcome.bach_config.as_ref().and_then(|c| c.batch_size);
     let record = make_record(&settings, &outcome.trials, outcome.threads, batch_size, outcome.checked);

@@ -4,11 +4,12 @@
 //!
 //! Modes: `cpu` (the plain CPU library, op at a time), `bach` (the same
 //! workload source through the annotated library and `evaluate`), `fused`
-//! (one hand-written rayon loop: the CPU limit), `gpu` (not built yet).
+//! (one hand-written rayon loop: the CPU limit), `gpu` (hand-written device code, one kernel per operation).
 //! Workloads are registered in one place, [`workloads::REGISTRY`].
 
 pub mod bench;
 pub mod cli;
+pub mod gpu;
 pub mod inputs;
 pub mod record;
 pub mod report;

@@ -23,7 +23,7 @@ pub enum SweepMode {
     Bach,
     /// `bach-bench -m fused`.
     Fused,
-    /// `bach-bench -m gpu` (fails until the CUDA backend exists; skipped).
+    /// `bach-bench -m gpu` (hand-written device code; fails, and is reported, without a GPU).
     Gpu,
     /// `python3 NUMPY_SCRIPT WORKLOAD LOG2 TRIALS` (skipped when numpy or scipy is missing).
     Numpy,

@@ -91,12 +91,34 @@ fn usage_errors_are_one_line_with_status_2() {
 }
 
 #[test]
-fn gpu_mode_is_a_clear_one_line_error() {
+fn gpu_mode_without_a_gpu_is_a_clear_one_line_error() {
+    if !bach_runtime::gpu_status().devices.is_empty() {
+        eprintln!("skipped: this machine has a GPU");
+        return;
+    }
     let o = run(BENCH, &["-b", "haversine", "-m", "gpu", "-s", "10"]);
     assert_eq!(o.status.code(), Some(1));
     let err = stderr(&o);
     assert_eq!(err.lines().count(), 1, "{err}");
-    assert!(err.contains("CUDA backend is not built yet"), "{err}");
+    assert!(err.starts_with("error: gpu mode: ") && err.contains("CUDA"), "{err}");
+}
+
+#[test]
+fn gpu_mode_code_is_right_on_a_simulated_device() {
+    for w in ["blackscholes", "haversine"] {
+        let o = run(BENCH, &["-b", w, "-m", "gpu", "-s", "11", "--check", "--simulated-device"]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        assert!(stdout(&o).contains("Check: passed"), "{}", stdout(&o));
+    }
+}
+
+#[test]
+fn explain_prints_the_plan_and_the_measured_run() {
+    let o = run(BENCH, &["-b", "haversine", "-m", "bach", "-s", "12", "--explain", "--simulated-device"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("Plan:") && out.contains("Last run:") && out.contains("measured"), "{out}");
+    assert!(out.contains("sin -> square"), "{out}");
 }
 
 fn median_lines(out: &str) -> Vec<(String, f64)> {
@@ -290,7 +312,7 @@ fn sweep_writes_results_table_and_charts() {
             BENCH,
         ],
     );
-    // gpu fails (not built yet): reported, skipped, and the sweep exits non-zero after its report.
+    // gpu fails (no GPU here): reported, skipped, and the sweep exits non-zero after its report.
     assert_eq!(o.status.code(), Some(1), "{}\n{}", stdout(&o), stderr(&o));
     let text = stdout(&o);
     assert_eq!(text.matches("FAILED: gpu mode").count(), 4, "{text}");

@@ -142,6 +142,9 @@ pub(crate) fn default_device() -> std::result::Result<std::sync::Arc<dyn Device>
 }
 
 fn open_cuda() -> std::result::Result<std::sync::Arc<dyn Device>, String> {
-    let device = CudaDevice::open(0).map_err(|e| e.to_string())?;
+    let device = CudaDevice::open(0).map_err(|e| match e {
+        crate::Error::GpuUnavailable(reason) => reason,
+        e => e.to_string(),
+    })?;
     Ok(device)
 }

@@ -42,6 +42,8 @@ pub(super) static WORKLOAD: Workload = Workload {
     cpu: run_cpu,
     bach: run_bach,
     fused: run_fused,
+    gpu: crate::gpu::blackscholes,
+    explain: |x| bach_runtime::Graph::current().explain(&bach::blackscholes(&x[0], &x[1], &x[2], &x[3], &x[4])),
 };
 
 fn run_cpu(x: &[Array1<f64>]) -> Outputs {

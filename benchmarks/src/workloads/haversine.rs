@@ -27,6 +27,8 @@ pub(super) static WORKLOAD: Workload = Workload {
     cpu: run_cpu,
     bach: run_bach,
     fused: run_fused,
+    gpu: crate::gpu::haversine,
+    explain: |x| bach_runtime::Graph::current().explain(&bach::haversine(&x[0], &x[1])),
 };
 
 fn run_cpu(x: &[Array1<f64>]) -> Outputs {

@@ -47,6 +47,11 @@ pub struct Workload {
     /// `fused` mode: one hand-written rayon loop computing the same formula
     /// per element in the same operation order (bit-identical to `cpu`).
     pub fused: fn(&[Array1<f64>]) -> Outputs,
+    /// `gpu` mode: hand-written device code, one kernel per operation, with
+    /// explicit transfers (see [`crate::gpu`]).
+    pub gpu: fn(&crate::gpu::Gpu<'_>, &[Array1<f64>]) -> bach_runtime::Result<Outputs>,
+    /// Bach's plan for the workload in the current graph (`--explain`).
+    pub explain: fn(&[Array1<f64>]) -> bach_runtime::Result<bach_runtime::Explain>,
 }
 
 impl std::fmt::Debug for Workload {

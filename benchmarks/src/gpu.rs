@@ -1,0 +1,202 @@
+//! Hand-written GPU code for `gpu` mode, the way the paper's baselines use
+//! PyTorch or CuPy: explicit transfers, one kernel launch per operation, every
+//! intermediate a whole device array. It runs on any [`Device`]: the CUDA
+//! device on a GPU machine, the simulated device in tests (each launch names
+//! the CPU function that stands in for its kernel there).
+
+use bach_runtime::{Device, DeviceBuffer, KernelArg, KernelSource, Launch, Result};
+use ndarray::Array1;
+
+use annotated_libs::cpu::numpy as cpu;
+use annotated_libs::numpy::BACH_KERNELS;
+
+/// A device array of `f64`.
+pub struct DArray {
+    buf: DeviceBuffer,
+    len: usize,
+}
+
+/// The device and kernel source the hand-written workloads launch on.
+pub struct Gpu<'d> {
+    dev: &'d dyn Device,
+    source: KernelSource,
+}
+
+fn to_bytes(a: &Array1<f64>) -> Vec<u8> {
+    a.iter().flat_map(|x| x.to_ne_bytes()).collect()
+}
+
+fn from_bytes(b: &[u8]) -> Array1<f64> {
+    b.chunks_exact(8)
+        .map(|c| f64::from_ne_bytes(c.try_into().expect("8 bytes")))
+        .collect()
+}
+
+impl<'d> Gpu<'d> {
+    /// Launches on `dev` the kernels of the annotated NumPy module.
+    pub fn new(dev: &'d dyn Device) -> Self {
+        Gpu {
+            dev,
+            source: BACH_KERNELS,
+        }
+    }
+
+    /// Copies `a` to the device.
+    pub fn upload(&self, a: &Array1<f64>) -> Result<DArray> {
+        let bytes = to_bytes(a);
+        let buf = self.dev.alloc(bytes.len())?;
+        self.dev.upload(&bytes, &buf)?;
+        Ok(DArray { buf, len: a.len() })
+    }
+
+    /// Copies `a` back to the host.
+    pub fn download(&self, a: &DArray) -> Result<Array1<f64>> {
+        let mut bytes = vec![0u8; a.len * 8];
+        self.dev.download(&a.buf, &mut bytes)?;
+        Ok(from_bytes(&bytes))
+    }
+
+    fn launch(
+        &self,
+        kernel: &str,
+        n: usize,
+        inputs: &[&DArray],
+        scalar: Option<f64>,
+        host: &(dyn Fn(&[Array1<f64>]) -> Array1<f64> + Sync),
+    ) -> Result<DArray> {
+        let out = self.dev.alloc(n * 8)?;
+        let mut args: Vec<KernelArg<'_>> = inputs.iter().map(|a| KernelArg::In(&a.buf)).collect();
+        args.extend(scalar.map(KernelArg::F64));
+        args.push(KernelArg::Out(&out));
+        let emulate = |bufs: &[&[u8]]| -> Result<Vec<Vec<u8>>> {
+            let arrays: Vec<Array1<f64>> = bufs.iter().map(|b| from_bytes(&b[..n * 8])).collect();
+            Ok(vec![to_bytes(&host(&arrays))])
+        };
+        self.dev.launch(&Launch {
+            source: self.source,
+            kernel: format!("{kernel}_f64"),
+            n,
+            args,
+            emulate: &emulate,
+        })?;
+        Ok(DArray { buf: out, len: n })
+    }
+
+    /// `op(a)` elementwise.
+    pub fn unary(&self, op: &str, host: fn(&Array1<f64>) -> Array1<f64>, a: &DArray) -> Result<DArray> {
+        self.launch(op, a.len, &[a], None, &|x| host(&x[0]))
+    }
+
+    /// `op(a, b)` elementwise.
+    pub fn binary(
+        &self,
+        op: &str,
+        host: fn(&Array1<f64>, &Array1<f64>) -> Array1<f64>,
+        a: &DArray,
+        b: &DArray,
+    ) -> Result<DArray> {
+        self.launch(op, a.len, &[a, b], None, &|x| host(&x[0], &x[1]))
+    }
+
+    /// `a op s` elementwise (kernel `{op}_scalar`).
+    pub fn with_scalar(
+        &self,
+        op: &str,
+        host: fn(&Array1<f64>, f64) -> Array1<f64>,
+        a: &DArray,
+        s: f64,
+    ) -> Result<DArray> {
+        self.launch(&format!("{op}_scalar"), a.len, &[a], Some(s), &|x| host(&x[0], s))
+    }
+
+    /// `s op a` elementwise (kernel `scalar_{op}`).
+    pub fn scalar_first(
+        &self,
+        op: &str,
+        host: fn(f64, &Array1<f64>) -> Array1<f64>,
+        s: f64,
+        a: &DArray,
+    ) -> Result<DArray> {
+        self.launch(&format!("scalar_{op}"), a.len, &[a], Some(s), &|x| host(s, &x[0]))
+    }
+
+    /// Waits for all launched work.
+    pub fn synchronize(&self) -> Result<()> {
+        self.dev.synchronize()
+    }
+}
+
+/// Black-Scholes, one kernel per operation of `annotated_libs::workloads`.
+pub fn blackscholes(g: &Gpu<'_>, x: &[Array1<f64>]) -> Result<Vec<Array1<f64>>> {
+    let (c05, c10, invsqrt2) = (3.0, 1.5, 1.0 / 2f64.sqrt());
+    let price = g.upload(&x[0])?;
+    let strike = g.upload(&x[1])?;
+    let t = g.upload(&x[2])?;
+    let rate = g.upload(&x[3])?;
+    let vol = g.upload(&x[4])?;
+
+    let rsig = g.binary("add", cpu::add, &g.with_scalar("multiply", cpu::multiply_scalar, &g.binary("multiply", cpu::multiply, &vol, &vol)?, c05)?, &rate)?;
+    let vol_sqrt = g.binary("multiply", cpu::multiply, &g.unary("sqrt", cpu::sqrt, &t)?, &vol)?;
+    let d1 = g.binary(
+        "divide",
+        cpu::divide,
+        &g.binary(
+            "add",
+            cpu::add,
+            &g.unary("log2", cpu::log2, &g.binary("divide", cpu::divide, &price, &strike)?)?,
+            &g.binary("multiply", cpu::multiply, &rsig, &t)?,
+        )?,
+        &vol_sqrt,
+    )?;
+    let d2 = g.binary("subtract", cpu::subtract, &d1, &vol_sqrt)?;
+    let cdf = |d: &DArray| -> Result<DArray> {
+        let e = g.unary("erf", cpu::erf, &g.with_scalar("multiply", cpu::multiply_scalar, d, invsqrt2)?)?;
+        g.scalar_first("add", cpu::scalar_add, c05, &g.scalar_first("multiply", cpu::scalar_multiply, c05, &e)?)
+    };
+    let (d1, d2) = (cdf(&d1)?, cdf(&d2)?);
+    let e_rt = g.unary("exp", cpu::exp, &g.binary("multiply", cpu::multiply, &g.unary("negative", cpu::negative, &rate)?, &t)?)?;
+    let e_rt_strike = g.binary("multiply", cpu::multiply, &e_rt, &strike)?;
+    let call = g.binary(
+        "subtract",
+        cpu::subtract,
+        &g.binary("multiply", cpu::multiply, &price, &d1)?,
+        &g.binary("multiply", cpu::multiply, &e_rt_strike, &d2)?,
+    )?;
+    let put = g.binary(
+        "subtract",
+        cpu::subtract,
+        &g.binary("multiply", cpu::multiply, &e_rt_strike, &g.scalar_first("subtract", cpu::scalar_subtract, c10, &d2)?)?,
+        &g.binary("multiply", cpu::multiply, &price, &g.scalar_first("subtract", cpu::scalar_subtract, c10, &d1)?)?,
+    )?;
+    let out = vec![g.download(&call)?, g.download(&put)?];
+    g.synchronize()?;
+    Ok(out)
+}
+
+/// Haversine, one kernel per operation of `annotated_libs::workloads`.
+pub fn haversine(g: &Gpu<'_>, x: &[Array1<f64>]) -> Result<Vec<Array1<f64>>> {
+    let (lat1, lon1, miles) = (0.70984286, 1.23892197, 3959.0);
+    let lat2 = g.upload(&x[0])?;
+    let lon2 = g.upload(&x[1])?;
+    let half_sin_sq = |v: &DArray, c: f64| -> Result<DArray> {
+        let d = g.with_scalar("divide", cpu::divide_scalar, &g.with_scalar("subtract", cpu::subtract_scalar, v, c)?, 2.0)?;
+        g.unary("square", cpu::square, &g.unary("sin", cpu::sin, &d)?)
+    };
+    let dlat = half_sin_sq(&lat2, lat1)?;
+    let dlon = half_sin_sq(&lon2, lon1)?;
+    let a = g.binary(
+        "add",
+        cpu::add,
+        &dlat,
+        &g.binary("multiply", cpu::multiply, &g.with_scalar("multiply", cpu::multiply_scalar, &g.unary("cos", cpu::cos, &lat2)?, f64::cos(lat1))?, &dlon)?,
+    )?;
+    let d = g.with_scalar(
+        "multiply",
+        cpu::multiply_scalar,
+        &g.scalar_first("multiply", cpu::scalar_multiply, 2.0, &g.unary("arcsin", cpu::arcsin, &g.unary("sqrt", cpu::sqrt, &a)?)?)?,
+        miles,
+    )?;
+    let out = vec![g.download(&d)?];
+    g.synchronize()?;
+    Ok(out)
+}
