@@ -5,7 +5,9 @@
 
 use annotated_libs::cpu::numpy as cpu;
 use annotated_libs::numpy as np;
-use bach_runtime::{evaluate, Config, Graph, Lazy};
+use std::sync::Arc;
+
+use bach_runtime::{evaluate, Config, Device, DevicePolicy, Graph, Lazy, SimulatedDevice, SimulatedDeviceConfig};
 use ndarray::Array1;
 use proptest::prelude::*;
 
@@ -23,6 +25,11 @@ enum Step {
 const UNARY: u8 = 15;
 const BINARY: u8 = 7;
 const SCALAR: u8 = 7;
+
+/// Steps whose functions all have GPU kernels (no `add_into`).
+fn kernel_step() -> impl Strategy<Value = Step> {
+    step().prop_filter("has a kernel", |s| !matches!(s, Step::Mutate(..)))
+}
 
 fn step() -> impl Strategy<Value = Step> {
     prop_oneof![
@@ -261,6 +268,48 @@ proptest! {
                 let m = cpu::max(want);
                 prop_assert!(got.to_bits() == m.to_bits() || (got.is_nan() && m.is_nan()), "max {} vs {}", got, m);
             }
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+
+    /// The same programs with every stage on a simulated device of random
+    /// capacity (from a few hundred bytes, paging element by element, to more
+    /// than the data), with out-of-memory injected at a random allocation:
+    /// identical results, and the capacity is never exceeded.
+    #[test]
+    fn random_programs_on_a_bounded_device_match_eager_cpu(
+        n in length(),
+        steps in proptest::collection::vec(kernel_step(), 1..10),
+        capacity in prop_oneof![256usize..4096, 4096usize..(1 << 16), Just(1usize << 30)],
+        fail_alloc in prop_oneof![Just(None), (0u64..40).prop_map(Some)],
+        seed in any::<u64>(),
+    ) {
+        let inputs: Vec<Array1<f64>> = (0..3).map(|i| data(n, seed ^ i)).collect();
+        let eager = run_eager(&inputs, &steps);
+        let device = Arc::new(SimulatedDevice::new(SimulatedDeviceConfig { capacity, fail_alloc, ..Default::default() }));
+        let graph = Graph::with_config(Config { device: DevicePolicy::Gpu, ..Config::default() });
+        graph.set_device(Some(device.clone()));
+        let (lazy, sums) = graph.enter(|| {
+            let handles = record(&inputs, &steps);
+            let sums: Vec<_> = handles.iter().map(np::sum).collect();
+            evaluate((handles, sums))
+        }).unwrap_or_else(|e| panic!("evaluate failed: {e}"));
+        for (i, (got, want)) in lazy.iter().zip(&eager).enumerate() {
+            prop_assert!(same_bits(got, want), "value {} differs (n = {}, capacity = {})", i, n, capacity);
+        }
+        for (got, want) in sums.iter().zip(&eager) {
+            let scale: f64 = want.iter().filter(|x| x.is_finite()).map(|x| x.abs()).sum();
+            prop_assert!(close(*got, cpu::sum(want), scale), "sum {} vs {}", got, cpu::sum(want));
+        }
+        prop_assert!(device.stats().peak_bytes as usize <= capacity);
+        prop_assert_eq!(device.in_use(), 0);
+        // Every call here has a kernel: the device did the work (unless not
+        // even one element fit and the CPU took over).
+        if n > 0 && capacity >= 1 << 12 && fail_alloc.is_none() {
+            prop_assert!(device.stats().launches > 0, "nothing ran on the device");
         }
     }
 }
