@@ -240,3 +240,57 @@ fn reductions_run_on_the_device_and_merge_partials() {
         }
     }
 }
+
+/// `a * s + b`, on the device as two kernels through a temporary buffer.
+fn axpy_on_device(call: &bach_runtime::GpuCall<'_>) -> bach_runtime::Result<()> {
+    use bach_runtime::{KernelArg, Launch};
+    let n = call.n;
+    let s = match call.scalars[0] {
+        KernelArg::F64(s) => s,
+        _ => unreachable!("axpy's scalar is an f64"),
+    };
+    let f64s = |b: &[u8]| Array1::from_iter(b[..n * 8].chunks_exact(8).map(|c| f64::from_ne_bytes(c.try_into().unwrap())));
+    let bytes = |a: Array1<f64>| a.iter().flat_map(|x| x.to_ne_bytes()).collect::<Vec<u8>>();
+    let tmp = call.device.alloc(n * 8)?;
+    call.device.launch(&Launch {
+        source: annotated_libs::numpy::BACH_KERNELS,
+        kernel: "multiply_scalar_f64".into(),
+        n,
+        args: vec![KernelArg::In(call.inputs[0]), KernelArg::F64(s), KernelArg::Out(&tmp)],
+        emulate: &|b| Ok(vec![bytes(cpu::multiply_scalar(&f64s(b[0]), s))]),
+    })?;
+    call.device.launch(&Launch {
+        source: annotated_libs::numpy::BACH_KERNELS,
+        kernel: "add_f64".into(),
+        n,
+        args: vec![KernelArg::In(&tmp), KernelArg::In(call.inputs[1]), KernelArg::Out(call.output)],
+        emulate: &|b| Ok(vec![bytes(cpu::add(&f64s(b[0]), &f64s(b[1])))]),
+    })
+}
+
+/// `a * s + b`.
+#[bach_runtime::offload(split = bach_runtime::NdArraySplit, gpu_fn = axpy_on_device)]
+pub fn axpy(a: &Array1<f64>, b: &Array1<f64>, s: f64) -> Array1<f64> {
+    cpu::add(&cpu::multiply_scalar(a, s), b)
+}
+
+#[test]
+fn gpu_fn_functions_run_on_the_device() {
+    let (a, b) = (uniform(10_000, -1.0, 1.0, 3), uniform(10_000, -1.0, 1.0, 4));
+    let dev = Arc::new(SimulatedDevice::with_capacity(64 << 10));
+    let g = graph_on(dev.clone());
+    let y = g
+        .enter(|| {
+            let y = np::sqrt(&np::abs(&axpy(&a, &b, 2.5)));
+            let e = g.explain(&y).unwrap();
+            assert_eq!(e.stages.len(), 1, "{e}");
+            assert_eq!(e.stages[0].placement, Placement::Gpu, "{e}");
+            evaluate(y)
+        })
+        .unwrap();
+    assert_eq!(bits(&y), bits(&cpu::sqrt(&cpu::abs(&axpy::cpu(&a, &b, 2.5)))));
+    // Two launches for axpy plus abs and sqrt, in every batch.
+    let launches = dev.stats().launches;
+    assert!(launches >= 4 && launches % 4 == 0, "{launches}");
+    assert!(dev.stats().peak_bytes <= 64 << 10);
+}

@@ -7,7 +7,9 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use ndarray::Array1;
 
 fn record(c: &mut Criterion) {
-    let x: Vec<Array1<f64>> = (0..5).map(|i| Array1::from_elem(1024, 1.0 + i as f64)).collect();
+    let x: Vec<Array1<f64>> = (0..5)
+        .map(|i| Array1::from_elem(1024, 1.0 + i as f64))
+        .collect();
     let mut g = c.benchmark_group("record");
     // Black-Scholes records 31 calls; report per-call throughput.
     g.throughput(Throughput::Elements(31));

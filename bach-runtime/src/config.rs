@@ -40,7 +40,9 @@ impl std::str::FromStr for DevicePolicy {
             "auto" | "" => Ok(DevicePolicy::Auto),
             "cpu" => Ok(DevicePolicy::Cpu),
             "gpu" | "cuda" => Ok(DevicePolicy::Gpu),
-            other => Err(format!("unknown device policy `{other}`: expected auto, cpu or gpu")),
+            other => Err(format!(
+                "unknown device policy `{other}`: expected auto, cpu or gpu"
+            )),
         }
     }
 }

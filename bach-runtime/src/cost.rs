@@ -73,61 +73,107 @@ const CALIBRATION_ELEMENTS: usize = 1 << 14;
 const UNKNOWN_CPU_S: f64 = 2e-9;
 
 fn cpu_table() -> &'static Mutex<HashMap<(&'static str, Vec<std::any::TypeId>), f64>> {
-    static TABLE: OnceLock<Mutex<HashMap<(&'static str, Vec<std::any::TypeId>), f64>>> = OnceLock::new();
+    static TABLE: OnceLock<Mutex<HashMap<(&'static str, Vec<std::any::TypeId>), f64>>> =
+        OnceLock::new();
     TABLE.get_or_init(Default::default)
 }
 
 /// Forgets every measured CPU cost; the next plans measure again.
 pub fn recalibrate() {
-    cpu_table().lock().unwrap_or_else(|e| e.into_inner()).clear();
+    cpu_table()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clear();
 }
 
 /// A synthetic argument for calibration: arrays of ordinary values.
 fn synthetic(node: &PlanNode, i: usize, n: usize) -> Option<Piece> {
     let a = &node.args[i];
     match (a.split.kind, codec(a.split.value_id)) {
-        (SplitKind::Partition, Some(Codec::Array { dtype, from_bytes, .. })) => {
+        (
+            SplitKind::Partition,
+            Some(Codec::Array {
+                dtype, from_bytes, ..
+            }),
+        ) => {
             let bytes: Vec<u8> = match dtype {
-                DType::F64 => (0..n).flat_map(|k| (0.5 + (k % 97) as f64 / 97.0).to_ne_bytes()).collect(),
-                DType::F32 => (0..n).flat_map(|k| (0.5 + (k % 97) as f32 / 97.0).to_ne_bytes()).collect(),
+                DType::F64 => (0..n)
+                    .flat_map(|k| (0.5 + (k % 97) as f64 / 97.0).to_ne_bytes())
+                    .collect(),
+                DType::F32 => (0..n)
+                    .flat_map(|k| (0.5 + (k % 97) as f32 / 97.0).to_ne_bytes())
+                    .collect(),
                 DType::Bool => (0..n).map(|k| (k % 3 == 0) as u8).collect(),
             };
             Some(from_bytes(&bytes))
         }
-        (_, Some(Codec::Scalar { dtype: DType::F64, .. })) => Some(Box::new(1.25f64)),
-        (_, Some(Codec::Scalar { dtype: DType::F32, .. })) => Some(Box::new(1.25f32)),
-        _ if a.split.value_id == std::any::TypeId::of::<usize>() && node.info.alloc => Some(Box::new(n)),
+        (
+            _,
+            Some(Codec::Scalar {
+                dtype: DType::F64, ..
+            }),
+        ) => Some(Box::new(1.25f64)),
+        (
+            _,
+            Some(Codec::Scalar {
+                dtype: DType::F32, ..
+            }),
+        ) => Some(Box::new(1.25f32)),
+        _ if a.split.value_id == std::any::TypeId::of::<usize>() && node.info.alloc => {
+            Some(Box::new(n))
+        }
         _ => None,
     }
 }
 
 /// Seconds per element of `node`'s CPU function on one core, measured once.
 pub(crate) fn cpu_seconds_per_element(node: &PlanNode) -> f64 {
-    let key = (node.info.name, node.args.iter().map(|a| a.split.value_id).collect::<Vec<_>>());
-    if let Some(&s) = cpu_table().lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+    let key = (
+        node.info.name,
+        node.args
+            .iter()
+            .map(|a| a.split.value_id)
+            .collect::<Vec<_>>(),
+    );
+    if let Some(&s) = cpu_table()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&key)
+    {
         return s;
     }
     let n = CALIBRATION_ELEMENTS;
     let measured = (|| {
-        let pieces: Vec<Piece> = (0..node.args.len()).map(|i| synthetic(node, i, n)).collect::<Option<_>>()?;
+        let pieces: Vec<Piece> = (0..node.args.len())
+            .map(|i| synthetic(node, i, n))
+            .collect::<Option<_>>()?;
         if node.args.iter().any(|a| a.mutated) {
             return None;
         }
         let mut best = f64::INFINITY;
         for _ in 0..3 {
             let mut args = Args {
-                refs: pieces.iter().map(|p| &**p as &(dyn Any + Send + Sync)).collect(),
+                refs: pieces
+                    .iter()
+                    .map(|p| &**p as &(dyn Any + Send + Sync))
+                    .collect(),
                 owned: (0..pieces.len()).map(|_| None).collect(),
             };
             let t = Instant::now();
-            let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (node.cpu)(&mut args))).ok()?.ok()?;
+            let out =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (node.cpu)(&mut args)))
+                    .ok()?
+                    .ok()?;
             best = best.min(t.elapsed().as_secs_f64());
             drop(out);
         }
         Some(best / n as f64)
     })()
     .unwrap_or(UNKNOWN_CPU_S);
-    cpu_table().lock().unwrap_or_else(|e| e.into_inner()).insert(key, measured);
+    cpu_table()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(key, measured);
     measured
 }
 
@@ -148,7 +194,11 @@ pub(crate) fn predict(
     threads: usize,
     device: Option<(&DeviceCosts, usize)>,
 ) -> StageCost {
-    let per_element: f64 = stage.nodes.iter().map(|&i| cpu_seconds_per_element(&plan.nodes[i])).sum();
+    let per_element: f64 = stage
+        .nodes
+        .iter()
+        .map(|&i| cpu_seconds_per_element(&plan.nodes[i]))
+        .sum();
     let cpu_batches = n.div_ceil(4096).max(1);
     let cpu_s = n as f64 * per_element / threads.min(cpu_batches).max(1) as f64;
     let mut cost = StageCost {
@@ -165,10 +215,13 @@ pub(crate) fn predict(
         for &i in &stage.nodes {
             let node = &plan.nodes[i];
             for a in &node.args {
-                let local = matches!(a.input, crate::plan::Input::Local(p, _) if stage.nodes.contains(&p));
+                let local =
+                    matches!(a.input, crate::plan::Input::Local(p, _) if stage.nodes.contains(&p));
                 if !local && a.split.kind == SplitKind::Partition {
                     let key = match &a.input {
-                        crate::plan::Input::External(h) => h.get() as *const dyn Any as *const () as usize,
+                        crate::plan::Input::External(h) => {
+                            h.get() as *const dyn Any as *const () as usize
+                        }
                         crate::plan::Input::Local(p, o) => (p << 8) | *o as usize,
                     };
                     if ups.insert(key) {
@@ -185,9 +238,12 @@ pub(crate) fn predict(
             }
         }
         let launches = stage.nodes.len() as f64 * batches;
-        cost.device_compute_s = Some(stage.nodes.len() as f64 * n as f64 / d.elements_per_s + launches * d.launch_s);
-        cost.transfer_s =
-            Some((up + down) as f64 / d.link_bytes_per_s + transfers_per_batch as f64 * batches * d.link_latency_s);
+        cost.device_compute_s =
+            Some(stage.nodes.len() as f64 * n as f64 / d.elements_per_s + launches * d.launch_s);
+        cost.transfer_s = Some(
+            (up + down) as f64 / d.link_bytes_per_s
+                + transfers_per_batch as f64 * batches * d.link_latency_s,
+        );
         cost.bytes_up = up;
         cost.bytes_down = down;
     }

@@ -9,7 +9,9 @@
 #[non_exhaustive]
 pub enum Error {
     /// Two split arguments of one call, or of one stage, have different element counts.
-    #[error("`{op}`: argument {arg} has {found} elements, but the call splits {expected} elements")]
+    #[error(
+        "`{op}`: argument {arg} has {found} elements, but the call splits {expected} elements"
+    )]
     LengthMismatch {
         /// The annotated function.
         op: &'static str,

@@ -118,7 +118,8 @@ impl Graph {
     pub fn evaluate<E: Evaluate>(&self, handles: E) -> Result<E::Output> {
         let mut wanted = Vec::new();
         handles.targets(&mut wanted);
-        let targets: Vec<(Arc<Node>, u32)> = wanted.into_iter().map(|Target(n, o)| (n, o)).collect();
+        let targets: Vec<(Arc<Node>, u32)> =
+            wanted.into_iter().map(|Target(n, o)| (n, o)).collect();
         if let Some((n, _)) = targets.iter().find(|(n, _)| n.graph != self.id()) {
             return Err(Error::ForeignGraph {
                 context: "evaluate".into(),
@@ -128,14 +129,24 @@ impl Graph {
         }
         let mut plan = Plan::build(&targets)?;
         let (values, seconds) = exec::run(&mut plan, self)?;
-        *self.last_run_slot().lock().unwrap_or_else(|e| e.into_inner()) =
-            Some(crate::explain::Explain::of(&plan, &self.config(), Some(&seconds)));
+        *self
+            .last_run_slot()
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(crate::explain::Explain::of(
+            &plan,
+            &self.config(),
+            Some(&seconds),
+        ));
         // Cache every target's outputs in its node; the node then drops its
         // inputs, which frees upstream nodes nothing else needs.
         for ((node, output), held) in targets.iter().zip(&values) {
             let mut state = node.lock();
             if let State::Pending(_) = &*state {
-                let mut outs: Vec<Held> = node.outputs.iter().map(|_| Held::Shared(Arc::new(()))).collect();
+                let mut outs: Vec<Held> = node
+                    .outputs
+                    .iter()
+                    .map(|_| Held::Shared(Arc::new(())))
+                    .collect();
                 outs[*output as usize] = held.clone();
                 // Other outputs of a multi-output call computed in this run are
                 // cached too; missing ones would be wrong, so only cache when all are known.

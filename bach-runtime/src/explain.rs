@@ -48,7 +48,11 @@ impl fmt::Display for Explain {
             if let Some(b) = s.batch_size {
                 write!(f, " in batches of {b}")?;
             }
-            writeln!(f, ", {} output(s) materialised ({})", s.materialised, s.reason)?;
+            writeln!(
+                f,
+                ", {} output(s) materialised ({})",
+                s.materialised, s.reason
+            )?;
             write!(f, "  predicted: cpu {:.3} ms", s.cost.cpu_s * 1e3)?;
             if let (Some(c), Some(t)) = (s.cost.device_compute_s, s.cost.transfer_s) {
                 write!(
@@ -75,7 +79,8 @@ impl Graph {
     pub fn explain<E: Evaluate>(&self, handles: &E) -> Result<Explain> {
         let mut wanted = Vec::new();
         handles.targets(&mut wanted);
-        let targets: Vec<(Arc<Node>, u32)> = wanted.into_iter().map(|Target(n, o)| (n, o)).collect();
+        let targets: Vec<(Arc<Node>, u32)> =
+            wanted.into_iter().map(|Target(n, o)| (n, o)).collect();
         if let Some((n, _)) = targets.iter().find(|(n, _)| n.graph != self.id()) {
             return Err(Error::ForeignGraph {
                 context: "explain".into(),
@@ -93,12 +98,19 @@ impl Graph {
     /// The plan of this graph's last evaluation, with the measured seconds of
     /// each stage beside the predictions (`None` before the first evaluation).
     pub fn last_run(&self) -> Option<Explain> {
-        self.last_run_slot().lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.last_run_slot()
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 }
 
 impl Explain {
-    pub(crate) fn of(plan: &Plan, config: &crate::config::Config, measured: Option<&[f64]>) -> Explain {
+    pub(crate) fn of(
+        plan: &Plan,
+        config: &crate::config::Config,
+        measured: Option<&[f64]>,
+    ) -> Explain {
         Explain {
             stages: plan
                 .stages
@@ -113,10 +125,16 @@ impl Explain {
                     ops: s.nodes.iter().map(|&n| plan.nodes[n].info.name).collect(),
                     elements: s.count,
                     batch_size: match s.kind {
-                        StageKind::Partitioned => Some(crate::exec::cpu::batch_size(plan, s, config)),
+                        StageKind::Partitioned => {
+                            Some(crate::exec::cpu::batch_size(plan, s, config))
+                        }
                         StageKind::Whole => None,
                     },
-                    materialised: plan.escaping.iter().filter(|(n, _)| s.nodes.contains(n)).count(),
+                    materialised: plan
+                        .escaping
+                        .iter()
+                        .filter(|(n, _)| s.nodes.contains(n))
+                        .count(),
                 })
                 .collect(),
         }

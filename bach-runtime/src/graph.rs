@@ -83,10 +83,16 @@ impl Drop for Node {
                 stack.extend(call.args.drain(..).map(|a| a.input));
             }
         };
-        take(self.state.get_mut().unwrap_or_else(|e| e.into_inner()), &mut stack);
+        take(
+            self.state.get_mut().unwrap_or_else(|e| e.into_inner()),
+            &mut stack,
+        );
         while let Some(node) = stack.pop() {
             if let Ok(mut node) = Arc::try_unwrap(node) {
-                take(node.state.get_mut().unwrap_or_else(|e| e.into_inner()), &mut stack);
+                take(
+                    node.state.get_mut().unwrap_or_else(|e| e.into_inner()),
+                    &mut stack,
+                );
             }
         }
     }
@@ -154,7 +160,10 @@ impl<'a, T: Value> Lazy<'a, T> {
     /// A handle that reads `value` in place (no copy), recorded in the current graph.
     pub fn borrowed(value: &'a T) -> Self {
         let ptr: &'a (dyn std::any::Any + Send + Sync) = value;
-        Lazy::from_node(Node::source(current_id(), Held::Borrowed(ptr as *const _)), 0)
+        Lazy::from_node(
+            Node::source(current_id(), Held::Borrowed(ptr as *const _)),
+            0,
+        )
     }
 }
 
@@ -302,7 +311,11 @@ impl Graph {
 
     /// A copy of this graph's settings.
     pub fn config(&self) -> Config {
-        self.inner.config.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.inner
+            .config
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Replaces this graph's settings.
@@ -324,7 +337,13 @@ impl Graph {
         if config.device == DevicePolicy::Cpu {
             return Ok(None);
         }
-        if let Some(d) = self.inner.device.lock().unwrap_or_else(|e| e.into_inner()).clone() {
+        if let Some(d) = self
+            .inner
+            .device
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+        {
             return Ok(Some(d));
         }
         match (crate::device::default_device(), config.device) {
@@ -434,7 +453,11 @@ impl<'a> CallBuilder<'a> {
     pub fn finish<S: SplitType<R>, R: Value>(mut self, cpu: CpuFn) -> Recorded<'a> {
         let mut ret = SplitVTable::of::<S, R>();
         if ret.is_inherit() {
-            if let Some(a) = self.args.iter().find(|a| a.split.value_id == ret.value_id && !a.split.is_inherit()) {
+            if let Some(a) = self
+                .args
+                .iter()
+                .find(|a| a.split.value_id == ret.value_id && !a.split.is_inherit())
+            {
                 ret = a.split;
             }
         }
@@ -467,7 +490,11 @@ impl<'a> Recorded<'a> {
     /// Output `i`: 0 is the return value, `1 + k` the new version of the
     /// `k`-th mutated argument.
     pub fn output<T: Value>(&self, i: usize) -> Lazy<'a, T> {
-        let vt = self.node.outputs.get(i).expect("output index within the call's outputs");
+        let vt = self
+            .node
+            .outputs
+            .get(i)
+            .expect("output index within the call's outputs");
         debug_assert_eq!(vt.value_id, std::any::TypeId::of::<T>(), "output type");
         Lazy::from_node(self.node.clone(), i as u32)
     }

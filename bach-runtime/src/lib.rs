@@ -33,14 +33,14 @@ extern crate self as bach_runtime;
 
 mod config;
 mod cost;
-mod device;
 #[allow(dead_code)]
 pub(crate) mod cuda;
+mod device;
 mod error;
 mod eval;
+mod exec;
 mod explain;
 mod fasthash;
-mod exec;
 mod graph;
 mod op;
 mod plan;
@@ -50,16 +50,19 @@ mod value;
 pub use bach_macros::offload;
 pub use config::{parse_bytes, Config, DevicePolicy};
 pub use cost::{recalibrate, DeviceCosts, StageCost};
-pub use device::{CudaDevice, Device, DeviceBuffer, KernelArg, KernelSource, Launch, SimulatedDevice, SimulatedDeviceConfig, TransferStats};
 pub use cuda::discovery::{gpu_status, ComputeCapability, DeviceInfo, GpuStatus, GpuUnavailable};
+pub use device::{
+    CudaDevice, Device, DeviceBuffer, GpuCall, GpuFn, KernelArg, KernelSource, Launch,
+    SimulatedDevice, SimulatedDeviceConfig, TransferStats,
+};
 pub use error::{Error, Result};
 pub use eval::{evaluate, Evaluate};
 pub use explain::{explain, Explain, StageInfo};
 pub use graph::{Arg, Graph, IntoArg, Lazy};
 pub use plan::{Placement, StageKind};
 pub use split::{
-    Assembler, Broadcast, CountSplit, Inherit, MaxSplit, MinSplit, NdArraySplit, Reducible, SizeSplit, SplitKind, SplitType,
-    SplitVTable, SumSplit,
+    Assembler, Broadcast, CountSplit, Inherit, MaxSplit, MinSplit, NdArraySplit, Reducible,
+    SizeSplit, SplitKind, SplitType, SplitVTable, SumSplit,
 };
 pub use value::Value;
 

@@ -21,6 +21,9 @@ pub struct OpInfo {
     /// The CUDA source that holds `gpu_kernel` (`gpu_source = ...`, by default
     /// the `BACH_KERNELS` constant in scope where the function is annotated).
     pub gpu_source: Option<crate::device::KernelSource>,
+    /// A Rust function implementing the call on device values (`gpu_fn = path`),
+    /// for what one elementwise kernel cannot do.
+    pub gpu_fn: Option<crate::device::GpuFn>,
 }
 
 impl OpInfo {
@@ -31,6 +34,7 @@ impl OpInfo {
         splittable: true,
         alloc: false,
         gpu_source: None,
+        gpu_fn: None,
     };
 }
 

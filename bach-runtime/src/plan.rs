@@ -102,7 +102,11 @@ impl Plan {
             Enter(Arc<Node>),
             Exit(Arc<Node>),
         }
-        let mut stack: Vec<Visit> = targets.iter().map(|(n, _)| Visit::Enter(n.clone())).rev().collect();
+        let mut stack: Vec<Visit> = targets
+            .iter()
+            .map(|(n, _)| Visit::Enter(n.clone()))
+            .rev()
+            .collect();
         let mut entered: FastSet<u64> = FastSet::default();
         while let Some(v) = stack.pop() {
             match v {
@@ -111,13 +115,18 @@ impl Plan {
                         continue;
                     }
                     let state = n.lock();
-                    let State::Pending(call) = &*state else { continue };
+                    let State::Pending(call) = &*state else {
+                        continue;
+                    };
                     // Inputs that are values (sources, computed nodes) need no visit.
                     let pending: Vec<Arc<Node>> = call
                         .args
                         .iter()
                         .rev()
-                        .filter(|a| !entered.contains(&a.input.id) && matches!(&*a.input.lock(), State::Pending(_)))
+                        .filter(|a| {
+                            !entered.contains(&a.input.id)
+                                && matches!(&*a.input.lock(), State::Pending(_))
+                        })
                         .map(|a| a.input.clone())
                         .collect();
                     drop(state);
@@ -127,7 +136,9 @@ impl Plan {
                 Visit::Exit(n) => {
                     let state = n.lock();
                     // Computed meanwhile by another evaluation: read it as a value.
-                    let State::Pending(call) = &*state else { continue };
+                    let State::Pending(call) = &*state else {
+                        continue;
+                    };
                     if let Some(e) = &call.error {
                         return Err(e.clone());
                     }
@@ -138,8 +149,12 @@ impl Plan {
                             let input = match index.get(&a.input.id) {
                                 Some(&i) => Input::Local(i, a.output),
                                 None => match &*a.input.lock() {
-                                    State::Done(vals) => Input::External(vals[a.output as usize].clone()),
-                                    State::Pending(_) => unreachable!("inputs are planned before their readers"),
+                                    State::Done(vals) => {
+                                        Input::External(vals[a.output as usize].clone())
+                                    }
+                                    State::Pending(_) => {
+                                        unreachable!("inputs are planned before their readers")
+                                    }
                                 },
                             };
                             PlanArg {

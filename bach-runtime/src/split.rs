@@ -463,8 +463,12 @@ fn short_name(full: &'static str) -> &'static str {
 }
 
 fn downcast<T: 'static>(v: &dyn Any) -> &T {
-    v.downcast_ref::<T>()
-        .unwrap_or_else(|| panic!("split type applied to a value that is not `{}`", std::any::type_name::<T>()))
+    v.downcast_ref::<T>().unwrap_or_else(|| {
+        panic!(
+            "split type applied to a value that is not `{}`",
+            std::any::type_name::<T>()
+        )
+    })
 }
 
 impl SplitVTable {
@@ -482,9 +486,11 @@ impl SplitVTable {
                 let typed = pieces
                     .into_iter()
                     .map(|p| {
-                        p.downcast::<T>().map(|b| *b).map_err(|_| Error::TypeMismatch {
-                            expected: std::any::type_name::<T>(),
-                        })
+                        p.downcast::<T>()
+                            .map(|b| *b)
+                            .map_err(|_| Error::TypeMismatch {
+                                expected: std::any::type_name::<T>(),
+                            })
                     })
                     .collect::<Result<Vec<T>>>()?;
                 Ok(Box::new(S::merge(typed)?))
@@ -530,7 +536,10 @@ mod tests {
         let mut bounds = vec![0];
         bounds.extend(cuts.iter().copied().filter(|&c| c < n));
         bounds.push(n);
-        let pieces: Vec<T> = bounds.windows(2).map(|w| S::split(&v, w[0]..w[1])).collect();
+        let pieces: Vec<T> = bounds
+            .windows(2)
+            .map(|w| S::split(&v, w[0]..w[1]))
+            .collect();
         assert_eq!(S::merge(pieces.clone()).unwrap(), v);
         let asm = S::assembler(n, &pieces[0]).unwrap();
         for (w, p) in bounds.windows(2).zip(&pieces) {
@@ -559,11 +568,21 @@ mod tests {
             <MaxSplit as SplitType<f64>>::merge(vec![]),
             Err(Error::EmptyReduction { .. })
         ));
-        assert!(<MaxSplit as SplitType<f64>>::merge(vec![1.0, f64::NAN, 3.0]).unwrap().is_nan());
-        assert!(<MinSplit as SplitType<f64>>::merge(vec![f64::NAN, 3.0]).unwrap().is_nan());
-        assert_eq!(<MinSplit as SplitType<f64>>::merge(vec![2.0, -1.0]).unwrap(), -1.0);
+        assert!(
+            <MaxSplit as SplitType<f64>>::merge(vec![1.0, f64::NAN, 3.0])
+                .unwrap()
+                .is_nan()
+        );
+        assert!(<MinSplit as SplitType<f64>>::merge(vec![f64::NAN, 3.0])
+            .unwrap()
+            .is_nan());
         assert_eq!(
-            <SumSplit as SplitType<Array1<f64>>>::merge(vec![array![1.0, 2.0], array![3.0, 4.0]]).unwrap(),
+            <MinSplit as SplitType<f64>>::merge(vec![2.0, -1.0]).unwrap(),
+            -1.0
+        );
+        assert_eq!(
+            <SumSplit as SplitType<Array1<f64>>>::merge(vec![array![1.0, 2.0], array![3.0, 4.0]])
+                .unwrap(),
             array![4.0, 6.0]
         );
     }
@@ -571,6 +590,9 @@ mod tests {
     #[test]
     fn size_split_gives_range_lengths() {
         assert_eq!(SizeSplit::split(&10, 3..7), 4);
-        assert_eq!(<SizeSplit as SplitType<usize>>::merge(vec![3, 4, 3]).unwrap(), 10);
+        assert_eq!(
+            <SizeSplit as SplitType<usize>>::merge(vec![3, 4, 3]).unwrap(),
+            10
+        );
     }
 }

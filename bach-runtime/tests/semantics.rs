@@ -2,7 +2,9 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use bach_runtime::{evaluate, offload, Config, Error, Graph, Inherit, Lazy, NdArraySplit, SumSplit};
+use bach_runtime::{
+    evaluate, offload, Config, Error, Graph, Inherit, Lazy, NdArraySplit, SumSplit,
+};
 use ndarray::{array, Array1};
 
 static CALLS: AtomicUsize = AtomicUsize::new(0);
@@ -16,7 +18,13 @@ pub fn counted_double(a: &Array1<f64>) -> Array1<f64> {
 
 #[offload(split = NdArraySplit)]
 pub fn add(a: &Array1<f64>, b: &Array1<f64>) -> Array1<f64> {
-    assert_eq!(a.len(), b.len(), "add: operands have lengths {} and {}", a.len(), b.len());
+    assert_eq!(
+        a.len(),
+        b.len(),
+        "add: operands have lengths {} and {}",
+        a.len(),
+        b.len()
+    );
     a + b
 }
 
@@ -64,7 +72,11 @@ fn lazy_calls_run_only_on_evaluate_and_once() {
         let d = counted_double(&x);
         let dropped = counted_double(&x);
         drop(dropped);
-        assert_eq!(CALLS.load(Ordering::SeqCst), before, "recording runs nothing");
+        assert_eq!(
+            CALLS.load(Ordering::SeqCst),
+            before,
+            "recording runs nothing"
+        );
         assert_eq!(evaluate(&d).unwrap(), array![2.0, 4.0, 6.0]);
         let after_first = CALLS.load(Ordering::SeqCst);
         assert!(after_first > before);
@@ -124,7 +136,10 @@ fn mismatched_lengths_are_a_typed_error() {
     }
     // Also when one side is lazy.
     let d = add(&a, &a);
-    assert!(matches!(evaluate(add(&d, &b)), Err(Error::LengthMismatch { op: "add", .. })));
+    assert!(matches!(
+        evaluate(add(&d, &b)),
+        Err(Error::LengthMismatch { op: "add", .. })
+    ));
 }
 
 #[test]
@@ -133,7 +148,10 @@ fn handles_from_another_graph_are_rejected() {
     let other = Graph::new();
     let foreign = other.enter(|| add(&a, &a));
     // Evaluated in the default graph.
-    assert!(matches!(evaluate(&foreign), Err(Error::ForeignGraph { .. })));
+    assert!(matches!(
+        evaluate(&foreign),
+        Err(Error::ForeignGraph { .. })
+    ));
     // Used as an argument in the default graph.
     let mixed = add(&foreign, &a);
     match evaluate(&mixed) {
@@ -165,7 +183,10 @@ fn a_function_breaking_its_split_contract_is_an_error() {
     let a = array![1.0, 2.0, 3.0];
     assert!(matches!(
         evaluate(drops_one(&a)),
-        Err(Error::PieceLength { op: "drops_one", .. })
+        Err(Error::PieceLength {
+            op: "drops_one",
+            ..
+        })
     ));
 }
 
@@ -269,5 +290,9 @@ fn dropping_unevaluated_handles_frees_their_values() {
     let h2 = touch(Tracked);
     drop(h);
     drop(h2);
-    assert_eq!(DROPPED.load(Ordering::SeqCst) - before, 2, "both recorded values freed");
+    assert_eq!(
+        DROPPED.load(Ordering::SeqCst) - before,
+        2,
+        "both recorded values freed"
+    );
 }

@@ -160,7 +160,9 @@ fn status_string(status: nvrtc_sys::nvrtcResult) -> String {
         format!("{status:?}")
     } else {
         // SAFETY: NVRTC returns a NUL-terminated static string.
-        unsafe { CStr::from_ptr(ptr) }.to_string_lossy().into_owned()
+        unsafe { CStr::from_ptr(ptr) }
+            .to_string_lossy()
+            .into_owned()
     }
 }
 
@@ -239,7 +241,11 @@ impl Drop for Program {
 }
 
 fn c_chars_to_string(chars: Vec<c_char>) -> String {
-    let bytes: Vec<u8> = chars.into_iter().map(|c| c as u8).take_while(|&b| b != 0).collect();
+    let bytes: Vec<u8> = chars
+        .into_iter()
+        .map(|c| c as u8)
+        .take_while(|&b| b != 0)
+        .collect();
     String::from_utf8_lossy(&bytes).into_owned()
 }
 
@@ -247,7 +253,10 @@ fn c_chars_to_string(chars: Vec<c_char>) -> String {
 ///
 /// A source NVRTC rejects gives [`CudaError::Compile`], carrying the source's name, the
 /// target and NVRTC's log.
-pub fn compile_for_target(src: &KernelSource<'_>, target: Target) -> Result<CompiledModule, CudaError> {
+pub fn compile_for_target(
+    src: &KernelSource<'_>,
+    target: Target,
+) -> Result<CompiledModule, CudaError> {
     ensure_nvrtc()?;
     let nul = || CudaError::NulInSource {
         source_name: src.name.to_string(),
@@ -260,7 +269,9 @@ pub fn compile_for_target(src: &KernelSource<'_>, target: Target) -> Result<Comp
         status: status_string(e.0),
     };
 
-    let program = Program(nvrtc::create_program(&code, Some(&name)).map_err(|e| fail("nvrtcCreateProgram", e))?);
+    let program = Program(
+        nvrtc::create_program(&code, Some(&name)).map_err(|e| fail("nvrtcCreateProgram", e))?,
+    );
     let mut options: Vec<String> = DEFAULT_OPTIONS.iter().map(|s| s.to_string()).collect();
     options.push(format!("-arch={}", target.arch_name()));
 
@@ -341,7 +352,10 @@ pub fn compile(
         let module = compile_for_target(src, target)?;
         if let Some(cache) = cache {
             if let Err(e) = cache.store(&key, &module.code) {
-                tracing::warn!("could not write the kernel cache in {}: {e}", cache.dir().display());
+                tracing::warn!(
+                    "could not write the kernel cache in {}: {e}",
+                    cache.dir().display()
+                );
             }
         }
         Ok(module)
@@ -493,7 +507,10 @@ impl KernelCache {
             Ok(_) => None,
             Err(e) if e.kind() == io::ErrorKind::NotFound => None,
             Err(e) => {
-                tracing::warn!("could not read kernel cache entry {}: {e}", self.path(key).display());
+                tracing::warn!(
+                    "could not read kernel cache entry {}: {e}",
+                    self.path(key).display()
+                );
                 None
             }
         }
@@ -532,7 +549,10 @@ mod tests {
     use super::*;
     use crate::cuda::discovery::{nvrtc_present, GpuUnavailable};
 
-    const NUMPY_CU: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../annotated-libs/kernels/numpy.cu");
+    const NUMPY_CU: &str = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../annotated-libs/kernels/numpy.cu"
+    );
     const SM_90: ComputeCapability = ComputeCapability::new(9, 0);
 
     /// `true` when NVRTC is loadable; otherwise prints a reason and returns `false`, or panics
@@ -620,7 +640,8 @@ mod tests {
             supported_archs().unwrap()
         );
 
-        let cubin = compile_for_target(&src, Target::cubin(SM_90)).unwrap_or_else(|e| panic!("{e}"));
+        let cubin =
+            compile_for_target(&src, Target::cubin(SM_90)).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(&cubin.code[..4], b"\x7fELF", "a CUBIN is an ELF image");
         assert!(!cubin.from_cache);
 
@@ -631,7 +652,10 @@ mod tests {
             .into_iter()
             .filter(|k| !text.contains(&format!(".entry {k}(")))
             .collect();
-        assert!(missing.is_empty(), "kernels missing from numpy.cu's PTX: {missing:?}");
+        assert!(
+            missing.is_empty(),
+            "kernels missing from numpy.cu's PTX: {missing:?}"
+        );
         // The f32 kernels use the float overloads of the math functions: no double detour.
         let mut kernel = "";
         for line in text.lines() {
@@ -683,7 +707,8 @@ mod tests {
         if !nvrtc_or_skip() {
             return;
         }
-        let dir = std::env::temp_dir().join(format!("bach-kernel-cache-test-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("bach-kernel-cache-test-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         let cache = KernelCache::new(&dir);
         let code = numpy_cu();
@@ -700,9 +725,16 @@ mod tests {
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
-        assert_eq!(entries.len(), 1, "one entry, no temporary files left: {entries:?}");
+        assert_eq!(
+            entries.len(),
+            1,
+            "one entry, no temporary files left: {entries:?}"
+        );
         let version = nvrtc_version().unwrap();
-        assert!(entries[0].starts_with("numpy-") && entries[0].ends_with(&format!(".sm_90.nvrtc{version}.cubin")));
+        assert!(
+            entries[0].starts_with("numpy-")
+                && entries[0].ends_with(&format!(".sm_90.nvrtc{version}.cubin"))
+        );
 
         // A different source is a different entry.
         let other = format!("{code}\n// changed\n");
@@ -716,7 +748,10 @@ mod tests {
         if !nvrtc_or_skip() {
             return;
         }
-        let src = KernelSource::new("tiny.cu", "extern \"C\" __global__ void k(float* x) { x[0] = 1.0f; }");
+        let src = KernelSource::new(
+            "tiny.cu",
+            "extern \"C\" __global__ void k(float* x) { x[0] = 1.0f; }",
+        );
         let module = compile(&src, ComputeCapability::new(99, 9), None).unwrap();
         assert_eq!(module.target.kind, CodeKind::Ptx);
         assert_eq!(Some(&module.target.arch), supported_archs().unwrap().last());
@@ -734,12 +769,18 @@ mod tests {
                 arch: 86
             })
         );
-        assert_eq!(choose_target(ComputeCapability::new(7, 0), &supported), None);
+        assert_eq!(
+            choose_target(ComputeCapability::new(7, 0), &supported),
+            None
+        );
     }
 
     #[test]
     fn cache_keys_differ_by_source_target_and_version() {
-        let v13 = NvrtcVersion { major: 13, minor: 0 };
+        let v13 = NvrtcVersion {
+            major: 13,
+            minor: 0,
+        };
         let a = KernelSource::new("numpy.cu", "a");
         let key = CacheKey::new(&a, Target::cubin(SM_90), v13);
         assert!(key.file_name().starts_with("numpy-"));
@@ -750,10 +791,20 @@ mod tests {
         );
         assert_ne!(
             key,
-            CacheKey::new(&KernelSource::new("numpy.cu", "b"), Target::cubin(SM_90), v13)
+            CacheKey::new(
+                &KernelSource::new("numpy.cu", "b"),
+                Target::cubin(SM_90),
+                v13
+            )
         );
-        assert_ne!(key.file_name(), CacheKey::new(&a, Target::ptx(SM_90), v13).file_name());
-        let v131 = NvrtcVersion { major: 13, minor: 1 };
+        assert_ne!(
+            key.file_name(),
+            CacheKey::new(&a, Target::ptx(SM_90), v13).file_name()
+        );
+        let v131 = NvrtcVersion {
+            major: 13,
+            minor: 1,
+        };
         assert_ne!(
             key.file_name(),
             CacheKey::new(&a, Target::cubin(SM_90), v131).file_name()
@@ -768,13 +819,25 @@ mod tests {
     #[test]
     fn the_cache_directory_follows_the_environment() {
         let dir = |vars: &[(&str, &str)]| {
-            let vars: Vec<(String, String)> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-            KernelCache::dir_from(|name| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.into()))
+            let vars: Vec<(String, String)> = vars
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            KernelCache::dir_from(|name| {
+                vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.into())
+            })
         };
-        let all = [("BACH_CACHE_DIR", "/b"), ("XDG_CACHE_HOME", "/x"), ("HOME", "/h")];
+        let all = [
+            ("BACH_CACHE_DIR", "/b"),
+            ("XDG_CACHE_HOME", "/x"),
+            ("HOME", "/h"),
+        ];
         assert_eq!(dir(&all), Some(PathBuf::from("/b/kernels")));
         assert_eq!(dir(&all[1..]), Some(PathBuf::from("/x/bach/kernels")));
-        assert_eq!(dir(&all[2..]), Some(PathBuf::from("/h/.cache/bach/kernels")));
+        assert_eq!(
+            dir(&all[2..]),
+            Some(PathBuf::from("/h/.cache/bach/kernels"))
+        );
         assert_eq!(
             dir(&[("BACH_CACHE_DIR", ""), ("HOME", "/h")]),
             Some(PathBuf::from("/h/.cache/bach/kernels"))
@@ -784,13 +847,17 @@ mod tests {
 
     #[test]
     fn cache_store_is_atomic_and_load_reads_back() {
-        let dir = std::env::temp_dir().join(format!("bach-kernel-cache-store-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("bach-kernel-cache-store-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         let cache = KernelCache::new(&dir);
         let key = CacheKey::new(
             &KernelSource::new("x.cu", "x"),
             Target::ptx(SM_90),
-            NvrtcVersion { major: 13, minor: 0 },
+            NvrtcVersion {
+                major: 13,
+                minor: 0,
+            },
         );
         assert_eq!(cache.load(&key), None);
         let path = cache.store(&key, b"ptx one").unwrap();

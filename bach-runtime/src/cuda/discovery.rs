@@ -154,7 +154,9 @@ pub fn ensure_driver() -> Result<(), GpuUnavailable> {
         ))),
         LibState::Present => match driver::init() {
             Ok(()) => Ok(()),
-            Err(e) if e.0 == driver_sys::CUresult::CUDA_ERROR_NO_DEVICE => Err(GpuUnavailable::NoDevice),
+            Err(e) if e.0 == driver_sys::CUresult::CUDA_ERROR_NO_DEVICE => {
+                Err(GpuUnavailable::NoDevice)
+            }
             Err(e) => Err(GpuUnavailable::DriverError(format!("cuInit failed: {e}"))),
         },
     })
@@ -177,7 +179,9 @@ pub fn driver_version() -> Result<(u32, u32), GpuUnavailable> {
 /// it reports no device ([`GpuUnavailable::NoDevice`]: the list is never empty).
 pub fn devices() -> Result<Vec<DeviceInfo>, GpuUnavailable> {
     ensure_driver()?;
-    let err = |call: &str, e: driver::DriverError| GpuUnavailable::DriverError(format!("{call} failed: {e}"));
+    let err = |call: &str, e: driver::DriverError| {
+        GpuUnavailable::DriverError(format!("{call} failed: {e}"))
+    };
     let count = driver::device::get_count().map_err(|e| err("cuDeviceGetCount", e))?;
     if count <= 0 {
         return Err(GpuUnavailable::NoDevice);
@@ -189,12 +193,13 @@ pub fn devices() -> Result<Vec<DeviceInfo>, GpuUnavailable> {
             // SAFETY: `dev` came from `cuDeviceGet`.
             let attr = |a| unsafe { driver::device::get_attribute(dev, a) };
             use driver_sys::CUdevice_attribute::*;
-            let major =
-                attr(CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR).map_err(|e| err("cuDeviceGetAttribute", e))?;
-            let minor =
-                attr(CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR).map_err(|e| err("cuDeviceGetAttribute", e))?;
+            let major = attr(CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR)
+                .map_err(|e| err("cuDeviceGetAttribute", e))?;
+            let minor = attr(CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR)
+                .map_err(|e| err("cuDeviceGetAttribute", e))?;
             // SAFETY: as above.
-            let total_memory = unsafe { driver::device::total_mem(dev) }.map_err(|e| err("cuDeviceTotalMem", e))?;
+            let total_memory = unsafe { driver::device::total_mem(dev) }
+                .map_err(|e| err("cuDeviceTotalMem", e))?;
             Ok(DeviceInfo {
                 ordinal: ordinal as usize,
                 name,
@@ -239,7 +244,8 @@ fn reason_phrase(reason: &GpuUnavailable) -> String {
         GpuUnavailable::NoDriver => "libcuda.so not found".to_string(),
         GpuUnavailable::NoDevice => "the CUDA driver reports no device".to_string(),
         GpuUnavailable::NoNvrtc => {
-            "libnvrtc.so (CUDA 13) not found; it compiles the kernels (see .ci/install-nvrtc.sh)".to_string()
+            "libnvrtc.so (CUDA 13) not found; it compiles the kernels (see .ci/install-nvrtc.sh)"
+                .to_string()
         }
         GpuUnavailable::DriverError(msg) => msg.clone(),
     }
@@ -313,8 +319,14 @@ mod tests {
     fn compute_capability_arch_round_trips() {
         let cc = ComputeCapability::new(9, 0);
         assert_eq!(cc.arch(), 90);
-        assert_eq!(ComputeCapability::from_arch(86), ComputeCapability::new(8, 6));
-        assert_eq!(ComputeCapability::from_arch(120), ComputeCapability::new(12, 0));
+        assert_eq!(
+            ComputeCapability::from_arch(86),
+            ComputeCapability::new(8, 6)
+        );
+        assert_eq!(
+            ComputeCapability::from_arch(120),
+            ComputeCapability::new(12, 0)
+        );
         assert_eq!(cc.to_string(), "9.0");
     }
 
@@ -326,9 +338,18 @@ mod tests {
             Some(_) => {
                 assert!(!status.is_available());
                 assert!(text.starts_with("no GPU: "), "{text}");
-                assert!(text.lines().next().unwrap().ends_with("(running on the CPU)"), "{text}");
+                assert!(
+                    text.lines()
+                        .next()
+                        .unwrap()
+                        .ends_with("(running on the CPU)"),
+                    "{text}"
+                );
             }
-            None => assert!(status.is_available() && text.starts_with("GPU available"), "{text}"),
+            None => assert!(
+                status.is_available() && text.starts_with("GPU available"),
+                "{text}"
+            ),
         }
         if !libcuda_present() {
             assert_eq!(status.unavailable, Some(GpuUnavailable::NoDriver));
@@ -344,7 +365,10 @@ mod tests {
             unavailable: Some(GpuUnavailable::NoNvrtc),
         };
         let text = fake.to_string();
-        assert!(text.starts_with("no GPU: libnvrtc.so (CUDA 13) not found"), "{text}");
+        assert!(
+            text.starts_with("no GPU: libnvrtc.so (CUDA 13) not found"),
+            "{text}"
+        );
         assert!(
             text.ends_with("device 0: NVIDIA H100 80GB HBM3 (compute capability 9.0, 80.0 GiB)"),
             "{text}"

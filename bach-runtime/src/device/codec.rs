@@ -58,12 +58,16 @@ pub(crate) enum Codec {
 }
 
 fn array_bytes<T: Copy + 'static>(v: &dyn Any) -> Vec<u8> {
-    let a = v.downcast_ref::<Array1<T>>().expect("codec applied to its own type");
+    let a = v
+        .downcast_ref::<Array1<T>>()
+        .expect("codec applied to its own type");
     let n = a.len() * std::mem::size_of::<T>();
     let mut out = Vec::with_capacity(n);
     match a.as_slice() {
         // SAFETY: T is a plain numeric type (f32, f64, bool) with no padding.
-        Some(s) => out.extend_from_slice(unsafe { std::slice::from_raw_parts(s.as_ptr() as *const u8, n) }),
+        Some(s) => {
+            out.extend_from_slice(unsafe { std::slice::from_raw_parts(s.as_ptr() as *const u8, n) })
+        }
         None => {
             for x in a.iter() {
                 // SAFETY: as above, one element at a time.
@@ -87,13 +91,17 @@ pub(crate) fn codec(id: TypeId) -> Option<Codec> {
         Some(Codec::Array {
             dtype: DType::F64,
             to_bytes: array_bytes::<f64>,
-            from_bytes: |b| array_from::<f64>(b, |c| f64::from_ne_bytes(c.try_into().expect("8 bytes"))),
+            from_bytes: |b| {
+                array_from::<f64>(b, |c| f64::from_ne_bytes(c.try_into().expect("8 bytes")))
+            },
         })
     } else if id == TypeId::of::<Array1<f32>>() {
         Some(Codec::Array {
             dtype: DType::F32,
             to_bytes: array_bytes::<f32>,
-            from_bytes: |b| array_from::<f32>(b, |c| f32::from_ne_bytes(c.try_into().expect("4 bytes"))),
+            from_bytes: |b| {
+                array_from::<f32>(b, |c| f32::from_ne_bytes(c.try_into().expect("4 bytes")))
+            },
         })
     } else if id == TypeId::of::<Array1<bool>>() {
         Some(Codec::Array {
@@ -106,13 +114,23 @@ pub(crate) fn codec(id: TypeId) -> Option<Codec> {
     } else if id == TypeId::of::<f64>() {
         Some(Codec::Scalar {
             dtype: DType::F64,
-            to_bytes: |v| v.downcast_ref::<f64>().expect("codec applied to its own type").to_ne_bytes().to_vec(),
+            to_bytes: |v| {
+                v.downcast_ref::<f64>()
+                    .expect("codec applied to its own type")
+                    .to_ne_bytes()
+                    .to_vec()
+            },
             from_bytes: |b| Box::new(f64::from_ne_bytes(b[..8].try_into().expect("8 bytes"))),
         })
     } else if id == TypeId::of::<f32>() {
         Some(Codec::Scalar {
             dtype: DType::F32,
-            to_bytes: |v| v.downcast_ref::<f32>().expect("codec applied to its own type").to_ne_bytes().to_vec(),
+            to_bytes: |v| {
+                v.downcast_ref::<f32>()
+                    .expect("codec applied to its own type")
+                    .to_ne_bytes()
+                    .to_vec()
+            },
             from_bytes: |b| Box::new(f32::from_ne_bytes(b[..4].try_into().expect("4 bytes"))),
         })
     } else {
@@ -128,7 +146,12 @@ mod tests {
     #[test]
     fn arrays_roundtrip_through_bytes() {
         let a = array![1.5f64, -2.0, f64::NAN];
-        let Some(Codec::Array { to_bytes, from_bytes, .. }) = codec(TypeId::of::<Array1<f64>>()) else {
+        let Some(Codec::Array {
+            to_bytes,
+            from_bytes,
+            ..
+        }) = codec(TypeId::of::<Array1<f64>>())
+        else {
             panic!("f64 arrays have a codec")
         };
         let b = to_bytes(&a);
@@ -137,14 +160,26 @@ mod tests {
         assert_eq!(back[0], 1.5);
         assert!(back[2].is_nan());
         let m = array![true, false, true];
-        let Some(Codec::Array { to_bytes, from_bytes, .. }) = codec(TypeId::of::<Array1<bool>>()) else {
+        let Some(Codec::Array {
+            to_bytes,
+            from_bytes,
+            ..
+        }) = codec(TypeId::of::<Array1<bool>>())
+        else {
             panic!("masks have a codec")
         };
-        assert_eq!(*from_bytes(&to_bytes(&m)).downcast::<Array1<bool>>().unwrap(), m);
+        assert_eq!(
+            *from_bytes(&to_bytes(&m))
+                .downcast::<Array1<bool>>()
+                .unwrap(),
+            m
+        );
         // Non-contiguous arrays are copied in logical order.
         let strided = array![1.0f32, 2.0, 3.0, 4.0];
         let view = strided.slice(ndarray::s![..;2]).to_owned();
-        let Some(Codec::Array { to_bytes, .. }) = codec(TypeId::of::<Array1<f32>>()) else { panic!() };
+        let Some(Codec::Array { to_bytes, .. }) = codec(TypeId::of::<Array1<f32>>()) else {
+            panic!()
+        };
         assert_eq!(to_bytes(&view).len(), 8);
     }
 }

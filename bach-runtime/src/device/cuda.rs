@@ -188,7 +188,9 @@ impl<P> SizeClassPool<P> {
             return AllocPlan::Reuse;
         }
         match self.budget {
-            Some(budget) if self.reserved_bytes().saturating_add(class) > budget => AllocPlan::DrainThenFresh,
+            Some(budget) if self.reserved_bytes().saturating_add(class) > budget => {
+                AllocPlan::DrainThenFresh
+            }
             _ => AllocPlan::Fresh,
         }
     }
@@ -345,7 +347,11 @@ impl<M> ModuleCache<M> {
     }
 
     /// The module of `src`: compiled and loaded with `load` on first use, then cached.
-    pub(crate) fn get(&self, src: &KernelSource, load: impl FnOnce(&CompiledModule) -> Result<M>) -> Result<Arc<M>> {
+    pub(crate) fn get(
+        &self,
+        src: &KernelSource,
+        load: impl FnOnce(&CompiledModule) -> Result<M>,
+    ) -> Result<Arc<M>> {
         let key = SourceKey::of(src);
         let mut entries = lock(&self.entries);
         if let Some(entry) = entries.by_address.get(&key) {
@@ -382,7 +388,8 @@ pub(crate) fn compile_source(
     cc: ComputeCapability,
     disk: Option<&KernelCache>,
 ) -> Result<CompiledModule> {
-    let module = compile::compile(&compile::KernelSource::new(src.name, src.code), cc, disk).map_err(from_cuda)?;
+    let module = compile::compile(&compile::KernelSource::new(src.name, src.code), cc, disk)
+        .map_err(from_cuda)?;
     if module.target.kind == CodeKind::Ptx {
         tracing::info!(
             "{}: NVRTC has no CUBIN target for sm_{}; the driver JIT-compiles PTX for {}",
@@ -412,7 +419,11 @@ unsafe impl Send for LoadedModule {}
 unsafe impl Sync for LoadedModule {}
 
 impl LoadedModule {
-    fn load(ctx: &Arc<CudaContext>, source: &'static str, compiled: &CompiledModule) -> Result<Self> {
+    fn load(
+        ctx: &Arc<CudaContext>,
+        source: &'static str,
+        compiled: &CompiledModule,
+    ) -> Result<Self> {
         ctx.bind_to_thread()
             .map_err(|e| gpu_err("binding the CUDA context", e))?;
         // The driver takes a CUBIN image as is and PTX as a NUL-terminated string.
@@ -423,8 +434,12 @@ impl LoadedModule {
         // SAFETY: `image` is a complete CUBIN (an ELF image) or NUL-terminated PTX text, as
         // produced by NVRTC for this device; it stays alive for the duration of the call (the
         // driver copies what it needs).
-        let module = unsafe { driver::module::load_data(image.as_ptr().cast()) }
-            .map_err(|e| gpu_err(format_args!("loading the {} module of {source}", compiled.target), e))?;
+        let module = unsafe { driver::module::load_data(image.as_ptr().cast()) }.map_err(|e| {
+            gpu_err(
+                format_args!("loading the {} module of {source}", compiled.target),
+                e,
+            )
+        })?;
         Ok(LoadedModule {
             source,
             module,
@@ -495,8 +510,12 @@ impl Pinned {
             .new_event(None)
             .map_err(|e| gpu_err("creating an event for pinned staging memory", e))?;
         // SAFETY: allocates `len` bytes of page-locked host memory; freed in `drop`.
-        let ptr = unsafe { driver::malloc_host(len, flags) }
-            .map_err(|e| gpu_err(format_args!("allocating {len} bytes of pinned host memory"), e))?;
+        let ptr = unsafe { driver::malloc_host(len, flags) }.map_err(|e| {
+            gpu_err(
+                format_args!("allocating {len} bytes of pinned host memory"),
+                e,
+            )
+        })?;
         Ok(Pinned {
             ptr: ptr.cast(),
             len,
@@ -542,17 +561,29 @@ struct Staging {
 impl Staging {
     /// Staging buffer `i` (0 or 1), of at least `len` bytes; `None` when pinned memory cannot
     /// be allocated.
-    fn buffer(&mut self, ctx: &Arc<CudaContext>, i: usize, len: usize, write_combined: bool) -> Option<&mut Pinned> {
+    fn buffer(
+        &mut self,
+        ctx: &Arc<CudaContext>,
+        i: usize,
+        len: usize,
+        write_combined: bool,
+    ) -> Option<&mut Pinned> {
         if self.unavailable {
             return None;
         }
         if self.bufs[i].as_ref().is_none_or(|b| b.len < len) {
-            let size = len.max(STAGING_MIN).next_power_of_two().min(STAGING_CHUNK).max(len);
+            let size = len
+                .max(STAGING_MIN)
+                .next_power_of_two()
+                .min(STAGING_CHUNK)
+                .max(len);
             self.bufs[i] = None; // waits for and frees the smaller one
             match Pinned::new(ctx, size, write_combined) {
                 Ok(b) => self.bufs[i] = Some(b),
                 Err(e) => {
-                    tracing::warn!("no pinned staging memory ({e}); copying through pageable memory");
+                    tracing::warn!(
+                        "no pinned staging memory ({e}); copying through pageable memory"
+                    );
                     self.unavailable = true;
                     return None;
                 }
@@ -602,7 +633,8 @@ impl Shared {
         for (class, ptr) in blocks {
             // SAFETY: `ptr` came from `malloc_sync`, is in no live buffer (it was cached), and
             // the stream has finished all work that used it.
-            unsafe { driver::free_sync(ptr) }.map_err(|e| gpu_err(format_args!("freeing {class} bytes"), e))?;
+            unsafe { driver::free_sync(ptr) }
+                .map_err(|e| gpu_err(format_args!("freeing {class} bytes"), e))?;
             freed += class;
         }
         Ok(freed)
@@ -700,11 +732,14 @@ impl CudaDevice {
         };
         let ctx = CudaContext::new(ordinal)
             .map_err(|e| gpu_err(format_args!("creating a context on device {ordinal}"), e))?;
-        let stream = ctx.new_stream().map_err(|e| gpu_err("creating a stream", e))?;
+        let stream = ctx
+            .new_stream()
+            .map_err(|e| gpu_err("creating a stream", e))?;
         let sm_count = ctx
             .attribute(driver_sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)
             .map_err(|e| gpu_err("reading the multiprocessor count", e))?;
-        let (free, total) = driver::mem_get_info().map_err(|e| gpu_err("reading the free memory", e))?;
+        let (free, total) =
+            driver::mem_get_info().map_err(|e| gpu_err("reading the free memory", e))?;
         tracing::info!(
             "opened CUDA device {ordinal}: {} (compute capability {}, {} SMs, {} of {} MiB free)",
             info.name,
@@ -807,10 +842,12 @@ impl CudaDevice {
     }
 
     fn alloc_of<'b>(&self, buf: &'b DeviceBuffer) -> Result<&'b CudaAlloc> {
-        let alloc = buf
-            .raw
-            .downcast_ref::<CudaAlloc>()
-            .ok_or_else(|| Error::Gpu(format!("a buffer of another device was given to {}", self.name())))?;
+        let alloc = buf.raw.downcast_ref::<CudaAlloc>().ok_or_else(|| {
+            Error::Gpu(format!(
+                "a buffer of another device was given to {}",
+                self.name()
+            ))
+        })?;
         if !Arc::ptr_eq(&alloc.shared, &self.shared) {
             return Err(Error::Gpu(format!(
                 "a buffer of another CUDA device was given to {}",
@@ -834,7 +871,12 @@ impl CudaDevice {
 
     /// Allocates a fresh block in the driver; on out-of-memory, empties the cache and retries
     /// once.
-    fn driver_alloc(&self, state: &mut State, class: usize, bytes: usize) -> Result<driver_sys::CUdeviceptr> {
+    fn driver_alloc(
+        &self,
+        state: &mut State,
+        class: usize,
+        bytes: usize,
+    ) -> Result<driver_sys::CUdeviceptr> {
         self.shared.bind()?;
         // SAFETY: allocates `class` bytes of device memory in the bound context; the block is
         // owned by the pool (live in a `CudaAlloc` or cached) until freed by `release_cached`
@@ -842,20 +884,30 @@ impl CudaDevice {
         match unsafe { driver::malloc_sync(class) } {
             Ok(ptr) => return Ok(ptr),
             Err(e) if e.0 != driver_sys::CUresult::CUDA_ERROR_OUT_OF_MEMORY => {
-                return Err(gpu_err(format_args!("allocating {class} bytes ({bytes} requested)"), e));
+                return Err(gpu_err(
+                    format_args!("allocating {class} bytes ({bytes} requested)"),
+                    e,
+                ));
             }
             Err(_) => {}
         }
         let freed = self.shared.release_cached(state)?;
-        tracing::info!("device out of memory for {class} bytes: released {freed} cached bytes and retrying");
+        tracing::info!(
+            "device out of memory for {class} bytes: released {freed} cached bytes and retrying"
+        );
         // SAFETY: as above.
         match unsafe { driver::malloc_sync(class) } {
             Ok(ptr) => Ok(ptr),
-            Err(e) if e.0 == driver_sys::CUresult::CUDA_ERROR_OUT_OF_MEMORY => Err(Error::DeviceOutOfMemory {
-                requested: bytes,
-                free: state.pool.free_memory(self.driver_free()),
-            }),
-            Err(e) => Err(gpu_err(format_args!("allocating {class} bytes ({bytes} requested)"), e)),
+            Err(e) if e.0 == driver_sys::CUresult::CUDA_ERROR_OUT_OF_MEMORY => {
+                Err(Error::DeviceOutOfMemory {
+                    requested: bytes,
+                    free: state.pool.free_memory(self.driver_free()),
+                })
+            }
+            Err(e) => Err(gpu_err(
+                format_args!("allocating {class} bytes ({bytes} requested)"),
+                e,
+            )),
         }
     }
 
@@ -875,8 +927,14 @@ impl CudaDevice {
             // SAFETY: `dst + offset .. + chunk.len()` lies in a live device allocation (checked
             // by the caller against the buffer's size); `pinned` is page-locked memory that is
             // not touched again until the event recorded below has completed.
-            unsafe { driver::memcpy_htod_async(dst + offset as u64, pinned, stream) }
-                .map_err(|e| gpu_err(format_args!("copying {} bytes to the device", chunk.len()), e))?;
+            unsafe { driver::memcpy_htod_async(dst + offset as u64, pinned, stream) }.map_err(
+                |e| {
+                    gpu_err(
+                        format_args!("copying {} bytes to the device", chunk.len()),
+                        e,
+                    )
+                },
+            )?;
             buf.event
                 .record(&self.shared.stream)
                 .map_err(|e| gpu_err("recording an upload event", e))?;
@@ -926,13 +984,16 @@ impl CudaDevice {
         for i in 0..chunks {
             let start = i * chunk_len;
             let len = chunk_len.min(dst.len() - start);
-            let buf = staging.bufs[i % 2].as_mut().expect("staging buffer enqueued above");
+            let buf = staging.bufs[i % 2]
+                .as_mut()
+                .expect("staging buffer enqueued above");
             buf.wait()?;
             dst[start..start + len].copy_from_slice(buf.slice_mut(len));
             if i + 2 < chunks && !enqueue(&mut staging, i + 2)? {
                 let rest = (i + 1) * chunk_len;
                 drop(staging);
-                self.shared.synchronize("waiting for a copy from the device")?;
+                self.shared
+                    .synchronize("waiting for a copy from the device")?;
                 return self.copy_out_pageable(src + rest as u64, &mut dst[rest..]);
             }
         }
@@ -942,9 +1003,16 @@ impl CudaDevice {
     fn copy_out_pageable(&self, src: driver_sys::CUdeviceptr, dst: &mut [u8]) -> Result<()> {
         // SAFETY: the source range lies in a live device allocation; `dst` is borrowed mutably
         // until the stream is synchronized below.
-        unsafe { driver::memcpy_dtoh_async(dst, src, self.shared.stream.cu_stream()) }
-            .map_err(|e| gpu_err(format_args!("copying {} bytes from the device", dst.len()), e))?;
-        self.shared.synchronize("waiting for a copy from the device")
+        unsafe { driver::memcpy_dtoh_async(dst, src, self.shared.stream.cu_stream()) }.map_err(
+            |e| {
+                gpu_err(
+                    format_args!("copying {} bytes from the device", dst.len()),
+                    e,
+                )
+            },
+        )?;
+        self.shared
+            .synchronize("waiting for a copy from the device")
     }
 }
 
@@ -956,7 +1024,9 @@ fn unavailable(reason: GpuUnavailable) -> Error {
 impl Drop for CudaDevice {
     fn drop(&mut self) {
         // Let queued work finish before the staging memory and modules it uses go away.
-        let _ = self.shared.synchronize("synchronizing before closing the device");
+        let _ = self
+            .shared
+            .synchronize("synchronizing before closing the device");
     }
 }
 
@@ -992,7 +1062,12 @@ impl Device for CudaDevice {
             });
         };
         let ptr = match state.pool.plan(class) {
-            AllocPlan::OverBudget { free } => return Err(Error::DeviceOutOfMemory { requested: bytes, free }),
+            AllocPlan::OverBudget { free } => {
+                return Err(Error::DeviceOutOfMemory {
+                    requested: bytes,
+                    free,
+                })
+            }
             AllocPlan::Reuse => state.pool.take(class).expect("the plan saw a cached block"),
             plan => {
                 if plan == AllocPlan::DrainThenFresh {
@@ -1048,7 +1123,8 @@ impl Device for CudaDevice {
         }
         self.shared.bind()?;
         if dst.is_empty() {
-            self.shared.synchronize("synchronizing for an empty download")?;
+            self.shared
+                .synchronize("synchronizing for an empty download")?;
         } else {
             self.copy_out(alloc.ptr, dst)?;
         }
@@ -1186,7 +1262,11 @@ mod tests {
                     class <= (b + b / 4).max(MIN_CLASS) || class - b < LARGE_GRANULE,
                     "{b} -> {class}"
                 );
-                assert_eq!(Pool::class_size(class), Some(class), "a class is its own class");
+                assert_eq!(
+                    Pool::class_size(class),
+                    Some(class),
+                    "a class is its own class"
+                );
             }
             bytes *= 2;
         }
@@ -1232,7 +1312,10 @@ mod tests {
             );
         }
         assert_eq!(pool.fresh_allocations(), sizes.len() as u64);
-        assert_eq!(pool.reuses(), 10_000 * sizes.len() as u64 - sizes.len() as u64);
+        assert_eq!(
+            pool.reuses(),
+            10_000 * sizes.len() as u64 - sizes.len() as u64
+        );
         assert_eq!(from_driver, pool.reserved_bytes());
         assert_eq!(pool.idle_blocks(), sizes.len());
         let drained = pool.drain();
@@ -1252,7 +1335,11 @@ mod tests {
         pool.add_fresh(four);
         pool.add_fresh(four);
         assert_eq!(pool.free_memory(usize::MAX), 2 * MIB);
-        assert_eq!(pool.free_memory(MIB), MIB, "the driver's free memory caps it too");
+        assert_eq!(
+            pool.free_memory(MIB),
+            MIB,
+            "the driver's free memory caps it too"
+        );
         assert_eq!(pool.plan(four), AllocPlan::OverBudget { free: 2 * MIB });
         // Freed blocks count as free (reusable) and are reused.
         pool.give_back(four, 1);
@@ -1353,7 +1440,8 @@ mod tests {
     }
 
     fn temp_cache(tag: &str) -> (KernelCache, std::path::PathBuf) {
-        let dir = std::env::temp_dir().join(format!("bach-cuda-device-{tag}-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("bach-cuda-device-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         (KernelCache::new(&dir), dir)
     }
@@ -1385,9 +1473,22 @@ mod tests {
         )
         .unwrap_or_else(|e| panic!("{e}"));
         let names = ptx_entries(ptx.ptx().unwrap());
-        assert!(names.len() >= 100, "only {} kernels in numpy.cu", names.len());
-        for expected in ["add_f64", "add_scalar_f32", "where_f64", "sum_f64", "logical_not_bool"] {
-            assert!(names.iter().any(|n| n == expected), "{expected} missing from {names:?}");
+        assert!(
+            names.len() >= 100,
+            "only {} kernels in numpy.cu",
+            names.len()
+        );
+        for expected in [
+            "add_f64",
+            "add_scalar_f32",
+            "where_f64",
+            "sum_f64",
+            "logical_not_bool",
+        ] {
+            assert!(
+                names.iter().any(|n| n == expected),
+                "{expected} missing from {names:?}"
+            );
         }
 
         for cc in [ComputeCapability::new(8, 0), ComputeCapability::new(9, 0)] {
@@ -1401,7 +1502,10 @@ mod tests {
                 .unwrap_or_else(|e| panic!("{e}"));
             assert_eq!(module.target, compile::Target::cubin(cc));
             assert_eq!(&module.code[..4], b"\x7fELF");
-            let missing: Vec<&String> = names.iter().filter(|n| !has_symbol(&module.code, n)).collect();
+            let missing: Vec<&String> = names
+                .iter()
+                .filter(|n| !has_symbol(&module.code, n))
+                .collect();
             assert!(
                 missing.is_empty(),
                 "kernels missing from the sm_{} CUBIN: {missing:?}",
@@ -1450,15 +1554,25 @@ mod tests {
             code: "extern \"C\" __global__ void k(unsigned long long n, float* x) { x[0] = undefined_thing; }",
         };
         let cache = ModuleCache::<CompiledModule>::new(ComputeCapability::new(9, 0), None);
-        let err = cache.get(&BROKEN, |_| panic!("nothing to load")).unwrap_err();
+        let err = cache
+            .get(&BROKEN, |_| panic!("nothing to load"))
+            .unwrap_err();
         let Error::Gpu(text) = &err else {
             panic!("expected Error::Gpu, got {err:?}")
         };
-        assert!(text.contains("broken.cu") && text.contains("undefined_thing"), "{text}");
+        assert!(
+            text.contains("broken.cu") && text.contains("undefined_thing"),
+            "{text}"
+        );
         assert!(text.contains("NVRTC log"), "{text}");
         // Kept: the same error again, without recompiling.
         let start = std::time::Instant::now();
-        assert_eq!(cache.get(&BROKEN, |_| panic!("nothing to load")).unwrap_err(), err);
+        assert_eq!(
+            cache
+                .get(&BROKEN, |_| panic!("nothing to load"))
+                .unwrap_err(),
+            err
+        );
         assert!(start.elapsed() < std::time::Duration::from_millis(50));
     }
 
@@ -1469,7 +1583,10 @@ mod tests {
         }
         let cache = ModuleCache::<CompiledModule>::new(ComputeCapability::new(9, 0), None);
         let err = cache.get(&NUMPY_CU, |m| Ok(m.clone())).unwrap_err();
-        assert_eq!(err, Error::GpuUnavailable(GpuUnavailable::NoNvrtc.to_string()));
+        assert_eq!(
+            err,
+            Error::GpuUnavailable(GpuUnavailable::NoNvrtc.to_string())
+        );
     }
 
     // ---- on a GPU ----------------------------------------------------------------------------------
@@ -1531,7 +1648,9 @@ mod tests {
 
     #[test]
     fn gpu_alloc_upload_download_roundtrip() {
-        let Some((_gpu, device)) = gpu_or_skip() else { return };
+        let Some((_gpu, device)) = gpu_or_skip() else {
+            return;
+        };
         eprintln!("{}", device.name());
         assert!(device.free_memory() > 0);
         let before = device.stats();
@@ -1560,10 +1679,21 @@ mod tests {
             }
         }
         let small = device.alloc(16).unwrap();
-        assert!(matches!(device.upload(&[0u8; 17], &small), Err(Error::Gpu(_))));
-        assert!(matches!(device.download(&small, &mut [0u8; 17]), Err(Error::Gpu(_))));
-        let simulated = crate::device::SimulatedDevice::with_capacity(1024).alloc(16).unwrap();
-        assert!(matches!(device.upload(&[0u8; 4], &simulated), Err(Error::Gpu(_))));
+        assert!(matches!(
+            device.upload(&[0u8; 17], &small),
+            Err(Error::Gpu(_))
+        ));
+        assert!(matches!(
+            device.download(&small, &mut [0u8; 17]),
+            Err(Error::Gpu(_))
+        ));
+        let simulated = crate::device::SimulatedDevice::with_capacity(1024)
+            .alloc(16)
+            .unwrap();
+        assert!(matches!(
+            device.upload(&[0u8; 4], &simulated),
+            Err(Error::Gpu(_))
+        ));
         let stats = device.stats();
         assert_eq!(stats.uploads - before.uploads, 8);
         assert_eq!(stats.downloads - before.downloads, 8 + 6);
@@ -1572,7 +1702,9 @@ mod tests {
 
     #[test]
     fn gpu_add_f64_on_1e6_elements_matches_the_cpu() {
-        let Some((_gpu, device)) = gpu_or_skip() else { return };
+        let Some((_gpu, device)) = gpu_or_skip() else {
+            return;
+        };
         let n = 1_000_000;
         let a: Vec<f64> = (0..n).map(|i| (i as f64).sin() * 1e3).collect();
         let b: Vec<f64> = (0..n).map(|i| 1.0 / (i as f64 + 0.5)).collect();
@@ -1586,19 +1718,29 @@ mod tests {
         )
         .unwrap();
         let got = download_f64(&device, &out, n);
-        let mismatches = (0..n).filter(|&i| got[i].to_bits() != (a[i] + b[i]).to_bits()).count();
-        assert_eq!(mismatches, 0, "add_f64 differs from the CPU in {mismatches} elements");
+        let mismatches = (0..n)
+            .filter(|&i| got[i].to_bits() != (a[i] + b[i]).to_bits())
+            .count();
+        assert_eq!(
+            mismatches, 0,
+            "add_f64 differs from the CPU in {mismatches} elements"
+        );
         assert_eq!(device.stats().launches, 1);
     }
 
     #[test]
     fn gpu_scalar_arguments_and_f32_kernels() {
-        let Some((_gpu, device)) = gpu_or_skip() else { return };
+        let Some((_gpu, device)) = gpu_or_skip() else {
+            return;
+        };
         let n = 300_001;
         let a: Vec<f32> = (0..n).map(|i| i as f32 * 0.25).collect();
         let da = device.alloc(n * 4).unwrap();
         device
-            .upload(&a.iter().flat_map(|x| x.to_ne_bytes()).collect::<Vec<u8>>(), &da)
+            .upload(
+                &a.iter().flat_map(|x| x.to_ne_bytes()).collect::<Vec<u8>>(),
+                &da,
+            )
             .unwrap();
         let out = device.alloc(n * 4).unwrap();
         // out = 10 - a
@@ -1606,7 +1748,11 @@ mod tests {
             &device,
             "scalar_subtract_f32",
             n,
-            vec![KernelArg::In(&da), KernelArg::F32(10.0), KernelArg::Out(&out)],
+            vec![
+                KernelArg::In(&da),
+                KernelArg::F32(10.0),
+                KernelArg::Out(&out),
+            ],
         )
         .unwrap();
         let mut bytes = vec![0u8; n * 4];
@@ -1626,7 +1772,11 @@ mod tests {
             &device,
             "multiply_scalar_f64",
             n,
-            vec![KernelArg::In(&dx), KernelArg::F64(3.0), KernelArg::Out(&out64)],
+            vec![
+                KernelArg::In(&dx),
+                KernelArg::F64(3.0),
+                KernelArg::Out(&out64),
+            ],
         )
         .unwrap();
         let got = download_f64(&device, &out64, n);
@@ -1635,30 +1785,61 @@ mod tests {
 
     #[test]
     fn gpu_sum_f64_writes_one_partial_per_output_entry() {
-        let Some((_gpu, device)) = gpu_or_skip() else { return };
+        let Some((_gpu, device)) = gpu_or_skip() else {
+            return;
+        };
         let n = 1_000_003;
         let a: Vec<f64> = (0..n).map(|i| (i % 1000) as f64).collect();
         let da = upload_f64(&device, &a);
         for partials in [1, 7, 1024] {
             let out = upload_f64(&device, &vec![f64::NAN; partials]);
-            launch(&device, "sum_f64", n, vec![KernelArg::In(&da), KernelArg::Out(&out)]).unwrap();
+            launch(
+                &device,
+                "sum_f64",
+                n,
+                vec![KernelArg::In(&da), KernelArg::Out(&out)],
+            )
+            .unwrap();
             let got = download_f64(&device, &out, partials);
-            assert!(got.iter().all(|p| p.is_finite()), "every partial written: {got:?}");
-            assert_eq!(got.iter().sum::<f64>(), a.iter().sum::<f64>(), "{partials} partials");
+            assert!(
+                got.iter().all(|p| p.is_finite()),
+                "every partial written: {got:?}"
+            );
+            assert_eq!(
+                got.iter().sum::<f64>(),
+                a.iter().sum::<f64>(),
+                "{partials} partials"
+            );
         }
         let none = device.alloc(4).unwrap();
         assert!(matches!(
-            launch(&device, "sum_f64", n, vec![KernelArg::In(&da), KernelArg::Out(&none)]),
+            launch(
+                &device,
+                "sum_f64",
+                n,
+                vec![KernelArg::In(&da), KernelArg::Out(&none)]
+            ),
             Err(Error::Gpu(_))
         ));
     }
 
     #[test]
     fn gpu_missing_kernel_is_an_error() {
-        let Some((_gpu, device)) = gpu_or_skip() else { return };
+        let Some((_gpu, device)) = gpu_or_skip() else {
+            return;
+        };
         let buf = device.alloc(8).unwrap();
-        let err = launch(&device, "add_f128", 1, vec![KernelArg::In(&buf), KernelArg::Out(&buf)]).unwrap_err();
-        assert_eq!(err, Error::Gpu("kernel `add_f128` not found in numpy.cu".into()));
+        let err = launch(
+            &device,
+            "add_f128",
+            1,
+            vec![KernelArg::In(&buf), KernelArg::Out(&buf)],
+        )
+        .unwrap_err();
+        assert_eq!(
+            err,
+            Error::Gpu("kernel `add_f128` not found in numpy.cu".into())
+        );
         // The device still works.
         launch(
             &device,
@@ -1672,7 +1853,9 @@ mod tests {
 
     #[test]
     fn gpu_the_allocator_reuses_buffers_over_10000_cycles() {
-        let Some((_gpu, device)) = gpu_or_skip() else { return };
+        let Some((_gpu, device)) = gpu_or_skip() else {
+            return;
+        };
         let n = 1 << 20;
         let first = device.allocator_stats();
         let mut free_after_first = 0;
@@ -1701,14 +1884,21 @@ mod tests {
             let s = device.allocator_stats();
             assert_eq!(s.live_bytes, first.live_bytes);
             let now = s.live_bytes + s.cached_bytes;
-            assert_eq!(*reserved.get_or_insert(now), now, "the cache grew in cycle {cycle}");
+            assert_eq!(
+                *reserved.get_or_insert(now),
+                now,
+                "the cache grew in cycle {cycle}"
+            );
             if cycle == 0 {
                 // After the module is loaded and the staging buffers exist.
                 free_after_first = device.free_memory();
             }
         }
         let s = device.allocator_stats();
-        assert!(s.driver_allocations - first.driver_allocations <= 4, "{s:?}");
+        assert!(
+            s.driver_allocations - first.driver_allocations <= 4,
+            "{s:?}"
+        );
         assert!(s.reuses - first.reuses >= 4 * 9_999, "{s:?}");
         // The cached blocks count as free memory, and nothing leaked: free memory did not shrink.
         let slack = 16 * MIB; // other processes
@@ -1724,7 +1914,9 @@ mod tests {
 
     #[test]
     fn gpu_a_reused_block_is_ordered_after_the_kernel_that_read_it() {
-        let Some((_gpu, device)) = gpu_or_skip() else { return };
+        let Some((_gpu, device)) = gpu_or_skip() else {
+            return;
+        };
         let n = 1 << 22;
         let outs: Vec<(f64, DeviceBuffer)> = (0..8)
             .map(|k| {
@@ -1751,14 +1943,18 @@ mod tests {
 
     #[test]
     fn gpu_the_memory_budget_is_enforced() {
-        let Some((_gpu, device)) = gpu_or_skip() else { return };
+        let Some((_gpu, device)) = gpu_or_skip() else {
+            return;
+        };
         let device = device.with_memory_budget(64 * MIB);
         assert_eq!(device.memory_budget(), Some(64 * MIB));
         assert!(device.free_memory() <= 64 * MIB);
         let a = device.alloc(48 * MIB).unwrap();
         assert_eq!(device.free_memory(), 16 * MIB);
         match device.alloc(32 * MIB) {
-            Err(Error::DeviceOutOfMemory { requested, free }) => assert_eq!((requested, free), (32 * MIB, 16 * MIB)),
+            Err(Error::DeviceOutOfMemory { requested, free }) => {
+                assert_eq!((requested, free), (32 * MIB, 16 * MIB))
+            }
             other => panic!("expected DeviceOutOfMemory, got {other:?}"),
         }
         drop(a);
@@ -1774,11 +1970,15 @@ mod tests {
 
     #[test]
     fn gpu_driver_out_of_memory_is_typed_and_recoverable() {
-        let Some((_gpu, device)) = gpu_or_skip() else { return };
+        let Some((_gpu, device)) = gpu_or_skip() else {
+            return;
+        };
         let cached = device.alloc(16 * MIB).unwrap();
         drop(cached);
         match device.alloc(device.total_memory() * 2) {
-            Err(Error::DeviceOutOfMemory { requested, .. }) => assert_eq!(requested, device.total_memory() * 2),
+            Err(Error::DeviceOutOfMemory { requested, .. }) => {
+                assert_eq!(requested, device.total_memory() * 2)
+            }
             other => panic!("expected DeviceOutOfMemory, got {other:?}"),
         }
         assert_eq!(
@@ -1792,7 +1992,9 @@ mod tests {
 
     #[test]
     fn gpu_buffers_may_outlive_their_device() {
-        let Some((_gpu, device)) = gpu_or_skip() else { return };
+        let Some((_gpu, device)) = gpu_or_skip() else {
+            return;
+        };
         let buf = upload_f64(&device, &[1.0; 1000]);
         drop(device);
         drop(buf); // returned to the pool of the shared state, freed with it

@@ -83,6 +83,29 @@ pub struct Launch<'b> {
     pub emulate: &'b (dyn Fn(&[&[u8]]) -> Result<Vec<Vec<u8>>> + Sync),
 }
 
+/// One call of a [`GpuFn`]: the device, this batch's buffers and the call's
+/// scalars. The function writes its result into `output`.
+pub struct GpuCall<'b> {
+    /// The device the stage runs on.
+    pub device: &'b dyn Device,
+    /// Elements in this batch.
+    pub n: usize,
+    /// The array arguments' buffers, in declaration order.
+    pub inputs: Vec<&'b DeviceBuffer>,
+    /// The scalar arguments, in declaration order.
+    pub scalars: Vec<KernelArg<'b>>,
+    /// Where the result goes (`n` elements).
+    pub output: &'b DeviceBuffer,
+    /// The call's CPU function over host copies of `inputs`, returning the
+    /// result's bytes: what a [`Launch::emulate`] inside the function can use
+    /// on simulated devices.
+    pub host: &'b (dyn Fn(&[&[u8]]) -> Result<Vec<Vec<u8>>> + Sync),
+}
+
+/// A Rust function implementing an annotated function on device values
+/// (`#[offload(gpu_fn = path)]`).
+pub type GpuFn = fn(&GpuCall<'_>) -> Result<()>;
+
 /// Transfers and launches a device has performed (for tests and `explain`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct TransferStats {

@@ -80,13 +80,17 @@ impl SimulatedDevice {
     }
 
     fn raw(buf: &DeviceBuffer) -> Result<&SimAlloc> {
-        buf.raw
-            .downcast_ref::<SimAlloc>()
-            .ok_or_else(|| Error::Gpu("a buffer of another device was given to the simulated device".into()))
+        buf.raw.downcast_ref::<SimAlloc>().ok_or_else(|| {
+            Error::Gpu("a buffer of another device was given to the simulated device".into())
+        })
     }
 
     fn update(&self, f: impl FnOnce(&mut TransferStats)) {
-        f(&mut self.counters.stats.lock().unwrap_or_else(|e| e.into_inner()))
+        f(&mut self
+            .counters
+            .stats
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()))
     }
 }
 
@@ -103,9 +107,14 @@ impl Device for SimulatedDevice {
         let index = self.counters.allocs.fetch_add(1, Ordering::SeqCst);
         let injected = self.config.fail_alloc == Some(index);
         // Reserve first, so concurrent allocations cannot overshoot the capacity together.
-        let before = self.counters.in_use.fetch_add(bytes as u64, Ordering::SeqCst) as usize;
+        let before = self
+            .counters
+            .in_use
+            .fetch_add(bytes as u64, Ordering::SeqCst) as usize;
         if injected || before + bytes > self.config.capacity {
-            self.counters.in_use.fetch_sub(bytes as u64, Ordering::SeqCst);
+            self.counters
+                .in_use
+                .fetch_sub(bytes as u64, Ordering::SeqCst);
             return Err(Error::DeviceOutOfMemory {
                 requested: bytes,
                 free: self.config.capacity.saturating_sub(before),
@@ -123,9 +132,16 @@ impl Device for SimulatedDevice {
     }
 
     fn upload(&self, src: &[u8], dst: &DeviceBuffer) -> Result<()> {
-        let mut d = Self::raw(dst)?.data.lock().unwrap_or_else(|e| e.into_inner());
+        let mut d = Self::raw(dst)?
+            .data
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         if src.len() > d.len() {
-            return Err(Error::Gpu(format!("upload of {} bytes into a {}-byte buffer", src.len(), d.len())));
+            return Err(Error::Gpu(format!(
+                "upload of {} bytes into a {}-byte buffer",
+                src.len(),
+                d.len()
+            )));
         }
         d[..src.len()].copy_from_slice(src);
         self.update(|s| {
@@ -136,9 +152,16 @@ impl Device for SimulatedDevice {
     }
 
     fn download(&self, src: &DeviceBuffer, dst: &mut [u8]) -> Result<()> {
-        let d = Self::raw(src)?.data.lock().unwrap_or_else(|e| e.into_inner());
+        let d = Self::raw(src)?
+            .data
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         if dst.len() > d.len() {
-            return Err(Error::Gpu(format!("download of {} bytes from a {}-byte buffer", dst.len(), d.len())));
+            return Err(Error::Gpu(format!(
+                "download of {} bytes from a {}-byte buffer",
+                dst.len(),
+                d.len()
+            )));
         }
         dst.copy_from_slice(&d[..dst.len()]);
         self.update(|s| {
@@ -155,7 +178,13 @@ impl Device for SimulatedDevice {
         let mut outputs: Vec<&SimAlloc> = Vec::new();
         for a in &launch.args {
             match a {
-                KernelArg::In(b) => inputs.push(Self::raw(b)?.data.lock().unwrap_or_else(|e| e.into_inner()).clone()),
+                KernelArg::In(b) => inputs.push(
+                    Self::raw(b)?
+                        .data
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .clone(),
+                ),
                 KernelArg::Out(b) => outputs.push(Self::raw(b)?),
                 KernelArg::F32(_) | KernelArg::F64(_) => {}
             }
@@ -173,7 +202,10 @@ impl Device for SimulatedDevice {
         for (bytes, out) in results.iter().zip(outputs) {
             let mut d = out.data.lock().unwrap_or_else(|e| e.into_inner());
             if bytes.len() > d.len() {
-                return Err(Error::Gpu(format!("kernel `{}` overflowed its output buffer", launch.kernel)));
+                return Err(Error::Gpu(format!(
+                    "kernel `{}` overflowed its output buffer",
+                    launch.kernel
+                )));
             }
             d[..bytes.len()].copy_from_slice(bytes);
         }
@@ -186,7 +218,11 @@ impl Device for SimulatedDevice {
     }
 
     fn stats(&self) -> TransferStats {
-        *self.counters.stats.lock().unwrap_or_else(|e| e.into_inner())
+        *self
+            .counters
+            .stats
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
     }
 
     fn costs(&self) -> crate::cost::DeviceCosts {

@@ -70,7 +70,10 @@ pub(crate) fn run_partitioned(
         let range = (b * batch).min(total)..((b + 1) * batch).min(total);
         let split_pieces: Vec<Piece> = match single {
             true => Vec::new(),
-            false => splits.iter().map(|(h, vt)| (vt.split)(h.get(), range.clone())).collect(),
+            false => splits
+                .iter()
+                .map(|(h, vt)| (vt.split)(h.get(), range.clone()))
+                .collect(),
         };
         let mut slots: Vec<Option<Piece>> = (0..slot_split.len()).map(|_| None).collect();
         let mut collected = Vec::new();
@@ -102,7 +105,9 @@ pub(crate) fn run_partitioned(
                     Ok(outputs) => outputs,
                     // A reduction that fails on zero elements has no identity
                     // (NumPy's "zero-size array to reduction operation").
-                    Err(Error::Panic { op, .. }) if range.is_empty() && pn.outputs[0].kind == SplitKind::Reduce => {
+                    Err(Error::Panic { op, .. })
+                        if range.is_empty() && pn.outputs[0].kind == SplitKind::Reduce =>
+                    {
                         return Err(Error::EmptyReduction { op })
                     }
                     Err(e) => return Err(e),
@@ -129,7 +134,9 @@ pub(crate) fn run_partitioned(
                 slots[s] = Some(piece);
             }
             for &s in &st.frees {
-                let Some(piece) = slots[s].take() else { continue };
+                let Some(piece) = slots[s].take() else {
+                    continue;
+                };
                 match &sinks[s] {
                     Sink::None => {}
                     Sink::Collect => collected.push((s, piece)),
@@ -138,7 +145,9 @@ pub(crate) fn run_partitioned(
                         let asm = cell.get_or_init(|| (slot_split[s].assembler)(total, &*piece));
                         match asm {
                             // SAFETY: batches cover disjoint ranges within 0..total.
-                            Some(a) => unsafe { write_piece(&**a, range.clone(), &*piece, pn.info.name)? },
+                            Some(a) => unsafe {
+                                write_piece(&**a, range.clone(), &*piece, pn.info.name)?
+                            },
                             None => collected.push((s, piece)),
                         }
                     }
@@ -153,7 +162,10 @@ pub(crate) fn run_partitioned(
     let per_batch: Vec<Vec<(usize, Piece)>> = if batches == 1 {
         vec![run_batch(0)?]
     } else {
-        (0..batches).into_par_iter().map(run_batch).collect::<Result<_>>()?
+        (0..batches)
+            .into_par_iter()
+            .map(run_batch)
+            .collect::<Result<_>>()?
     };
 
     // Merge collected pieces per slot in batch (= element) order.
@@ -174,12 +186,14 @@ pub(crate) fn run_partitioned(
                 _ if pieces[s].len() == 1 => pieces[s].pop().expect("one piece"),
                 _ => (slot_split[s].merge)(std::mem::take(&mut pieces[s]))?,
             },
-            Sink::Collect => (slot_split[s].merge)(std::mem::take(&mut pieces[s])).map_err(|e| match e {
-                Error::EmptyReduction { .. } => Error::EmptyReduction {
-                    op: plan.nodes[n].info.name,
-                },
-                e => e,
-            })?,
+            Sink::Collect => {
+                (slot_split[s].merge)(std::mem::take(&mut pieces[s])).map_err(|e| match e {
+                    Error::EmptyReduction { .. } => Error::EmptyReduction {
+                        op: plan.nodes[n].info.name,
+                    },
+                    e => e,
+                })?
+            }
         };
         results.push(((n, o), share(merged)));
     }
@@ -196,14 +210,26 @@ pub(crate) fn batch_size(_plan: &Plan, _stage: &Stage, config: &Config) -> usize
 
 /// # Safety
 /// As [`ErasedAssembler::write`].
-unsafe fn write_piece(a: &dyn ErasedAssembler, range: Range<usize>, piece: &dyn Any, op: &'static str) -> Result<()> {
+unsafe fn write_piece(
+    a: &dyn ErasedAssembler,
+    range: Range<usize>,
+    piece: &dyn Any,
+    op: &'static str,
+) -> Result<()> {
     let expected = range.len();
-    a.write(range, piece)
-        .map_err(|found| Error::PieceLength { op, expected, found })
+    a.write(range, piece).map_err(|found| Error::PieceLength {
+        op,
+        expected,
+        found,
+    })
 }
 
 /// Runs each call of the stage once on whole values.
-pub(crate) fn run_whole(plan: &Plan, stage: &Stage, done: &Materialized) -> Result<Vec<((usize, u32), Held)>> {
+pub(crate) fn run_whole(
+    plan: &Plan,
+    stage: &Stage,
+    done: &Materialized,
+) -> Result<Vec<((usize, u32), Held)>> {
     let mut local: Materialized = Materialized::default();
     for &n in &stage.nodes {
         let pn = &plan.nodes[n];
@@ -215,9 +241,10 @@ pub(crate) fn run_whole(plan: &Plan, stage: &Stage, done: &Materialized) -> Resu
                     Input::Local(p, o) => local.get(&(p, o)).cloned(),
                     _ => None,
                 };
-                h.or_else(|| external(done, &a.input)).ok_or(Error::TypeMismatch {
-                    expected: "an input materialised by an earlier stage",
-                })
+                h.or_else(|| external(done, &a.input))
+                    .ok_or(Error::TypeMismatch {
+                        expected: "an input materialised by an earlier stage",
+                    })
             })
             .collect::<Result<_>>()?;
         let mut args = Args {
@@ -238,5 +265,8 @@ pub(crate) fn run_whole(plan: &Plan, stage: &Stage, done: &Materialized) -> Resu
             local.insert((n, o as u32), share(piece));
         }
     }
-    Ok(local.into_iter().filter(|(k, _)| plan.escaping.contains(k)).collect())
+    Ok(local
+        .into_iter()
+        .filter(|(k, _)| plan.escaping.contains(k))
+        .collect())
 }

@@ -15,7 +15,7 @@ use std::ops::Range;
 use super::layout::{Source, StageLayout};
 use super::{call_cpu, share, Materialized};
 use crate::device::codec::{codec, Codec, DType};
-use crate::device::{Device, DeviceBuffer, KernelArg, Launch};
+use crate::device::{Device, DeviceBuffer, GpuCall, KernelArg, Launch};
 use crate::error::{Error, Result};
 use crate::op::Args;
 use crate::plan::{Plan, PlanNode, Stage, StageKind};
@@ -30,8 +30,12 @@ pub(crate) fn ineligible(plan: &Plan, stage: &Stage) -> Option<String> {
     for &n in &stage.nodes {
         let pn = &plan.nodes[n];
         let name = pn.info.name;
-        if pn.info.gpu_kernel.is_none() || pn.info.gpu_source.is_none() {
+        let has_kernel = pn.info.gpu_kernel.is_some() && pn.info.gpu_source.is_some();
+        if !has_kernel && pn.info.gpu_fn.is_none() {
             return Some(format!("`{name}` has no GPU kernel"));
+        }
+        if pn.info.gpu_fn.is_some() && pn.outputs[0].kind != SplitKind::Partition {
+            return Some(format!("`{name}`: `gpu_fn` functions return arrays"));
         }
         if pn.args.iter().any(|a| a.mutated) || pn.outputs.len() != 1 {
             return Some(format!("`{name}` mutates an argument"));
@@ -44,7 +48,9 @@ pub(crate) fn ineligible(plan: &Plan, stage: &Stage) -> Option<String> {
             _ => false,
         };
         if !supported {
-            return Some(format!("`{name}` returns a value the device executor cannot produce"));
+            return Some(format!(
+                "`{name}` returns a value the device executor cannot produce"
+            ));
         }
         for a in &pn.args {
             let ok = match (a.split.kind, codec(a.split.value_id)) {
@@ -54,7 +60,10 @@ pub(crate) fn ineligible(plan: &Plan, stage: &Stage) -> Option<String> {
                 _ => false,
             };
             if !ok {
-                return Some(format!("`{name}` takes a `{}` the device cannot hold", a.split.value_type));
+                return Some(format!(
+                    "`{name}` takes a `{}` the device cannot hold",
+                    a.split.value_type
+                ));
             }
         }
     }
@@ -94,20 +103,36 @@ fn kernel_name(pn: &PlanNode) -> String {
     let dtype = arg_dtype
         .or_else(|| value_dtype(pn.outputs[0].value_id).filter(|d| float(*d)))
         .unwrap_or(DType::Bool);
-    format!("{}_{}", pn.info.gpu_kernel.unwrap_or(pn.info.name), dtype.suffix())
+    format!(
+        "{}_{}",
+        pn.info.gpu_kernel.unwrap_or(pn.info.name),
+        dtype.suffix()
+    )
 }
 
 /// Bytes per element the stage keeps on the device in the worst case (every
 /// split input and every intermediate live at once).
 pub(crate) fn bytes_per_element(layout: &StageLayout) -> usize {
-    let split: usize = layout.splits.iter().filter_map(|(_, vt)| array_dtype(vt.value_id)).map(DType::size).sum();
-    let slots: usize = layout.slot_split.iter().filter_map(|vt| array_dtype(vt.value_id)).map(DType::size).sum();
+    let split: usize = layout
+        .splits
+        .iter()
+        .filter_map(|(_, vt)| array_dtype(vt.value_id))
+        .map(DType::size)
+        .sum();
+    let slots: usize = layout
+        .slot_split
+        .iter()
+        .filter_map(|vt| array_dtype(vt.value_id))
+        .map(DType::size)
+        .sum();
     (split + slots).max(1)
 }
 
 fn to_bytes(piece: &dyn Any, id: std::any::TypeId) -> Result<Vec<u8>> {
     match codec(id) {
-        Some(Codec::Array { to_bytes, .. }) | Some(Codec::Scalar { to_bytes, .. }) => Ok(to_bytes(piece)),
+        Some(Codec::Array { to_bytes, .. }) | Some(Codec::Scalar { to_bytes, .. }) => {
+            Ok(to_bytes(piece))
+        }
         _ => Err(Error::TypeMismatch {
             expected: "an array the device can hold",
         }),
@@ -116,7 +141,9 @@ fn to_bytes(piece: &dyn Any, id: std::any::TypeId) -> Result<Vec<u8>> {
 
 fn from_bytes(bytes: &[u8], id: std::any::TypeId) -> Result<Piece> {
     match codec(id) {
-        Some(Codec::Array { from_bytes, .. }) | Some(Codec::Scalar { from_bytes, .. }) => Ok(from_bytes(bytes)),
+        Some(Codec::Array { from_bytes, .. }) | Some(Codec::Scalar { from_bytes, .. }) => {
+            Ok(from_bytes(bytes))
+        }
         _ => Err(Error::TypeMismatch {
             expected: "an array the device can hold",
         }),
@@ -143,7 +170,8 @@ pub(crate) fn run_partitioned(
     let memory = budget.min(device.free_memory());
     let mut batch = (memory / per_element).clamp(1, total.max(1));
 
-    let mut assemblers: Vec<Option<Box<dyn ErasedAssembler>>> = (0..layout.slot_split.len()).map(|_| None).collect();
+    let mut assemblers: Vec<Option<Box<dyn ErasedAssembler>>> =
+        (0..layout.slot_split.len()).map(|_| None).collect();
     // Reduction partials per slot, in element order.
     let mut partials: Vec<Vec<Piece>> = (0..layout.slot_split.len()).map(|_| Vec::new()).collect();
     let escaping: Vec<bool> = {
@@ -157,7 +185,14 @@ pub(crate) fn run_partitioned(
     let mut start = 0;
     loop {
         let range = start..(start + batch).min(total);
-        match run_batch(plan, &layout, device, range.clone(), &escaping, &mut assemblers) {
+        match run_batch(
+            plan,
+            &layout,
+            device,
+            range.clone(),
+            &escaping,
+            &mut assemblers,
+        ) {
             // Partials are kept only once their whole batch succeeded: a retried
             // batch must not count twice.
             Ok(batch_partials) => {
@@ -170,7 +205,10 @@ pub(crate) fn run_partitioned(
                     return Err(Error::DeviceOutOfMemory { requested, free });
                 }
                 batch = batch.div_ceil(2);
-                tracing::info!(batch, "device out of memory: halving the batch and retrying");
+                tracing::info!(
+                    batch,
+                    "device out of memory: halving the batch and retrying"
+                );
                 continue;
             }
             Err(e) => return Err(e),
@@ -188,12 +226,14 @@ pub(crate) fn run_partitioned(
             // SAFETY: the batches wrote disjoint ranges that tile 0..total.
             results.push((key, share(unsafe { a.finish() })));
         } else if escaping[s] && layout.slot_split[s].kind == SplitKind::Reduce {
-            let merged = (layout.slot_split[s].merge)(std::mem::take(&mut partials[s])).map_err(|e| match e {
-                Error::EmptyReduction { .. } => Error::EmptyReduction {
-                    op: plan.nodes[key.0].info.name,
+            let merged = (layout.slot_split[s].merge)(std::mem::take(&mut partials[s])).map_err(
+                |e| match e {
+                    Error::EmptyReduction { .. } => Error::EmptyReduction {
+                        op: plan.nodes[key.0].info.name,
+                    },
+                    e => e,
                 },
-                e => e,
-            })?;
+            )?;
             results.push((key, share(merged)));
         }
     }
@@ -235,7 +275,11 @@ fn run_batch(
             SplitKind::Reduce => n.div_ceil(PARTIAL_ELEMENTS).min(MAX_PARTIALS),
             _ => 1,
         };
-        let out_len = if out_vt.kind == SplitKind::Reduce { parts } else { n };
+        let out_len = if out_vt.kind == SplitKind::Reduce {
+            parts
+        } else {
+            n
+        };
         let out = device.alloc(out_len * out_dtype.size())?;
         if parts > 0 {
             // Kernel parameters: arrays in declaration order, then scalars, then the output.
@@ -243,38 +287,68 @@ fn run_batch(
             let mut scalars: Vec<KernelArg<'_>> = Vec::new();
             for (src, _) in &st.args {
                 match *src {
-                    Source::Local(s) => arrays.push(KernelArg::In(slots[s].as_ref().ok_or(Error::TypeMismatch {
-                        expected: "a device buffer computed earlier in the batch",
-                    })?)),
+                    Source::Local(s) => arrays.push(KernelArg::In(slots[s].as_ref().ok_or(
+                        Error::TypeMismatch {
+                            expected: "a device buffer computed earlier in the batch",
+                        },
+                    )?)),
                     Source::Split(k) => {
                         if let Some(b) = &uploaded[k] {
                             arrays.push(KernelArg::In(b));
                         }
                     }
-                    Source::Whole(k) => scalars.push(scalar_arg(layout.wholes[k].get()).ok_or(Error::TypeMismatch {
-                        expected: "a scalar kernel argument",
-                    })?),
+                    Source::Whole(k) => scalars.push(scalar_arg(layout.wholes[k].get()).ok_or(
+                        Error::TypeMismatch {
+                            expected: "a scalar kernel argument",
+                        },
+                    )?),
                 }
             }
-            let mut args = arrays;
-            args.extend(scalars);
-            args.push(KernelArg::Out(&out));
-            let emulate = |inputs: &[&[u8]]| -> Result<Vec<Vec<u8>>> {
-                // One CPU call per block's share of the elements, as the kernel's blocks do.
-                let mut out = Vec::new();
-                for j in 0..parts {
-                    let sub = (n * j / parts)..(n * (j + 1) / parts);
-                    out.extend(emulate(pn, layout, st, sub, inputs)?.concat());
-                }
-                Ok(vec![out])
-            };
-            device.launch(&Launch {
-                source: pn.info.gpu_source.expect("eligible stages have kernel sources"),
-                kernel: kernel_name(pn),
-                n,
-                args,
-                emulate: &emulate,
-            })?;
+            if let Some(f) = pn.info.gpu_fn {
+                let inputs = arrays
+                    .iter()
+                    .map(|a| match a {
+                        KernelArg::In(b) => Ok(*b),
+                        _ => Err(Error::TypeMismatch {
+                            expected: "a device array",
+                        }),
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                let host = |inputs: &[&[u8]]| -> Result<Vec<Vec<u8>>> {
+                    emulate(pn, layout, st, range.clone(), inputs)
+                };
+                f(&GpuCall {
+                    device,
+                    n,
+                    inputs,
+                    scalars,
+                    output: &out,
+                    host: &host,
+                })?;
+            } else {
+                let mut args = arrays;
+                args.extend(scalars);
+                args.push(KernelArg::Out(&out));
+                let emulate = |inputs: &[&[u8]]| -> Result<Vec<Vec<u8>>> {
+                    // One CPU call per block's share of the elements, as the kernel's blocks do.
+                    let mut out = Vec::new();
+                    for j in 0..parts {
+                        let sub = (n * j / parts)..(n * (j + 1) / parts);
+                        out.extend(emulate(pn, layout, st, sub, inputs)?.concat());
+                    }
+                    Ok(vec![out])
+                };
+                device.launch(&Launch {
+                    source: pn
+                        .info
+                        .gpu_source
+                        .expect("eligible stages have kernel sources"),
+                    kernel: kernel_name(pn),
+                    n,
+                    args,
+                    emulate: &emulate,
+                })?;
+            }
         }
         slots[st.out_slots[0]] = Some(out);
         if parts == 0 {
@@ -297,9 +371,11 @@ fn run_batch(
             }
             let piece = from_bytes(&bytes, vt.value_id)?;
             if assemblers[s].is_none() {
-                assemblers[s] = Some((vt.assembler)(layout.total, &*piece).ok_or(Error::TypeMismatch {
-                    expected: "a split type that assembles in place",
-                })?);
+                assemblers[s] = Some((vt.assembler)(layout.total, &*piece).ok_or(
+                    Error::TypeMismatch {
+                        expected: "a split type that assembles in place",
+                    },
+                )?);
             }
             let asm = assemblers[s].as_ref().expect("just created");
             // SAFETY: batches are disjoint ranges within 0..total.
@@ -339,16 +415,22 @@ fn emulate(
                     expected: "one input buffer per array argument",
                 })?;
                 let size = array_dtype(a.split.value_id).map_or(1, DType::size);
-                let bytes = bytes.get(range.start * size..range.end * size).ok_or(Error::TypeMismatch {
-                    expected: "an input buffer covering the launch",
-                })?;
+                let bytes =
+                    bytes
+                        .get(range.start * size..range.end * size)
+                        .ok_or(Error::TypeMismatch {
+                            expected: "an input buffer covering the launch",
+                        })?;
                 from_bytes(bytes, a.split.value_id)?
             }
         };
         owned.push(piece);
     }
     let mut args = Args {
-        refs: owned.iter().map(|p| &**p as &(dyn Any + Send + Sync)).collect(),
+        refs: owned
+            .iter()
+            .map(|p| &**p as &(dyn Any + Send + Sync))
+            .collect(),
         owned: (0..owned.len()).map(|_| None).collect(),
     };
     let outputs = call_cpu(&pn.info, pn.cpu, &mut args)?;

@@ -54,7 +54,12 @@ pub(crate) fn external(done: &Materialized, input: &Input) -> Option<Held> {
 
 impl StageLayout {
     pub(crate) fn build(plan: &Plan, stage: &Stage, done: &Materialized) -> Result<StageLayout> {
-        let in_stage: FastMap<usize, usize> = stage.nodes.iter().enumerate().map(|(k, &n)| (n, k)).collect();
+        let in_stage: FastMap<usize, usize> = stage
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(k, &n)| (n, k))
+            .collect();
         let mut slot_of: FastMap<(usize, u32), usize> = FastMap::default();
         let mut slot_split: Vec<SplitVTable> = Vec::new();
         let mut splits: Vec<(Held, SplitVTable)> = Vec::new();
@@ -92,7 +97,8 @@ impl StageLayout {
                                 }
                                 // One split per batch for each distinct (value, split type).
                                 let same = |(h, s): &(Held, SplitVTable)| {
-                                    std::ptr::addr_eq(h.get(), held.get()) && s.split_id == a.split.split_id
+                                    std::ptr::addr_eq(h.get(), held.get())
+                                        && s.split_id == a.split.split_id
                                 };
                                 let k = splits.iter().position(same).unwrap_or_else(|| {
                                     splits.push((held.clone(), a.split));

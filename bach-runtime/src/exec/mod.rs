@@ -11,10 +11,10 @@ use crate::fasthash::FastMap;
 use std::sync::Arc;
 
 use crate::config::Config;
+use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::graph::Graph;
 use crate::op::{Args, OpInfo};
-use crate::device::Device;
 use crate::plan::{Input, Placement, Plan, Stage, StageKind};
 use crate::value::{Held, Piece};
 
@@ -32,11 +32,16 @@ pub(crate) fn place(plan: &mut Plan, device: Option<&dyn Device>, config: &Confi
         let eligible = device.map(|d| (d, device::ineligible(plan, stage)));
         let device_costs = match &eligible {
             Some((d, None)) => {
-                let per_element = match layout::StageLayout::build(plan, stage, &FastMap::default()) {
+                let per_element = match layout::StageLayout::build(plan, stage, &FastMap::default())
+                {
                     Ok(l) => device::bytes_per_element(&l),
                     Err(_) => 64,
                 };
-                let budget = config.gpu_memory.unwrap_or(usize::MAX).min(d.free_memory()).max(1);
+                let budget = config
+                    .gpu_memory
+                    .unwrap_or(usize::MAX)
+                    .min(d.free_memory())
+                    .max(1);
                 let batches = (n * per_element).div_ceil(budget);
                 Some((d.costs(), batches))
             }
@@ -45,19 +50,33 @@ pub(crate) fn place(plan: &mut Plan, device: Option<&dyn Device>, config: &Confi
         // Without a device there is nothing to choose: skip the prediction,
         // which would only slow down small evaluations.
         let cost = match device {
-            Some(_) => crate::cost::predict(plan, stage, n, threads, device_costs.as_ref().map(|(c, b)| (c, *b))),
+            Some(_) => crate::cost::predict(
+                plan,
+                stage,
+                n,
+                threads,
+                device_costs.as_ref().map(|(c, b)| (c, *b)),
+            ),
             None => crate::cost::StageCost::default(),
         };
         let (placement, reason) = match (eligible, cost.device_s()) {
             (None, _) => (Placement::Cpu, "no GPU".to_string()),
             (Some((_, Some(why))), _) => (Placement::Cpu, why),
-            (Some((d, None)), _) if config.device == crate::config::DevicePolicy::Gpu => {
-                (Placement::Gpu, format!("GPU forced; every call has a kernel on {}", d.name()))
+            (Some((d, None)), _) if config.device == crate::config::DevicePolicy::Gpu => (
+                Placement::Gpu,
+                format!("GPU forced; every call has a kernel on {}", d.name()),
+            ),
+            (Some(_), _) if stage.count.is_none() => {
+                (Placement::Cpu, "size unknown before running".to_string())
             }
-            (Some(_), _) if stage.count.is_none() => (Placement::Cpu, "size unknown before running".to_string()),
             (Some((d, None)), Some(dev_s)) if dev_s < cost.cpu_s => (
                 Placement::Gpu,
-                format!("{} predicted {:.3} ms vs {:.3} ms on the CPU", d.name(), dev_s * 1e3, cost.cpu_s * 1e3),
+                format!(
+                    "{} predicted {:.3} ms vs {:.3} ms on the CPU",
+                    d.name(),
+                    dev_s * 1e3,
+                    cost.cpu_s * 1e3
+                ),
             ),
             (Some(_), dev_s) => (
                 Placement::Cpu,
@@ -84,7 +103,9 @@ pub(crate) fn run(plan: &mut Plan, graph: &Graph) -> Result<(Vec<Held>, Vec<f64>
     let mut done: Materialized = FastMap::default();
     let pool = graph.pool(config.threads)?;
     let on_cpu = |stage: &Stage, done: &Materialized| match (stage.kind, &pool) {
-        (StageKind::Partitioned, Some(p)) => p.install(|| cpu::run_partitioned(plan, stage, done, &config)),
+        (StageKind::Partitioned, Some(p)) => {
+            p.install(|| cpu::run_partitioned(plan, stage, done, &config))
+        }
         (StageKind::Partitioned, None) => cpu::run_partitioned(plan, stage, done, &config),
         (StageKind::Whole, _) => cpu::run_whole(plan, stage, done),
     };
@@ -98,7 +119,11 @@ pub(crate) fn run(plan: &mut Plan, graph: &Graph) -> Result<(Vec<Held>, Vec<f64>
                     Ok(o) => o,
                     Err(Error::DeviceOutOfMemory { requested, free }) => {
                         // Not even one element fits: the CPU computes the same result.
-                        tracing::warn!(requested, free, "device out of memory at batch size 1; running the stage on the CPU");
+                        tracing::warn!(
+                            requested,
+                            free,
+                            "device out of memory at batch size 1; running the stage on the CPU"
+                        );
                         on_cpu(stage, &done)?
                     }
                     Err(e) => return Err(e),
@@ -124,7 +149,11 @@ pub(crate) fn run(plan: &mut Plan, graph: &Graph) -> Result<(Vec<Held>, Vec<f64>
 
 /// Calls an annotated function's CPU implementation, turning a panic into
 /// [`Error::Panic`] named after the function.
-pub(crate) fn call_cpu(info: &OpInfo, cpu: crate::op::CpuFn, args: &mut Args<'_>) -> Result<Vec<Piece>> {
+pub(crate) fn call_cpu(
+    info: &OpInfo,
+    cpu: crate::op::CpuFn,
+    args: &mut Args<'_>,
+) -> Result<Vec<Piece>> {
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cpu(args))) {
         Ok(r) => r,
         Err(payload) => {
@@ -135,7 +164,10 @@ pub(crate) fn call_cpu(info: &OpInfo, cpu: crate::op::CpuFn, args: &mut Args<'_>
             } else {
                 "non-string panic payload".to_string()
             };
-            Err(Error::Panic { op: info.name, message })
+            Err(Error::Panic {
+                op: info.name,
+                message,
+            })
         }
     }
 }
