@@ -73,6 +73,13 @@ fn blackscholes_runs_on_the_device_and_matches_the_cpu_at_every_capacity() {
         if capacity < 64 << 10 {
             assert!(stats.uploads > 5, "small devices page through many batches");
         }
+        // Modelled time: every transfer pays the link, every launch its overhead.
+        let c = bach_runtime::DeviceCosts::default();
+        let floor = (stats.upload_bytes + stats.download_bytes) as f64 / c.link_bytes_per_s
+            + (stats.uploads + stats.downloads) as f64 * c.link_latency_s
+            + stats.launches as f64 * c.launch_s;
+        let modelled = stats.modelled_ns as f64 * 1e-9;
+        assert!(modelled >= floor * 0.999 && modelled <= floor * 1.01 + 31.0 * n as f64 / c.elements_per_s, "{modelled} vs {floor}");
     }
 }
 

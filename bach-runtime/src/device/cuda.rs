@@ -15,6 +15,13 @@
 //!   device's architecture when NVRTC supports it, PTX otherwise; cached on disk by
 //!   [`crate::cuda::compile`]), loaded as a module, and looked up by name once.
 //!
+//! - **Costs** ([`Device::costs`], for placement) are measured on first need by short
+//!   micro-benchmarks (link bandwidth and latency through the staging path, launch overhead,
+//!   elementwise throughput of a calibration kernel), at most once per process and device, and
+//!   cached on disk per device model and driver (`<cache>/costs/`, next to the kernel cache);
+//!   see [`CudaDevice::recalibrate`]. `BACH_COST_CACHE=off` makes a process measure instead of
+//!   reading the cache.
+//!
 //! Launch shape: 256 threads per block; elementwise kernels get
 //! `min(ceil(n / 256), 32 * SMs)` blocks (at least one) and walk the rest with grid-stride
 //! loops. Reductions (`sum_T`, `min_T`, `max_T`, see `numpy.cu`) get exactly one block per
@@ -26,13 +33,18 @@
 use std::collections::HashMap;
 use std::ffi::{c_void, CString};
 use std::fmt;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
 
 use cudarc::driver::result::{self as driver, DriverError};
 use cudarc::driver::sys as driver_sys;
 use cudarc::driver::{CudaContext, CudaEvent, CudaStream};
 
 use super::{Device, DeviceBuffer, KernelArg, KernelSource, Launch, TransferStats};
+use crate::cost::DeviceCosts;
 use crate::cuda::compile::{self, CodeKind, CompiledModule, KernelCache};
 use crate::cuda::discovery::{self, ComputeCapability, GpuUnavailable};
 use crate::cuda::error::CudaError;
@@ -700,6 +712,14 @@ pub struct CudaDevice {
     modules: ModuleCache<LoadedModule>,
     upload_staging: Mutex<Staging>,
     download_staging: Mutex<Staging>,
+    /// The calibrated costs, once known (read from the cost cache or measured).
+    costs: Mutex<Option<DeviceCosts>>,
+    /// Calibrations (measurements) this device has run.
+    cost_measurements: AtomicU64,
+    /// Directory of the cost cache (`<cache>/costs`), if there is a cache directory.
+    cost_cache_dir: Option<PathBuf>,
+    /// The CUDA version the driver supports, for the cost cache's file name.
+    driver_version: Option<(u32, u32)>,
 }
 
 impl fmt::Debug for CudaDevice {
@@ -748,6 +768,11 @@ impl CudaDevice {
             free >> 20,
             total >> 20
         );
+        let disk = KernelCache::from_env();
+        let cost_cache_dir = disk
+            .as_ref()
+            .and_then(|d| d.dir().parent())
+            .map(|root| root.join("costs"));
         Ok(Arc::new(CudaDevice {
             ordinal,
             name: info.name,
@@ -763,9 +788,13 @@ impl CudaDevice {
                     stats: TransferStats::default(),
                 }),
             }),
-            modules: ModuleCache::new(info.compute_capability, KernelCache::from_env()),
+            modules: ModuleCache::new(info.compute_capability, disk),
             upload_staging: Mutex::new(Staging::default()),
             download_staging: Mutex::new(Staging::default()),
+            costs: Mutex::new(None),
+            cost_measurements: AtomicU64::new(0),
+            cost_cache_dir,
+            driver_version: discovery::driver_version().ok(),
         }))
     }
 
@@ -1014,6 +1043,76 @@ impl CudaDevice {
         self.shared
             .synchronize("waiting for a copy from the device")
     }
+
+    /// Launches `kernel` of `source` over `n` elements with the kernel parameters `params`
+    /// (`n` first, then the arguments as device pointers and values); `out_bytes` is the size of
+    /// the output buffer (a reduction writes one partial per block into it). Counts nothing in
+    /// the device's statistics.
+    fn launch_params(
+        &self,
+        source_code: &KernelSource,
+        kernel: &str,
+        n: usize,
+        mut params: Vec<Param>,
+        out_bytes: Option<usize>,
+    ) -> Result<()> {
+        let source = source_code.name;
+        self.shared.bind()?;
+        let module = self.modules.get(source_code, |compiled| {
+            LoadedModule::load(&self.shared.ctx, source, compiled)
+        })?;
+        let function = module.function(kernel)?;
+        let blocks = match reduction_element_size(kernel) {
+            Some(size) => {
+                let partials = out_bytes.unwrap_or(0) / size;
+                if partials == 0 {
+                    return Err(Error::Gpu(format!(
+                        "reduction kernel `{}` needs an output buffer of at least one partial ({size} bytes)",
+                        kernel
+                    )));
+                }
+                partials.min(i32::MAX as usize) as u32
+            }
+            None => elementwise_blocks(n, self.sm_count),
+        };
+        let mut pointers: Vec<*mut c_void> = params
+            .iter_mut()
+            .map(|p| match p {
+                Param::U64(v) => (v as *mut u64).cast(),
+                Param::F32(v) => (v as *mut f32).cast(),
+                Param::F64(v) => (v as *mut f64).cast(),
+            })
+            .collect();
+
+        // SAFETY: `function` belongs to a module loaded in this context and kept alive by
+        // `self.modules`. `pointers` holds one pointer per kernel parameter, in the kernel's
+        // order (`unsigned long long n`, then the arguments as the launch convention of
+        // numpy.cu lists them), each to a value of the parameter's type that lives in `params`
+        // until this call returns (the driver copies the values). Device pointers are blocks of
+        // live buffers of this device; the kernels walk `n` elements with grid-stride loops, and
+        // reductions write one partial per block into an output holding `blocks` partials.
+        unsafe {
+            driver::launch_kernel(
+                function,
+                (blocks, 1, 1),
+                (THREADS_PER_BLOCK, 1, 1),
+                0,
+                self.shared.stream.cu_stream(),
+                &mut pointers,
+            )
+        }
+        .map_err(|e| {
+            gpu_err(
+                format_args!(
+                    "launching `{}` of {source} on {} elements ({blocks} blocks)",
+                    kernel, n
+                ),
+                e,
+            )
+        })?;
+        Ok(())
+    }
+
 }
 
 fn unavailable(reason: GpuUnavailable) -> Error {
@@ -1136,13 +1235,6 @@ impl Device for CudaDevice {
     }
 
     fn launch(&self, launch: &Launch<'_>) -> Result<()> {
-        let source = launch.source.name;
-        self.shared.bind()?;
-        let module = self.modules.get(&launch.source, |compiled| {
-            LoadedModule::load(&self.shared.ctx, source, compiled)
-        })?;
-        let function = module.function(&launch.kernel)?;
-
         let mut params = Vec::with_capacity(launch.args.len() + 1);
         params.push(Param::U64(launch.n as u64));
         let mut out_bytes = None;
@@ -1158,54 +1250,7 @@ impl Device for CudaDevice {
                 KernelArg::F64(v) => Param::F64(*v),
             });
         }
-        let blocks = match reduction_element_size(&launch.kernel) {
-            Some(size) => {
-                let partials = out_bytes.unwrap_or(0) / size;
-                if partials == 0 {
-                    return Err(Error::Gpu(format!(
-                        "reduction kernel `{}` needs an output buffer of at least one partial ({size} bytes)",
-                        launch.kernel
-                    )));
-                }
-                partials.min(i32::MAX as usize) as u32
-            }
-            None => elementwise_blocks(launch.n, self.sm_count),
-        };
-        let mut pointers: Vec<*mut c_void> = params
-            .iter_mut()
-            .map(|p| match p {
-                Param::U64(v) => (v as *mut u64).cast(),
-                Param::F32(v) => (v as *mut f32).cast(),
-                Param::F64(v) => (v as *mut f64).cast(),
-            })
-            .collect();
-
-        // SAFETY: `function` belongs to a module loaded in this context and kept alive by
-        // `self.modules`. `pointers` holds one pointer per kernel parameter, in the kernel's
-        // order (`unsigned long long n`, then the arguments as the launch convention of
-        // numpy.cu lists them), each to a value of the parameter's type that lives in `params`
-        // until this call returns (the driver copies the values). Device pointers are blocks of
-        // live buffers of this device; the kernels walk `n` elements with grid-stride loops, and
-        // reductions write one partial per block into an output holding `blocks` partials.
-        unsafe {
-            driver::launch_kernel(
-                function,
-                (blocks, 1, 1),
-                (THREADS_PER_BLOCK, 1, 1),
-                0,
-                self.shared.stream.cu_stream(),
-                &mut pointers,
-            )
-        }
-        .map_err(|e| {
-            gpu_err(
-                format_args!(
-                    "launching `{}` of {source} on {} elements ({blocks} blocks)",
-                    launch.kernel, launch.n
-                ),
-                e,
-            )
-        })?;
+        self.launch_params(&launch.source, &launch.kernel, launch.n, params, out_bytes)?;
         self.update(|s| s.launches += 1);
         Ok(())
     }

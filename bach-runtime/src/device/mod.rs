@@ -121,6 +121,9 @@ pub struct TransferStats {
     pub launches: u64,
     /// Most bytes allocated at once.
     pub peak_bytes: u64,
+    /// Nanoseconds the transfers and launches would take by the device's
+    /// [`DeviceCosts`](crate::DeviceCosts) (simulated devices; 0 elsewhere).
+    pub modelled_ns: u64,
 }
 
 /// An accelerator Bach can run stages on.

@@ -85,6 +85,12 @@ impl SimulatedDevice {
         })
     }
 
+    /// Modelled nanoseconds of one transfer of `bytes`.
+    fn transfer_ns(&self, bytes: usize) -> u64 {
+        let c = &self.config.costs;
+        ((c.link_latency_s + bytes as f64 / c.link_bytes_per_s) * 1e9) as u64
+    }
+
     fn update(&self, f: impl FnOnce(&mut TransferStats)) {
         f(&mut self
             .counters
@@ -144,9 +150,11 @@ impl Device for SimulatedDevice {
             )));
         }
         d[..src.len()].copy_from_slice(src);
+        let t = self.transfer_ns(src.len());
         self.update(|s| {
             s.uploads += 1;
             s.upload_bytes += src.len() as u64;
+            s.modelled_ns += t;
         });
         Ok(())
     }
@@ -164,9 +172,11 @@ impl Device for SimulatedDevice {
             )));
         }
         dst.copy_from_slice(&d[..dst.len()]);
+        let t = self.transfer_ns(dst.len());
         self.update(|s| {
             s.downloads += 1;
             s.download_bytes += dst.len() as u64;
+            s.modelled_ns += t;
         });
         Ok(())
     }
@@ -209,7 +219,12 @@ impl Device for SimulatedDevice {
             }
             d[..bytes.len()].copy_from_slice(bytes);
         }
-        self.update(|s| s.launches += 1);
+        let c = &self.config.costs;
+        let t = ((c.launch_s + launch.n as f64 / c.elements_per_s) * 1e9) as u64;
+        self.update(|s| {
+            s.launches += 1;
+            s.modelled_ns += t;
+        });
         Ok(())
     }
 
