@@ -13,19 +13,10 @@ use bach_runtime::{
 };
 use ndarray::Array1;
 
-fn uniform(n: usize, lo: f64, hi: f64, seed: u64) -> Array1<f64> {
-    let mut s = seed.wrapping_mul(0x9E3779B97F4A7C15) | 1;
-    Array1::from_shape_fn(n, |_| {
-        s ^= s << 13;
-        s ^= s >> 7;
-        s ^= s << 17;
-        lo + (hi - lo) * ((s >> 11) as f64 / (1u64 << 53) as f64)
-    })
-}
+mod common;
+use common::{bits, uniform};
 
-fn bits(a: &Array1<f64>) -> Vec<u64> {
-    a.iter().map(|x| x.to_bits()).collect()
-}
+
 
 /// A graph that runs every eligible stage on `device` (placement forced, so
 /// that small test sizes exercise the device executor).

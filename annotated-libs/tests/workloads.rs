@@ -5,20 +5,10 @@ use annotated_libs::workloads::{bach, cpu};
 use bach_runtime::{evaluate, Config, Graph};
 use ndarray::Array1;
 
-/// Deterministic uniform values in `lo..hi` (xorshift; no dependency needed).
-fn uniform(n: usize, lo: f64, hi: f64, seed: u64) -> Array1<f64> {
-    let mut s = seed.wrapping_mul(0x9E3779B97F4A7C15) | 1;
-    Array1::from_shape_fn(n, |_| {
-        s ^= s << 13;
-        s ^= s >> 7;
-        s ^= s << 17;
-        lo + (hi - lo) * ((s >> 11) as f64 / (1u64 << 53) as f64)
-    })
-}
+mod common;
+use common::{bits, uniform};
 
-fn bits(a: &Array1<f64>) -> Vec<u64> {
-    a.iter().map(|x| x.to_bits()).collect()
-}
+
 
 #[test]
 fn blackscholes_bach_equals_cpu_bit_for_bit() {

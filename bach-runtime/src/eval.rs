@@ -110,23 +110,29 @@ tuple_evaluate!(A, B, C, D, E);
 tuple_evaluate!(A, B, C, D, E, F);
 
 impl Graph {
+    /// The (node, output) pairs `handles` stand for, all of which must belong
+    /// to this graph (`context` names the caller in the error).
+    pub(crate) fn targets_of<E: Evaluate>(&self, handles: &E, context: &str) -> Result<Vec<(Arc<Node>, u32)>> {
+        let mut wanted = Vec::new();
+        handles.targets(&mut wanted);
+        let targets: Vec<(Arc<Node>, u32)> = wanted.into_iter().map(|Target(n, o)| (n, o)).collect();
+        if let Some((n, _)) = targets.iter().find(|(n, _)| n.graph != self.id()) {
+            return Err(Error::ForeignGraph {
+                context: context.into(),
+                handle_graph: n.graph,
+                graph: self.id(),
+            });
+        }
+        Ok(targets)
+    }
+
     /// Computes `handles` (a handle, a tuple, a vector or a slice of handles)
     /// and returns their values. Every handle must belong to this graph.
     ///
     /// Computed values are cached in the graph: evaluating the same handle
     /// again, or a handle that reads it, does not recompute it.
     pub fn evaluate<E: Evaluate>(&self, handles: E) -> Result<E::Output> {
-        let mut wanted = Vec::new();
-        handles.targets(&mut wanted);
-        let targets: Vec<(Arc<Node>, u32)> =
-            wanted.into_iter().map(|Target(n, o)| (n, o)).collect();
-        if let Some((n, _)) = targets.iter().find(|(n, _)| n.graph != self.id()) {
-            return Err(Error::ForeignGraph {
-                context: "evaluate".into(),
-                handle_graph: n.graph,
-                graph: self.id(),
-            });
-        }
+        let targets = self.targets_of(&handles, "evaluate")?;
         let mut plan = Plan::build(&targets)?;
         let (values, seconds) = exec::run(&mut plan, self)?;
         *self

@@ -1,11 +1,10 @@
 //! `explain`: what evaluating some handles would do, without running it.
 
 use std::fmt;
-use std::sync::Arc;
 
-use crate::error::{Error, Result};
-use crate::eval::{Evaluate, Target};
-use crate::graph::{Graph, Node};
+use crate::error::Result;
+use crate::eval::Evaluate;
+use crate::graph::Graph;
 use crate::plan::{Placement, Plan, StageKind};
 
 /// The plan of an evaluation: its stages in execution order.
@@ -77,17 +76,7 @@ impl fmt::Display for Explain {
 impl Graph {
     /// The plan that [`Graph::evaluate`] would run for `handles`, without running it.
     pub fn explain<E: Evaluate>(&self, handles: &E) -> Result<Explain> {
-        let mut wanted = Vec::new();
-        handles.targets(&mut wanted);
-        let targets: Vec<(Arc<Node>, u32)> =
-            wanted.into_iter().map(|Target(n, o)| (n, o)).collect();
-        if let Some((n, _)) = targets.iter().find(|(n, _)| n.graph != self.id()) {
-            return Err(Error::ForeignGraph {
-                context: "explain".into(),
-                handle_graph: n.graph,
-                graph: self.id(),
-            });
-        }
+        let targets = self.targets_of(handles, "explain")?;
         let mut plan = Plan::build(&targets)?;
         let config = self.config();
         let device = self.device(&config)?;
