@@ -7,7 +7,9 @@ use annotated_libs::cpu::numpy as cpu;
 use annotated_libs::numpy as np;
 use std::sync::Arc;
 
-use bach_runtime::{evaluate, Config, Device, DevicePolicy, Graph, Lazy, SimulatedDevice, SimulatedDeviceConfig};
+use bach_runtime::{
+    evaluate, Config, Device, DevicePolicy, Graph, Lazy, SimulatedDevice, SimulatedDeviceConfig,
+};
 use ndarray::Array1;
 use proptest::prelude::*;
 
@@ -37,7 +39,8 @@ fn step() -> impl Strategy<Value = Step> {
         (0..BINARY, any::<usize>(), any::<usize>()).prop_map(|(o, a, b)| Step::Binary(o, a, b)),
         (0..SCALAR, any::<usize>(), -4.0..4.0f64).prop_map(|(o, a, s)| Step::Scalar(o, a, s)),
         (0..4u8, -4.0..4.0f64, any::<usize>()).prop_map(|(o, s, a)| Step::ScalarFirst(o, s, a)),
-        (any::<usize>(), any::<usize>(), any::<usize>(), -2.0..2.0f64).prop_map(|(c, x, y, t)| Step::Where(c, x, y, t)),
+        (any::<usize>(), any::<usize>(), any::<usize>(), -2.0..2.0f64)
+            .prop_map(|(c, x, y, t)| Step::Where(c, x, y, t)),
         (any::<usize>(), any::<usize>()).prop_map(|(a, b)| Step::Mutate(a, b)),
     ]
 }
@@ -227,7 +230,10 @@ fn data(n: usize, seed: u64) -> Array1<f64> {
 }
 
 fn same_bits(a: &Array1<f64>, b: &Array1<f64>) -> bool {
-    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits() || (x.is_nan() && y.is_nan()))
+    a.len() == b.len()
+        && a.iter()
+            .zip(b)
+            .all(|(x, y)| x.to_bits() == y.to_bits() || (x.is_nan() && y.is_nan()))
 }
 
 /// Reductions: equal within `1e-9` of the sum of magnitudes (the bound on
@@ -318,7 +324,10 @@ proptest! {
 fn max_of_empty_is_an_error_and_sum_is_zero() {
     let empty = Array1::<f64>::zeros(0);
     assert_eq!(evaluate(np::sum(&empty)).unwrap(), 0.0);
-    assert!(matches!(evaluate(np::max(&empty)), Err(bach_runtime::Error::EmptyReduction { op: "max" })));
+    assert!(matches!(
+        evaluate(np::max(&empty)),
+        Err(bach_runtime::Error::EmptyReduction { op: "max" })
+    ));
     assert!(evaluate(np::mean(&empty)).unwrap().is_nan());
 }
 
@@ -326,9 +335,20 @@ fn max_of_empty_is_an_error_and_sum_is_zero() {
 fn mean_and_std_match_within_tolerance() {
     for n in [1usize, 5, 4097, 100_000] {
         let a = data(n, 9).mapv(|x| if x.is_finite() { x } else { 1.0 });
-        let graph = Graph::with_config(Config { batch_size: Some(333), ..Config::default() });
-        let (m, s) = graph.enter(|| evaluate((np::mean(&a), np::std(&a)))).unwrap();
-        assert!((m - cpu::mean(&a)).abs() <= 1e-12 * (1.0 + cpu::mean(&a).abs()), "mean n = {n}");
-        assert!((s - cpu::std(&a)).abs() <= 1e-12 * (1.0 + cpu::std(&a)), "std n = {n}");
+        let graph = Graph::with_config(Config {
+            batch_size: Some(333),
+            ..Config::default()
+        });
+        let (m, s) = graph
+            .enter(|| evaluate((np::mean(&a), np::std(&a))))
+            .unwrap();
+        assert!(
+            (m - cpu::mean(&a)).abs() <= 1e-12 * (1.0 + cpu::mean(&a).abs()),
+            "mean n = {n}"
+        );
+        assert!(
+            (s - cpu::std(&a)).abs() <= 1e-12 * (1.0 + cpu::std(&a)),
+            "std n = {n}"
+        );
     }
 }

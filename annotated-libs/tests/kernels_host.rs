@@ -62,7 +62,14 @@ impl Kernels {
         }
         // SAFETY: `bach_host_launch` calls `trampoline::<F>(ctx)` and returns after all
         // threads have finished.
-        unsafe { (self.launch)(grid, block, trampoline::<F>, &body as *const F as *mut c_void) }
+        unsafe {
+            (self.launch)(
+                grid,
+                block,
+                trampoline::<F>,
+                &body as *const F as *mut c_void,
+            )
+        }
     }
 }
 
@@ -104,7 +111,10 @@ fn build_kernels() -> Option<Kernels> {
     let lib = unsafe { libloading::Library::new(&lib_path) }.expect("load libkernels.so");
     let _ = std::fs::remove_file(&lib_path); // stays mapped
                                              // SAFETY: signature of `bach_host_launch` in host_emulation.h.
-    let launch = unsafe { *lib.get::<Launch>(b"bach_host_launch\0").expect("bach_host_launch") };
+    let launch = unsafe {
+        *lib.get::<Launch>(b"bach_host_launch\0")
+            .expect("bach_host_launch")
+    };
     Some(Kernels { lib, launch })
 }
 
@@ -292,7 +302,14 @@ struct Report {
 
 impl Report {
     /// `input` describes the inputs; only called on a mismatch.
-    fn check<T: TestFloat>(&mut self, kernel: &str, input: impl FnOnce() -> String, got: T, want: T, max_ulps: u64) {
+    fn check<T: TestFloat>(
+        &mut self,
+        kernel: &str,
+        input: impl FnOnce() -> String,
+        got: T,
+        want: T,
+        max_ulps: u64,
+    ) {
         self.checked += 1;
         let ok = (got.is_nan() && want.is_nan())
             || got.bits() == want.bits()
@@ -325,7 +342,11 @@ impl Report {
             panic!(
                 "{what}: {} mismatches, first ones:\n{}",
                 self.failures.len(),
-                shown.iter().map(|s| s.as_str()).collect::<Vec<_>>().join("\n")
+                shown
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join("\n")
             );
         }
     }
@@ -355,7 +376,11 @@ type Reduce<T> = unsafe extern "C" fn(u64, *const T, *mut T);
 
 fn run_unary<T: TestFloat, O: Copy>(k: &Kernels, name: &str, a: &[T], out: &mut [O]) {
     let f: unsafe extern "C" fn(u64, *const T, *mut O) = k.get(name);
-    let (n, pa, po) = (a.len() as u64, a.as_ptr() as usize, out.as_mut_ptr() as usize);
+    let (n, pa, po) = (
+        a.len() as u64,
+        a.as_ptr() as usize,
+        out.as_mut_ptr() as usize,
+    );
     k.launch(SHAPE, || unsafe { f(n, pa as *const T, po as *mut O) });
 }
 
@@ -367,19 +392,29 @@ fn run_binary<T: TestFloat, O: Copy>(k: &Kernels, name: &str, a: &[T], b: &[T], 
         b.as_ptr() as usize,
         out.as_mut_ptr() as usize,
     );
-    k.launch(SHAPE, || unsafe { f(n, pa as *const T, pb as *const T, po as *mut O) });
+    k.launch(SHAPE, || unsafe {
+        f(n, pa as *const T, pb as *const T, po as *mut O)
+    });
 }
 
 fn run_with_scalar<T: TestFloat, O: Copy>(k: &Kernels, name: &str, a: &[T], s: T, out: &mut [O]) {
     let f: WithScalar<T, O> = k.get(name);
-    let (n, pa, po) = (a.len() as u64, a.as_ptr() as usize, out.as_mut_ptr() as usize);
+    let (n, pa, po) = (
+        a.len() as u64,
+        a.as_ptr() as usize,
+        out.as_mut_ptr() as usize,
+    );
     k.launch(SHAPE, || unsafe { f(n, pa as *const T, s, po as *mut O) });
 }
 
 fn run_reduce<T: TestFloat>(k: &Kernels, name: &str, a: &[T], shape: (u32, u32)) -> Vec<T> {
     let f: Reduce<T> = k.get(name);
     let mut partials = out_buffer::<T>(shape.0 as usize);
-    let (n, pa, pp) = (a.len() as u64, a.as_ptr() as usize, partials.as_mut_ptr() as usize);
+    let (n, pa, pp) = (
+        a.len() as u64,
+        a.as_ptr() as usize,
+        partials.as_mut_ptr() as usize,
+    );
     k.launch(shape, || unsafe { f(n, pa as *const T, pp as *mut T) });
     partials
 }
@@ -442,7 +477,13 @@ fn check_binary<T: TestFloat>(k: &Kernels) {
         run_binary(k, &name, &a, &b, &mut out);
         let want = reference(&arr(&a), &arr(&b));
         for i in 0..a.len() {
-            report.check(&name, || format!("{:e}, {:e}", a[i], b[i]), out[i], want[i], ulps);
+            report.check(
+                &name,
+                || format!("{:e}, {:e}", a[i], b[i]),
+                out[i],
+                want[i],
+                ulps,
+            );
         }
     }
     report.finish(&format!("binary {}", dtype::<T>()));
@@ -484,7 +525,13 @@ fn check_scalar_forms<T: TestFloat>(k: &Kernels) {
             run_with_scalar(k, &name, &a, s, &mut out);
             let want = reference(&arr(&a), s);
             for i in 0..a.len() {
-                report.check(&name, || format!("{:e}, s={s:e}", a[i]), out[i], want[i], ulps);
+                report.check(
+                    &name,
+                    || format!("{:e}, s={s:e}", a[i]),
+                    out[i],
+                    want[i],
+                    ulps,
+                );
             }
         }
         for (op, reference, ulps) in scalar_a {
@@ -493,7 +540,13 @@ fn check_scalar_forms<T: TestFloat>(k: &Kernels) {
             run_with_scalar(k, &name, &a, s, &mut out);
             let want = reference(s, &arr(&a));
             for i in 0..a.len() {
-                report.check(&name, || format!("s={s:e}, {:e}", a[i]), out[i], want[i], ulps);
+                report.check(
+                    &name,
+                    || format!("s={s:e}, {:e}", a[i]),
+                    out[i],
+                    want[i],
+                    ulps,
+                );
             }
         }
     }
@@ -549,7 +602,11 @@ fn check_selection<T: TestFloat>(k: &Kernels) {
     let (x, y) = pairs::<T>(&mut rng);
     let cond: Vec<bool> = (0..x.len()).map(|_| rng.bool()).collect();
     let n = x.len() as u64;
-    let (pc, px, py) = (cond.as_ptr() as usize, x.as_ptr() as usize, y.as_ptr() as usize);
+    let (pc, px, py) = (
+        cond.as_ptr() as usize,
+        x.as_ptr() as usize,
+        y.as_ptr() as usize,
+    );
     let mut report = Report::default();
     let sfx = dtype::<T>();
 
@@ -558,7 +615,13 @@ fn check_selection<T: TestFloat>(k: &Kernels) {
     let mut out = out_buffer::<T>(x.len());
     let po = out.as_mut_ptr() as usize;
     k.launch(SHAPE, || unsafe {
-        f(n, pc as *const bool, px as *const T, py as *const T, po as *mut T)
+        f(
+            n,
+            pc as *const bool,
+            px as *const T,
+            py as *const T,
+            po as *mut T,
+        )
     });
     let want = np::where_(&arr(&cond), &arr(&x), &arr(&y));
     for i in 0..x.len() {
@@ -622,20 +685,32 @@ fn check_reductions<T: TestFloat>(k: &Kernels) {
     let mut rng = Rng(0x6789_abcd_ef12_3456);
     let sfx = dtype::<T>();
     let t = T::from_f64;
-    let uniform = |rng: &mut Rng, n: usize| -> Vec<T> { (0..n).map(|_| t(rng.unit() * 20.0 - 10.0)).collect() };
+    let uniform = |rng: &mut Rng, n: usize| -> Vec<T> {
+        (0..n).map(|_| t(rng.unit() * 20.0 - 10.0)).collect()
+    };
     let mut inputs: Vec<(String, Vec<T>)> = vec![
         ("one".into(), vec![t(-3.5)]),
-        ("five".into(), vec![t(1.0), t(-2.0), t(3.0), t(0.25), t(-0.0)]),
+        (
+            "five".into(),
+            vec![t(1.0), t(-2.0), t(3.0), t(0.25), t(-0.0)],
+        ),
         ("zeros".into(), vec![t(0.0), t(-0.0), t(0.0)]),
         (
             "denormals".into(),
-            vec![T::min_positive_value() / t(4.0), -T::min_positive_value() / t(8.0)],
+            vec![
+                T::min_positive_value() / t(4.0),
+                -T::min_positive_value() / t(8.0),
+            ],
         ),
     ];
     for n in [100, 1000, 4097] {
         inputs.push((format!("uniform {n}"), uniform(&mut rng, n)));
     }
-    for (label, special) in [("nan", T::nan()), ("+inf", T::infinity()), ("-inf", T::neg_infinity())] {
+    for (label, special) in [
+        ("nan", T::nan()),
+        ("+inf", T::infinity()),
+        ("-inf", T::neg_infinity()),
+    ] {
         let mut v = uniform(&mut rng, 777);
         v[(rng.next() % 777) as usize] = special;
         inputs.push((format!("uniform with {label}"), v));
@@ -663,7 +738,9 @@ fn check_reductions<T: TestFloat>(k: &Kernels) {
             let bound = 4.0 * a.len() as f64 * T::epsilon_f64() * abs_sum;
             let close = (got.is_nan() && want.is_nan())
                 || got == want
-                || (got.is_finite() && want.is_finite() && (got - want).abs().to_f64().unwrap() <= bound);
+                || (got.is_finite()
+                    && want.is_finite()
+                    && (got - want).abs().to_f64().unwrap() <= bound);
             report.checked += 1;
             if !close {
                 report.failures.push(format!(
@@ -671,7 +748,10 @@ fn check_reductions<T: TestFloat>(k: &Kernels) {
                 ));
             }
 
-            for (op, reference) in [("min", np::min::<T> as fn(&Array1<T>) -> T), ("max", np::max::<T>)] {
+            for (op, reference) in [
+                ("min", np::min::<T> as fn(&Array1<T>) -> T),
+                ("max", np::max::<T>),
+            ] {
                 let name = format!("{op}_{sfx}");
                 let partials = run_reduce(k, &name, a, shape);
                 let got = reference(&arr(&partials));
@@ -689,9 +769,27 @@ fn check_reductions<T: TestFloat>(k: &Kernels) {
         let min = run_reduce::<T>(k, &format!("min_{sfx}"), &[], shape);
         let max = run_reduce::<T>(k, &format!("max_{sfx}"), &[], shape);
         for i in 0..shape.0 as usize {
-            report.check(&format!("sum_{sfx}"), || "empty".into(), sum[i], T::zero(), 0);
-            report.check(&format!("min_{sfx}"), || "empty".into(), min[i], T::infinity(), 0);
-            report.check(&format!("max_{sfx}"), || "empty".into(), max[i], T::neg_infinity(), 0);
+            report.check(
+                &format!("sum_{sfx}"),
+                || "empty".into(),
+                sum[i],
+                T::zero(),
+                0,
+            );
+            report.check(
+                &format!("min_{sfx}"),
+                || "empty".into(),
+                min[i],
+                T::infinity(),
+                0,
+            );
+            report.check(
+                &format!("max_{sfx}"),
+                || "empty".into(),
+                max[i],
+                T::neg_infinity(),
+                0,
+            );
         }
     }
     report.finish(&format!("reductions {sfx}"));
@@ -705,7 +803,11 @@ fn check_in_place<T: TestFloat>(k: &Kernels) {
     let name = format!("add_{}", dtype::<T>());
     let f: Binary<T, T> = k.get(&name);
     let mut inout = a.clone();
-    let (n, pio, pb) = (a.len() as u64, inout.as_mut_ptr() as usize, b.as_ptr() as usize);
+    let (n, pio, pb) = (
+        a.len() as u64,
+        inout.as_mut_ptr() as usize,
+        b.as_ptr() as usize,
+    );
     k.launch(SHAPE, || unsafe {
         f(n, pio as *const T, pb as *const T, pio as *mut T)
     });

@@ -16,8 +16,6 @@ use ndarray::Array1;
 mod common;
 use common::{bits, uniform};
 
-
-
 /// A graph that runs every eligible stage on `device` (placement forced, so
 /// that small test sizes exercise the device executor).
 fn graph_on(device: Arc<SimulatedDevice>) -> Graph {
@@ -54,13 +52,25 @@ fn blackscholes_runs_on_the_device_and_matches_the_cpu_at_every_capacity() {
         assert_eq!(bits(&call), bits(&call_ref), "capacity {capacity}");
         assert_eq!(bits(&put), bits(&put_ref), "capacity {capacity}");
         let stats = dev.stats();
-        assert!(stats.peak_bytes as usize <= capacity, "peak {} > capacity {capacity}", stats.peak_bytes);
+        assert!(
+            stats.peak_bytes as usize <= capacity,
+            "peak {} > capacity {capacity}",
+            stats.peak_bytes
+        );
         assert_eq!(dev.in_use(), 0, "every device buffer was freed");
         // Each input crosses the link once, each output comes back once: the minimum.
         assert_eq!(stats.upload_bytes, 5 * 8 * n as u64, "capacity {capacity}");
-        assert_eq!(stats.download_bytes, 2 * 8 * n as u64, "capacity {capacity}");
+        assert_eq!(
+            stats.download_bytes,
+            2 * 8 * n as u64,
+            "capacity {capacity}"
+        );
         assert_eq!(stats.uploads % 5, 0);
-        assert_eq!(stats.uploads / 5, stats.downloads / 2, "as many batches up as down");
+        assert_eq!(
+            stats.uploads / 5,
+            stats.downloads / 2,
+            "as many batches up as down"
+        );
         if capacity < 64 << 10 {
             assert!(stats.uploads > 5, "small devices page through many batches");
         }
@@ -70,7 +80,11 @@ fn blackscholes_runs_on_the_device_and_matches_the_cpu_at_every_capacity() {
             + (stats.uploads + stats.downloads) as f64 * c.link_latency_s
             + stats.launches as f64 * c.launch_s;
         let modelled = stats.modelled_ns as f64 * 1e-9;
-        assert!(modelled >= floor * 0.999 && modelled <= floor * 1.01 + 31.0 * n as f64 / c.elements_per_s, "{modelled} vs {floor}");
+        assert!(
+            modelled >= floor * 0.999
+                && modelled <= floor * 1.01 + 31.0 * n as f64 / c.elements_per_s,
+            "{modelled} vs {floor}"
+        );
     }
 }
 
@@ -80,7 +94,11 @@ fn a_device_too_small_for_one_element_falls_back_to_the_cpu() {
     let dev = Arc::new(SimulatedDevice::with_capacity(16));
     let g = graph_on(dev.clone());
     let (call, _) = g
-        .enter(|| evaluate(workloads::bach::blackscholes(&x[0], &x[1], &x[2], &x[3], &x[4])))
+        .enter(|| {
+            evaluate(workloads::bach::blackscholes(
+                &x[0], &x[1], &x[2], &x[3], &x[4],
+            ))
+        })
         .unwrap();
     let (call_ref, _) = workloads::cpu::blackscholes(&x[0], &x[1], &x[2], &x[3], &x[4]);
     assert_eq!(bits(&call), bits(&call_ref));
@@ -99,8 +117,15 @@ fn an_injected_out_of_memory_halves_the_batch_and_loses_nothing() {
         let g = graph_on(dev.clone());
         let h = g.enter(|| workloads::bach::haversine(&x[0], &x[1]));
         let got = g.evaluate(h).unwrap();
-        assert_eq!(bits(&got), bits(&workloads::cpu::haversine(&x[0], &x[1])), "fail at {fail}");
-        assert!(dev.stats().uploads >= 2, "retried after the failed allocation");
+        assert_eq!(
+            bits(&got),
+            bits(&workloads::cpu::haversine(&x[0], &x[1])),
+            "fail at {fail}"
+        );
+        assert!(
+            dev.stats().uploads >= 2,
+            "retried after the failed allocation"
+        );
     }
 }
 
@@ -115,7 +140,11 @@ fn stages_without_kernels_stay_on_the_cpu_and_the_rest_goes_to_the_device() {
             let y = np::multiply_scalar(&a, &m); // elementwise: device
             let e = g.explain(&(y.clone(), m.clone())).unwrap();
             let places: Vec<_> = e.stages.iter().map(|s| s.placement).collect();
-            assert_eq!(places, [Placement::Cpu, Placement::Cpu, Placement::Gpu], "{e}");
+            assert_eq!(
+                places,
+                [Placement::Cpu, Placement::Cpu, Placement::Gpu],
+                "{e}"
+            );
             evaluate((y, m))
         })
         .unwrap();
@@ -135,9 +164,15 @@ fn a_memory_budget_caps_what_the_device_uses() {
         ..Config::default()
     });
     g.set_device(Some(dev.clone()));
-    let out = g.enter(|| evaluate(workloads::bach::haversine(&x[0], &x[1]))).unwrap();
+    let out = g
+        .enter(|| evaluate(workloads::bach::haversine(&x[0], &x[1])))
+        .unwrap();
     assert_eq!(bits(&out), bits(&workloads::cpu::haversine(&x[0], &x[1])));
-    assert!(dev.stats().peak_bytes <= 64 << 10, "peak {}", dev.stats().peak_bytes);
+    assert!(
+        dev.stats().peak_bytes <= 64 << 10,
+        "peak {}",
+        dev.stats().peak_bytes
+    );
 }
 
 #[test]
@@ -186,11 +221,18 @@ fn placement_moves_from_cpu_to_device_as_size_grows() {
     for log2 in [4, 10, 16, 22] {
         let x = bs_inputs(1 << log2);
         let e = g
-            .enter(|| g.explain(&workloads::bach::blackscholes(&x[0], &x[1], &x[2], &x[3], &x[4])))
+            .enter(|| {
+                g.explain(&workloads::bach::blackscholes(
+                    &x[0], &x[1], &x[2], &x[3], &x[4],
+                ))
+            })
             .unwrap();
         assert_eq!(e.stages.len(), 1);
         let s = &e.stages[0];
-        assert!(s.cost.cpu_s > 0.0 && s.cost.device_s().unwrap() > 0.0, "{e}");
+        assert!(
+            s.cost.cpu_s > 0.0 && s.cost.device_s().unwrap() > 0.0,
+            "{e}"
+        );
         assert_eq!(s.cost.bytes_up, 5 * 8 << log2);
         assert_eq!(s.cost.bytes_down, 2 * 8 << log2);
         placements.push(s.placement);
@@ -198,15 +240,22 @@ fn placement_moves_from_cpu_to_device_as_size_grows() {
     assert_eq!(placements[0], Placement::Cpu, "{placements:?}");
     assert_eq!(placements[3], Placement::Gpu, "{placements:?}");
     // Once it moves to the device it stays there as size grows.
-    let first_gpu = placements.iter().position(|p| *p == Placement::Gpu).unwrap();
-    assert!(placements[first_gpu..].iter().all(|p| *p == Placement::Gpu), "{placements:?}");
+    let first_gpu = placements
+        .iter()
+        .position(|p| *p == Placement::Gpu)
+        .unwrap();
+    assert!(
+        placements[first_gpu..].iter().all(|p| *p == Placement::Gpu),
+        "{placements:?}"
+    );
 }
 
 #[test]
 fn last_run_reports_measured_time_beside_the_prediction() {
     let x = bs_inputs(4096);
     let g = Graph::new();
-    g.enter(|| evaluate(workloads::bach::haversine(&x[0], &x[1]))).unwrap();
+    g.enter(|| evaluate(workloads::bach::haversine(&x[0], &x[1])))
+        .unwrap();
     let run = g.last_run().expect("a run happened");
     assert_eq!(run.stages.len(), 1);
     assert!(run.stages[0].measured_s.unwrap() > 0.0);
@@ -224,14 +273,23 @@ fn reductions_run_on_the_device_and_merge_partials() {
             let s = np::sum(&sq);
             let mn = np::min(&a);
             let e = g.explain(&(s.clone(), mn.clone())).unwrap();
-            assert!(e.stages.iter().all(|s| s.placement == Placement::Gpu), "{e}");
+            assert!(
+                e.stages.iter().all(|s| s.placement == Placement::Gpu),
+                "{e}"
+            );
             (g.evaluate(s), g.evaluate(mn))
         });
         let s_ref = cpu::sum(&cpu::multiply(&a, &a));
         let s = s.unwrap();
-        assert!((s - s_ref).abs() <= 1e-12 * s_ref.abs().max(1.0), "n = {n}: {s} vs {s_ref}");
+        assert!(
+            (s - s_ref).abs() <= 1e-12 * s_ref.abs().max(1.0),
+            "n = {n}: {s} vs {s_ref}"
+        );
         if n == 0 {
-            assert!(matches!(mn, Err(Error::EmptyReduction { op: "min" })), "{mn:?}");
+            assert!(
+                matches!(mn, Err(Error::EmptyReduction { op: "min" })),
+                "{mn:?}"
+            );
         } else {
             assert_eq!(mn.unwrap(), cpu::min(&a), "n = {n}");
             assert!(dev.stats().launches > 0);
@@ -247,21 +305,35 @@ fn axpy_on_device(call: &bach_runtime::GpuCall<'_>) -> bach_runtime::Result<()> 
         KernelArg::F64(s) => s,
         _ => unreachable!("axpy's scalar is an f64"),
     };
-    let f64s = |b: &[u8]| Array1::from_iter(b[..n * 8].chunks_exact(8).map(|c| f64::from_ne_bytes(c.try_into().unwrap())));
+    let f64s = |b: &[u8]| {
+        Array1::from_iter(
+            b[..n * 8]
+                .chunks_exact(8)
+                .map(|c| f64::from_ne_bytes(c.try_into().unwrap())),
+        )
+    };
     let bytes = |a: Array1<f64>| a.iter().flat_map(|x| x.to_ne_bytes()).collect::<Vec<u8>>();
     let tmp = call.device.alloc(n * 8)?;
     call.device.launch(&Launch {
         source: annotated_libs::numpy::BACH_KERNELS,
         kernel: "multiply_scalar_f64".into(),
         n,
-        args: vec![KernelArg::In(call.inputs[0]), KernelArg::F64(s), KernelArg::Out(&tmp)],
+        args: vec![
+            KernelArg::In(call.inputs[0]),
+            KernelArg::F64(s),
+            KernelArg::Out(&tmp),
+        ],
         emulate: &|b| Ok(vec![bytes(cpu::multiply_scalar(&f64s(b[0]), s))]),
     })?;
     call.device.launch(&Launch {
         source: annotated_libs::numpy::BACH_KERNELS,
         kernel: "add_f64".into(),
         n,
-        args: vec![KernelArg::In(&tmp), KernelArg::In(call.inputs[1]), KernelArg::Out(call.output)],
+        args: vec![
+            KernelArg::In(&tmp),
+            KernelArg::In(call.inputs[1]),
+            KernelArg::Out(call.output),
+        ],
         emulate: &|b| Ok(vec![bytes(cpu::add(&f64s(b[0]), &f64s(b[1])))]),
     })
 }
@@ -286,7 +358,10 @@ fn gpu_fn_functions_run_on_the_device() {
             evaluate(y)
         })
         .unwrap();
-    assert_eq!(bits(&y), bits(&cpu::sqrt(&cpu::abs(&axpy::cpu(&a, &b, 2.5)))));
+    assert_eq!(
+        bits(&y),
+        bits(&cpu::sqrt(&cpu::abs(&axpy::cpu(&a, &b, 2.5))))
+    );
     // Two launches for axpy plus abs and sqrt, in every batch.
     let launches = dev.stats().launches;
     assert!(launches >= 4 && launches % 4 == 0, "{launches}");

@@ -8,20 +8,26 @@ use ndarray::Array1;
 mod common;
 use common::{bits, uniform};
 
-
-
 #[test]
 fn blackscholes_bach_equals_cpu_bit_for_bit() {
-    for (n, batch) in [(0, None), (1, None), (1000, Some(7)), (100_003, None), (65_536, Some(1024))] {
+    for (n, batch) in [
+        (0, None),
+        (1, None),
+        (1000, Some(7)),
+        (100_003, None),
+        (65_536, Some(1024)),
+    ] {
         let inputs: Vec<Array1<f64>> = (0..5).map(|i| uniform(n, 1.0, 100.0, 11 + i)).collect();
-        let (call_ref, put_ref) = cpu::blackscholes(&inputs[0], &inputs[1], &inputs[2], &inputs[3], &inputs[4]);
+        let (call_ref, put_ref) =
+            cpu::blackscholes(&inputs[0], &inputs[1], &inputs[2], &inputs[3], &inputs[4]);
         let graph = Graph::with_config(Config {
             batch_size: batch,
             ..Config::default()
         });
         let (call, put) = graph
             .enter(|| {
-                let (c, p) = bach::blackscholes(&inputs[0], &inputs[1], &inputs[2], &inputs[3], &inputs[4]);
+                let (c, p) =
+                    bach::blackscholes(&inputs[0], &inputs[1], &inputs[2], &inputs[3], &inputs[4]);
                 evaluate((c, p))
             })
             .unwrap();

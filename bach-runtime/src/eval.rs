@@ -112,10 +112,15 @@ tuple_evaluate!(A, B, C, D, E, F);
 impl Graph {
     /// The (node, output) pairs `handles` stand for, all of which must belong
     /// to this graph (`context` names the caller in the error).
-    pub(crate) fn targets_of<E: Evaluate>(&self, handles: &E, context: &str) -> Result<Vec<(Arc<Node>, u32)>> {
+    pub(crate) fn targets_of<E: Evaluate>(
+        &self,
+        handles: &E,
+        context: &str,
+    ) -> Result<Vec<(Arc<Node>, u32)>> {
         let mut wanted = Vec::new();
         handles.targets(&mut wanted);
-        let targets: Vec<(Arc<Node>, u32)> = wanted.into_iter().map(|Target(n, o)| (n, o)).collect();
+        let targets: Vec<(Arc<Node>, u32)> =
+            wanted.into_iter().map(|Target(n, o)| (n, o)).collect();
         if let Some((n, _)) = targets.iter().find(|(n, _)| n.graph != self.id()) {
             return Err(Error::ForeignGraph {
                 context: context.into(),

@@ -178,7 +178,9 @@ pub enum BenchError {
 /// `threads`). Call once, before anything uses rayon.
 pub fn configure_threads(threads: Option<usize>) -> Result<(), rayon::ThreadPoolBuildError> {
     match threads {
-        Some(n) => rayon::ThreadPoolBuilder::new().num_threads(n).build_global(),
+        Some(n) => rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build_global(),
         None => Ok(()),
     }
 }
@@ -197,7 +199,10 @@ pub enum Progress {
 /// Inputs are generated, and results dropped, outside the timed region. In
 /// bach mode all trials share one graph (one worker pool), started by a tiny
 /// evaluation before the first trial.
-pub fn run(settings: &Settings, on_progress: &mut dyn FnMut(Progress)) -> Result<Outcome, BenchError> {
+pub fn run(
+    settings: &Settings,
+    on_progress: &mut dyn FnMut(Progress),
+) -> Result<Outcome, BenchError> {
     if settings.trials == 0 {
         return Err(BenchError::NoTrials);
     }
@@ -222,7 +227,11 @@ pub fn run(settings: &Settings, on_progress: &mut dyn FnMut(Progress)) -> Result
     };
     match settings.mode {
         Mode::Cpu | Mode::Fused => {
-            let f = if settings.mode == Mode::Cpu { w.cpu } else { w.fused };
+            let f = if settings.mode == Mode::Cpu {
+                w.cpu
+            } else {
+                w.fused
+            };
             threads = rayon::current_num_threads();
             for i in 0..settings.trials {
                 on_progress(Progress::Start(i));
@@ -230,7 +239,15 @@ pub fn run(settings: &Settings, on_progress: &mut dyn FnMut(Progress)) -> Result
                 let outputs = f(&inputs);
                 let runtime = t0.elapsed();
                 let init = Duration::ZERO;
-                finish(i, Timed { init, runtime, outputs }, on_progress);
+                finish(
+                    i,
+                    Timed {
+                        init,
+                        runtime,
+                        outputs,
+                    },
+                    on_progress,
+                );
             }
         }
         Mode::Bach => {
@@ -240,7 +257,9 @@ pub fn run(settings: &Settings, on_progress: &mut dyn FnMut(Progress)) -> Result
             threads = config.threads.unwrap_or_else(rayon::current_num_threads);
             let graph = Graph::with_config(config.clone());
             if settings.simulated_device {
-                graph.set_device(Some(Arc::new(SimulatedDevice::with_capacity(usize::MAX / 2))));
+                graph.set_device(Some(Arc::new(SimulatedDevice::with_capacity(
+                    usize::MAX / 2,
+                ))));
             }
             bach_config = Some(config);
             graph.enter(|| -> Result<(), BenchError> {
@@ -256,9 +275,11 @@ pub fn run(settings: &Settings, on_progress: &mut dyn FnMut(Progress)) -> Result
                 Ok(())
             })?;
             let last = graph.last_run();
-            ran_on_device = last
-                .as_ref()
-                .is_some_and(|e| e.stages.iter().any(|s| s.placement == bach_runtime::Placement::Gpu));
+            ran_on_device = last.as_ref().is_some_and(|e| {
+                e.stages
+                    .iter()
+                    .any(|s| s.placement == bach_runtime::Placement::Gpu)
+            });
             if settings.explain {
                 if let Some(e) = last {
                     println!("Last run:\n{e}");
@@ -273,13 +294,27 @@ pub fn run(settings: &Settings, on_progress: &mut dyn FnMut(Progress)) -> Result
             let g = crate::gpu::Gpu::new(&*device);
             threads = 1;
             // Compile and load the kernels before the clock starts.
-            (w.gpu)(&g, &inputs.iter().map(|a| a.slice(ndarray::s![..1.min(a.len())]).to_owned()).collect::<Vec<_>>())?;
+            (w.gpu)(
+                &g,
+                &inputs
+                    .iter()
+                    .map(|a| a.slice(ndarray::s![..1.min(a.len())]).to_owned())
+                    .collect::<Vec<_>>(),
+            )?;
             for i in 0..settings.trials {
                 on_progress(Progress::Start(i));
                 let t0 = Instant::now();
                 let outputs = (w.gpu)(&g, &inputs)?;
                 let runtime = t0.elapsed();
-                finish(i, Timed { init: Duration::ZERO, runtime, outputs }, on_progress);
+                finish(
+                    i,
+                    Timed {
+                        init: Duration::ZERO,
+                        runtime,
+                        outputs,
+                    },
+                    on_progress,
+                );
             }
         }
     }
@@ -333,7 +368,11 @@ pub fn corrupt(outputs: &mut Outputs, index: usize) {
 pub const GPU_TOLERANCE: f64 = 1e-9;
 
 /// Compares results bit for bit (so NaNs compare by payload, and `-0.0 != 0.0`).
-pub fn compare(got: &Outputs, expected: &Outputs, names: &'static [&'static str]) -> Result<(), Mismatch> {
+pub fn compare(
+    got: &Outputs,
+    expected: &Outputs,
+    names: &'static [&'static str],
+) -> Result<(), Mismatch> {
     compare_within(got, expected, names, None)
 }
 
@@ -411,7 +450,9 @@ mod tests {
         corrupt(&mut b, 4);
         match compare(&b, &a, &["x"]) {
             Err(Mismatch::Value {
-                output: "x", index: 1, ..
+                output: "x",
+                index: 1,
+                ..
             }) => {}
             other => panic!("{other:?}"),
         }
@@ -423,6 +464,9 @@ mod tests {
             compare(&vec![array![1.0]], &a, &["x"]),
             Err(Mismatch::Length { .. })
         ));
-        assert!(matches!(compare(&vec![], &a, &["x"]), Err(Mismatch::Count { .. })));
+        assert!(matches!(
+            compare(&vec![], &a, &["x"]),
+            Err(Mismatch::Count { .. })
+        ));
     }
 }

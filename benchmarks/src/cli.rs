@@ -87,7 +87,8 @@ pub fn workload_parser() -> impl TypedValueParser<Value = &'static Workload> {
     let values = workloads::REGISTRY
         .iter()
         .map(|w| PossibleValue::new(w.name).help(w.description));
-    PossibleValuesParser::new(values).map(|name| workloads::find(&name).expect("checked by the parser"))
+    PossibleValuesParser::new(values)
+        .map(|name| workloads::find(&name).expect("checked by the parser"))
 }
 
 /// A parser for counts of at least 1.
@@ -188,7 +189,8 @@ impl Bar {
 /// median lines, appends the JSON record. `Err` carries the one-line message.
 pub fn run_bench(args: &BenchArgs) -> Result<(), String> {
     let settings = args.settings();
-    bench::configure_threads(args.threads).map_err(|e| format!("cannot start {:?} threads: {e}", args.threads))?;
+    bench::configure_threads(args.threads)
+        .map_err(|e| format!("cannot start {:?} threads: {e}", args.threads))?;
     let w = settings.workload;
     let n = 1u64 << settings.log2_size;
     let env = bach_runtime::Config::from_env();
@@ -217,7 +219,12 @@ pub fn run_bench(args: &BenchArgs) -> Result<(), String> {
     println!("{header}");
     let bar = Bar {
         enabled: std::io::stderr().is_terminal(),
-        label: format!("{} {} 2^{}", w.name, settings.mode.name(), settings.log2_size),
+        label: format!(
+            "{} {} 2^{}",
+            w.name,
+            settings.mode.name(),
+            settings.log2_size
+        ),
     };
     let trials = settings.trials;
     let mut on_progress = |p: Progress| match p {
@@ -243,9 +250,16 @@ pub fn run_bench(args: &BenchArgs) -> Result<(), String> {
         }
     }
     let batch_size = outcome.bach_config.as_ref().and_then(|c| c.batch_size);
-    let record = make_record(&settings, &outcome.trials, outcome.threads, batch_size, outcome.checked);
+    let record = make_record(
+        &settings,
+        &outcome.trials,
+        outcome.threads,
+        batch_size,
+        outcome.checked,
+    );
     if let Some(path) = &args.json {
-        record::append_jsonl(path, &record).map_err(|e| format!("cannot append to {}: {e}", path.display()))?;
+        record::append_jsonl(path, &record)
+            .map_err(|e| format!("cannot append to {}: {e}", path.display()))?;
     }
     println!("Median Init: {:.6}", record.median_init_s);
     println!("Median Runtime: {:.6}", record.median_runtime_s);
@@ -303,7 +317,10 @@ mod tests {
         assert_eq!(a.benchmark.name, "haversine");
         assert_eq!(a.mode, Mode::Bach);
         assert_eq!((a.size, a.trials, a.seed), (26, 1, 42));
-        assert_eq!((a.threads, a.batch_size, a.json.clone()), (None, None, None));
+        assert_eq!(
+            (a.threads, a.batch_size, a.json.clone()),
+            (None, None, None)
+        );
         assert!(!a.check && a.corrupt_index.is_none());
     }
 

@@ -83,7 +83,12 @@ impl<'d> Gpu<'d> {
     }
 
     /// `op(a)` elementwise.
-    pub fn unary(&self, op: &str, host: fn(&Array1<f64>) -> Array1<f64>, a: &DArray) -> Result<DArray> {
+    pub fn unary(
+        &self,
+        op: &str,
+        host: fn(&Array1<f64>) -> Array1<f64>,
+        a: &DArray,
+    ) -> Result<DArray> {
         self.launch(op, a.len, &[a], None, &|x| host(&x[0]))
     }
 
@@ -106,7 +111,9 @@ impl<'d> Gpu<'d> {
         a: &DArray,
         s: f64,
     ) -> Result<DArray> {
-        self.launch(&format!("{op}_scalar"), a.len, &[a], Some(s), &|x| host(&x[0], s))
+        self.launch(&format!("{op}_scalar"), a.len, &[a], Some(s), &|x| {
+            host(&x[0], s)
+        })
     }
 
     /// `s op a` elementwise (kernel `scalar_{op}`).
@@ -117,7 +124,9 @@ impl<'d> Gpu<'d> {
         s: f64,
         a: &DArray,
     ) -> Result<DArray> {
-        self.launch(&format!("scalar_{op}"), a.len, &[a], Some(s), &|x| host(s, &x[0]))
+        self.launch(&format!("scalar_{op}"), a.len, &[a], Some(s), &|x| {
+            host(s, &x[0])
+        })
     }
 
     /// Waits for all launched work.
@@ -135,26 +144,63 @@ pub fn blackscholes(g: &Gpu<'_>, x: &[Array1<f64>]) -> Result<Vec<Array1<f64>>> 
     let rate = g.upload(&x[3])?;
     let vol = g.upload(&x[4])?;
 
-    let rsig = g.binary("add", cpu::add, &g.with_scalar("multiply", cpu::multiply_scalar, &g.binary("multiply", cpu::multiply, &vol, &vol)?, c05)?, &rate)?;
-    let vol_sqrt = g.binary("multiply", cpu::multiply, &g.unary("sqrt", cpu::sqrt, &t)?, &vol)?;
+    let rsig = g.binary(
+        "add",
+        cpu::add,
+        &g.with_scalar(
+            "multiply",
+            cpu::multiply_scalar,
+            &g.binary("multiply", cpu::multiply, &vol, &vol)?,
+            c05,
+        )?,
+        &rate,
+    )?;
+    let vol_sqrt = g.binary(
+        "multiply",
+        cpu::multiply,
+        &g.unary("sqrt", cpu::sqrt, &t)?,
+        &vol,
+    )?;
     let d1 = g.binary(
         "divide",
         cpu::divide,
         &g.binary(
             "add",
             cpu::add,
-            &g.unary("log2", cpu::log2, &g.binary("divide", cpu::divide, &price, &strike)?)?,
+            &g.unary(
+                "log2",
+                cpu::log2,
+                &g.binary("divide", cpu::divide, &price, &strike)?,
+            )?,
             &g.binary("multiply", cpu::multiply, &rsig, &t)?,
         )?,
         &vol_sqrt,
     )?;
     let d2 = g.binary("subtract", cpu::subtract, &d1, &vol_sqrt)?;
     let cdf = |d: &DArray| -> Result<DArray> {
-        let e = g.unary("erf", cpu::erf, &g.with_scalar("multiply", cpu::multiply_scalar, d, invsqrt2)?)?;
-        g.scalar_first("add", cpu::scalar_add, c05, &g.scalar_first("multiply", cpu::scalar_multiply, c05, &e)?)
+        let e = g.unary(
+            "erf",
+            cpu::erf,
+            &g.with_scalar("multiply", cpu::multiply_scalar, d, invsqrt2)?,
+        )?;
+        g.scalar_first(
+            "add",
+            cpu::scalar_add,
+            c05,
+            &g.scalar_first("multiply", cpu::scalar_multiply, c05, &e)?,
+        )
     };
     let (d1, d2) = (cdf(&d1)?, cdf(&d2)?);
-    let e_rt = g.unary("exp", cpu::exp, &g.binary("multiply", cpu::multiply, &g.unary("negative", cpu::negative, &rate)?, &t)?)?;
+    let e_rt = g.unary(
+        "exp",
+        cpu::exp,
+        &g.binary(
+            "multiply",
+            cpu::multiply,
+            &g.unary("negative", cpu::negative, &rate)?,
+            &t,
+        )?,
+    )?;
     let e_rt_strike = g.binary("multiply", cpu::multiply, &e_rt, &strike)?;
     let call = g.binary(
         "subtract",
@@ -165,8 +211,18 @@ pub fn blackscholes(g: &Gpu<'_>, x: &[Array1<f64>]) -> Result<Vec<Array1<f64>>> 
     let put = g.binary(
         "subtract",
         cpu::subtract,
-        &g.binary("multiply", cpu::multiply, &e_rt_strike, &g.scalar_first("subtract", cpu::scalar_subtract, c10, &d2)?)?,
-        &g.binary("multiply", cpu::multiply, &price, &g.scalar_first("subtract", cpu::scalar_subtract, c10, &d1)?)?,
+        &g.binary(
+            "multiply",
+            cpu::multiply,
+            &e_rt_strike,
+            &g.scalar_first("subtract", cpu::scalar_subtract, c10, &d2)?,
+        )?,
+        &g.binary(
+            "multiply",
+            cpu::multiply,
+            &price,
+            &g.scalar_first("subtract", cpu::scalar_subtract, c10, &d1)?,
+        )?,
     )?;
     let out = vec![g.download(&call)?, g.download(&put)?];
     g.synchronize()?;
@@ -179,7 +235,12 @@ pub fn haversine(g: &Gpu<'_>, x: &[Array1<f64>]) -> Result<Vec<Array1<f64>>> {
     let lat2 = g.upload(&x[0])?;
     let lon2 = g.upload(&x[1])?;
     let half_sin_sq = |v: &DArray, c: f64| -> Result<DArray> {
-        let d = g.with_scalar("divide", cpu::divide_scalar, &g.with_scalar("subtract", cpu::subtract_scalar, v, c)?, 2.0)?;
+        let d = g.with_scalar(
+            "divide",
+            cpu::divide_scalar,
+            &g.with_scalar("subtract", cpu::subtract_scalar, v, c)?,
+            2.0,
+        )?;
         g.unary("square", cpu::square, &g.unary("sin", cpu::sin, &d)?)
     };
     let dlat = half_sin_sq(&lat2, lat1)?;
@@ -188,12 +249,27 @@ pub fn haversine(g: &Gpu<'_>, x: &[Array1<f64>]) -> Result<Vec<Array1<f64>>> {
         "add",
         cpu::add,
         &dlat,
-        &g.binary("multiply", cpu::multiply, &g.with_scalar("multiply", cpu::multiply_scalar, &g.unary("cos", cpu::cos, &lat2)?, f64::cos(lat1))?, &dlon)?,
+        &g.binary(
+            "multiply",
+            cpu::multiply,
+            &g.with_scalar(
+                "multiply",
+                cpu::multiply_scalar,
+                &g.unary("cos", cpu::cos, &lat2)?,
+                f64::cos(lat1),
+            )?,
+            &dlon,
+        )?,
     )?;
     let d = g.with_scalar(
         "multiply",
         cpu::multiply_scalar,
-        &g.scalar_first("multiply", cpu::scalar_multiply, 2.0, &g.unary("arcsin", cpu::arcsin, &g.unary("sqrt", cpu::sqrt, &a)?)?)?,
+        &g.scalar_first(
+            "multiply",
+            cpu::scalar_multiply,
+            2.0,
+            &g.unary("arcsin", cpu::arcsin, &g.unary("sqrt", cpu::sqrt, &a)?)?,
+        )?,
         miles,
     )?;
     let out = vec![g.download(&d)?];

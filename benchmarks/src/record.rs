@@ -80,11 +80,13 @@ impl Machine {
             })
             .unwrap_or_else(|| "unknown".into());
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let pretty = std::fs::read_to_string("/etc/os-release").ok().and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("PRETTY_NAME="))
-                .map(|v| v.trim_matches('"').to_string())
-        });
+        let pretty = std::fs::read_to_string("/etc/os-release")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("PRETTY_NAME="))
+                    .map(|v| v.trim_matches('"').to_string())
+            });
         let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
             .ok()
             .map(|k| format!("Linux {}", k.trim()));
@@ -120,13 +122,17 @@ fn git(args: &[&str], dir: Option<&Path>) -> Option<String> {
 /// `BACH_GIT_COMMIT`, when set, names the commit instead (for builds from a
 /// source archive, which have no repository).
 pub fn git_state() -> (String, Option<bool>) {
-    if let Some(c) = std::env::var("BACH_GIT_COMMIT").ok().filter(|c| !c.trim().is_empty()) {
+    if let Some(c) = std::env::var("BACH_GIT_COMMIT")
+        .ok()
+        .filter(|c| !c.trim().is_empty())
+    {
         return (c.trim().to_string(), None);
     }
     let built_in = Path::new(env!("CARGO_MANIFEST_DIR"));
     for dir in [None, Some(built_in)] {
         if let Some(commit) = git(&["rev-parse", "HEAD"], dir).filter(|c| !c.is_empty()) {
-            let dirty = git(&["status", "--porcelain", "--untracked-files=no"], dir).map(|s| !s.is_empty());
+            let dirty =
+                git(&["status", "--porcelain", "--untracked-files=no"], dir).map(|s| !s.is_empty());
             return (commit, dirty);
         }
     }
@@ -159,7 +165,10 @@ pub fn rfc3339(t: SystemTime) -> String {
 pub fn append_jsonl(path: &Path, record: &Record) -> std::io::Result<()> {
     let mut line = serde_json::to_string(record).map_err(std::io::Error::other)?;
     line.push('\n');
-    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?;
     // One write per line, so concurrent appenders do not interleave lines.
     f.write_all(line.as_bytes())
 }

@@ -15,7 +15,10 @@ use crate::workloads;
 const MODE_ORDER: &[&str] = &["cpu", "bach", "fused", "numpy", "gpu"];
 
 fn mode_rank(m: &str) -> usize {
-    MODE_ORDER.iter().position(|x| *x == m).unwrap_or(MODE_ORDER.len())
+    MODE_ORDER
+        .iter()
+        .position(|x| *x == m)
+        .unwrap_or(MODE_ORDER.len())
 }
 
 fn workload_rank(w: &str) -> usize {
@@ -62,13 +65,19 @@ impl Results {
 
     /// Modes present for `workload`, in display order.
     pub fn modes(&self, workload: &str) -> Vec<String> {
-        let mut modes: Vec<(usize, String)> = self.sizes_of(workload).flat_map(|(_, m)| m.keys().cloned()).collect();
+        let mut modes: Vec<(usize, String)> = self
+            .sizes_of(workload)
+            .flat_map(|(_, m)| m.keys().cloned())
+            .collect();
         modes.sort();
         modes.dedup();
         modes.into_iter().map(|(_, m)| m).collect()
     }
 
-    fn sizes_of<'a>(&'a self, workload: &'a str) -> impl Iterator<Item = (&'a u32, &'a ByMode)> + 'a {
+    fn sizes_of<'a>(
+        &'a self,
+        workload: &'a str,
+    ) -> impl Iterator<Item = (&'a u32, &'a ByMode)> + 'a {
         self.by
             .iter()
             .filter(move |((_, w), _)| w == workload)
@@ -85,14 +94,22 @@ impl Results {
     /// `(log2 size, seconds)` for one workload and mode, by size.
     pub fn series(&self, workload: &str, mode: &str) -> Vec<(u32, f64)> {
         self.sizes_of(workload)
-            .filter_map(|(s, m)| m.get(&(mode_rank(mode), mode.to_string())).map(|t| (*s, *t)))
+            .filter_map(|(s, m)| {
+                m.get(&(mode_rank(mode), mode.to_string()))
+                    .map(|t| (*s, *t))
+            })
             .collect()
     }
 
     /// `time(a) / time(b)` at each size where both exist.
     pub fn ratio(&self, workload: &str, a: &str, b: &str) -> Vec<(u32, f64)> {
         self.sizes_of(workload)
-            .filter_map(|(s, _)| Some((*s, self.time(workload, *s, a)? / self.time(workload, *s, b)?)))
+            .filter_map(|(s, _)| {
+                Some((
+                    *s,
+                    self.time(workload, *s, a)? / self.time(workload, *s, b)?,
+                ))
+            })
             .collect()
     }
 }
@@ -198,7 +215,10 @@ fn line_chart(
         .margin(16)
         .x_label_area_size(48)
         .y_label_area_size(80)
-        .build_cartesian_2d(x0 as i32 - 1..x1 as i32 + 1, (y0..y1).log_scale().base(log_base))?;
+        .build_cartesian_2d(
+            x0 as i32 - 1..x1 as i32 + 1,
+            (y0..y1).log_scale().base(log_base),
+        )?;
     chart
         .configure_mesh()
         .x_desc("elements")
@@ -255,7 +275,14 @@ pub fn draw_charts(records: &[Record], dir: &Path) -> DrawResult<Vec<PathBuf>> {
             .map(|m| (m.clone(), color(&m), r.series(w, &m)))
             .collect();
         let path = dir.join(format!("runtime_{w}.svg"));
-        line_chart(&path, &format!("{w}: median total time"), "seconds", &lines, None, 10.0)?;
+        line_chart(
+            &path,
+            &format!("{w}: median total time"),
+            "seconds",
+            &lines,
+            None,
+            10.0,
+        )?;
         written.push(path);
 
         let mut speedups = Vec::new();
@@ -337,12 +364,18 @@ mod tests {
     #[test]
     fn table_has_ratios_and_dashes() {
         let t = table_markdown(&sample());
-        let row = t.lines().find(|l| l.starts_with("| blackscholes | 2^16 |")).unwrap();
+        let row = t
+            .lines()
+            .find(|l| l.starts_with("| blackscholes | 2^16 |"))
+            .unwrap();
         assert_eq!(
             row,
             "| blackscholes | 2^16 | 500.00 ms | 125.00 ms | 80.00 ms | 400.00 ms | 10.0 µs | 4.00x | 1.56x | 3.20x |"
         );
-        let row = t.lines().find(|l| l.starts_with("| haversine | 2^10 |")).unwrap();
+        let row = t
+            .lines()
+            .find(|l| l.starts_with("| haversine | 2^10 |"))
+            .unwrap();
         assert!(row.contains("| — |"), "{row}");
         // Registry order: blackscholes before haversine.
         assert!(t.find("| blackscholes").unwrap() < t.find("| haversine").unwrap());
@@ -353,10 +386,20 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("bach-report-test-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let files = draw_charts(&sample(), &dir).unwrap();
-        let names: Vec<_> = files.iter().map(|p| p.file_name().unwrap().to_str().unwrap()).collect();
-        assert!(names.contains(&"runtime_blackscholes.svg") && names.contains(&"speedup_haversine.svg"));
+        let names: Vec<_> = files
+            .iter()
+            .map(|p| p.file_name().unwrap().to_str().unwrap())
+            .collect();
+        assert!(
+            names.contains(&"runtime_blackscholes.svg") && names.contains(&"speedup_haversine.svg")
+        );
         let svg = std::fs::read_to_string(dir.join("runtime_blackscholes.svg")).unwrap();
-        assert!(svg.starts_with("<svg") && svg.contains("<text") && svg.contains("2^16") && svg.contains("\nbach\n"));
+        assert!(
+            svg.starts_with("<svg")
+                && svg.contains("<text")
+                && svg.contains("2^16")
+                && svg.contains("\nbach\n")
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

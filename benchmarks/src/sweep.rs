@@ -184,7 +184,9 @@ fn cpu_jiffies() -> Option<(u64, u64)> {
 pub fn wait_for_idle(max_secs: f64) -> f64 {
     let start = std::time::Instant::now();
     let mut quiet = 0;
-    let Some(mut prev) = cpu_jiffies() else { return 0.0 };
+    let Some(mut prev) = cpu_jiffies() else {
+        return 0.0;
+    };
     while quiet < 2 && start.elapsed().as_secs_f64() < max_secs {
         std::thread::sleep(std::time::Duration::from_millis(250));
         let Some(now) = cpu_jiffies() else { return 0.0 };
@@ -216,7 +218,13 @@ fn bench_binary(args: &SweepArgs) -> Result<PathBuf, String> {
 }
 
 /// Runs the numpy script for one configuration and appends its record.
-fn run_numpy(args: &SweepArgs, w: &str, log2: u32, trials: usize, results: &Path) -> Result<f64, String> {
+fn run_numpy(
+    args: &SweepArgs,
+    w: &str,
+    log2: u32,
+    trials: usize,
+    results: &Path,
+) -> Result<f64, String> {
     let out = Command::new(&args.python)
         .arg(&args.numpy_script)
         .args([w.to_string(), log2.to_string(), trials.to_string()])
@@ -228,8 +236,12 @@ fn run_numpy(args: &SweepArgs, w: &str, log2: u32, trials: usize, results: &Path
         return Err(format!("numpy script exited with {}", out.status));
     }
     let elements = 1u64 << log2;
-    let median = parse_numpy_median(&stdout, elements)
-        .ok_or_else(|| format!("no median_s= in the numpy script's output: {}", stdout.trim()))?;
+    let median = parse_numpy_median(&stdout, elements).ok_or_else(|| {
+        format!(
+            "no median_s= in the numpy script's output: {}",
+            stdout.trim()
+        )
+    })?;
     let (git_commit, git_dirty) = record::git_state();
     let rec = Record {
         workload: w.to_string(),
@@ -254,7 +266,8 @@ fn run_numpy(args: &SweepArgs, w: &str, log2: u32, trials: usize, results: &Path
         timestamp: record::rfc3339(SystemTime::now()),
         source: "numpy_workloads.py".into(),
     };
-    record::append_jsonl(results, &rec).map_err(|e| format!("cannot append to {}: {e}", results.display()))?;
+    record::append_jsonl(results, &rec)
+        .map_err(|e| format!("cannot append to {}: {e}", results.display()))?;
     Ok(median)
 }
 
@@ -279,7 +292,9 @@ fn run_bench(
         "--trials",
         &trials.to_string(),
     ]);
-    cmd.args(["--seed", &args.seed.to_string()]).arg("--json").arg(results);
+    cmd.args(["--seed", &args.seed.to_string()])
+        .arg("--json")
+        .arg(results);
     if let Some(t) = args.threads {
         cmd.args(["--threads", &t.to_string()]);
     }
@@ -314,13 +329,15 @@ fn run_bench(
 /// carries a one-line message; failed configurations are reported and
 /// skipped, and make the sweep end with an error after the report is written.
 pub fn run(args: &SweepArgs) -> Result<(), String> {
-    std::fs::create_dir_all(&args.out).map_err(|e| format!("cannot create {}: {e}", args.out.display()))?;
+    std::fs::create_dir_all(&args.out)
+        .map_err(|e| format!("cannot create {}: {e}", args.out.display()))?;
     let results = args.out.join("results.jsonl");
     let mut failures = 0;
     if !args.report_only {
         let bin = bench_binary(args)?;
         if !args.append && results.exists() {
-            std::fs::remove_file(&results).map_err(|e| format!("cannot remove {}: {e}", results.display()))?;
+            std::fs::remove_file(&results)
+                .map_err(|e| format!("cannot remove {}: {e}", results.display()))?;
         }
         let mut modes = args.modes.clone();
         if modes.contains(&SweepMode::Numpy) && !numpy_available(&args.python) {
@@ -331,7 +348,10 @@ pub fn run(args: &SweepArgs) -> Result<(), String> {
             modes.retain(|m| *m != SweepMode::Numpy);
         }
         if modes.contains(&SweepMode::Numpy) && !args.numpy_script.exists() {
-            eprintln!("note: skipping mode numpy: {} not found", args.numpy_script.display());
+            eprintln!(
+                "note: skipping mode numpy: {} not found",
+                args.numpy_script.display()
+            );
             modes.retain(|m| *m != SweepMode::Numpy);
         }
         let chosen: Vec<&Workload> = if args.benchmarks.is_empty() {
@@ -360,7 +380,11 @@ pub fn run(args: &SweepArgs) -> Result<(), String> {
                         SweepMode::Numpy => run_numpy(args, w.name, log2, trials, &results),
                         m => run_bench(args, &bin, w.name, m.name(), log2, trials, &results),
                     };
-                    let label = format!("[{k}/{total}] {} {} 2^{log2} x{trials}", w.name, mode.name());
+                    let label = format!(
+                        "[{k}/{total}] {} {} 2^{log2} x{trials}",
+                        w.name,
+                        mode.name()
+                    );
                     match r {
                         Ok(t) => println!(
                             "{label}: median total {} ({:.1} s wall)",
@@ -376,11 +400,14 @@ pub fn run(args: &SweepArgs) -> Result<(), String> {
             }
         }
     }
-    let records = record::read_jsonl(&results).map_err(|e| format!("cannot read {}: {e}", results.display()))?;
+    let records = record::read_jsonl(&results)
+        .map_err(|e| format!("cannot read {}: {e}", results.display()))?;
     let table = report::table_markdown(&records);
     let table_path = args.out.join("table.md");
-    std::fs::write(&table_path, &table).map_err(|e| format!("cannot write {}: {e}", table_path.display()))?;
-    let charts = report::draw_charts(&records, &args.out).map_err(|e| format!("cannot draw charts: {e}"))?;
+    std::fs::write(&table_path, &table)
+        .map_err(|e| format!("cannot write {}: {e}", table_path.display()))?;
+    let charts =
+        report::draw_charts(&records, &args.out).map_err(|e| format!("cannot draw charts: {e}"))?;
     println!("\n{table}");
     println!("wrote {} and {}", results.display(), table_path.display());
     for c in charts {
@@ -411,11 +438,18 @@ mod tests {
         assert!(a.benchmarks.is_empty());
         assert_eq!(
             a.modes,
-            vec![SweepMode::Cpu, SweepMode::Bach, SweepMode::Fused, SweepMode::Numpy]
+            vec![
+                SweepMode::Cpu,
+                SweepMode::Bach,
+                SweepMode::Fused,
+                SweepMode::Numpy
+            ]
         );
         assert_eq!(a.sizes, vec![10, 16, 20, 24]);
         assert_eq!((a.trials, a.trials_large, a.large_from), (5, None, 24));
-        assert!(a.numpy_script.ends_with("benchmarks/anchors/numpy_workloads.py"));
+        assert!(a
+            .numpy_script
+            .ends_with("benchmarks/anchors/numpy_workloads.py"));
         let a = SweepArgs::try_parse_from([
             "bach-sweep",
             "--benchmarks",

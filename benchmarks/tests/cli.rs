@@ -100,13 +100,28 @@ fn gpu_mode_without_a_gpu_is_a_clear_one_line_error() {
     assert_eq!(o.status.code(), Some(1));
     let err = stderr(&o);
     assert_eq!(err.lines().count(), 1, "{err}");
-    assert!(err.starts_with("error: gpu mode: ") && err.contains("CUDA"), "{err}");
+    assert!(
+        err.starts_with("error: gpu mode: ") && err.contains("CUDA"),
+        "{err}"
+    );
 }
 
 #[test]
 fn gpu_mode_code_is_right_on_a_simulated_device() {
     for w in ["blackscholes", "haversine"] {
-        let o = run(BENCH, &["-b", w, "-m", "gpu", "-s", "11", "--check", "--simulated-device"]);
+        let o = run(
+            BENCH,
+            &[
+                "-b",
+                w,
+                "-m",
+                "gpu",
+                "-s",
+                "11",
+                "--check",
+                "--simulated-device",
+            ],
+        );
         assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
         assert!(stdout(&o).contains("Check: passed"), "{}", stdout(&o));
     }
@@ -114,10 +129,25 @@ fn gpu_mode_code_is_right_on_a_simulated_device() {
 
 #[test]
 fn explain_prints_the_plan_and_the_measured_run() {
-    let o = run(BENCH, &["-b", "haversine", "-m", "bach", "-s", "12", "--explain", "--simulated-device"]);
+    let o = run(
+        BENCH,
+        &[
+            "-b",
+            "haversine",
+            "-m",
+            "bach",
+            "-s",
+            "12",
+            "--explain",
+            "--simulated-device",
+        ],
+    );
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let out = stdout(&o);
-    assert!(out.contains("Plan:") && out.contains("Last run:") && out.contains("measured"), "{out}");
+    assert!(
+        out.contains("Plan:") && out.contains("Last run:") && out.contains("measured"),
+        "{out}"
+    );
     assert!(out.contains("sin -> square"), "{out}");
 }
 
@@ -129,7 +159,9 @@ fn median_lines(out: &str) -> Vec<(String, f64)> {
         .into_iter()
         .rev()
         .map(|l| {
-            let (k, v) = l.split_once(": ").unwrap_or_else(|| panic!("bad line {l:?}"));
+            let (k, v) = l
+                .split_once(": ")
+                .unwrap_or_else(|| panic!("bad line {l:?}"));
             (
                 k.to_string(),
                 v.parse().unwrap_or_else(|_| panic!("bad number in {l:?}")),
@@ -142,14 +174,21 @@ fn median_lines(out: &str) -> Vec<(String, f64)> {
 fn every_mode_ends_with_the_three_median_lines_and_passes_check() {
     for w in ["blackscholes", "haversine"] {
         for mode in ["cpu", "bach", "fused"] {
-            let o = run(BENCH, &["-b", w, "-m", mode, "-s", "12", "--trials", "3", "--check"]);
+            let o = run(
+                BENCH,
+                &["-b", w, "-m", mode, "-s", "12", "--trials", "3", "--check"],
+            );
             assert!(o.status.success(), "{w} {mode}: {}", stderr(&o));
             let out = stdout(&o);
             assert!(out.contains("Check: passed"), "{out}");
             assert_eq!(out.matches("Trial ").count(), 3, "{out}");
             let m = median_lines(&out);
             let keys: Vec<&str> = m.iter().map(|(k, _)| k.as_str()).collect();
-            assert_eq!(keys, ["Median Init", "Median Runtime", "Median Total"], "{out}");
+            assert_eq!(
+                keys,
+                ["Median Init", "Median Runtime", "Median Total"],
+                "{out}"
+            );
             if mode != "bach" {
                 assert_eq!(m[0].1, 0.0, "{mode} has no Init");
             }
@@ -184,7 +223,10 @@ fn check_catches_a_corrupted_element() {
             err.contains("check failed") && err.contains("index 1234") && err.contains("`call`"),
             "{err}"
         );
-        assert!(!stdout(&o).contains("Median"), "no medians after a failed check");
+        assert!(
+            !stdout(&o).contains("Median"),
+            "no medians after a failed check"
+        );
     }
 }
 
@@ -248,9 +290,14 @@ fn json_record_shape() {
     assert_eq!(r["elements"], 1024);
     assert_eq!(r["trials"], 3);
     for key in ["init_s", "runtime_s", "total_s"] {
-        let a = r[key].as_array().unwrap_or_else(|| panic!("{key} is an array"));
+        let a = r[key]
+            .as_array()
+            .unwrap_or_else(|| panic!("{key} is an array"));
         assert_eq!(a.len(), 3, "{key}");
-        assert!(a.iter().all(|v| v.as_f64().is_some_and(|x| x >= 0.0)), "{key}");
+        assert!(
+            a.iter().all(|v| v.as_f64().is_some_and(|x| x >= 0.0)),
+            "{key}"
+        );
     }
     for key in ["median_init_s", "median_runtime_s", "median_total_s"] {
         assert!(r[key].as_f64().is_some_and(|x| x >= 0.0), "{key}");
@@ -264,16 +311,24 @@ fn json_record_shape() {
     assert!(m["cores"].as_u64().is_some_and(|c| c >= 1));
     let commit = r["git_commit"].as_str().unwrap();
     assert!(
-        commit == "unknown" || (commit.len() == 40 && commit.chars().all(|c| c.is_ascii_hexdigit())),
+        commit == "unknown"
+            || (commit.len() == 40 && commit.chars().all(|c| c.is_ascii_hexdigit())),
         "{commit}"
     );
     let ts = r["timestamp"].as_str().unwrap();
-    assert!(ts.len() == 20 && ts.ends_with('Z') && ts.as_bytes()[10] == b'T', "{ts}");
+    assert!(
+        ts.len() == 20 && ts.ends_with('Z') && ts.as_bytes()[10] == b'T',
+        "{ts}"
+    );
     assert!(r["source"].as_str().unwrap().starts_with("bach-bench"));
 
     let r = &lines[1];
     assert_eq!(
-        (r["mode"].as_str(), r["seed"].as_u64(), r["checked"].as_bool()),
+        (
+            r["mode"].as_str(),
+            r["seed"].as_u64(),
+            r["checked"].as_bool()
+        ),
         (Some("fused"), Some(7), Some(true))
     );
     assert!(r["batch_size"].is_null(), "no batch size outside bach mode");
@@ -329,7 +384,10 @@ fn sweep_writes_results_table_and_charts() {
     for w in ["haversine", "blackscholes"] {
         for chart in ["runtime", "speedup"] {
             let svg = std::fs::read_to_string(out.join(format!("{chart}_{w}.svg"))).unwrap();
-            assert!(svg.starts_with("<svg") && svg.contains("<text"), "{chart}_{w}.svg");
+            assert!(
+                svg.starts_with("<svg") && svg.contains("<text"),
+                "{chart}_{w}.svg"
+            );
         }
     }
 

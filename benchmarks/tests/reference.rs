@@ -39,7 +39,9 @@ fn reference(name: &str) -> fn(&[f64]) -> Vec<f64> {
     match name {
         "blackscholes" => blackscholes_ref,
         "haversine" => haversine_ref,
-        other => panic!("workload `{other}` is registered without a scalar reference in tests/reference.rs"),
+        other => panic!(
+            "workload `{other}` is registered without a scalar reference in tests/reference.rs"
+        ),
     }
 }
 
@@ -57,12 +59,27 @@ fn expected(w: &Workload, x: &[Array1<f64>]) -> Outputs {
 }
 
 fn assert_close(w: &Workload, mode: &str, got: &Outputs, want: &Outputs) {
-    assert_eq!(got.len(), want.len(), "{} {mode}: number of results", w.name);
+    assert_eq!(
+        got.len(),
+        want.len(),
+        "{} {mode}: number of results",
+        w.name
+    );
     for (k, (g, e)) in got.iter().zip(want).enumerate() {
-        assert_eq!(g.len(), e.len(), "{} {mode} {}: length", w.name, w.outputs[k]);
+        assert_eq!(
+            g.len(),
+            e.len(),
+            "{} {mode} {}: length",
+            w.name,
+            w.outputs[k]
+        );
         for (i, (a, b)) in g.iter().zip(e).enumerate() {
             let ok = (a.is_nan() && b.is_nan()) || (a - b).abs() <= 1e-12 * b.abs().max(1.0);
-            assert!(ok, "{} {mode} {}[{i}]: {a} vs reference {b}", w.name, w.outputs[k]);
+            assert!(
+                ok,
+                "{} {mode} {}[{i}]: {a} vs reference {b}",
+                w.name, w.outputs[k]
+            );
         }
     }
 }
@@ -86,7 +103,8 @@ fn every_workload_matches_the_scalar_reference_in_every_mode() {
 
             let fused = (w.fused)(&x);
             assert_close(w, "fused", &fused, &want);
-            compare(&fused, &cpu, w.outputs).unwrap_or_else(|m| panic!("{} fused vs cpu: {m}", w.name));
+            compare(&fused, &cpu, w.outputs)
+                .unwrap_or_else(|m| panic!("{} fused vs cpu: {m}", w.name));
 
             // Several batches, and a ragged last one.
             for batch in [None, Some(1000)] {
@@ -97,7 +115,8 @@ fn every_workload_matches_the_scalar_reference_in_every_mode() {
                 });
                 let timed = graph.enter(|| (w.bach)(&x)).unwrap();
                 assert_close(w, "bach", &timed.outputs, &want);
-                compare(&timed.outputs, &cpu, w.outputs).unwrap_or_else(|m| panic!("{} bach vs cpu: {m}", w.name));
+                compare(&timed.outputs, &cpu, w.outputs)
+                    .unwrap_or_else(|m| panic!("{} bach vs cpu: {m}", w.name));
             }
         }
     }

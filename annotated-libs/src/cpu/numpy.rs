@@ -865,7 +865,10 @@ pub fn copy<T: Float>(a: &Array1<T>) -> Array1<T> {
 pub fn add_into<T: Float>(a: &Array1<T>, b: &Array1<T>, out: &mut Array1<T>) {
     check_len("add_into", a.len(), b.len());
     check_len("add_into", a.len(), out.len());
-    Zip::from(out).and(a).and(b).for_each(|o, &x, &y| *o = x + y);
+    Zip::from(out)
+        .and(a)
+        .and(b)
+        .for_each(|o, &x, &y| *o = x + y);
 }
 
 /// Writes `a * b` into `out` (NumPy `np.multiply(a, b, out=out)`).
@@ -875,7 +878,10 @@ pub fn add_into<T: Float>(a: &Array1<T>, b: &Array1<T>, out: &mut Array1<T>) {
 pub fn multiply_into<T: Float>(a: &Array1<T>, b: &Array1<T>, out: &mut Array1<T>) {
     check_len("multiply_into", a.len(), b.len());
     check_len("multiply_into", a.len(), out.len());
-    Zip::from(out).and(a).and(b).for_each(|o, &x, &y| *o = x * y);
+    Zip::from(out)
+        .and(a)
+        .and(b)
+        .for_each(|o, &x, &y| *o = x * y);
 }
 
 /// Sets every element of `out` to `value` (NumPy `out.fill(value)`).

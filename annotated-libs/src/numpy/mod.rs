@@ -77,7 +77,9 @@ impl<T: Float> SplitType<MomentsAxis0<T>> for MomentsSplit {
     }
     fn merge(pieces: Vec<MomentsAxis0<T>>) -> bach_runtime::Result<MomentsAxis0<T>> {
         let mut it = pieces.into_iter();
-        let first = it.next().ok_or(bach_runtime::Error::EmptyReduction { op: "moments_axis0" })?;
+        let first = it.next().ok_or(bach_runtime::Error::EmptyReduction {
+            op: "moments_axis0",
+        })?;
         Ok(it.fold(first, MomentsAxis0::merge))
     }
 }

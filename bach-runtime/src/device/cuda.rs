@@ -1067,8 +1067,7 @@ impl CudaDevice {
                 let partials = out_bytes.unwrap_or(0) / size;
                 if partials == 0 {
                     return Err(Error::Gpu(format!(
-                        "reduction kernel `{}` needs an output buffer of at least one partial ({size} bytes)",
-                        kernel
+                        "reduction kernel `{kernel}` needs an output buffer of at least one partial ({size} bytes)"
                     )));
                 }
                 partials.min(i32::MAX as usize) as u32
@@ -1089,8 +1088,9 @@ impl CudaDevice {
         // order (`unsigned long long n`, then the arguments as the launch convention of
         // numpy.cu lists them), each to a value of the parameter's type that lives in `params`
         // until this call returns (the driver copies the values). Device pointers are blocks of
-        // live buffers of this device; the kernels walk `n` elements with grid-stride loops, and
-        // reductions write one partial per block into an output holding `blocks` partials.
+        // live buffers of this device (or the calibration's blocks, see `CalibrationBlock`);
+        // the kernels walk `n` elements with grid-stride loops, and reductions write one
+        // partial per block into an output holding `blocks` partials.
         unsafe {
             driver::launch_kernel(
                 function,
@@ -1103,16 +1103,435 @@ impl CudaDevice {
         }
         .map_err(|e| {
             gpu_err(
-                format_args!(
-                    "launching `{}` of {source} on {} elements ({blocks} blocks)",
-                    kernel, n
-                ),
+                format_args!("launching `{kernel}` of {source} on {n} elements ({blocks} blocks)"),
                 e,
             )
         })?;
         Ok(())
     }
+}
 
+// ---- cost calibration --------------------------------------------------------------------------
+
+/// The kernel the cost calibration launches: an elementwise `a + b` on `f64`, with the launch
+/// convention of the shipped kernels (`n`, the inputs, the output; grid-stride loop).
+pub const CALIBRATION_KERNELS: KernelSource = KernelSource {
+    name: "bach_calibrate.cu",
+    code: r#"extern "C" __global__ void bach_calibrate_add_f64(unsigned long long n, const double* a, const double* b, double* out) {
+    unsigned long long stride = (unsigned long long)blockDim.x * gridDim.x;
+    for (unsigned long long i = (unsigned long long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
+        out[i] = a[i] + b[i];
+    }
+}
+"#,
+};
+/// The kernel of [`CALIBRATION_KERNELS`].
+const CALIBRATION_KERNEL: &str = "bach_calibrate_add_f64";
+/// Bytes of one bandwidth measurement copy.
+const BANDWIDTH_BYTES: usize = 64 << 20;
+/// Copies each way for the bandwidth (the median counts).
+const BANDWIDTH_REPEATS: usize = 3;
+/// Bytes of one latency round trip.
+const LATENCY_BYTES: usize = 1 << 10;
+/// Round trips for the latency.
+const LATENCY_REPEATS: usize = 20;
+/// Launches on one element for the launch overhead.
+const LAUNCH_REPEATS: usize = 50;
+/// Elements of one throughput launch.
+const THROUGHPUT_ELEMENTS: usize = 1 << 24;
+/// Launches for the throughput.
+const THROUGHPUT_REPEATS: usize = 3;
+/// The environment variable that turns reading the cost cache off (`off`).
+pub const COST_CACHE_ENV: &str = "BACH_COST_CACHE";
+/// The keys of a cost cache file, in the order they are written.
+const COST_KEYS: [&str; 4] = [
+    "link_bytes_per_s",
+    "link_latency_s",
+    "launch_s",
+    "elements_per_s",
+];
+
+/// The median of the finite values in `values` (the mean of the two middle ones for an even
+/// count); `None` when there is none.
+pub(crate) fn median(values: &[f64]) -> Option<f64> {
+    let mut finite: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
+    finite.sort_by(f64::total_cmp);
+    let n = finite.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(finite[n / 2]),
+        _ => Some(finite[n / 2 - 1] / 2.0 + finite[n / 2] / 2.0),
+    }
+}
+
+/// `name` as a portable file-name part: ASCII letters, digits, `-`, `_` and `.` are kept, runs
+/// of anything else become one `_`; no leading or trailing `_` or `.`; at most 64 bytes;
+/// `device` when nothing is left.
+pub(crate) fn sanitize_file_name(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for c in name.chars() {
+        if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+            out.push(c);
+        } else if !out.ends_with('_') {
+            out.push('_');
+        }
+    }
+    let mut out = out.trim_matches(['_', '.']).to_string();
+    out.truncate(64);
+    let out = out.trim_end_matches(['_', '.']);
+    if out.is_empty() {
+        "device".to_string()
+    } else {
+        out.to_string()
+    }
+}
+
+/// The cost cache's file name for a device model, compute capability and driver (the CUDA
+/// version it supports), e.g. `NVIDIA_H100_80GB_HBM3-cc90-driver13.0.txt`.
+pub(crate) fn cost_cache_file_name(device: &str, cc: (u32, u32), driver: (u32, u32)) -> String {
+    format!(
+        "{}-cc{}{}-driver{}.{}.txt",
+        sanitize_file_name(device),
+        cc.0,
+        cc.1,
+        driver.0,
+        driver.1
+    )
+}
+
+/// The text of a cost cache file: one `key value` line per field (values round-trip exactly).
+pub(crate) fn format_costs(costs: &DeviceCosts) -> String {
+    let values = [
+        costs.link_bytes_per_s,
+        costs.link_latency_s,
+        costs.launch_s,
+        costs.elements_per_s,
+    ];
+    COST_KEYS
+        .iter()
+        .zip(values)
+        .map(|(key, value)| format!("{key} {value:e}\n"))
+        .collect()
+}
+
+/// Parses a cost cache file ([`format_costs`]): every key exactly once, each with one finite,
+/// positive value; blank lines and `#` comments are allowed, anything else is an error.
+pub(crate) fn parse_costs(text: &str) -> std::result::Result<DeviceCosts, String> {
+    let mut values = [None::<f64>; 4];
+    for (number, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let mut words = line.split_whitespace();
+        let (Some(key), Some(value), None) = (words.next(), words.next(), words.next()) else {
+            return Err(format!(
+                "line {}: expected `key value`, found `{line}`",
+                number + 1
+            ));
+        };
+        let Some(slot) = COST_KEYS.iter().position(|k| *k == key) else {
+            return Err(format!("line {}: unknown key `{key}`", number + 1));
+        };
+        let value: f64 = value
+            .parse()
+            .map_err(|_| format!("line {}: `{value}` is not a number", number + 1))?;
+        if !(value.is_finite() && value > 0.0) {
+            return Err(format!(
+                "line {}: `{key}` must be finite and positive",
+                number + 1
+            ));
+        }
+        if values[slot].replace(value).is_some() {
+            return Err(format!("line {}: `{key}` appears twice", number + 1));
+        }
+    }
+    let get = |i: usize| values[i].ok_or_else(|| format!("`{}` is missing", COST_KEYS[i]));
+    Ok(DeviceCosts {
+        link_bytes_per_s: get(0)?,
+        link_latency_s: get(1)?,
+        launch_s: get(2)?,
+        elements_per_s: get(3)?,
+    })
+}
+
+/// Whether the cost cache may be read, given the value of [`COST_CACHE_ENV`]: not when it is
+/// `off` (or `0`, `false`, `no`; any case).
+pub(crate) fn cost_cache_readable(setting: Option<&str>) -> bool {
+    !setting.is_some_and(|v| {
+        matches!(
+            v.trim().to_ascii_lowercase().as_str(),
+            "off" | "0" | "false" | "no"
+        )
+    })
+}
+
+/// Writes `text` to `path` atomically: into a temporary file in the same directory (created
+/// if needed), then renamed over `path`.
+pub(crate) fn write_atomically(path: &Path, text: &str) -> io::Result<()> {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let file_name = path.file_name().and_then(|n| n.to_str()).unwrap_or("costs");
+    let tmp = dir.join(format!(
+        ".{file_name}.tmp.{}.{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    let written = (|| {
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(text.as_bytes())?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
+}
+
+/// Device memory the calibration uses, straight from the driver (outside the caching allocator,
+/// its budget and its statistics); freed on drop after the stream's work.
+struct CalibrationBlock<'d> {
+    ptr: driver_sys::CUdeviceptr,
+    shared: &'d Shared,
+}
+
+impl<'d> CalibrationBlock<'d> {
+    fn new(shared: &'d Shared, bytes: usize) -> Result<Self> {
+        shared.bind()?;
+        // SAFETY: allocates `bytes` of device memory in the bound context; freed in `drop`.
+        let ptr = unsafe { driver::malloc_sync(bytes) }.map_err(|e| {
+            gpu_err(
+                format_args!("allocating {bytes} bytes for the cost calibration"),
+                e,
+            )
+        })?;
+        Ok(CalibrationBlock { ptr, shared })
+    }
+}
+
+impl Drop for CalibrationBlock<'_> {
+    fn drop(&mut self) {
+        if self
+            .shared
+            .synchronize("synchronizing after the cost calibration")
+            .is_ok()
+        {
+            // SAFETY: `ptr` came from `malloc_sync`; the stream that used it is idle.
+            let _ = unsafe { driver::free_sync(self.ptr) };
+        }
+    }
+}
+
+/// Seconds since `start`.
+fn seconds_since(start: Instant) -> f64 {
+    start.elapsed().as_secs_f64()
+}
+
+impl CudaDevice {
+    /// Where this device's costs are cached: `<cache>/costs/<device>-cc<major><minor>-driver<cuda
+    /// version>.txt`, next to the kernel cache; `None` without a cache directory.
+    pub fn cost_cache_path(&self) -> Option<PathBuf> {
+        let dir = self.cost_cache_dir.as_ref()?;
+        let driver = self.driver_version?;
+        Some(dir.join(cost_cache_file_name(
+            &self.name,
+            self.compute_capability(),
+            driver,
+        )))
+    }
+
+    /// Calibrations (measurements) this device has run: [`Device::costs`] measures at most
+    /// once, and not at all when the cost cache has an entry for the device.
+    pub fn cost_measurements(&self) -> u64 {
+        self.cost_measurements.load(Ordering::Relaxed)
+    }
+
+    /// Measures the device's costs again (see [`Device::costs`]), keeps them for this process
+    /// and rewrites the cost cache. Errors when the measurement fails (the costs kept before
+    /// stay).
+    pub fn recalibrate(&self) -> Result<DeviceCosts> {
+        let mut known = lock(&self.costs);
+        let costs = self.measure_costs()?;
+        *known = Some(costs);
+        self.store_costs(&costs);
+        Ok(costs)
+    }
+
+    /// The cached costs, if the cache may be read and has a valid entry for this device.
+    fn cached_costs(&self) -> Option<DeviceCosts> {
+        if !cost_cache_readable(std::env::var(COST_CACHE_ENV).ok().as_deref()) {
+            return None;
+        }
+        let path = self.cost_cache_path()?;
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return None,
+            Err(e) => {
+                tracing::warn!("could not read the cost cache {}: {e}", path.display());
+                return None;
+            }
+        };
+        match parse_costs(&text) {
+            Ok(costs) => {
+                tracing::debug!("{}: costs from {}: {costs:?}", self.name, path.display());
+                Some(costs)
+            }
+            Err(e) => {
+                tracing::warn!("ignoring the cost cache {}: {e}", path.display());
+                None
+            }
+        }
+    }
+
+    /// Writes `costs` to the cost cache (a warning when that fails).
+    fn store_costs(&self, costs: &DeviceCosts) {
+        let Some(path) = self.cost_cache_path() else {
+            return;
+        };
+        if let Err(e) = write_atomically(&path, &format_costs(costs)) {
+            tracing::warn!("could not write the cost cache {}: {e}", path.display());
+        }
+    }
+
+    /// Runs the calibration micro-benchmarks (never panics).
+    fn measure_costs(&self) -> Result<DeviceCosts> {
+        self.cost_measurements.fetch_add(1, Ordering::Relaxed);
+        let start = Instant::now();
+        let costs =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.run_calibration()))
+                .unwrap_or_else(|_| Err(Error::Gpu("the cost calibration panicked".into())))?;
+        tracing::info!(
+            "{}: calibrated in {:.0} ms: {:.1} GB/s, {:.1} us per transfer, {:.1} us per launch, {:.2e} elements/s",
+            self.name,
+            seconds_since(start) * 1e3,
+            costs.link_bytes_per_s / 1e9,
+            costs.link_latency_s * 1e6,
+            costs.launch_s * 1e6,
+            costs.elements_per_s
+        );
+        Ok(costs)
+    }
+
+    /// The micro-benchmarks: bandwidth each way (median of 3 copies of 64 MiB through the
+    /// staging path of `upload` and `download`; the link figure is the harmonic mean of the two
+    /// directions), latency (median of 20 uploads of 1 KiB, each synchronized), launch overhead
+    /// (median of 50 synchronized launches on 1 element) and throughput (median of 3
+    /// synchronized launches on 2^24 elements, less the launch overhead).
+    fn run_calibration(&self) -> Result<DeviceCosts> {
+        let shared = &*self.shared;
+        let sync = || shared.synchronize("synchronizing during the cost calibration");
+        let n = THROUGHPUT_ELEMENTS;
+        let a = CalibrationBlock::new(shared, n * 8)?;
+        let b = CalibrationBlock::new(shared, n * 8)?;
+        let out = CalibrationBlock::new(shared, n * 8)?;
+
+        // Bandwidth, after a copy each way that allocates the staging buffers.
+        let mut host = vec![1u8; BANDWIDTH_BYTES];
+        let warm = (2 * STAGING_CHUNK).min(BANDWIDTH_BYTES);
+        shared.bind()?;
+        self.copy_in(&host[..warm], a.ptr)?;
+        sync()?;
+        self.copy_out(a.ptr, &mut host[..warm])?;
+        let mut up = Vec::with_capacity(BANDWIDTH_REPEATS);
+        let mut down = Vec::with_capacity(BANDWIDTH_REPEATS);
+        for _ in 0..BANDWIDTH_REPEATS {
+            let t = Instant::now();
+            self.copy_in(&host, a.ptr)?;
+            sync()?;
+            up.push(BANDWIDTH_BYTES as f64 / seconds_since(t));
+        }
+        for _ in 0..BANDWIDTH_REPEATS {
+            let t = Instant::now();
+            self.copy_out(a.ptr, &mut host)?;
+            down.push(BANDWIDTH_BYTES as f64 / seconds_since(t));
+        }
+        let up = median(&up).unwrap_or(f64::NAN);
+        let down = median(&down).unwrap_or(f64::NAN);
+        let link_bytes_per_s = 2.0 / (1.0 / up + 1.0 / down);
+        tracing::debug!(
+            "{}: {:.1} GB/s up, {:.1} GB/s down",
+            self.name,
+            up / 1e9,
+            down / 1e9
+        );
+
+        // Latency: small uploads, each waited for.
+        let mut latency = Vec::with_capacity(LATENCY_REPEATS);
+        for _ in 0..LATENCY_REPEATS {
+            let t = Instant::now();
+            self.copy_in(&host[..LATENCY_BYTES], a.ptr)?;
+            sync()?;
+            latency.push(seconds_since(t));
+        }
+
+        // Launch overhead: the kernel on one element (the first launch loads the module).
+        let stream = shared.stream.cu_stream();
+        for block in [&a, &b] {
+            // SAFETY: `block` holds `n * 8` bytes of device memory allocated above.
+            unsafe { driver::memset_d8_async(block.ptr, 0, n * 8, stream) }
+                .map_err(|e| gpu_err("clearing the cost calibration's inputs", e))?;
+        }
+        let launch = |elements: usize| {
+            let params = vec![
+                Param::U64(elements as u64),
+                Param::U64(a.ptr),
+                Param::U64(b.ptr),
+                Param::U64(out.ptr),
+            ];
+            self.launch_params(
+                &CALIBRATION_KERNELS,
+                CALIBRATION_KERNEL,
+                elements,
+                params,
+                Some(n * 8),
+            )
+        };
+        launch(1)?;
+        sync()?;
+        let mut launches = Vec::with_capacity(LAUNCH_REPEATS);
+        for _ in 0..LAUNCH_REPEATS {
+            let t = Instant::now();
+            launch(1)?;
+            sync()?;
+            launches.push(seconds_since(t));
+        }
+        let launch_s = median(&launches).unwrap_or(f64::NAN);
+
+        // Throughput, after a warm-up launch.
+        launch(n)?;
+        sync()?;
+        let mut kernel = Vec::with_capacity(THROUGHPUT_REPEATS);
+        for _ in 0..THROUGHPUT_REPEATS {
+            let t = Instant::now();
+            launch(n)?;
+            sync()?;
+            kernel.push(seconds_since(t));
+        }
+        let kernel_s = median(&kernel).unwrap_or(f64::NAN);
+        let compute_s = (kernel_s - launch_s).max(kernel_s / 2.0);
+
+        let costs = DeviceCosts {
+            link_bytes_per_s,
+            link_latency_s: median(&latency).unwrap_or(f64::NAN),
+            launch_s,
+            elements_per_s: n as f64 / compute_s,
+        };
+        let values = [
+            costs.link_bytes_per_s,
+            costs.link_latency_s,
+            costs.launch_s,
+            costs.elements_per_s,
+        ];
+        if values.iter().all(|v| v.is_finite() && *v > 0.0) {
+            Ok(costs)
+        } else {
+            Err(Error::Gpu(format!(
+                "the cost calibration measured nonsense: {costs:?}"
+            )))
+        }
+    }
 }
 
 fn unavailable(reason: GpuUnavailable) -> Error {
@@ -1261,6 +1680,36 @@ impl Device for CudaDevice {
 
     fn stats(&self) -> TransferStats {
         lock(&self.shared.state).stats
+    }
+
+    /// Calibrated on first call: read from the cost cache when it has an entry for this device
+    /// model and driver (unless `BACH_COST_CACHE=off`), else measured by short micro-benchmarks
+    /// (well under a second; see [`CudaDevice::recalibrate`]) and written to the cache. Later
+    /// calls return the same figures. When measuring fails: a warning, and the typical figures
+    /// of [`DeviceCosts::default`]. Calibration is not counted in [`stats`](Device::stats).
+    fn costs(&self) -> DeviceCosts {
+        let mut known = lock(&self.costs);
+        if let Some(costs) = *known {
+            return costs;
+        }
+        let costs = match self.cached_costs() {
+            Some(costs) => costs,
+            None => match self.measure_costs() {
+                Ok(costs) => {
+                    self.store_costs(&costs);
+                    costs
+                }
+                Err(e) => {
+                    tracing::warn!(
+                        "{}: cost calibration failed ({e}); using typical figures",
+                        self.name
+                    );
+                    DeviceCosts::default()
+                }
+            },
+        };
+        *known = Some(costs);
+        costs
     }
 }
 
@@ -1451,6 +1900,161 @@ mod tests {
         );
     }
 
+    // ---- cost calibration: the helpers and the cache file ----------------------------------------
+
+    #[test]
+    fn the_median_ignores_order_and_non_finite_values() {
+        assert_eq!(median(&[]), None);
+        assert_eq!(median(&[f64::NAN, f64::INFINITY]), None);
+        assert_eq!(median(&[3.0]), Some(3.0));
+        assert_eq!(median(&[5.0, 1.0, 3.0]), Some(3.0));
+        assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), Some(2.5));
+        assert_eq!(median(&[1.0, 9.0, f64::NAN, 2.0, 3.0]), Some(2.5));
+        assert_eq!(median(&[2.0, f64::NEG_INFINITY, 1.0, 100.0]), Some(2.0));
+        assert_eq!(median(&[f64::MAX, f64::MAX]), Some(f64::MAX), "no overflow");
+    }
+
+    #[test]
+    fn device_names_are_sanitized_for_file_names() {
+        assert_eq!(
+            sanitize_file_name("NVIDIA H100 80GB HBM3"),
+            "NVIDIA_H100_80GB_HBM3"
+        );
+        assert_eq!(
+            sanitize_file_name("Tesla V100-SXM2-16GB"),
+            "Tesla_V100-SXM2-16GB"
+        );
+        assert_eq!(
+            sanitize_file_name("  NVIDIA  GeForce RTX 4090 "),
+            "NVIDIA_GeForce_RTX_4090"
+        );
+        assert_eq!(sanitize_file_name("../../etc/passwd"), "etc_passwd");
+        assert_eq!(
+            sanitize_file_name("a/b\\c:d*e?f\"g<h>i|j\0k"),
+            "a_b_c_d_e_f_g_h_i_j_k"
+        );
+        assert_eq!(sanitize_file_name("Gerät ü"), "Ger_t");
+        assert_eq!(sanitize_file_name(""), "device");
+        assert_eq!(sanitize_file_name(" / . "), "device");
+        let long = sanitize_file_name(&"x".repeat(500));
+        assert_eq!(long.len(), 64);
+        assert_eq!(
+            cost_cache_file_name("NVIDIA H100 80GB HBM3", (9, 0), (13, 0)),
+            "NVIDIA_H100_80GB_HBM3-cc90-driver13.0.txt"
+        );
+        assert_eq!(
+            cost_cache_file_name("NVIDIA A100-SXM4-40GB", (8, 0), (12, 4)),
+            "NVIDIA_A100-SXM4-40GB-cc80-driver12.4.txt"
+        );
+    }
+
+    #[test]
+    fn the_cost_cache_format_roundtrips() {
+        let measured = DeviceCosts {
+            link_bytes_per_s: 25.123456789e9,
+            link_latency_s: 1.0 / 98_765.0,
+            launch_s: 4.2e-6,
+            elements_per_s: 1.4e11 / 3.0,
+        };
+        for costs in [measured, DeviceCosts::default()] {
+            let text = format_costs(&costs);
+            assert_eq!(text.lines().count(), 4, "{text}");
+            for (line, key) in text.lines().zip(COST_KEYS) {
+                assert_eq!(line.split_whitespace().next(), Some(key), "{text}");
+            }
+            assert_eq!(
+                parse_costs(&text),
+                Ok(costs),
+                "exactly, bit for bit: {text}"
+            );
+        }
+        // Any order, comments, blank lines, extra spaces, CRLF, other spellings of numbers.
+        let text = "# device costs\r\n\nlaunch_s   5e-6\r\nelements_per_s 50000000000\n  link_latency_s\t0.00001\nlink_bytes_per_s 2e10";
+        assert_eq!(parse_costs(text), Ok(DeviceCosts::default()));
+    }
+
+    #[test]
+    fn the_cost_cache_parser_rejects_garbage() {
+        let good = format_costs(&DeviceCosts::default());
+        let without = |key: &str| -> String {
+            good.lines()
+                .filter(|l| !l.starts_with(key))
+                .map(|l| format!("{l}\n"))
+                .collect()
+        };
+        let garbage = [
+            String::new(),
+            "garbage".to_string(),
+            "\u{0}\u{1}\u{fffd}".to_string(),
+            without("launch_s"),
+            format!("{good}launch_s 5e-6\n"),
+            format!("{good}warp_size 32\n"),
+            good.replace("launch_s 5e-6", "launch_s"),
+            good.replace("launch_s 5e-6", "launch_s 5e-6 us"),
+            good.replace("launch_s 5e-6", "launch_s five"),
+            good.replace("launch_s 5e-6", "launch_s NaN"),
+            good.replace("launch_s 5e-6", "launch_s inf"),
+            good.replace("launch_s 5e-6", "launch_s 0"),
+            good.replace("launch_s 5e-6", "launch_s -5e-6"),
+            good.replace("launch_s 5e-6", "launch_s=5e-6"),
+            good.replace("launch_s", "LAUNCH_S"),
+        ];
+        for text in &garbage {
+            assert!(parse_costs(text).is_err(), "accepted {text:?}");
+        }
+        assert_eq!(
+            parse_costs(&without("elements_per_s")),
+            Err("`elements_per_s` is missing".to_string())
+        );
+        assert!(parse_costs(&good.replace("launch_s 5e-6", "launch_s 0"))
+            .unwrap_err()
+            .contains("line 3"));
+    }
+
+    #[test]
+    fn the_cost_cache_is_written_atomically() {
+        let dir = std::env::temp_dir().join(format!("bach-cost-cache-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let path = dir.join("costs").join(cost_cache_file_name(
+            "NVIDIA H100 80GB HBM3",
+            (9, 0),
+            (13, 0),
+        ));
+        let first = DeviceCosts::default();
+        write_atomically(&path, &format_costs(&first)).unwrap();
+        assert_eq!(
+            parse_costs(&std::fs::read_to_string(&path).unwrap()),
+            Ok(first)
+        );
+        let second = DeviceCosts {
+            launch_s: 7e-6,
+            ..first
+        };
+        write_atomically(&path, &format_costs(&second)).unwrap();
+        assert_eq!(
+            parse_costs(&std::fs::read_to_string(&path).unwrap()),
+            Ok(second)
+        );
+        let entries: Vec<_> = std::fs::read_dir(path.parent().unwrap()).unwrap().collect();
+        assert_eq!(entries.len(), 1, "no temporary file left: {entries:?}");
+        // A directory in the way: an error, not a panic, and nothing left behind.
+        let blocked = dir.join("blocked");
+        std::fs::create_dir_all(blocked.join("sub")).unwrap();
+        assert!(write_atomically(&blocked, "x").is_err());
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 2);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn bach_cost_cache_off_disables_reading_the_cache() {
+        assert!(cost_cache_readable(None));
+        assert!(cost_cache_readable(Some("")));
+        assert!(cost_cache_readable(Some("on")));
+        for off in ["off", "OFF", " Off ", "0", "false", "no"] {
+            assert!(!cost_cache_readable(Some(off)), "{off:?}");
+        }
+    }
+
     // ---- opening without a GPU -----------------------------------------------------------------
 
     #[test]
@@ -1574,6 +2178,25 @@ mod tests {
         let module = cache.get(&NUMPY_CU, |m| Ok(m.clone())).unwrap();
         assert!(module.from_cache);
         let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn the_calibration_kernel_compiles_through_the_launch_path() {
+        if !nvrtc_or_skip() {
+            return;
+        }
+        for cc in [ComputeCapability::new(8, 0), ComputeCapability::new(99, 0)] {
+            let cache = ModuleCache::<CompiledModule>::new(cc, None);
+            let module = cache
+                .get(&CALIBRATION_KERNELS, |m| Ok(m.clone()))
+                .unwrap_or_else(|e| panic!("{e}"));
+            match module.ptx() {
+                Some(ptx) => assert_eq!(ptx_entries(ptx), vec![CALIBRATION_KERNEL.to_string()]),
+                None => assert!(has_symbol(&module.code, CALIBRATION_KERNEL)),
+            }
+        }
+        // Not a reduction: an elementwise launch shape.
+        assert_eq!(reduction_element_size(CALIBRATION_KERNEL), None);
     }
 
     #[test]
@@ -2033,6 +2656,73 @@ mod tests {
         );
         let again = upload_f64(&device, &[1.0, 2.0]);
         assert_eq!(download_f64(&device, &again, 2), vec![1.0, 2.0]);
+    }
+
+    #[test]
+    fn gpu_calibration_gives_plausible_costs() {
+        let Some((_gpu, device)) = gpu_or_skip() else {
+            return;
+        };
+        let plausible = |c: &DeviceCosts| {
+            assert!(
+                (1e9..=1e12).contains(&c.link_bytes_per_s),
+                "bandwidth: {c:?}"
+            );
+            assert!(
+                c.link_latency_s > 0.0 && c.link_latency_s < 1e-3,
+                "latency: {c:?}"
+            );
+            assert!(c.launch_s > 0.0 && c.launch_s < 1e-3, "launch: {c:?}");
+            assert!(
+                c.elements_per_s > 1e8 && c.elements_per_s.is_finite(),
+                "throughput: {c:?}"
+            );
+        };
+        let stats = device.stats();
+        let start = std::time::Instant::now();
+        let first = device.costs();
+        eprintln!(
+            "{}: {first:?} in {:?} ({} measurement(s); cache {:?})",
+            device.name(),
+            start.elapsed(),
+            device.cost_measurements(),
+            device.cost_cache_path()
+        );
+        assert_ne!(
+            first,
+            DeviceCosts::default(),
+            "the calibration failed (see the warning)"
+        );
+        plausible(&first);
+        // The second call is served from memory.
+        let measurements = device.cost_measurements();
+        assert!(measurements <= 1);
+        let again = std::time::Instant::now();
+        assert_eq!(device.costs(), first);
+        assert!(
+            again.elapsed() < std::time::Duration::from_millis(1),
+            "{:?}",
+            again.elapsed()
+        );
+        assert_eq!(device.cost_measurements(), measurements);
+
+        // A fresh measurement (not from the cache), well under a second once the kernel is loaded.
+        let start = std::time::Instant::now();
+        let measured = device.recalibrate().unwrap();
+        let took = start.elapsed();
+        eprintln!("recalibrated in {took:?}: {measured:?}");
+        assert!(took < std::time::Duration::from_secs(1), "{took:?}");
+        plausible(&measured);
+        assert_eq!(device.cost_measurements(), measurements + 1);
+        assert_eq!(device.costs(), measured);
+        assert_eq!(device.cost_measurements(), measurements + 1);
+        if let Some(path) = device.cost_cache_path() {
+            let text = std::fs::read_to_string(&path).unwrap();
+            assert_eq!(parse_costs(&text), Ok(measured), "{}", path.display());
+        }
+        // The calibration does not show in the device's counters.
+        assert_eq!(device.stats(), stats);
+        assert_eq!(device.allocator_stats().live_bytes, 0);
     }
 
     #[test]

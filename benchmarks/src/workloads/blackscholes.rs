@@ -43,7 +43,10 @@ pub(super) static WORKLOAD: Workload = Workload {
     bach: run_bach,
     fused: run_fused,
     gpu: crate::gpu::blackscholes,
-    explain: |x| bach_runtime::Graph::current().explain(&bach::blackscholes(&x[0], &x[1], &x[2], &x[3], &x[4])),
+    explain: |x| {
+        bach_runtime::Graph::current()
+            .explain(&bach::blackscholes(&x[0], &x[1], &x[2], &x[3], &x[4]))
+    },
 };
 
 fn run_cpu(x: &[Array1<f64>]) -> Outputs {
@@ -79,7 +82,13 @@ pub(crate) fn element(price: f64, strike: f64, t: f64, rate: f64, vol: f64) -> (
 }
 
 fn run_fused(x: &[Array1<f64>]) -> Outputs {
-    let (price, strike, t, rate, vol) = (slice(&x[0]), slice(&x[1]), slice(&x[2]), slice(&x[3]), slice(&x[4]));
+    let (price, strike, t, rate, vol) = (
+        slice(&x[0]),
+        slice(&x[1]),
+        slice(&x[2]),
+        slice(&x[3]),
+        slice(&x[4]),
+    );
     let n = price.len();
     let mut call: Vec<f64> = Vec::with_capacity(n);
     let mut put: Vec<f64> = Vec::with_capacity(n);
