@@ -24,6 +24,9 @@ pub struct OpInfo {
     /// A Rust function implementing the call on device values (`gpu_fn = path`),
     /// for what one elementwise kernel cannot do.
     pub gpu_fn: Option<crate::device::GpuFn>,
+    /// The annotator's estimate of the CPU cost, nanoseconds per element on
+    /// one core (`cost = ...`); `None`: measured by calibration.
+    pub cpu_ns_per_element: Option<f64>,
 }
 
 impl OpInfo {
@@ -35,6 +38,7 @@ impl OpInfo {
         alloc: false,
         gpu_source: None,
         gpu_fn: None,
+        cpu_ns_per_element: None,
     };
 }
 
