@@ -6,8 +6,9 @@
 //! live in `valid.rs`.
 
 use proc_macro2::{Span, TokenStream, TokenTree};
-use syn::parse::{ParseStream, Parser};
-use syn::{token, ExprPath, Ident, LitStr, Path, Token};
+use quote::ToTokens;
+use syn::parse::{Parse, ParseStream, Parser};
+use syn::{token, ExprPath, Ident, Lit, LitStr, Path, Token};
 
 /// The keys of `#[offload(...)]`, declared once.
 pub(crate) mod kw {
@@ -19,6 +20,7 @@ pub(crate) mod kw {
     syn::custom_keyword!(alloc);
     syn::custom_keyword!(unsplittable);
     syn::custom_keyword!(wraps);
+    syn::custom_keyword!(cost);
 }
 
 /// An option's value with the span of its key.
@@ -33,6 +35,46 @@ pub(crate) struct Keyed<T> {
 pub(crate) struct SplitOverride {
     pub param: Ident,
     pub split: Path,
+}
+
+/// The value of `cost = ...`: a literal with an optional `-`, as written. Whether it
+/// is a positive number is checked in `valid.rs`.
+#[derive(Debug, Clone)]
+pub(crate) struct CostLit {
+    pub minus: Option<Token![-]>,
+    pub lit: Lit,
+}
+
+impl CostLit {
+    /// The number written, `None` for a literal that is not a number.
+    pub fn number(&self) -> Option<f64> {
+        let magnitude = match &self.lit {
+            Lit::Float(f) => f.base10_parse::<f64>().ok()?,
+            Lit::Int(i) => i.base10_parse::<f64>().ok()?,
+            _ => return None,
+        };
+        Some(if self.minus.is_some() {
+            -magnitude
+        } else {
+            magnitude
+        })
+    }
+}
+
+impl Parse for CostLit {
+    fn parse(input: ParseStream) -> syn::Result<Self> {
+        Ok(CostLit {
+            minus: input.parse()?,
+            lit: input.parse()?,
+        })
+    }
+}
+
+impl ToTokens for CostLit {
+    fn to_tokens(&self, tokens: &mut TokenStream) {
+        self.minus.to_tokens(tokens);
+        self.lit.to_tokens(tokens);
+    }
 }
 
 /// The model of `#[offload(...)]`.
@@ -56,6 +98,8 @@ pub(crate) struct OffloadOptions {
     pub unsplittable: Option<Keyed<()>>,
     /// `wraps = path`: the CPU implementation of a bodyless declaration.
     pub wraps: Option<Keyed<ExprPath>>,
+    /// `cost = 2.5`: the estimated CPU nanoseconds per element.
+    pub cost: Option<Keyed<CostLit>>,
     /// Some option failed to parse: checks that depend on an absent option are skipped.
     pub recovered: bool,
 }
@@ -82,6 +126,7 @@ enum OptionItem {
     Alloc(Keyed<()>),
     Unsplittable(Keyed<()>),
     Wraps(Keyed<ExprPath>),
+    Cost(Keyed<CostLit>),
 }
 
 /// Parses the attribute's tokens. Every error found is pushed to `errors`; the model
@@ -118,6 +163,7 @@ pub(crate) fn parse(attr: TokenStream, errors: &mut Vec<syn::Error>) -> OffloadO
             OptionItem::Alloc(v) => set_once(&mut o.alloc, v, "alloc", errors),
             OptionItem::Unsplittable(v) => set_once(&mut o.unsplittable, v, "unsplittable", errors),
             OptionItem::Wraps(v) => set_once(&mut o.wraps, v, "wraps", errors),
+            OptionItem::Cost(v) => set_once(&mut o.cost, v, "cost", errors),
         }
     }
     options
@@ -230,6 +276,9 @@ fn parse_option(input: ParseStream, errors: &mut Vec<syn::Error>) -> syn::Result
     } else if lookahead.peek(kw::wraps) {
         let key = input.parse::<kw::wraps>()?.span;
         Ok(OptionItem::Wraps(value(input, key)?))
+    } else if lookahead.peek(kw::cost) {
+        let key = input.parse::<kw::cost>()?.span;
+        Ok(OptionItem::Cost(value(input, key)?))
     } else {
         Err(lookahead.error())
     }
@@ -272,7 +321,7 @@ mod tests {
         let o = parse_ok(quote!());
         assert!(o.split.is_none() && o.split_overrides.is_none() && o.ret.is_none());
         assert!(o.gpu.is_none() && o.gpu_fn.is_none() && o.gpu_source.is_none());
-        assert!(o.wraps.is_none());
+        assert!(o.wraps.is_none() && o.cost.is_none());
         assert!(o.alloc.is_none() && o.unsplittable.is_none() && !o.recovered);
     }
 
@@ -287,6 +336,7 @@ mod tests {
             alloc,
             unsplittable,
             wraps = ndarray::Array1::<f64>::zeros,
+            cost = 2.5,
         ));
         assert_eq!(tokens(&o.split.unwrap().value), "NdArraySplit");
         let overrides = o.split_overrides.unwrap().value;
@@ -307,6 +357,28 @@ mod tests {
         assert_eq!(
             tokens(&o.wraps.unwrap().value),
             "ndarray :: Array1 :: < f64 > :: zeros"
+        );
+        assert_eq!(o.cost.unwrap().value.number(), Some(2.5));
+    }
+
+    #[test]
+    fn cost_literals() {
+        let cost = |attr: TokenStream| parse_ok(attr).cost.unwrap().value;
+        assert_eq!(cost(quote!(cost = 2.5)).number(), Some(2.5));
+        assert_eq!(cost(quote!(cost = 3)).number(), Some(3.0));
+        assert_eq!(cost(quote!(cost = 1e3)).number(), Some(1000.0));
+        assert_eq!(cost(quote!(cost = 0.5f32)).number(), Some(0.5));
+        let negative = cost(quote!(cost = -1.0));
+        assert_eq!(negative.number(), Some(-1.0));
+        assert_eq!(tokens(&negative), "- 1.0");
+        // Any literal parses; `valid.rs` rejects what is not a number.
+        assert_eq!(cost(quote!(cost = "fast")).number(), None);
+        assert_eq!(cost(quote!(cost = true)).number(), None);
+        assert_eq!(parse_errors(quote!(cost = fast)), ["expected literal"]);
+        assert_eq!(parse_errors(quote!(cost)), ["expected `=`"]);
+        assert_eq!(
+            parse_errors(quote!(cost = )),
+            ["unexpected end of input, expected literal"]
         );
     }
 
@@ -340,7 +412,7 @@ mod tests {
     fn unknown_key_lists_the_keys() {
         assert_eq!(
             parse_errors(quote!(speed = 3)),
-            ["expected one of: `split`, `ret`, `gpu`, `gpu_fn`, `gpu_source`, `alloc`, `unsplittable`, `wraps`"]
+            ["expected one of: `split`, `ret`, `gpu`, `gpu_fn`, `gpu_source`, `alloc`, `unsplittable`, `wraps`, `cost`"]
         );
     }
 
@@ -355,7 +427,7 @@ mod tests {
         assert_eq!(
             messages,
             [
-                "expected one of: `split`, `ret`, `gpu`, `gpu_fn`, `gpu_source`, `alloc`, `unsplittable`, `wraps`",
+                "expected one of: `split`, `ret`, `gpu`, `gpu_fn`, `gpu_source`, `alloc`, `unsplittable`, `wraps`, `cost`",
                 "expected string literal",
                 "expected `=`",
             ]
@@ -412,7 +484,9 @@ mod tests {
                 unsplittable,
                 unsplittable,
                 wraps = f,
-                wraps = g
+                wraps = g,
+                cost = 1.0,
+                cost = 2
             )),
             [
                 "duplicate option `split`",
@@ -424,6 +498,7 @@ mod tests {
                 "duplicate option `alloc`",
                 "duplicate option `unsplittable`",
                 "duplicate option `wraps`",
+                "duplicate option `cost`",
             ]
         );
     }

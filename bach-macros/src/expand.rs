@@ -229,6 +229,16 @@ fn stub(
         let path = &g.value;
         quote_spanned!(path.span()=> gpu_fn: ::core::option::Option::Some(#path),)
     });
+    // The estimate as an `f64` literal (`2.5f64`), spanned at what was written.
+    let cpu_ns_per_element = options.cost.as_ref().map(|cost| {
+        let ns = cost
+            .value
+            .number()
+            .expect("valid.rs reports a `cost` that is not a number");
+        let mut lit = Literal::f64_suffixed(ns);
+        lit.set_span(cost.value.lit.span());
+        quote!(cpu_ns_per_element: ::core::option::Option::Some(#lit),)
+    });
     let splittable = options.unsplittable.is_none();
     let alloc = options.alloc.is_some();
     let name_lit = LitStr::new(name_str, name.span());
@@ -314,6 +324,7 @@ fn stub(
                     alloc: #alloc,
                     #gpu_source
                     #gpu_fn
+                    #cpu_ns_per_element
                     ..::bach_runtime::__private::OpInfo::DEFAULT
                 }
             );
@@ -664,6 +675,39 @@ mod tests {
                 ..::bach_runtime::__private::OpInfo::DEFAULT
             },
         );
+    }
+
+    #[test]
+    fn cost_is_an_f64_estimate() {
+        let item = quote!(
+            pub fn neg(a: &Vec<f64>) -> Vec<f64> {
+                todo!()
+            }
+        );
+        let out = expanded(quote!(split = S, gpu = "neg", cost = 2.5), item.clone());
+        assert_contains(
+            &out,
+            quote! {
+                gpu_source: ::core::option::Option::Some(BACH_KERNELS),
+                cpu_ns_per_element: ::core::option::Option::Some(2.5f64),
+                ..::bach_runtime::__private::OpInfo::DEFAULT
+            },
+        );
+        // Integers, exponents and other suffixes become `f64` literals too.
+        for (cost, lit) in [
+            (quote!(3), quote!(3f64)),
+            (quote!(1e3), quote!(1000f64)),
+            (quote!(0.25f32), quote!(0.25f64)),
+        ] {
+            let out = expanded(quote!(split = S, cost = #cost), item.clone());
+            assert_contains(
+                &out,
+                quote!(cpu_ns_per_element: ::core::option::Option::Some(#lit),),
+            );
+        }
+        // Without `cost`, the default (`None`: calibrate) applies.
+        let out = expanded(quote!(split = S), item);
+        assert_lacks(&out, quote!(cpu_ns_per_element));
     }
 
     #[test]

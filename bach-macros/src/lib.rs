@@ -33,6 +33,7 @@ mod valid;
 /// | `alloc` | An allocation function (`zeros`, `ones`, `full`): its first parameter is a size, split with `::bach_runtime::SizeSplit` by default; the runtime allocates each piece where it is first used. |
 /// | `unsplittable` | The function cannot run on batches (a pipeline break): it receives whole values. |
 /// | `wraps = path` | Annotates a function you do not own: the item is a bodyless declaration such as `pub fn add<T: Float>(a: &Array1<T>, b: &Array1<T>) -> Array1<T>;` and the CPU implementation is `path(a, b)`, the arguments forwarded in order. |
+/// | `cost = 2.5` | The estimated CPU cost of the function, in nanoseconds per element on one core (a positive number literal). Lets placement decide between the CPU and a GPU without calibration; without it, the runtime measures the function with a short micro-benchmark the first time it is planned. |
 ///
 /// A `gpu` kernel is compiled from a `bach_runtime::KernelSource` (a name and the
 /// CUDA C text). `gpu_source = path` names it; without it, the stub uses the

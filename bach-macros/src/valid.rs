@@ -75,7 +75,7 @@ pub(crate) fn check(
 }
 
 /// `gpu` and `gpu_fn` are exclusive; `gpu_source` needs `gpu`; a kernel name is an
-/// identifier.
+/// identifier; a `cost` is a positive number.
 fn check_options(options: &OffloadOptions, errors: &mut Vec<syn::Error>) {
     if let (Some(_), Some(gpu_fn)) = (&options.gpu, &options.gpu_fn) {
         errors.push(syn::Error::new(
@@ -107,6 +107,19 @@ fn check_options(options: &OffloadOptions, errors: &mut Vec<syn::Error>) {
             errors.push(syn::Error::new(
                 lit.span(),
                 format!("the `gpu` kernel name `{name}` is not an identifier: use letters, digits and `_`"),
+            ));
+        }
+    }
+    if let Some(cost) = &options.cost {
+        let positive = cost
+            .value
+            .number()
+            .is_some_and(|ns| ns.is_finite() && ns > 0.0);
+        if !positive {
+            // Spanned from the `-` (if any) to the literal.
+            errors.push(syn::Error::new_spanned(
+                &cost.value,
+                "`cost` is CPU nanoseconds per element: a positive number",
             ));
         }
     }
@@ -465,6 +478,22 @@ mod tests {
                     }
                 ),
             ),
+            (
+                quote!(cost = 2.5),
+                quote!(
+                    fn f() -> u32 {
+                        0
+                    }
+                ),
+            ),
+            (
+                quote!(cost = 3, gpu = "k"),
+                quote!(
+                    fn f() -> u32 {
+                        0
+                    }
+                ),
+            ),
         ] {
             assert_errors(attr, item, &[]);
         }
@@ -523,6 +552,37 @@ mod tests {
                 &[&format!("the `gpu` kernel name `{bad}` is not an identifier: use letters, digits and `_`")],
             );
         }
+    }
+
+    #[test]
+    fn cost_is_a_positive_number() {
+        let item = quote!(
+            fn f(n: u32) -> u32 {
+                n
+            }
+        );
+        let message = "`cost` is CPU nanoseconds per element: a positive number";
+        for bad in [
+            quote!(cost = -1.0),
+            quote!(cost = -3),
+            quote!(cost = 0),
+            quote!(cost = 0.0),
+            quote!(cost = 1e400),
+            quote!(cost = "fast"),
+            quote!(cost = 'c'),
+            quote!(cost = true),
+        ] {
+            assert_errors(bad, item.clone(), &[message]);
+        }
+        for good in [quote!(cost = 1e-3), quote!(cost = 7), quote!(cost = 2.5f64)] {
+            assert_errors(good, item.clone(), &[]);
+        }
+        // A duplicate is reported once; the first value is checked.
+        assert_errors(
+            quote!(cost = -1.0, cost = 2.0),
+            item,
+            &["duplicate option `cost`", message],
+        );
     }
 
     #[test]
@@ -853,7 +913,7 @@ mod tests {
             quote!(split(c = S), speed = 1, gpu = "", gpu = "x", alloc),
             quote!(pub async unsafe fn f<'a, const N: usize>(a: &'a [f64], (x, y): (u32, u32)) -> &'a mut A { todo!() }),
             &[
-                "expected one of: `split`, `ret`, `gpu`, `gpu_fn`, `gpu_source`, `alloc`, `unsplittable`, `wraps`",
+                "expected one of: `split`, `ret`, `gpu`, `gpu_fn`, `gpu_source`, `alloc`, `unsplittable`, `wraps`, `cost`",
                 "duplicate option `gpu`",
                 "the `gpu` kernel name cannot be empty",
                 "unknown parameter `c` in `split(...)`",
