@@ -94,7 +94,7 @@ pub(crate) struct Plan {
 impl Plan {
     /// Builds the plan for evaluating `targets` (node, output) pairs.
     pub(crate) fn build(targets: &[(Arc<Node>, u32)]) -> Result<Plan> {
-        let mut index: FastMap<u64, usize> = FastMap::default();
+        let mut index: FastMap<u64, usize> = FastMap::with_capacity_and_hasher(64, Default::default());
         let mut nodes: Vec<PlanNode> = Vec::new();
 
         // Iterative post-order DFS: a node is emitted after all its inputs.
@@ -107,7 +107,7 @@ impl Plan {
             .map(|(n, _)| Visit::Enter(n.clone()))
             .rev()
             .collect();
-        let mut entered: FastSet<u64> = FastSet::default();
+        let mut entered: FastSet<u64> = FastSet::with_capacity_and_hasher(64, Default::default());
         while let Some(v) = stack.pop() {
             match v {
                 Visit::Enter(n) => {
@@ -200,7 +200,7 @@ impl Plan {
                 stage_of[n] = s;
             }
         }
-        let mut escaping = FastSet::default();
+        let mut escaping = FastSet::with_capacity_and_hasher(16, Default::default());
         for t in &target_inputs {
             if let Input::Local(i, o) = t {
                 escaping.insert((*i, *o));

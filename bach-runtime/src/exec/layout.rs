@@ -60,7 +60,8 @@ impl StageLayout {
             .enumerate()
             .map(|(k, &n)| (n, k))
             .collect();
-        let mut slot_of: FastMap<(usize, u32), usize> = FastMap::default();
+        let mut slot_of: FastMap<(usize, u32), usize> =
+            FastMap::with_capacity_and_hasher(stage.nodes.len() + 1, Default::default());
         let mut slot_split: Vec<SplitVTable> = Vec::new();
         let mut splits: Vec<(Held, SplitVTable)> = Vec::new();
         let mut wholes: Vec<Held> = Vec::new();
