@@ -2,6 +2,8 @@
 //! results of eager evaluation of the plain CPU functions, whatever the length,
 //! batch size and thread count. Elementwise results must match bit for bit;
 //! reductions (whose partial sums reorder additions) within a stated tolerance.
+// Calls borrow their arguments as the CPU functions' callers do.
+#![allow(clippy::needless_borrows_for_generic_args)]
 
 use annotated_libs::cpu::numpy as cpu;
 use annotated_libs::numpy as np;

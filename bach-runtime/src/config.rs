@@ -99,9 +99,11 @@ impl Config {
     /// Defaults overridden by `BACH_BATCH_SIZE`, `BACH_THREADS`, `BACH_CACHE_BYTES`,
     /// `BACH_DEVICE` and `BACH_GPU_MEMORY`.
     pub fn from_env() -> Config {
-        let mut c = Config::default();
-        c.batch_size = env_usize("BACH_BATCH_SIZE");
-        c.threads = env_usize("BACH_THREADS");
+        let mut c = Config {
+            batch_size: env_usize("BACH_BATCH_SIZE"),
+            threads: env_usize("BACH_THREADS"),
+            ..Config::default()
+        };
         if let Some(b) = env_usize("BACH_CACHE_BYTES") {
             c.cache_bytes = b;
         }

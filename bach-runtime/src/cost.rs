@@ -72,9 +72,11 @@ const CALIBRATION_ELEMENTS: usize = 1 << 14;
 /// Assumed CPU cost of a function that cannot be calibrated, seconds per element.
 const UNKNOWN_CPU_S: f64 = 2e-9;
 
-fn cpu_table() -> &'static Mutex<HashMap<(&'static str, Vec<std::any::TypeId>), f64>> {
-    static TABLE: OnceLock<Mutex<HashMap<(&'static str, Vec<std::any::TypeId>), f64>>> =
-        OnceLock::new();
+/// Measured CPU seconds per element, by function name and argument types.
+type CpuCostTable = Mutex<HashMap<(&'static str, Vec<std::any::TypeId>), f64>>;
+
+fn cpu_table() -> &'static CpuCostTable {
+    static TABLE: OnceLock<CpuCostTable> = OnceLock::new();
     TABLE.get_or_init(Default::default)
 }
 

@@ -104,8 +104,11 @@ impl Drop for Node {
 pub struct Lazy<'a, T> {
     pub(crate) node: Arc<Node>,
     pub(crate) output: u32,
-    _marker: PhantomData<(fn() -> T, &'a ())>,
+    _marker: Marker<'a, T>,
 }
+
+/// `Lazy<'a, T>` produces a `T` and is covariant in `'a`, without owning either.
+type Marker<'a, T> = PhantomData<(fn() -> T, &'a ())>;
 
 impl<'a, T> Clone for Lazy<'a, T> {
     fn clone(&self) -> Self {
@@ -203,13 +206,13 @@ impl<'a, T> IntoArg<'a, T> for Lazy<'a, T> {
     }
 }
 
-impl<'a, 'r, T> IntoArg<'a, T> for &'r Lazy<'a, T> {
+impl<'a, T> IntoArg<'a, T> for &Lazy<'a, T> {
     fn into_arg(self) -> Arg<'a, T> {
         Arg::Lazy(self.clone())
     }
 }
 
-impl<'a, 'r, T: Value> IntoArg<'a, T> for &'r mut Lazy<'a, T> {
+impl<'a, T: Value> IntoArg<'a, T> for &mut Lazy<'a, T> {
     fn into_arg(self) -> Arg<'a, T> {
         Arg::Lazy(self.clone())
     }

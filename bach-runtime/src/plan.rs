@@ -94,7 +94,8 @@ pub(crate) struct Plan {
 impl Plan {
     /// Builds the plan for evaluating `targets` (node, output) pairs.
     pub(crate) fn build(targets: &[(Arc<Node>, u32)]) -> Result<Plan> {
-        let mut index: FastMap<u64, usize> = FastMap::with_capacity_and_hasher(64, Default::default());
+        let mut index: FastMap<u64, usize> =
+            FastMap::with_capacity_and_hasher(64, Default::default());
         let mut nodes: Vec<PlanNode> = Vec::new();
 
         // Iterative post-order DFS: a node is emitted after all its inputs.

@@ -1,4 +1,6 @@
 //! Stage grouping, observed through `explain`.
+// Calls borrow their arguments as the CPU functions' callers do.
+#![allow(clippy::needless_borrows_for_generic_args)]
 
 use bach_runtime::{explain, offload, Broadcast, NdArraySplit, StageKind, SumSplit};
 use ndarray::{array, Array1};

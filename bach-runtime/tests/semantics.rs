@@ -1,4 +1,6 @@
 //! Graph semantics: laziness, caching, mutation, errors, dropping.
+// Calls borrow their arguments as the CPU functions' callers do.
+#![allow(clippy::needless_borrows_for_generic_args)]
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -270,8 +272,9 @@ fn generic_split_types_inherit_from_their_producer() {
 
 static DROPPED: AtomicUsize = AtomicUsize::new(0);
 
+/// Counts its drops.
 #[derive(Clone)]
-struct Tracked;
+pub struct Tracked;
 impl Drop for Tracked {
     fn drop(&mut self) {
         DROPPED.fetch_add(1, Ordering::SeqCst);

@@ -1,3 +1,4 @@
+#![allow(clippy::needless_borrows_for_generic_args)]
 use bach_runtime::{evaluate, offload, Broadcast, NdArraySplit, SumSplit};
 use ndarray::{array, Array1};
 

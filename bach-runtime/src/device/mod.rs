@@ -80,8 +80,12 @@ pub struct Launch<'b> {
     pub args: Vec<KernelArg<'b>>,
     /// What the kernel computes, run on host copies of the buffers. Simulated
     /// devices use it in place of compiled kernels; real devices ignore it.
-    pub emulate: &'b (dyn Fn(&[&[u8]]) -> Result<Vec<Vec<u8>>> + Sync),
+    pub emulate: &'b HostFn<'b>,
 }
+
+/// A computation over host copies of device buffers: input bytes in, output
+/// bytes out (see [`Launch::emulate`] and [`GpuCall::host`]).
+pub type HostFn<'b> = dyn Fn(&[&[u8]]) -> Result<Vec<Vec<u8>>> + Sync + 'b;
 
 /// One call of a [`GpuFn`]: the device, this batch's buffers and the call's
 /// scalars. The function writes its result into `output`.
@@ -99,7 +103,7 @@ pub struct GpuCall<'b> {
     /// The call's CPU function over host copies of `inputs`, returning the
     /// result's bytes: what a [`Launch::emulate`] inside the function can use
     /// on simulated devices.
-    pub host: &'b (dyn Fn(&[&[u8]]) -> Result<Vec<Vec<u8>>> + Sync),
+    pub host: &'b HostFn<'b>,
 }
 
 /// A Rust function implementing an annotated function on device values
