@@ -138,13 +138,25 @@ fn stages_without_kernels_stay_on_the_cpu_and_the_rest_goes_to_the_device() {
     let g = graph_on(dev.clone());
     let (y, m) = g
         .enter(|| {
-            let m = np::mean(&np::multiply(&a, &a)); // moments: no kernel, CPU
-            let y = np::multiply_scalar(&a, &m); // elementwise: device
+            // multiply has a kernel, moments (inside mean) has none: with a
+            // device present they go to separate stages, so multiply still
+            // runs on the device.
+            let m = np::mean(&np::multiply(&a, &a));
+            let y = np::multiply_scalar(&a, &m);
             let e = g.explain(&(y.clone(), m.clone())).unwrap();
-            let places: Vec<_> = e.stages.iter().map(|s| s.placement).collect();
+            let stages: Vec<_> = e
+                .stages
+                .iter()
+                .map(|s| (s.placement, s.ops.clone()))
+                .collect();
             assert_eq!(
-                places,
-                [Placement::Cpu, Placement::Cpu, Placement::Gpu],
+                stages,
+                [
+                    (Placement::Gpu, vec!["multiply"]),
+                    (Placement::Cpu, vec!["moments"]),
+                    (Placement::Cpu, vec!["moments_mean"]),
+                    (Placement::Gpu, vec!["multiply_scalar"]),
+                ],
                 "{e}"
             );
             evaluate((y, m))

@@ -138,8 +138,10 @@ impl Graph {
     /// again, or a handle that reads it, does not recompute it.
     pub fn evaluate<E: Evaluate>(&self, handles: E) -> Result<E::Output> {
         let targets = self.targets_of(&handles, "evaluate")?;
-        let mut plan = Plan::build(&targets)?;
-        let (values, seconds) = exec::run(&mut plan, self)?;
+        let config = self.config();
+        let device = self.device(&config)?;
+        let mut plan = Plan::build(&targets, device.is_some())?;
+        let (values, seconds) = exec::run(&mut plan, self, &config, device)?;
         *self
             .last_run_slot()
             .lock()

@@ -77,9 +77,9 @@ impl Graph {
     /// The plan that [`Graph::evaluate`] would run for `handles`, without running it.
     pub fn explain<E: Evaluate>(&self, handles: &E) -> Result<Explain> {
         let targets = self.targets_of(handles, "explain")?;
-        let mut plan = Plan::build(&targets)?;
         let config = self.config();
         let device = self.device(&config)?;
+        let mut plan = Plan::build(&targets, device.is_some())?;
         crate::exec::place(&mut plan, device.as_deref(), &config);
         Ok(Explain::of(&plan, &config, None))
     }

@@ -93,7 +93,11 @@ pub(crate) struct Plan {
 
 impl Plan {
     /// Builds the plan for evaluating `targets` (node, output) pairs.
-    pub(crate) fn build(targets: &[(Arc<Node>, u32)]) -> Result<Plan> {
+    ///
+    /// With `by_kernel` (a device may run stages), calls with and without a
+    /// device implementation never share a stage, so that a call the device
+    /// cannot run does not keep its neighbours off the device.
+    pub(crate) fn build(targets: &[(Arc<Node>, u32)], by_kernel: bool) -> Result<Plan> {
         let mut index: FastMap<u64, usize> =
             FastMap::with_capacity_and_hasher(64, Default::default());
         let mut nodes: Vec<PlanNode> = Vec::new();
@@ -194,7 +198,7 @@ impl Plan {
             })
             .collect();
 
-        let stages = group(&nodes);
+        let stages = group(&nodes, by_kernel);
         let mut stage_of = vec![0usize; nodes.len()];
         for (s, st) in stages.iter().enumerate() {
             for &n in &st.nodes {
@@ -261,8 +265,13 @@ fn has_partition_arg(n: &PlanNode) -> bool {
     n.args.iter().any(|a| a.split.kind == SplitKind::Partition)
 }
 
+/// True when the device can run the call (a kernel, or a `gpu_fn`).
+fn has_device_impl(n: &PlanNode) -> bool {
+    (n.info.gpu_kernel.is_some() && n.info.gpu_source.is_some()) || n.info.gpu_fn.is_some()
+}
+
 /// Greedy grouping of topologically ordered nodes into stages.
-fn group(nodes: &[PlanNode]) -> Vec<Stage> {
+fn group(nodes: &[PlanNode], by_kernel: bool) -> Vec<Stage> {
     let mut stages: Vec<Stage> = Vec::new();
     let mut in_current = vec![false; nodes.len()];
     for (i, n) in nodes.iter().enumerate() {
@@ -270,6 +279,9 @@ fn group(nodes: &[PlanNode]) -> Vec<Stage> {
         let joins = partitioned
             && stages.last().is_some_and(|s| {
                 if s.kind != StageKind::Partitioned {
+                    return false;
+                }
+                if by_kernel && has_device_impl(&nodes[s.nodes[0]]) != has_device_impl(n) {
                     return false;
                 }
                 let mut fused = false;

@@ -95,10 +95,13 @@ pub(crate) fn place(plan: &mut Plan, device: Option<&dyn Device>, config: &Confi
 }
 
 /// Runs every stage of `plan`; returns the targets' values in order.
-pub(crate) fn run(plan: &mut Plan, graph: &Graph) -> Result<(Vec<Held>, Vec<f64>)> {
-    let config: Config = graph.config();
-    let dev = graph.device(&config)?;
-    place(plan, dev.as_deref(), &config);
+pub(crate) fn run(
+    plan: &mut Plan,
+    graph: &Graph,
+    config: &Config,
+    dev: Option<std::sync::Arc<dyn Device>>,
+) -> Result<(Vec<Held>, Vec<f64>)> {
+    place(plan, dev.as_deref(), config);
     let plan: &Plan = plan;
     let mut done: Materialized = FastMap::default();
     let pool = graph.pool(config.threads)?;
