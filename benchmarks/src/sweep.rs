@@ -43,7 +43,7 @@ impl SweepMode {
 
 /// Runs `bach-bench` over workloads x modes x sizes (one process per
 /// configuration), appends each run's JSON line to DIR/results.jsonl, and
-/// writes DIR/table.md, DIR/runtime_<workload>.svg and DIR/speedup_<workload>.svg.
+/// writes `DIR/table.md`, `DIR/runtime_<workload>.svg` and `DIR/speedup_<workload>.svg`.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "bach-sweep", version)]
 pub struct SweepArgs {

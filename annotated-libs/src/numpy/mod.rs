@@ -49,7 +49,7 @@ pub type Array<'a, T> = Lazy<'a, Array1<T>>;
 /// A lazy 1-D boolean mask (see [`Array`]).
 pub type Mask<'a> = Lazy<'a, Array1<bool>>;
 
-/// The return split type of [`moments`] and [`moments_axis0`]: per-batch
+/// The return split type of [`moments`](fn@moments) and [`moments_axis0`](fn@moments_axis0): per-batch
 /// states merged with the parallel (Chan et al.) formula.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct MomentsSplit;
