@@ -382,3 +382,33 @@ fn gpu_fn_functions_run_on_the_device() {
     assert_eq!(launches % 4, 0, "four launches per batch");
     assert!(dev.stats().peak_bytes <= 64 << 10);
 }
+
+/// `sqrt(|a|)` through the call's own host stand-in.
+fn via_host(call: &bach_runtime::GpuCall<'_>) -> bach_runtime::Result<()> {
+    call.device.launch(&bach_runtime::Launch {
+        source: annotated_libs::numpy::BACH_KERNELS,
+        kernel: "root_abs_f64".into(),
+        n: call.n,
+        args: vec![
+            bach_runtime::KernelArg::In(call.inputs[0]),
+            bach_runtime::KernelArg::Out(call.output),
+        ],
+        emulate: call.host,
+    })
+}
+
+/// `sqrt(|a|)`.
+#[bach_runtime::offload(split = bach_runtime::NdArraySplit, gpu_fn = via_host)]
+pub fn root_abs(a: &Array1<f64>) -> Array1<f64> {
+    cpu::sqrt(&cpu::abs(a))
+}
+
+#[test]
+fn gpu_fn_host_stand_ins_work_in_every_batch() {
+    let a = uniform(10_000, -4.0, 4.0, 8);
+    let dev = Arc::new(SimulatedDevice::with_capacity(16 << 10));
+    let g = graph_on(dev.clone());
+    let y = g.enter(|| evaluate(root_abs(&a))).unwrap();
+    assert_eq!(bits(&y), bits(&root_abs::cpu(&a)));
+    assert!(dev.stats().launches > 1, "several batches");
+}

@@ -127,6 +127,7 @@ impl Config {
     pub(crate) fn cpu_batch(&self, bytes_per_element: usize) -> usize {
         self.batch_size
             .unwrap_or_else(|| (self.cache_bytes / bytes_per_element.max(1)).clamp(1024, 1 << 16))
+            .max(1)
     }
 }
 

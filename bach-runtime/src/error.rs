@@ -81,3 +81,21 @@ pub enum Error {
 
 /// `Result` with Bach's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Runs user code (an annotated function, a split type), turning a panic into
+/// [`Error::Panic`] named `op`: a panic never escapes `evaluate`.
+pub(crate) fn guard<R>(op: &'static str, f: impl FnOnce() -> Result<R>) -> Result<R> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(r) => r,
+        Err(payload) => {
+            let message = if let Some(s) = payload.downcast_ref::<&str>() {
+                (*s).to_string()
+            } else if let Some(s) = payload.downcast_ref::<String>() {
+                s.clone()
+            } else {
+                "non-string panic payload".to_string()
+            };
+            Err(Error::Panic { op, message })
+        }
+    }
+}

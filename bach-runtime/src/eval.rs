@@ -141,7 +141,7 @@ impl Graph {
         let config = self.config();
         let device = self.device(&config)?;
         let mut plan = Plan::build(&targets, device.is_some())?;
-        let (values, seconds) = exec::run(&mut plan, self, &config, device)?;
+        let (values, seconds, done) = exec::run(&mut plan, self, &config, device)?;
         *self
             .last_run_slot()
             .lock()
@@ -150,31 +150,19 @@ impl Graph {
             &self.config(),
             Some(&seconds),
         ));
-        // Cache every target's outputs in its node; the node then drops its
-        // inputs, which frees upstream nodes nothing else needs.
-        for ((node, output), held) in targets.iter().zip(&values) {
+        // Cache every target call whole (all its outputs were materialised);
+        // the node then drops its inputs, which frees upstream nodes nothing
+        // else needs.
+        for ((node, _), input) in targets.iter().zip(&plan.targets) {
+            let crate::plan::Input::Local(i, _) = input else {
+                continue;
+            };
+            let all: Option<Vec<Held>> = (0..node.outputs.len() as u32)
+                .map(|o| done.get(&(*i, o)).cloned())
+                .collect();
             let mut state = node.lock();
-            if let State::Pending(_) = &*state {
-                let mut outs: Vec<Held> = node
-                    .outputs
-                    .iter()
-                    .map(|_| Held::Shared(Arc::new(())))
-                    .collect();
-                outs[*output as usize] = held.clone();
-                // Other outputs of a multi-output call computed in this run are
-                // cached too; missing ones would be wrong, so only cache when all are known.
-                let all: Option<Vec<Held>> = (0..node.outputs.len() as u32)
-                    .map(|o| {
-                        targets
-                            .iter()
-                            .zip(&values)
-                            .find(|((n, oo), _)| Arc::ptr_eq(n, node) && *oo == o)
-                            .map(|(_, h)| h.clone())
-                    })
-                    .collect();
-                if let Some(all) = all {
-                    *state = State::Done(all);
-                }
+            if let (State::Pending(_), Some(all)) = (&*state, all) {
+                *state = State::Done(all);
             }
         }
         drop(targets);

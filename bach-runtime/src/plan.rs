@@ -206,9 +206,14 @@ impl Plan {
             }
         }
         let mut escaping = FastSet::with_capacity_and_hasher(16, Default::default());
+        // Every output of a target call is materialised (not only the one
+        // asked for), so that the call can be cached whole: a `&mut` call's
+        // return value and new argument version come from one run.
         for t in &target_inputs {
-            if let Input::Local(i, o) = t {
-                escaping.insert((*i, *o));
+            if let Input::Local(i, _) = t {
+                for o in 0..nodes[*i].outputs.len() {
+                    escaping.insert((*i, o as u32));
+                }
             }
         }
         for (i, n) in nodes.iter().enumerate() {
@@ -265,6 +270,15 @@ fn has_partition_arg(n: &PlanNode) -> bool {
     n.args.iter().any(|a| a.split.kind == SplitKind::Partition)
 }
 
+/// True when every output of the call can be merged from per-batch pieces: a
+/// broadcast output (other than `()`) would keep one batch's value and lose
+/// the others, so such a call runs whole.
+fn outputs_merge(n: &PlanNode) -> bool {
+    n.outputs
+        .iter()
+        .all(|o| o.kind != SplitKind::Broadcast || o.value_id == std::any::TypeId::of::<()>())
+}
+
 /// True when the device can run the call (a kernel, or a `gpu_fn`).
 fn has_device_impl(n: &PlanNode) -> bool {
     (n.info.gpu_kernel.is_some() && n.info.gpu_source.is_some()) || n.info.gpu_fn.is_some()
@@ -275,7 +289,7 @@ fn group(nodes: &[PlanNode], by_kernel: bool) -> Vec<Stage> {
     let mut stages: Vec<Stage> = Vec::new();
     let mut in_current = vec![false; nodes.len()];
     for (i, n) in nodes.iter().enumerate() {
-        let partitioned = n.info.splittable && has_partition_arg(n);
+        let partitioned = n.info.splittable && has_partition_arg(n) && outputs_merge(n);
         let joins = partitioned
             && stages.last().is_some_and(|s| {
                 if s.kind != StageKind::Partitioned {

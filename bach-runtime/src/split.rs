@@ -424,7 +424,7 @@ pub struct SplitVTable {
     /// What the split type does.
     pub kind: SplitKind,
     pub(crate) elements: fn(&dyn Any) -> Option<usize>,
-    pub(crate) split: fn(&dyn Any, Range<usize>) -> Piece,
+    pub(crate) split: fn(&dyn Any, Range<usize>) -> Result<Piece>,
     pub(crate) merge: fn(Vec<Piece>) -> Result<Piece>,
     pub(crate) clone: fn(&dyn Any) -> Piece,
     pub(crate) assembler: fn(usize, &dyn Any) -> Option<Box<dyn ErasedAssembler>>,
@@ -481,19 +481,25 @@ impl SplitVTable {
             value_id: TypeId::of::<T>(),
             kind: S::KIND,
             elements: |v| S::elements(downcast::<T>(v)),
-            split: |v, r| Box::new(S::split(downcast::<T>(v), r)),
+            split: |v, r| {
+                crate::error::guard(short_name(std::any::type_name::<S>()), || {
+                    Ok(Box::new(S::split(downcast::<T>(v), r)) as Piece)
+                })
+            },
             merge: |pieces| {
-                let typed = pieces
-                    .into_iter()
-                    .map(|p| {
-                        p.downcast::<T>()
-                            .map(|b| *b)
-                            .map_err(|_| Error::TypeMismatch {
-                                expected: std::any::type_name::<T>(),
-                            })
-                    })
-                    .collect::<Result<Vec<T>>>()?;
-                Ok(Box::new(S::merge(typed)?))
+                crate::error::guard(short_name(std::any::type_name::<S>()), || {
+                    let typed = pieces
+                        .into_iter()
+                        .map(|p| {
+                            p.downcast::<T>()
+                                .map(|b| *b)
+                                .map_err(|_| Error::TypeMismatch {
+                                    expected: std::any::type_name::<T>(),
+                                })
+                        })
+                        .collect::<Result<Vec<T>>>()?;
+                    Ok(Box::new(S::merge(typed)?) as Piece)
+                })
             },
             clone: |v| Box::new(downcast::<T>(v).clone()),
             assembler: |total, sample| {

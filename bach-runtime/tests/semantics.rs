@@ -299,3 +299,96 @@ fn dropping_unevaluated_handles_frees_their_values() {
         "both recorded values freed"
     );
 }
+
+/// Appends the piece's length to `acc`: a `&mut` argument that is not split.
+#[offload(split = NdArraySplit, split(acc = bach_runtime::Broadcast))]
+pub fn count_into(a: &Array1<f64>, acc: &mut Vec<usize>) {
+    acc.push(a.len());
+}
+
+#[test]
+fn an_unsplit_mutated_argument_makes_the_call_run_whole() {
+    let x = Array1::from_elem(10_000, 1.0);
+    let g = Graph::with_config(Config {
+        batch_size: Some(1000),
+        ..Config::default()
+    });
+    let acc = g
+        .enter(|| {
+            let mut acc = Lazy::new(Vec::new());
+            count_into(&x, &mut acc);
+            evaluate(acc)
+        })
+        .unwrap();
+    assert_eq!(
+        acc,
+        vec![10_000],
+        "one call over the whole array, as eagerly"
+    );
+}
+
+/// A histogram whose length depends on the data: partial sums of different
+/// shapes cannot be merged.
+#[offload(split = NdArraySplit, ret = SumSplit)]
+pub fn bincount(a: &Array1<f64>) -> Array1<f64> {
+    let n = a.iter().fold(0.0f64, |m, &x| m.max(x)) as usize + 1;
+    let mut out = Array1::zeros(n);
+    for &x in a {
+        out[x as usize] += 1.0;
+    }
+    out
+}
+
+#[test]
+fn a_failing_merge_is_an_error_not_a_panic() {
+    let x = Array1::from_shape_fn(4000, |i| if i < 2000 { 1.0 } else { 9.0 });
+    let g = Graph::with_config(Config {
+        batch_size: Some(1000),
+        ..Config::default()
+    });
+    match g.enter(|| evaluate(bincount(&x))) {
+        Err(Error::Panic { op, .. }) => assert_eq!(op, "SumSplit"),
+        other => panic!("expected a merge error, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_zero_batch_size_in_code_is_treated_as_one() {
+    let x = array![1.0, 2.0, 3.0];
+    let g = Graph::with_config(Config {
+        batch_size: Some(0),
+        ..Config::default()
+    });
+    assert_eq!(
+        g.enter(|| evaluate(add(&x, &x))).unwrap(),
+        array![2.0, 4.0, 6.0]
+    );
+}
+
+static INCS: AtomicUsize = AtomicUsize::new(0);
+
+/// Adds one in place, counting its calls.
+#[offload(split = NdArraySplit)]
+pub fn inc(out: &mut Array1<f64>) {
+    INCS.fetch_add(1, Ordering::SeqCst);
+    out.mapv_inplace(|x| x + 1.0);
+}
+
+#[test]
+fn evaluated_mutations_are_cached_not_recomputed() {
+    let g = Graph::new();
+    g.enter(|| {
+        let mut h = Lazy::new(Array1::<f64>::zeros(4));
+        let before = INCS.load(Ordering::SeqCst);
+        for k in 1..=10 {
+            inc(&mut h);
+            assert_eq!(evaluate(&h).unwrap(), Array1::from_elem(4, k as f64));
+        }
+        assert!(h.is_evaluated());
+        assert_eq!(
+            INCS.load(Ordering::SeqCst) - before,
+            10,
+            "each increment ran once"
+        );
+    });
+}

@@ -73,7 +73,7 @@ pub(crate) fn run_partitioned(
             false => splits
                 .iter()
                 .map(|(h, vt)| (vt.split)(h.get(), range.clone()))
-                .collect(),
+                .collect::<Result<_>>()?,
         };
         let mut slots: Vec<Option<Piece>> = (0..slot_split.len()).map(|_| None).collect();
         let mut collected = Vec::new();

@@ -257,7 +257,7 @@ fn run_batch(
             uploaded.push(None); // the size of an allocation: passed as `n`
             continue;
         }
-        let bytes = to_bytes(&*(vt.split)(held.get(), range.clone()), vt.value_id)?;
+        let bytes = to_bytes(&*(vt.split)(held.get(), range.clone())?, vt.value_id)?;
         let buf = device.alloc(bytes.len())?;
         device.upload(&bytes, &buf)?;
         uploaded.push(Some(buf));
@@ -314,8 +314,9 @@ fn run_batch(
                         }),
                     })
                     .collect::<Result<Vec<_>>>()?;
+                // The buffers hold this batch only: element 0 is `range.start`.
                 let host = |inputs: &[&[u8]]| -> Result<Vec<Vec<u8>>> {
-                    emulate(pn, layout, st, range.clone(), inputs)
+                    emulate(pn, layout, st, 0..n, inputs)
                 };
                 f(&GpuCall {
                     device,

@@ -100,6 +100,7 @@ impl StageLayout {
                                 let same = |(h, s): &(Held, SplitVTable)| {
                                     std::ptr::addr_eq(h.get(), held.get())
                                         && s.split_id == a.split.split_id
+                                        && s.value_id == a.split.value_id
                                 };
                                 let k = splits.iter().position(same).unwrap_or_else(|| {
                                     splits.push((held.clone(), a.split));
@@ -128,20 +129,6 @@ impl StageLayout {
                 out_slots,
                 frees: Vec::new(),
             });
-        }
-
-        // Free each slot after its last reader in the stage (or right after it is
-        // produced, when nothing in the stage reads it).
-        let mut last_use: Vec<usize> = (0..slot_split.len()).map(|_| 0).collect();
-        for (k, st) in steps.iter().enumerate() {
-            for &s in &st.out_slots {
-                last_use[s] = k;
-            }
-            for (src, _) in &st.args {
-                if let Source::Local(s) = src {
-                    last_use[*s] = k;
-                }
-            }
         }
 
         // Free each slot after its last reader in the stage (or right after it is

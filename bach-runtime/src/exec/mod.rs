@@ -100,7 +100,7 @@ pub(crate) fn run(
     graph: &Graph,
     config: &Config,
     dev: Option<std::sync::Arc<dyn Device>>,
-) -> Result<(Vec<Held>, Vec<f64>)> {
+) -> Result<(Vec<Held>, Vec<f64>, Materialized)> {
     place(plan, dev.as_deref(), config);
     let plan: &Plan = plan;
     let mut done: Materialized = FastMap::default();
@@ -147,7 +147,7 @@ pub(crate) fn run(
             }),
         })
         .collect::<Result<Vec<Held>>>()?;
-    Ok((values, seconds))
+    Ok((values, seconds, done))
 }
 
 /// Calls an annotated function's CPU implementation, turning a panic into
@@ -157,22 +157,7 @@ pub(crate) fn call_cpu(
     cpu: crate::op::CpuFn,
     args: &mut Args<'_>,
 ) -> Result<Vec<Piece>> {
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cpu(args))) {
-        Ok(r) => r,
-        Err(payload) => {
-            let message = if let Some(s) = payload.downcast_ref::<&str>() {
-                (*s).to_string()
-            } else if let Some(s) = payload.downcast_ref::<String>() {
-                s.clone()
-            } else {
-                "non-string panic payload".to_string()
-            };
-            Err(Error::Panic {
-                op: info.name,
-                message,
-            })
-        }
-    }
+    crate::error::guard(info.name, || cpu(args))
 }
 
 /// A whole materialised value as a shared [`Held`].
