@@ -250,6 +250,7 @@ fn run_batch(
 ) -> Result<Vec<(usize, Piece)>> {
     let n = range.len();
     let mut batch_partials = Vec::new();
+    let mut finished: Vec<(usize, &'static str, Piece)> = Vec::new();
     // Upload each split input once per batch.
     let mut uploaded: Vec<Option<DeviceBuffer>> = Vec::with_capacity(layout.splits.len());
     for (held, vt) in &layout.splits {
@@ -370,22 +371,27 @@ fn run_batch(
                 }
                 continue;
             }
-            let piece = from_bytes(&bytes, vt.value_id)?;
-            if assemblers[s].is_none() {
-                assemblers[s] = Some((vt.assembler)(layout.total, &*piece).ok_or(
-                    Error::TypeMismatch {
-                        expected: "a split type that assembles in place",
-                    },
-                )?);
-            }
-            let asm = assemblers[s].as_ref().expect("just created");
-            // SAFETY: batches are disjoint ranges within 0..total.
-            unsafe { asm.write(range.clone(), &*piece) }.map_err(|found| Error::PieceLength {
-                op: pn.info.name,
-                expected: n,
-                found,
-            })?;
+            finished.push((s, pn.info.name, from_bytes(&bytes, vt.value_id)?));
         }
+    }
+    // Written only once the whole batch succeeded: a batch retried after an
+    // out-of-memory error must not write its range twice.
+    for (s, op, piece) in finished {
+        let vt = &layout.slot_split[s];
+        if assemblers[s].is_none() {
+            assemblers[s] = Some((vt.assembler)(layout.total, &*piece).ok_or(
+                Error::TypeMismatch {
+                    expected: "a split type that assembles in place",
+                },
+            )?);
+        }
+        let asm = assemblers[s].as_ref().expect("just created");
+        // SAFETY: batches are disjoint ranges within 0..total, each written once.
+        unsafe { asm.write(range.clone(), &*piece) }.map_err(|found| Error::PieceLength {
+            op,
+            expected: n,
+            found,
+        })?;
     }
     Ok(batch_partials)
 }
