@@ -172,7 +172,8 @@ pub(crate) fn run_partitioned(
 
     let mut assemblers: Vec<Option<Box<dyn ErasedAssembler>>> =
         (0..layout.slot_split.len()).map(|_| None).collect();
-    // Reduction partials per slot, in element order.
+    // Reduction partials (and pieces of outputs without in-place assembly) per
+    // slot, in element order.
     let mut partials: Vec<Vec<Piece>> = (0..layout.slot_split.len()).map(|_| Vec::new()).collect();
     let escaping: Vec<bool> = {
         let mut e = vec![false; layout.slot_split.len()];
@@ -225,7 +226,9 @@ pub(crate) fn run_partitioned(
         if let Some(a) = assemblers[s].take() {
             // SAFETY: the batches wrote disjoint ranges that tile 0..total.
             results.push((key, share(unsafe { a.finish() })));
-        } else if escaping[s] && layout.slot_split[s].kind == SplitKind::Reduce {
+        } else if escaping[s]
+            && (layout.slot_split[s].kind == SplitKind::Reduce || !partials[s].is_empty())
+        {
             let merged = (layout.slot_split[s].merge)(std::mem::take(&mut partials[s])).map_err(
                 |e| match e {
                     Error::EmptyReduction { .. } => Error::EmptyReduction {
@@ -379,11 +382,15 @@ fn run_batch(
     for (s, op, piece) in finished {
         let vt = &layout.slot_split[s];
         if assemblers[s].is_none() {
-            assemblers[s] = Some((vt.assembler)(layout.total, &*piece).ok_or(
-                Error::TypeMismatch {
-                    expected: "a split type that assembles in place",
-                },
-            )?);
+            match (vt.assembler)(layout.total, &*piece) {
+                Some(a) => assemblers[s] = Some(a),
+                // A split type without in-place assembly: keep the piece and
+                // merge all of them at the end, as the CPU executor does.
+                None => {
+                    batch_partials.push((s, piece));
+                    continue;
+                }
+            }
         }
         let asm = assemblers[s].as_ref().expect("just created");
         // SAFETY: batches are disjoint ranges within 0..total, each written once.
