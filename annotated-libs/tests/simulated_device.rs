@@ -412,3 +412,37 @@ fn gpu_fn_host_stand_ins_work_in_every_batch() {
     assert_eq!(bits(&y), bits(&root_abs::cpu(&a)));
     assert!(dev.stats().launches > 1, "several batches");
 }
+
+/// A partition split type without in-place assembly (merges by concatenation).
+pub struct PlainSplit;
+
+impl bach_runtime::SplitType<Array1<f64>> for PlainSplit {
+    const KIND: bach_runtime::SplitKind = bach_runtime::SplitKind::Partition;
+    fn elements(v: &Array1<f64>) -> Option<usize> {
+        Some(v.len())
+    }
+    fn split(v: &Array1<f64>, r: std::ops::Range<usize>) -> Array1<f64> {
+        v.slice(ndarray::s![r]).to_owned()
+    }
+    fn merge(pieces: Vec<Array1<f64>>) -> bach_runtime::Result<Array1<f64>> {
+        Ok(pieces.iter().flat_map(|p| p.iter().copied()).collect())
+    }
+}
+
+use annotated_libs::numpy::BACH_KERNELS;
+
+/// `sqrt`, split by [`PlainSplit`].
+#[bach_runtime::offload(split = PlainSplit, gpu = "sqrt")]
+pub fn plain_sqrt(a: &Array1<f64>) -> Array1<f64> {
+    cpu::sqrt(a)
+}
+
+#[test]
+fn split_types_without_assembly_are_merged_after_device_batches() {
+    let a = uniform(10_000, 0.0, 4.0, 9);
+    let dev = Arc::new(SimulatedDevice::with_capacity(16 << 10));
+    let g = graph_on(dev.clone());
+    let y = g.enter(|| evaluate(plain_sqrt(&a))).unwrap();
+    assert_eq!(bits(&y), bits(&cpu::sqrt(&a)));
+    assert!(dev.stats().launches > 1, "several batches");
+}
