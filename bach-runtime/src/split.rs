@@ -78,6 +78,17 @@ pub trait Assembler<T>: Send + Sync {
     /// # Safety
     /// Every element range of `0..total` has been written exactly once.
     unsafe fn finish(self: Box<Self>) -> T;
+    /// The merged value's memory for `range` as bytes, when its elements are
+    /// plain numbers that any bit pattern makes valid (`f32`, `f64`), so that
+    /// a device can download straight into it. `None`: write pieces instead.
+    ///
+    /// # Safety
+    /// As [`Assembler::write`]: disjoint ranges within `0..total`; the bytes
+    /// must be fully written before [`Assembler::finish`].
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn pod_bytes(&self, _range: Range<usize>) -> Option<&mut [u8]> {
+        None
+    }
 }
 
 /// The whole value goes to every piece. The default for scalar parameters.
@@ -239,6 +250,20 @@ impl<A: Clone + Send + Sync + 'static> Assembler<Array1<A>> for ArrayAssembler<A
     }
     unsafe fn finish(self: Box<Self>) -> Array1<A> {
         Array1::from_vec(self.into_vec())
+    }
+    unsafe fn pod_bytes(&self, range: Range<usize>) -> Option<&mut [u8]> {
+        let pod =
+            TypeId::of::<A>() == TypeId::of::<f64>() || TypeId::of::<A>() == TypeId::of::<f32>();
+        if !pod || range.end > self.rows {
+            return None;
+        }
+        let size = std::mem::size_of::<A>();
+        // SAFETY: the range lies in the buffer; the caller writes disjoint ranges;
+        // every bit pattern is a valid f32/f64.
+        Some(std::slice::from_raw_parts_mut(
+            self.ptr.add(range.start) as *mut u8,
+            range.len() * size,
+        ))
     }
 }
 
@@ -444,6 +469,10 @@ pub(crate) trait ErasedAssembler: Send + Sync {
     /// # Safety
     /// As [`Assembler::finish`].
     unsafe fn finish(self: Box<Self>) -> Piece;
+    /// # Safety
+    /// As [`Assembler::pod_bytes`].
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn pod_bytes(&self, range: Range<usize>) -> Option<&mut [u8]>;
 }
 
 struct Erased<T>(Box<dyn Assembler<T>>);
@@ -455,6 +484,9 @@ impl<T: Value> ErasedAssembler for Erased<T> {
     }
     unsafe fn finish(self: Box<Self>) -> Piece {
         Box::new(self.0.finish())
+    }
+    unsafe fn pod_bytes(&self, range: Range<usize>) -> Option<&mut [u8]> {
+        self.0.pod_bytes(range)
     }
 }
 

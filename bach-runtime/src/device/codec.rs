@@ -46,6 +46,9 @@ pub(crate) enum Codec {
         to_bytes: fn(&dyn Any) -> Vec<u8>,
         /// An array rebuilt from bytes.
         from_bytes: fn(&[u8]) -> Piece,
+        /// The bytes of elements `range` of a contiguous array, without copying
+        /// (`None` for other layouts).
+        range_bytes: for<'v> fn(&'v dyn Any, std::ops::Range<usize>) -> Option<&'v [u8]>,
     },
     /// A scalar passed by value (or a partial result of a reduction).
     Scalar {
@@ -80,6 +83,13 @@ fn array_bytes<T: Copy + 'static>(v: &dyn Any) -> Vec<u8> {
     out
 }
 
+fn array_range_bytes<T: Copy + 'static>(v: &dyn Any, r: std::ops::Range<usize>) -> Option<&[u8]> {
+    let a = v.downcast_ref::<Array1<T>>()?;
+    let s = a.as_slice()?.get(r)?;
+    // SAFETY: T is f32, f64 or bool: no padding, every byte initialised.
+    Some(unsafe { std::slice::from_raw_parts(s.as_ptr() as *const u8, std::mem::size_of_val(s)) })
+}
+
 fn array_from<T: Copy + Send + Sync + 'static>(b: &[u8], conv: fn(&[u8]) -> T) -> Piece {
     let size = std::mem::size_of::<T>();
     Box::new(Array1::from_iter(b.chunks_exact(size).map(conv)))
@@ -91,6 +101,7 @@ pub(crate) fn codec(id: TypeId) -> Option<Codec> {
         Some(Codec::Array {
             dtype: DType::F64,
             to_bytes: array_bytes::<f64>,
+            range_bytes: array_range_bytes::<f64>,
             from_bytes: |b| {
                 array_from::<f64>(b, |c| f64::from_ne_bytes(c.try_into().expect("8 bytes")))
             },
@@ -99,6 +110,7 @@ pub(crate) fn codec(id: TypeId) -> Option<Codec> {
         Some(Codec::Array {
             dtype: DType::F32,
             to_bytes: array_bytes::<f32>,
+            range_bytes: array_range_bytes::<f32>,
             from_bytes: |b| {
                 array_from::<f32>(b, |c| f32::from_ne_bytes(c.try_into().expect("4 bytes")))
             },
@@ -107,6 +119,7 @@ pub(crate) fn codec(id: TypeId) -> Option<Codec> {
         Some(Codec::Array {
             dtype: DType::Bool,
             to_bytes: array_bytes::<bool>,
+            range_bytes: array_range_bytes::<bool>,
             // Kernels write 0 or 1; any other byte is read as true rather than
             // materialising an invalid bool.
             from_bytes: |b| array_from::<bool>(b, |c| c[0] != 0),

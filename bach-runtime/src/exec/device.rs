@@ -75,6 +75,12 @@ fn is_size(pn: &PlanNode, id: std::any::TypeId) -> bool {
     pn.info.alloc && id == std::any::TypeId::of::<usize>()
 }
 
+/// True for [`NdArraySplit`](crate::NdArraySplit), whose pieces of a 1-D
+/// array are contiguous element ranges.
+fn is_ndarray_split(vt: &crate::split::SplitVTable) -> bool {
+    vt.split_id == std::any::TypeId::of::<crate::split::NdArraySplit>()
+}
+
 fn value_dtype(id: std::any::TypeId) -> Option<DType> {
     match codec(id) {
         Some(Codec::Array { dtype, .. }) | Some(Codec::Scalar { dtype, .. }) => Some(dtype),
@@ -261,9 +267,24 @@ fn run_batch(
             uploaded.push(None); // the size of an allocation: passed as `n`
             continue;
         }
-        let bytes = to_bytes(&*(vt.split)(held.get(), range.clone())?, vt.value_id)?;
+        // An NdArraySplit piece of a contiguous array is a byte range of it:
+        // upload from the array itself, with no host copies.
+        let direct = match codec(vt.value_id) {
+            Some(Codec::Array { range_bytes, .. }) if is_ndarray_split(vt) => {
+                range_bytes(held.get(), range.clone())
+            }
+            _ => None,
+        };
+        let copied;
+        let bytes = match direct {
+            Some(b) => b,
+            None => {
+                copied = to_bytes(&*(vt.split)(held.get(), range.clone())?, vt.value_id)?;
+                &copied[..]
+            }
+        };
         let buf = device.alloc(bytes.len())?;
-        device.upload(&bytes, &buf)?;
+        device.upload(bytes, &buf)?;
         uploaded.push(Some(buf));
     }
     let mut slots: Vec<Option<DeviceBuffer>> = (0..layout.slot_split.len()).map(|_| None).collect();
@@ -365,10 +386,33 @@ fn run_batch(
                 continue;
             }
             let vt = &layout.slot_split[s];
+            // Plain-number arrays download straight into their merged result.
+            // (A retried batch may write its range again: harmless for numbers.)
+            if vt.kind == SplitKind::Partition && is_ndarray_split(vt) {
+                if assemblers[s].is_none() {
+                    let empty = from_bytes(&[], vt.value_id)?;
+                    assemblers[s] = (vt.assembler)(layout.total, &*empty);
+                }
+                // SAFETY: batches are disjoint ranges within 0..total.
+                if let Some(dst) = assemblers[s]
+                    .as_ref()
+                    .and_then(|a| unsafe { a.pod_bytes(range.clone()) })
+                {
+                    if buf.len() < dst.len() {
+                        return Err(Error::PieceLength {
+                            op: pn.info.name,
+                            expected: dst.len(),
+                            found: buf.len(),
+                        });
+                    }
+                    device.download(&buf, dst)?;
+                    continue;
+                }
+            }
             let mut bytes = vec![0u8; buf.len()];
             device.download(&buf, &mut bytes)?;
             if vt.kind == SplitKind::Reduce {
-                let size = out_dtype.size();
+                let size = value_dtype(vt.value_id).map_or(1, DType::size);
                 for chunk in bytes.chunks_exact(size) {
                     batch_partials.push((s, from_bytes(chunk, vt.value_id)?));
                 }
