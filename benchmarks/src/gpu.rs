@@ -41,19 +41,32 @@ impl<'d> Gpu<'d> {
         }
     }
 
-    /// Copies `a` to the device.
+    /// Copies `a` to the device (straight from its memory when contiguous).
     pub fn upload(&self, a: &Array1<f64>) -> Result<DArray> {
-        let bytes = to_bytes(a);
+        let copied;
+        let bytes: &[u8] = match a.as_slice() {
+            // SAFETY: f64 has no padding; the view covers exactly the slice.
+            Some(s) => unsafe {
+                std::slice::from_raw_parts(s.as_ptr() as *const u8, std::mem::size_of_val(s))
+            },
+            None => {
+                copied = to_bytes(a);
+                &copied
+            }
+        };
         let buf = self.dev.alloc(bytes.len())?;
-        self.dev.upload(&bytes, &buf)?;
+        self.dev.upload(bytes, &buf)?;
         Ok(DArray { buf, len: a.len() })
     }
 
-    /// Copies `a` back to the host.
+    /// Copies `a` back to the host, straight into the result's memory.
     pub fn download(&self, a: &DArray) -> Result<Array1<f64>> {
-        let mut bytes = vec![0u8; a.len * 8];
-        self.dev.download(&a.buf, &mut bytes)?;
-        Ok(from_bytes(&bytes))
+        let mut out = vec![0f64; a.len];
+        // SAFETY: any bytes are a valid f64; the view covers exactly the vector.
+        let bytes =
+            unsafe { std::slice::from_raw_parts_mut(out.as_mut_ptr() as *mut u8, a.len * 8) };
+        self.dev.download(&a.buf, bytes)?;
+        Ok(Array1::from_vec(out))
     }
 
     fn launch(
