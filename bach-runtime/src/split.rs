@@ -380,46 +380,32 @@ fn fold<T: Reducible>(pieces: Vec<T>, f: fn(T, &T) -> T) -> Option<T> {
     Some(it.fold(first, |acc, p| f(acc, &p)))
 }
 
-impl<T: Reducible> SplitType<T> for SumSplit {
-    const KIND: SplitKind = SplitKind::Reduce;
-    fn elements(_: &T) -> Option<usize> {
-        None
-    }
-    fn split(value: &T, _: Range<usize>) -> T {
-        value.clone()
-    }
-    fn merge(pieces: Vec<T>) -> Result<T> {
-        fold(pieces, T::add)
-            .or_else(T::zero)
-            .ok_or(Error::EmptyReduction { op: "SumSplit" })
-    }
+/// A reduce split type over [`Reducible`] values: pieces are partial results
+/// combined by `$merge`.
+macro_rules! reduce_split {
+    ($split:ty, |$pieces:ident| $merge:expr) => {
+        impl<T: Reducible> SplitType<T> for $split {
+            const KIND: SplitKind = SplitKind::Reduce;
+            fn elements(_: &T) -> Option<usize> {
+                None
+            }
+            fn split(value: &T, _: Range<usize>) -> T {
+                value.clone()
+            }
+            fn merge($pieces: Vec<T>) -> Result<T> {
+                $merge
+            }
+        }
+    };
 }
 
-impl<T: Reducible> SplitType<T> for MinSplit {
-    const KIND: SplitKind = SplitKind::Reduce;
-    fn elements(_: &T) -> Option<usize> {
-        None
-    }
-    fn split(value: &T, _: Range<usize>) -> T {
-        value.clone()
-    }
-    fn merge(pieces: Vec<T>) -> Result<T> {
-        fold(pieces, T::min).ok_or(Error::EmptyReduction { op: "min" })
-    }
-}
-
-impl<T: Reducible> SplitType<T> for MaxSplit {
-    const KIND: SplitKind = SplitKind::Reduce;
-    fn elements(_: &T) -> Option<usize> {
-        None
-    }
-    fn split(value: &T, _: Range<usize>) -> T {
-        value.clone()
-    }
-    fn merge(pieces: Vec<T>) -> Result<T> {
-        fold(pieces, T::max).ok_or(Error::EmptyReduction { op: "max" })
-    }
-}
+reduce_split!(SumSplit, |pieces| fold(pieces, T::add)
+    .or_else(T::zero)
+    .ok_or(Error::EmptyReduction { op: "SumSplit" }));
+reduce_split!(MinSplit, |pieces| fold(pieces, T::min)
+    .ok_or(Error::EmptyReduction { op: "min" }));
+reduce_split!(MaxSplit, |pieces| fold(pieces, T::max)
+    .ok_or(Error::EmptyReduction { op: "max" }));
 
 impl SplitType<usize> for CountSplit {
     const KIND: SplitKind = SplitKind::Reduce;
