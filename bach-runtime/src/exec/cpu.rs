@@ -80,9 +80,11 @@ pub(crate) fn run_partitioned(
         for st in &steps {
             let pn = &plan.nodes[st.node];
             let outputs = {
+                // `owned` holds mutated arguments only: most calls need none.
+                let any_mutated = st.args.iter().any(|(_, m)| *m);
                 let mut args = Args {
                     refs: Vec::with_capacity(st.args.len()),
-                    owned: Vec::with_capacity(st.args.len()),
+                    owned: Vec::with_capacity(if any_mutated { st.args.len() } else { 0 }),
                 };
                 for (pos, (src, mutated)) in st.args.iter().enumerate() {
                     let r: &(dyn Any + Send + Sync) = match *src {
@@ -97,7 +99,9 @@ pub(crate) fn run_partitioned(
                         args.owned.push(Some((pn.args[pos].split.clone)(r)));
                         args.refs.push(&());
                     } else {
-                        args.owned.push(None);
+                        if any_mutated {
+                            args.owned.push(None);
+                        }
                         args.refs.push(r);
                     }
                 }
