@@ -105,6 +105,10 @@ fn a_device_too_small_for_one_element_falls_back_to_the_cpu() {
     let (call_ref, _) = workloads::cpu::blackscholes(&x[0], &x[1], &x[2], &x[3], &x[4]);
     assert_eq!(bits(&call), bits(&call_ref));
     assert_eq!(dev.stats().launches, 0);
+    // The last run says so.
+    let run = g.last_run().unwrap();
+    assert_eq!(run.stages[0].placement, Placement::Cpu, "{run}");
+    assert!(run.stages[0].reason.contains("out of memory"), "{run}");
 }
 
 #[test]

@@ -102,7 +102,9 @@ pub(crate) fn run(
     dev: Option<std::sync::Arc<dyn Device>>,
 ) -> Result<(Vec<Held>, Vec<f64>, Materialized)> {
     place(plan, dev.as_deref(), config);
-    let plan: &Plan = plan;
+    let mut fallbacks = Vec::new();
+    let plan_mut = plan;
+    let plan: &Plan = plan_mut;
     let mut done: Materialized = FastMap::default();
     let pool = graph.pool(config.threads)?;
     let on_cpu = |stage: &Stage, done: &Materialized| match (stage.kind, &pool) {
@@ -113,7 +115,7 @@ pub(crate) fn run(
         (StageKind::Whole, _) => cpu::run_whole(plan, stage, done),
     };
     let mut seconds = Vec::with_capacity(plan.stages.len());
-    for stage in &plan.stages {
+    for (i, stage) in plan.stages.iter().enumerate() {
         let started = std::time::Instant::now();
         let outputs = match (stage.placement, &dev) {
             (Placement::Gpu, Some(d)) => {
@@ -127,6 +129,7 @@ pub(crate) fn run(
                             free,
                             "device out of memory at batch size 1; running the stage on the CPU"
                         );
+                        fallbacks.push((i, format!("device out of memory ({requested} bytes requested, {free} free): ran on the CPU")));
                         on_cpu(stage, &done)?
                     }
                     Err(e) => return Err(e),
@@ -147,6 +150,11 @@ pub(crate) fn run(
             }),
         })
         .collect::<Result<Vec<Held>>>()?;
+    // What actually ran where, for `Graph::last_run`.
+    for (i, reason) in fallbacks {
+        plan_mut.stages[i].placement = Placement::Cpu;
+        plan_mut.stages[i].reason = reason;
+    }
     Ok((values, seconds, done))
 }
 
