@@ -72,20 +72,74 @@ const CALIBRATION_ELEMENTS: usize = 1 << 14;
 /// Assumed CPU cost of a function that cannot be calibrated, seconds per element.
 const UNKNOWN_CPU_S: f64 = 2e-9;
 
-/// Measured CPU seconds per element, by function name and argument types.
-type CpuCostTable = Mutex<HashMap<(&'static str, Vec<std::any::TypeId>), f64>>;
+/// Measured CPU seconds per element, by `name(argument types)`.
+type CpuCostTable = Mutex<HashMap<String, f64>>;
 
+/// The table, loaded on first use from the on-disk cache of this machine's
+/// measurements (unless `BACH_COST_CACHE=off`).
 fn cpu_table() -> &'static CpuCostTable {
     static TABLE: OnceLock<CpuCostTable> = OnceLock::new();
-    TABLE.get_or_init(Default::default)
+    TABLE.get_or_init(|| {
+        let readable = crate::device::cuda::cost_cache_readable(
+            std::env::var(crate::device::cuda::COST_CACHE_ENV)
+                .ok()
+                .as_deref(),
+        );
+        let loaded = match (readable, cpu_cache_path()) {
+            (true, Some(path)) => std::fs::read_to_string(path)
+                .map(|t| parse_cpu_costs(&t))
+                .unwrap_or_default(),
+            _ => HashMap::new(),
+        };
+        Mutex::new(loaded)
+    })
 }
 
-/// Forgets every measured CPU cost; the next plans measure again.
+/// Where this machine's CPU costs are cached: per CPU model and core count,
+/// beside the compiled kernels (`BACH_CACHE_DIR`, else `$XDG_CACHE_HOME/bach`,
+/// else `~/.cache/bach`).
+fn cpu_cache_path() -> Option<std::path::PathBuf> {
+    let kernels = crate::cuda::compile::KernelCache::default_dir()?;
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_else(|| std::env::consts::ARCH.to_string());
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let name = crate::device::cuda::sanitize_file_name(&format!("cpu-{model}-{cores}"));
+    Some(kernels.parent()?.join("costs").join(format!("{name}.txt")))
+}
+
+/// `key<TAB>seconds` lines; malformed lines are skipped.
+fn parse_cpu_costs(text: &str) -> HashMap<String, f64> {
+    text.lines()
+        .filter_map(|l| {
+            let (k, v) = l.rsplit_once('\t')?;
+            let v: f64 = v.trim().parse().ok()?;
+            (v.is_finite() && v > 0.0).then(|| (k.to_string(), v))
+        })
+        .collect()
+}
+
+fn format_cpu_costs(table: &HashMap<String, f64>) -> String {
+    let mut lines: Vec<String> = table.iter().map(|(k, v)| format!("{k}\t{v:e}")).collect();
+    lines.sort();
+    lines.join("\n") + "\n"
+}
+
+/// Forgets every measured CPU cost (in memory and on disk); the next plans
+/// measure again.
 pub fn recalibrate() {
     cpu_table()
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .clear();
+    if let Some(path) = cpu_cache_path() {
+        let _ = std::fs::remove_file(path);
+    }
 }
 
 /// A synthetic argument for calibration: arrays of ordinary values.
@@ -133,13 +187,8 @@ pub(crate) fn cpu_seconds_per_element(node: &PlanNode) -> f64 {
     if let Some(ns) = node.info.cpu_ns_per_element {
         return ns * 1e-9;
     }
-    let key = (
-        node.info.name,
-        node.args
-            .iter()
-            .map(|a| a.split.value_id)
-            .collect::<Vec<_>>(),
-    );
+    let types: Vec<&str> = node.args.iter().map(|a| a.split.value_type).collect();
+    let key = format!("{}({})", node.info.name, types.join(", "));
     if let Some(&s) = cpu_table()
         .lock()
         .unwrap_or_else(|e| e.into_inner())
@@ -175,10 +224,13 @@ pub(crate) fn cpu_seconds_per_element(node: &PlanNode) -> f64 {
         Some(best / n as f64)
     })()
     .unwrap_or(UNKNOWN_CPU_S);
-    cpu_table()
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .insert(key, measured);
+    let mut table = cpu_table().lock().unwrap_or_else(|e| e.into_inner());
+    table.insert(key, measured);
+    if let Some(path) = cpu_cache_path() {
+        if let Err(e) = crate::device::cuda::write_atomically(&path, &format_cpu_costs(&table)) {
+            tracing::debug!("cannot cache CPU costs in {}: {e}", path.display());
+        }
+    }
     measured
 }
 
@@ -253,4 +305,24 @@ pub(crate) fn predict(
         cost.bytes_down = down;
     }
     cost
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_cost_files_roundtrip_and_skip_garbage() {
+        let mut t = HashMap::new();
+        t.insert(
+            "add(ndarray::Array1<f64>, ndarray::Array1<f64>)".to_string(),
+            1.25e-9,
+        );
+        t.insert("sqrt(x)".to_string(), 3e-10);
+        let text = format_cpu_costs(&t);
+        assert_eq!(parse_cpu_costs(&text), t);
+        let parsed = parse_cpu_costs("no tab here\nneg\t-1\nnan\tNaN\nok\t2e-9\n");
+        assert_eq!(parsed.len(), 1);
+        assert_eq!(parsed["ok"], 2e-9);
+    }
 }
