@@ -450,3 +450,66 @@ fn split_types_without_assembly_are_merged_after_device_batches() {
     assert_eq!(bits(&y), bits(&cpu::sqrt(&a)));
     assert!(dev.stats().launches > 1, "several batches");
 }
+
+/// Temperatures: a value type of the user's that can live on a device.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Celsius(pub Vec<f64>);
+
+impl bach_runtime::DeviceValue for Celsius {
+    const DTYPE: bach_runtime::DType = bach_runtime::DType::F64;
+    fn to_device_bytes(&self) -> std::borrow::Cow<'_, [u8]> {
+        self.0
+            .iter()
+            .flat_map(|x| x.to_ne_bytes())
+            .collect::<Vec<u8>>()
+            .into()
+    }
+    fn from_device_bytes(bytes: &[u8]) -> Self {
+        Celsius(
+            bytes
+                .chunks_exact(8)
+                .map(|c| f64::from_ne_bytes(c.try_into().unwrap()))
+                .collect(),
+        )
+    }
+}
+
+/// Splits [`Celsius`] by element ranges.
+pub struct CelsiusSplit;
+
+impl bach_runtime::SplitType<Celsius> for CelsiusSplit {
+    const KIND: bach_runtime::SplitKind = bach_runtime::SplitKind::Partition;
+    fn elements(v: &Celsius) -> Option<usize> {
+        Some(v.0.len())
+    }
+    fn split(v: &Celsius, r: std::ops::Range<usize>) -> Celsius {
+        Celsius(v.0[r].to_vec())
+    }
+    fn merge(pieces: Vec<Celsius>) -> bach_runtime::Result<Celsius> {
+        Ok(Celsius(pieces.into_iter().flat_map(|p| p.0).collect()))
+    }
+}
+
+/// Warmer by `by` degrees (the `add_scalar_f64` kernel does the same).
+#[bach_runtime::offload(split = CelsiusSplit, gpu = "add_scalar")]
+pub fn warmer(t: &Celsius, by: f64) -> Celsius {
+    Celsius(t.0.iter().map(|x| x + by).collect())
+}
+
+#[test]
+fn registered_user_types_run_on_the_device() {
+    bach_runtime::register_device_value::<Celsius>();
+    let t = Celsius((0..10_000).map(|i| i as f64 / 7.0).collect());
+    let dev = Arc::new(SimulatedDevice::with_capacity(16 << 10));
+    let g = graph_on(dev.clone());
+    let got = g
+        .enter(|| {
+            let h = warmer(&warmer(&t, 1.5), -0.25);
+            let e = g.explain(&h).unwrap();
+            assert_eq!(e.stages[0].placement, Placement::Gpu, "{e}");
+            evaluate(h)
+        })
+        .unwrap();
+    assert_eq!(got, warmer::cpu(&warmer::cpu(&t, 1.5), -0.25));
+    assert!(dev.stats().launches > 2, "several batches of two kernels");
+}

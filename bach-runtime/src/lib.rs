@@ -51,6 +51,7 @@ pub use bach_macros::offload;
 pub use config::{parse_bytes, Config, DevicePolicy};
 pub use cost::{recalibrate, DeviceCosts, StageCost};
 pub use cuda::discovery::{gpu_status, ComputeCapability, DeviceInfo, GpuStatus, GpuUnavailable};
+pub use device::codec::{register_device_value, DType, DeviceValue};
 pub use device::{
     CudaDevice, Device, DeviceBuffer, GpuCall, GpuFn, KernelArg, KernelSource, Launch,
     SimulatedDevice, SimulatedDeviceConfig, TransferStats,

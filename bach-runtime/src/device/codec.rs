@@ -38,6 +38,7 @@ impl DType {
 }
 
 /// What the device executor knows about one host value type.
+#[derive(Clone, Copy)]
 pub(crate) enum Codec {
     /// A 1-D array of `dtype` elements, moved as bytes.
     Array {
@@ -95,8 +96,63 @@ fn array_from<T: Copy + Send + Sync + 'static>(b: &[u8], conv: fn(&[u8]) -> T) -
     Box::new(Array1::from_iter(b.chunks_exact(size).map(conv)))
 }
 
+/// A value type that can live on a device as a flat array of numbers: the
+/// offload side of a split type's value. Built in for `Array1<f32|f64|bool>`;
+/// implement it for your own types and call [`register_device_value`], and
+/// stages over them can run on a device (their split type still cuts them
+/// into pieces on the host).
+pub trait DeviceValue: crate::Value {
+    /// The element type on the device (selects the `_f32`/`_f64`/`_bool` kernel).
+    const DTYPE: DType;
+    /// The value's elements, in order, as bytes.
+    fn to_device_bytes(&self) -> std::borrow::Cow<'_, [u8]>;
+    /// The value rebuilt from the bytes of its elements.
+    fn from_device_bytes(bytes: &[u8]) -> Self;
+}
+
+fn registry() -> &'static std::sync::RwLock<Vec<(TypeId, Codec)>> {
+    static REGISTRY: std::sync::OnceLock<std::sync::RwLock<Vec<(TypeId, Codec)>>> =
+        std::sync::OnceLock::new();
+    REGISTRY.get_or_init(Default::default)
+}
+
+/// Lets values of type `T` move to devices (see [`DeviceValue`]). Idempotent.
+pub fn register_device_value<T: DeviceValue>() {
+    fn to_bytes<T: DeviceValue>(v: &dyn Any) -> Vec<u8> {
+        v.downcast_ref::<T>()
+            .expect("codec applied to its own type")
+            .to_device_bytes()
+            .into_owned()
+    }
+    fn from_bytes<T: DeviceValue>(b: &[u8]) -> Piece {
+        Box::new(T::from_device_bytes(b))
+    }
+    fn no_range(_: &dyn Any, _: std::ops::Range<usize>) -> Option<&[u8]> {
+        None
+    }
+    let mut r = registry().write().unwrap_or_else(|e| e.into_inner());
+    if r.iter().all(|(id, _)| *id != TypeId::of::<T>()) {
+        r.push((
+            TypeId::of::<T>(),
+            Codec::Array {
+                dtype: T::DTYPE,
+                to_bytes: to_bytes::<T>,
+                from_bytes: from_bytes::<T>,
+                range_bytes: no_range,
+            },
+        ));
+    }
+}
+
 /// The codec of values of type `id`, if they can live on a device.
 pub(crate) fn codec(id: TypeId) -> Option<Codec> {
+    builtin_codec(id).or_else(|| {
+        let r = registry().read().unwrap_or_else(|e| e.into_inner());
+        r.iter().find(|(t, _)| *t == id).map(|(_, c)| *c)
+    })
+}
+
+fn builtin_codec(id: TypeId) -> Option<Codec> {
     if id == TypeId::of::<Array1<f64>>() {
         Some(Codec::Array {
             dtype: DType::F64,
