@@ -96,22 +96,21 @@ pub(crate) fn place(plan: &mut Plan, device: Option<&dyn Device>, config: &Confi
 
 /// Runs every stage of `plan`; returns the targets' values in order.
 pub(crate) fn run(
-    plan: &mut Plan,
+    plan_mut: &mut Plan,
     graph: &Graph,
     config: &Config,
     dev: Option<std::sync::Arc<dyn Device>>,
 ) -> Result<(Vec<Held>, Vec<f64>, Materialized)> {
-    place(plan, dev.as_deref(), config);
+    place(plan_mut, dev.as_deref(), config);
     let mut fallbacks = Vec::new();
-    let plan_mut = plan;
     let plan: &Plan = plan_mut;
     let mut done: Materialized = FastMap::default();
     let pool = graph.pool(config.threads)?;
     let on_cpu = |stage: &Stage, done: &Materialized| match (stage.kind, &pool) {
         (StageKind::Partitioned, Some(p)) => {
-            p.install(|| cpu::run_partitioned(plan, stage, done, &config))
+            p.install(|| cpu::run_partitioned(plan, stage, done, config))
         }
-        (StageKind::Partitioned, None) => cpu::run_partitioned(plan, stage, done, &config),
+        (StageKind::Partitioned, None) => cpu::run_partitioned(plan, stage, done, config),
         (StageKind::Whole, _) => cpu::run_whole(plan, stage, done),
     };
     let mut seconds = Vec::with_capacity(plan.stages.len());
