@@ -151,7 +151,8 @@ fn every_f64_op_matches_the_cpu_on_the_gpu() {
         let got = g.enter(|| on_gpu(&g, lazy(&a)));
         check_f64(name, &got, &eager(&a), exact);
     }
-    let exact_binary: [(&str, fn(&Array1<f64>, &Array1<f64>) -> Array1<f64>); 6] = [
+    type Binary = fn(&Array1<f64>, &Array1<f64>) -> Array1<f64>;
+    let exact_binary: [(&str, Binary); 6] = [
         ("add", cpu::add),
         ("subtract", cpu::subtract),
         ("multiply", cpu::multiply),
