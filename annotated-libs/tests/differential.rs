@@ -354,3 +354,23 @@ fn mean_and_std_match_within_tolerance() {
         );
     }
 }
+
+#[test]
+fn means_with_infinities_follow_numpy_across_batches() {
+    let mut x = Array1::from_elem(4096, 1.0);
+    x[0] = f64::INFINITY;
+    let g = Graph::with_config(Config {
+        batch_size: Some(1024),
+        ..Config::default()
+    });
+    assert_eq!(g.enter(|| evaluate(np::mean(&x))).unwrap(), f64::INFINITY);
+    assert_eq!(cpu::mean(&x), f64::INFINITY);
+    x[4000] = f64::NEG_INFINITY;
+    assert!(g.enter(|| evaluate(np::mean(&x))).unwrap().is_nan());
+    let m = ndarray::Array2::from_shape_fn(
+        (4096, 2),
+        |(i, _)| if i == 0 { f64::INFINITY } else { 1.0 },
+    );
+    let got = g.enter(|| evaluate(np::mean_axis0(&m))).unwrap();
+    assert_eq!(got, ndarray::array![f64::INFINITY, f64::INFINITY]);
+}

@@ -610,6 +610,18 @@ pub fn std_axis0<T: Float>(a: &Array2<T>) -> Array1<T> {
 // Mergeable moments
 // ---------------------------------------------------------------------------
 
+/// The mean of two chunks' means `ma`, `mb` (sizes `na`, `nb`, `n = na + nb`;
+/// `delta = mb - ma`). Where `delta` overflows or is infinite (a chunk of
+/// infinities), weighs the means directly instead, so that `inf` mixed with
+/// finite values stays `inf` and `+inf` with `-inf` is NaN, as in NumPy.
+fn merged_mean<T: Float>(ma: T, mb: T, delta: T, na: T, nb: T, n: T) -> T {
+    if delta.is_finite() {
+        ma + delta * (nb / n)
+    } else {
+        ma * (na / n) + mb * (nb / n)
+    }
+}
+
 /// Mergeable partial state of a 1-D mean/variance reduction: element count,
 /// mean, and `m2 = sum((x - mean)^2)`.
 ///
@@ -651,7 +663,7 @@ impl<T: Float> Moments<T> {
         let delta = other.mean - self.mean;
         Moments {
             count,
-            mean: self.mean + delta * (nb / n),
+            mean: merged_mean(self.mean, other.mean, delta, na, nb, n),
             m2: self.m2 + other.m2 + delta * delta * (na * nb / n),
         }
     }
@@ -751,11 +763,10 @@ impl<T: Float> MomentsAxis0<T> {
         let na: T = cast_count(self.count);
         let nb: T = cast_count(other.count);
         let n: T = cast_count(count);
-        let wb = nb / n;
         let wab = na * nb / n;
         let mean = Zip::from(&self.mean)
             .and(&other.mean)
-            .map_collect(|&ma, &mb| ma + (mb - ma) * wb);
+            .map_collect(|&ma, &mb| merged_mean(ma, mb, mb - ma, na, nb, n));
         let m2 = Zip::from(&self.mean)
             .and(&other.mean)
             .and(&self.m2)
