@@ -196,6 +196,7 @@ pub fn run_bench(args: &BenchArgs) -> Result<(), String> {
     let env = bach_runtime::Config::from_env();
     let threads = match settings.mode {
         Mode::Bach => settings.threads.or(env.threads),
+        Mode::Gpu => Some(1),
         _ => settings.threads,
     }
     .unwrap_or_else(rayon::current_num_threads);

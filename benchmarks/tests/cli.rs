@@ -432,3 +432,30 @@ fn sweep_numpy_mode_runs_or_is_skipped() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn check_catches_corruption_on_the_simulated_device_too() {
+    for mode in ["gpu", "bach"] {
+        let o = run(
+            BENCH,
+            &[
+                "-b",
+                "haversine",
+                "-m",
+                mode,
+                "-s",
+                "12",
+                "--check",
+                "--corrupt-index",
+                "5",
+                "--simulated-device",
+            ],
+        );
+        assert_eq!(o.status.code(), Some(1), "{mode}: {}", stdout(&o));
+        assert!(
+            stderr(&o).contains("check failed"),
+            "{mode}: {}",
+            stderr(&o)
+        );
+    }
+}
