@@ -128,8 +128,18 @@ fn generate(
     let cpu_body = match (body, &options.wraps) {
         (Some(body), _) => body.to_token_stream(),
         (None, Some(wraps)) => {
+            // The parameters get names of our own, so that a parameter named
+            // like the wrapped function cannot shadow it in the call.
+            let mut args = Vec::new();
+            for (i, input) in cpu_sig.inputs.iter_mut().enumerate() {
+                if let syn::FnArg::Typed(pt) = input {
+                    if let syn::Pat::Ident(pi) = &mut *pt.pat {
+                        pi.ident = format_ident!("__bach_arg{}", i, span = Span::mixed_site());
+                        args.push(pi.ident.clone());
+                    }
+                }
+            }
             let path = &wraps.value;
-            let args = sig.params.iter().map(|p| &p.name);
             quote_spanned!(path.span()=> { #path(#(#args),*) })
         }
         (None, None) => unreachable!("valid.rs reports a missing body"),
@@ -391,10 +401,10 @@ mod tests {
     }
 
     /// The expansion of the contract's `add`, with the CPU body given.
-    fn expected_add(cpu_body: TokenStream) -> TokenStream {
+    fn expected_add(cpu_params: TokenStream, cpu_body: TokenStream) -> TokenStream {
         quote! {
             #[doc(hidden)]
-            pub fn __bach_cpu_add<T: Float>(a: &Array1<T>, b: &Array1<T>) -> Array1<T> #cpu_body
+            pub fn __bach_cpu_add<T: Float>(#cpu_params) -> Array1<T> #cpu_body
             #[doc = "The CPU implementation of [`add`](fn@add)."]
             pub mod add {
                 #[doc(inline)]
@@ -445,7 +455,13 @@ mod tests {
                 pub fn add<T: Float>(a: &Array1<T>, b: &Array1<T>) -> Array1<T> { a + b }
             },
         );
-        assert_eq!(out, norm(expected_add(quote!({ a + b }))));
+        assert_eq!(
+            out,
+            norm(expected_add(
+                quote!(a: &Array1<T>, b: &Array1<T>),
+                quote!({ a + b })
+            ))
+        );
     }
 
     #[test]
@@ -457,7 +473,15 @@ mod tests {
                 pub fn add<T: Float>(a: &Array1<T>, b: &Array1<T>) -> Array1<T>;
             },
         );
-        assert_eq!(out, norm(expected_add(quote!({ ndarray_ops::add(a, b) }))));
+        // The CPU function's parameters are renamed, so that none can shadow
+        // the wrapped path.
+        assert_eq!(
+            out,
+            norm(expected_add(
+                quote!(__bach_arg0: &Array1<T>, __bach_arg1: &Array1<T>),
+                quote!({ ndarray_ops::add(__bach_arg0, __bach_arg1) })
+            ))
+        );
     }
 
     #[test]
@@ -642,7 +666,7 @@ mod tests {
             quote!(__call.arg::<::bach_runtime::SizeSplit, usize>(::bach_runtime::IntoArg::into_arg(n));),
         );
         assert_contains(&out, quote!(__call.finish::<NdArraySplit, Array1<f64>>));
-        assert_contains(&out, quote!({ Array1::zeros(n) }));
+        assert_contains(&out, quote!({ Array1::zeros(__bach_arg0) }));
 
         let out = expanded(
             quote!(alloc, split(n = MySize)),
