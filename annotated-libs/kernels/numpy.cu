@@ -37,7 +37,7 @@
 //   is launched as (n, a, s, out). Size parameters of allocation functions are `n` itself.
 //
 //   minimum / maximum propagate NaN like NumPy (NaN if either operand is NaN; note that
-//   C's fmin/fmax do NOT); of two equal operands (-0 and +0) they return the first.
+//   C's fmin/fmax do NOT); of two equal operands (-0 and +0) they return the second, as NumPy.
 //
 //   Reductions sum_T, min_T, max_T: (unsigned long long n, const T* a, T* partials)
 //     Block-level partial reductions: block b writes partials[b], the reduction of the
@@ -61,14 +61,14 @@
 
 // NumPy's scalar minimum / maximum (and `annotated_libs::cpu::numpy`'s): NaN if either
 // operand is NaN (the NaN operand itself; the first if both are), otherwise the smaller /
-// larger, and the FIRST operand when they compare equal (so minimum(-0, +0) is -0 and
-// minimum(+0, -0) is +0).
+// larger, and the SECOND operand when they compare equal (so minimum(-0, +0) is +0 and
+// minimum(+0, -0) is -0).
 template <typename T> __device__ __forceinline__ T bach_minimum(T x, T y) {
-    return (isnan(x) || x <= y) ? x : y;
+    return (isnan(x) || x < y) ? x : y;
 }
 
 template <typename T> __device__ __forceinline__ T bach_maximum(T x, T y) {
-    return (isnan(x) || x >= y) ? x : y;
+    return (isnan(x) || x > y) ? x : y;
 }
 
 template <typename T> __device__ __forceinline__ T bach_inf() { return (T)(1.0 / 0.0); }

@@ -747,3 +747,25 @@ proptest! {
         prop_assert!(close_to(np::mean(&a), mean, 1e-12, 1e6));
     }
 }
+
+#[test]
+fn ties_of_signed_zeros_go_to_the_second_operand_as_in_numpy() {
+    use annotated_libs::cpu::numpy as np;
+    use ndarray::array;
+    // np.minimum(-0.0, 0.0) is 0.0; np.minimum(0.0, -0.0) is -0.0 (NumPy 2).
+    let m = np::minimum(&array![-0.0f64, 0.0], &array![0.0, -0.0]);
+    assert_eq!(
+        (m[0].to_bits(), m[1].to_bits()),
+        (0.0f64.to_bits(), (-0.0f64).to_bits())
+    );
+    let m = np::maximum(&array![-0.0f64, 0.0], &array![0.0, -0.0]);
+    assert_eq!(
+        (m[0].to_bits(), m[1].to_bits()),
+        (0.0f64.to_bits(), (-0.0f64).to_bits())
+    );
+    // np.array([0.0, -0.0]).min() is -0.0.
+    assert_eq!(
+        np::min(&array![0.0f64, -0.0]).to_bits(),
+        (-0.0f64).to_bits()
+    );
+}

@@ -336,8 +336,8 @@ macro_rules! reducible_float {
         impl Reducible for $t {
             fn zero() -> Option<Self> { Some(0.0) }
             fn add(a: Self, b: &Self) -> Self { a + *b }
-            fn min(a: Self, b: &Self) -> Self { if a.is_nan() || *b >= a { a } else { *b } }
-            fn max(a: Self, b: &Self) -> Self { if a.is_nan() || *b <= a { a } else { *b } }
+            fn min(a: Self, b: &Self) -> Self { if a.is_nan() || a < *b { a } else { *b } }
+            fn max(a: Self, b: &Self) -> Self { if a.is_nan() || a > *b { a } else { *b } }
         }
     )*};
 }

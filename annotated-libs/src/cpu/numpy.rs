@@ -124,20 +124,22 @@ fn cast_count<T: Float>(n: usize) -> T {
     <T as num_traits::NumCast>::from(n).expect("count representable as float")
 }
 
-/// NaN-propagating minimum of two values (NumPy `np.minimum`).
+/// NaN-propagating minimum of two values (NumPy `np.minimum`: of two equal
+/// operands, such as -0.0 and 0.0, the second).
 #[inline]
 fn min2<T: Float>(x: T, y: T) -> T {
-    if x.is_nan() || x <= y {
+    if x.is_nan() || x < y {
         x
     } else {
         y
     }
 }
 
-/// NaN-propagating maximum of two values (NumPy `np.maximum`).
+/// NaN-propagating maximum of two values (NumPy `np.maximum`: of two equal
+/// operands, the second).
 #[inline]
 fn max2<T: Float>(x: T, y: T) -> T {
-    if x.is_nan() || x >= y {
+    if x.is_nan() || x > y {
         x
     } else {
         y
