@@ -70,8 +70,29 @@ pub(crate) fn check(
         }
     }
     check_signature(&item.sig, errors);
+    check_attributes(item, errors);
     check_body(options, item, errors);
     resolve_splits(options, sig, errors)
+}
+
+/// Attributes that cannot be copied onto both generated functions: a symbol
+/// name exported twice would not link.
+fn check_attributes(item: &OffloadItem, errors: &mut Vec<syn::Error>) {
+    for attr in &item.attrs {
+        let path = attr.path();
+        let named = |n: &str| path.is_ident(n);
+        let unsafe_wrapped = path.is_ident("unsafe")
+            && attr.meta.require_list().is_ok_and(|l| {
+                l.tokens.to_string().starts_with("no_mangle")
+                    || l.tokens.to_string().starts_with("export_name")
+            });
+        if named("no_mangle") || named("export_name") || unsafe_wrapped {
+            errors.push(syn::Error::new_spanned(
+                attr,
+                "offloaded functions cannot export a symbol name: the stub and the CPU function would both carry it",
+            ));
+        }
+    }
 }
 
 /// `gpu` and `gpu_fn` are exclusive; `gpu_source` needs `gpu`; a kernel name is an
@@ -927,5 +948,29 @@ mod tests {
                 "offloaded functions cannot return references: return an owned value",
             ],
         );
+    }
+}
+
+#[cfg(test)]
+mod attribute_tests {
+    use super::*;
+    use quote::quote;
+
+    #[test]
+    fn exported_symbol_names_are_rejected() {
+        for attr in [
+            quote!(#[no_mangle]),
+            quote!(#[export_name = "f"]),
+            quote!(#[unsafe(no_mangle)]),
+        ] {
+            let item: OffloadItem =
+                syn::parse2(quote! { #attr pub fn f(a: &A) -> A { a.clone() } }).unwrap();
+            let mut errors = Vec::new();
+            check_attributes(&item, &mut errors);
+            assert_eq!(errors.len(), 1, "{attr}");
+            assert!(errors[0]
+                .to_string()
+                .contains("cannot export a symbol name"));
+        }
     }
 }
