@@ -187,7 +187,7 @@ pub(crate) fn cpu_seconds_per_element(node: &PlanNode) -> f64 {
     if let Some(ns) = node.info.cpu_ns_per_element {
         return ns * 1e-9;
     }
-    let types: Vec<&str> = node.args.iter().map(|a| a.split.value_type).collect();
+    let types: Vec<&str> = node.args.iter().map(|a| a.split.value_type()).collect();
     let key = format!("{}({})", node.info.name, types.join(", "));
     if let Some(&s) = cpu_table()
         .lock()

@@ -6,6 +6,7 @@
 //! it without running anything. A [`Graph`] is an identity plus settings; nodes
 //! carry the id of the graph they were recorded in.
 
+use smallvec::SmallVec;
 use std::cell::{Cell, RefCell};
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -28,7 +29,7 @@ pub(crate) struct Node {
     pub(crate) id: u64,
     pub(crate) graph: u64,
     /// Split type of each output of a call: the return value, then mutated arguments.
-    pub(crate) outputs: Vec<SplitVTable>,
+    pub(crate) outputs: SmallVec<[&'static SplitVTable; 1]>,
     pub(crate) state: Mutex<State>,
 }
 
@@ -43,7 +44,7 @@ pub(crate) enum State {
 pub(crate) struct Call {
     pub(crate) info: OpInfo,
     pub(crate) cpu: CpuFn,
-    pub(crate) args: Vec<CallArg>,
+    pub(crate) args: SmallVec<[CallArg; 2]>,
     /// A problem found while recording, reported when the call is evaluated.
     pub(crate) error: Option<Error>,
 }
@@ -52,7 +53,7 @@ pub(crate) struct Call {
 pub(crate) struct CallArg {
     pub(crate) input: Arc<Node>,
     pub(crate) output: u32,
-    pub(crate) split: SplitVTable,
+    pub(crate) split: &'static SplitVTable,
     pub(crate) mutated: bool,
 }
 
@@ -61,7 +62,7 @@ impl Node {
         Arc::new(Node {
             id: next_id(),
             graph,
-            outputs: Vec::new(),
+            outputs: SmallVec::new(),
             state: Mutex::new(State::Done(vec![held])),
         })
     }
@@ -383,8 +384,8 @@ impl Graph {
 pub struct CallBuilder<'a> {
     graph: u64,
     info: OpInfo,
-    args: Vec<CallArg>,
-    outputs: Vec<SplitVTable>,
+    args: SmallVec<[CallArg; 2]>,
+    outputs: SmallVec<[&'static SplitVTable; 1]>,
     error: Option<Error>,
     _marker: PhantomData<&'a ()>,
 }
@@ -395,8 +396,8 @@ impl<'a> CallBuilder<'a> {
         CallBuilder {
             graph: current_id(),
             info,
-            args: Vec::with_capacity(4),
-            outputs: Vec::with_capacity(1),
+            args: SmallVec::new(),
+            outputs: SmallVec::new(),
             error: None,
             _marker: PhantomData,
         }

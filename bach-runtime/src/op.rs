@@ -49,7 +49,7 @@ pub type CpuFn = fn(&mut Args<'_>) -> Result<Vec<Piece>>;
 
 /// The pieces one call of a [`CpuFn`] works on, indexed by parameter position.
 pub struct Args<'x> {
-    pub(crate) refs: Vec<&'x (dyn Any + Send + Sync)>,
+    pub(crate) refs: smallvec::SmallVec<[&'x (dyn Any + Send + Sync); 4]>,
     pub(crate) owned: Vec<Option<Piece>>,
 }
 

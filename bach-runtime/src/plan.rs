@@ -14,6 +14,7 @@
 //! materialised whole.
 
 use crate::fasthash::{FastMap, FastSet};
+use smallvec::SmallVec;
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
@@ -34,7 +35,7 @@ pub(crate) enum Input {
 #[derive(Clone)]
 pub(crate) struct PlanArg {
     pub(crate) input: Input,
-    pub(crate) split: SplitVTable,
+    pub(crate) split: &'static SplitVTable,
     pub(crate) mutated: bool,
 }
 
@@ -42,8 +43,8 @@ pub(crate) struct PlanArg {
 pub(crate) struct PlanNode {
     pub(crate) info: OpInfo,
     pub(crate) cpu: CpuFn,
-    pub(crate) args: Vec<PlanArg>,
-    pub(crate) outputs: Vec<SplitVTable>,
+    pub(crate) args: SmallVec<[PlanArg; 2]>,
+    pub(crate) outputs: SmallVec<[&'static SplitVTable; 1]>,
     /// Elements the call splits, when known before running.
     pub(crate) count: Option<usize>,
 }
@@ -124,7 +125,7 @@ impl Plan {
                         continue;
                     };
                     // Inputs that are values (sources, computed nodes) need no visit.
-                    let pending: Vec<Arc<Node>> = call
+                    let pending: SmallVec<[Arc<Node>; 4]> = call
                         .args
                         .iter()
                         .rev()

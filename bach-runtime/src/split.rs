@@ -421,16 +421,15 @@ impl SplitType<usize> for CountSplit {
 }
 
 /// A type-erased [`SplitType`] for one value type: what the planner and the
-/// executors use. Built by [`SplitVTable::of`].
-#[derive(Clone, Copy)]
+/// executors use. [`SplitVTable::of`] hands out one `'static` table per
+/// (split type, value type) pair, built at compile time, so graph nodes hold a
+/// pointer rather than a copy.
 pub struct SplitVTable {
-    /// The split type's full path (for `explain` and errors).
-    pub name: &'static str,
+    name: fn() -> &'static str,
     /// Identifies the split type (not the value type): two edges fuse only when
     /// producer and consumer agree on it.
     pub split_id: TypeId,
-    /// The value type's name.
-    pub value_type: &'static str,
+    value_type: fn() -> &'static str,
     pub(crate) value_id: TypeId,
     /// What the split type does.
     pub kind: SplitKind,
@@ -443,7 +442,7 @@ pub struct SplitVTable {
 
 impl std::fmt::Debug for SplitVTable {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}<{}>", short_name(self.name), self.value_type)
+        write!(f, "{}<{}>", short_name(self.name()), self.value_type())
     }
 }
 
@@ -491,11 +490,25 @@ fn downcast<T: 'static>(v: &dyn Any) -> &T {
 
 impl SplitVTable {
     /// The vtable of split type `S` over values of type `T`.
-    pub fn of<S: SplitType<T>, T: Value>() -> SplitVTable {
+    pub fn of<S: SplitType<T>, T: Value>() -> &'static SplitVTable {
+        &const { SplitVTable::build::<S, T>() }
+    }
+
+    /// The split type's full path (for `explain` and errors).
+    pub fn name(&self) -> &'static str {
+        (self.name)()
+    }
+
+    /// The value type's name.
+    pub fn value_type(&self) -> &'static str {
+        (self.value_type)()
+    }
+
+    const fn build<S: SplitType<T>, T: Value>() -> SplitVTable {
         SplitVTable {
-            name: std::any::type_name::<S>(),
+            name: std::any::type_name::<S>,
             split_id: TypeId::of::<S>(),
-            value_type: std::any::type_name::<T>(),
+            value_type: std::any::type_name::<T>,
             value_id: TypeId::of::<T>(),
             kind: S::KIND,
             elements: |v| S::elements(downcast::<T>(v)),

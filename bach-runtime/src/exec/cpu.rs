@@ -83,7 +83,7 @@ pub(crate) fn run_partitioned(
                 // `owned` holds mutated arguments only: most calls need none.
                 let any_mutated = st.args.iter().any(|(_, m)| *m);
                 let mut args = Args {
-                    refs: Vec::with_capacity(st.args.len()),
+                    refs: smallvec::SmallVec::with_capacity(st.args.len()),
                     owned: Vec::with_capacity(if any_mutated { st.args.len() } else { 0 }),
                 };
                 for (pos, (src, mutated)) in st.args.iter().enumerate() {
@@ -252,7 +252,7 @@ pub(crate) fn run_whole(
             })
             .collect::<Result<_>>()?;
         let mut args = Args {
-            refs: Vec::with_capacity(held.len()),
+            refs: smallvec::SmallVec::with_capacity(held.len()),
             owned: Vec::with_capacity(held.len()),
         };
         for (a, h) in pn.args.iter().zip(&held) {

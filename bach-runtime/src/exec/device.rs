@@ -62,7 +62,7 @@ pub(crate) fn ineligible(plan: &Plan, stage: &Stage) -> Option<String> {
             if !ok {
                 return Some(format!(
                     "`{name}` takes a `{}` the device cannot hold",
-                    a.split.value_type
+                    a.split.value_type()
                 ));
             }
         }

@@ -3,6 +3,7 @@
 //! per-batch pieces, when each slot is last read, and the stage's element count.
 
 use crate::fasthash::FastMap;
+use smallvec::SmallVec;
 
 use super::Materialized;
 use crate::error::{Error, Result};
@@ -23,11 +24,11 @@ pub(crate) enum Source {
 
 pub(crate) struct Step {
     pub(crate) node: usize,
-    pub(crate) args: Vec<(Source, bool)>,
+    pub(crate) args: SmallVec<[(Source, bool); 4]>,
     /// Output slots of this call.
-    pub(crate) out_slots: Vec<usize>,
+    pub(crate) out_slots: SmallVec<[usize; 2]>,
     /// Slots whose last reader is this call: freed after it runs.
-    pub(crate) frees: Vec<usize>,
+    pub(crate) frees: SmallVec<[usize; 4]>,
 }
 
 /// Everything an executor needs to run a partitioned stage batch by batch.
@@ -36,9 +37,9 @@ pub(crate) struct StageLayout {
     /// The slot of each (plan node, output) produced in the stage.
     pub(crate) slot_of: FastMap<(usize, u32), usize>,
     /// The split type of each slot.
-    pub(crate) slot_split: Vec<SplitVTable>,
+    pub(crate) slot_split: Vec<&'static SplitVTable>,
     /// External values split once per batch.
-    pub(crate) splits: Vec<(Held, SplitVTable)>,
+    pub(crate) splits: Vec<(Held, &'static SplitVTable)>,
     /// External values passed whole.
     pub(crate) wholes: Vec<Held>,
     /// Elements the stage splits.
@@ -62,15 +63,15 @@ impl StageLayout {
             .collect();
         let mut slot_of: FastMap<(usize, u32), usize> =
             FastMap::with_capacity_and_hasher(stage.nodes.len() + 1, Default::default());
-        let mut slot_split: Vec<SplitVTable> = Vec::new();
-        let mut splits: Vec<(Held, SplitVTable)> = Vec::new();
+        let mut slot_split: Vec<&'static SplitVTable> = Vec::new();
+        let mut splits: Vec<(Held, &'static SplitVTable)> = Vec::new();
         let mut wholes: Vec<Held> = Vec::new();
         let mut count: Option<(usize, &'static str, usize)> = None;
         let mut steps: Vec<Step> = Vec::new();
 
         for &n in &stage.nodes {
             let pn = &plan.nodes[n];
-            let mut args = Vec::with_capacity(pn.args.len());
+            let mut args = SmallVec::new();
             for (pos, a) in pn.args.iter().enumerate() {
                 let local = match a.input {
                     Input::Local(p, o) if in_stage.contains_key(&p) => Some(slot_of[&(p, o)]),
@@ -97,7 +98,7 @@ impl StageLayout {
                                     _ => {}
                                 }
                                 // One split per batch for each distinct (value, split type).
-                                let same = |(h, s): &(Held, SplitVTable)| {
+                                let same = |(h, s): &(Held, &'static SplitVTable)| {
                                     std::ptr::addr_eq(h.get(), held.get())
                                         && s.split_id == a.split.split_id
                                         && s.value_id == a.split.value_id
@@ -117,7 +118,7 @@ impl StageLayout {
                 };
                 args.push((src, a.mutated));
             }
-            let mut out_slots = Vec::with_capacity(pn.outputs.len());
+            let mut out_slots = SmallVec::new();
             for (o, vt) in pn.outputs.iter().enumerate() {
                 slot_of.insert((n, o as u32), slot_split.len());
                 out_slots.push(slot_split.len());
@@ -127,7 +128,7 @@ impl StageLayout {
                 node: n,
                 args,
                 out_slots,
-                frees: Vec::new(),
+                frees: SmallVec::new(),
             });
         }
 
