@@ -101,7 +101,7 @@ impl Plan {
     pub(crate) fn build(targets: &[(Arc<Node>, u32)], by_kernel: bool) -> Result<Plan> {
         let mut index: FastMap<u64, usize> =
             FastMap::with_capacity_and_hasher(64, Default::default());
-        let mut nodes: Vec<PlanNode> = Vec::new();
+        let mut nodes: Vec<PlanNode> = Vec::with_capacity(64);
 
         // Iterative post-order DFS: a node is emitted after all its inputs.
         enum Visit {
@@ -124,15 +124,13 @@ impl Plan {
                     let State::Pending(call) = &*state else {
                         continue;
                     };
-                    // Inputs that are values (sources, computed nodes) need no visit.
+                    // Sources (nodes without outputs of a call) need no visit;
+                    // calls computed earlier are skipped when entered.
                     let pending: SmallVec<[Arc<Node>; 4]> = call
                         .args
                         .iter()
                         .rev()
-                        .filter(|a| {
-                            !entered.contains(&a.input.id)
-                                && matches!(&*a.input.lock(), State::Pending(_))
-                        })
+                        .filter(|a| !a.input.outputs.is_empty() && !entered.contains(&a.input.id))
                         .map(|a| a.input.clone())
                         .collect();
                     drop(state);
