@@ -165,6 +165,10 @@ impl Graph {
                 *state = State::Done(all);
             }
         }
+        // Nothing but the nodes may hold the results now, so that `finish`
+        // moves them out instead of copying.
+        drop(done);
+        drop(plan);
         drop(targets);
         handles.finish(&mut Values(values.into_iter()))
     }
