@@ -392,3 +392,32 @@ fn evaluated_mutations_are_cached_not_recomputed() {
         );
     });
 }
+
+static CLONES: AtomicUsize = AtomicUsize::new(0);
+
+/// Counts its clones.
+pub struct Counted(pub Vec<f64>);
+
+impl Clone for Counted {
+    fn clone(&self) -> Self {
+        CLONES.fetch_add(1, Ordering::SeqCst);
+        Counted(self.0.clone())
+    }
+}
+
+#[offload(unsplittable)]
+pub fn make_counted(n: usize) -> Counted {
+    Counted(vec![1.0; n])
+}
+
+#[test]
+fn evaluated_results_are_moved_out_not_copied() {
+    let before = CLONES.load(Ordering::SeqCst);
+    let v = evaluate(make_counted(1000)).unwrap();
+    assert_eq!(v.0.len(), 1000);
+    assert_eq!(CLONES.load(Ordering::SeqCst), before, "a taken handle's result is moved");
+    // Evaluating by reference keeps the cached value in the graph: one copy.
+    let h = make_counted(10);
+    let _ = evaluate(&h).unwrap();
+    assert_eq!(CLONES.load(Ordering::SeqCst), before + 1);
+}
