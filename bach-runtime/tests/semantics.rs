@@ -415,7 +415,11 @@ fn evaluated_results_are_moved_out_not_copied() {
     let before = CLONES.load(Ordering::SeqCst);
     let v = evaluate(make_counted(1000)).unwrap();
     assert_eq!(v.0.len(), 1000);
-    assert_eq!(CLONES.load(Ordering::SeqCst), before, "a taken handle's result is moved");
+    assert_eq!(
+        CLONES.load(Ordering::SeqCst),
+        before,
+        "a taken handle's result is moved"
+    );
     // Evaluating by reference keeps the cached value in the graph: one copy.
     let h = make_counted(10);
     let _ = evaluate(&h).unwrap();
