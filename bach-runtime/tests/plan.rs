@@ -89,3 +89,16 @@ fn independent_chains_of_equal_length_share_a_stage_and_unequal_ones_do_not() {
     let different = explain(&(add(&a, &a), add(&c, &c))).unwrap();
     assert_eq!(different.stages.len(), 2, "{different}");
 }
+
+#[test]
+fn a_reduction_read_as_a_scalar_evaluates_across_stages() {
+    let x = array![1.0, 2.0, 3.0];
+    let y = array![10.0, 20.0, 30.0];
+    let t = scale(&add(&x, &y), 2.0);
+    let total = sum(&t);
+    let u = scale(&x, &total);
+    let (t, total, u) = bach_runtime::evaluate((&t, total, u)).unwrap();
+    assert_eq!(t, array![22.0, 44.0, 66.0]);
+    assert_eq!(total, 132.0);
+    assert_eq!(u, array![132.0, 264.0, 396.0]);
+}
