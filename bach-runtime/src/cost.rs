@@ -234,12 +234,9 @@ pub(crate) fn cpu_seconds_per_element(node: &PlanNode) -> f64 {
     measured
 }
 
-/// Bytes per element of the values of split type `vt` on a device (0: not an array).
+/// Bytes per element of values of type `id` on a device (0: not an array).
 fn array_bytes(id: std::any::TypeId) -> u64 {
-    match codec(id) {
-        Some(Codec::Array { dtype, .. }) => dtype.size() as u64,
-        _ => 0,
-    }
+    crate::device::codec::array_dtype(id).map_or(0, |d| d.size() as u64)
 }
 
 /// Predicts `stage`: `n` elements, `threads` CPU workers, and the device's

@@ -83,8 +83,12 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Runs user code (an annotated function, a split type), turning a panic into
-/// [`Error::Panic`] named `op`: a panic never escapes `evaluate`.
-pub(crate) fn guard<R>(op: &'static str, f: impl FnOnce() -> Result<R>) -> Result<R> {
+/// [`Error::Panic`] named by `op` (called only on a panic): a panic never
+/// escapes `evaluate`.
+pub(crate) fn guard<R>(
+    op: impl FnOnce() -> &'static str,
+    f: impl FnOnce() -> Result<R>,
+) -> Result<R> {
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
         Ok(r) => r,
         Err(payload) => {
@@ -95,7 +99,7 @@ pub(crate) fn guard<R>(op: &'static str, f: impl FnOnce() -> Result<R>) -> Resul
             } else {
                 "non-string panic payload".to_string()
             };
-            Err(Error::Panic { op, message })
+            Err(Error::Panic { op: op(), message })
         }
     }
 }

@@ -301,7 +301,7 @@ fn group(nodes: &[PlanNode], by_kernel: bool) -> Vec<Stage> {
                 for a in &n.args {
                     if let Input::Local(p, o) = a.input {
                         if in_current[p] {
-                            if !nodes[p].outputs[o as usize].fuses_with(&a.split) {
+                            if !nodes[p].outputs[o as usize].fuses_with(a.split) {
                                 return false;
                             }
                             fused = true;

@@ -513,24 +513,28 @@ impl SplitVTable {
             kind: S::KIND,
             elements: |v| S::elements(downcast::<T>(v)),
             split: |v, r| {
-                crate::error::guard(short_name(std::any::type_name::<S>()), || {
-                    Ok(Box::new(S::split(downcast::<T>(v), r)) as Piece)
-                })
+                crate::error::guard(
+                    || short_name(std::any::type_name::<S>()),
+                    || Ok(Box::new(S::split(downcast::<T>(v), r)) as Piece),
+                )
             },
             merge: |pieces| {
-                crate::error::guard(short_name(std::any::type_name::<S>()), || {
-                    let typed = pieces
-                        .into_iter()
-                        .map(|p| {
-                            p.downcast::<T>()
-                                .map(|b| *b)
-                                .map_err(|_| Error::TypeMismatch {
-                                    expected: std::any::type_name::<T>(),
-                                })
-                        })
-                        .collect::<Result<Vec<T>>>()?;
-                    Ok(Box::new(S::merge(typed)?) as Piece)
-                })
+                crate::error::guard(
+                    || short_name(std::any::type_name::<S>()),
+                    || {
+                        let typed = pieces
+                            .into_iter()
+                            .map(|p| {
+                                p.downcast::<T>()
+                                    .map(|b| *b)
+                                    .map_err(|_| Error::TypeMismatch {
+                                        expected: std::any::type_name::<T>(),
+                                    })
+                            })
+                            .collect::<Result<Vec<T>>>()?;
+                        Ok(Box::new(S::merge(typed)?) as Piece)
+                    },
+                )
             },
             clone: |v| Box::new(downcast::<T>(v).clone()),
             assembler: |total, sample| {

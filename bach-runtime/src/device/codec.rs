@@ -144,6 +144,22 @@ pub fn register_device_value<T: DeviceValue>() {
     }
 }
 
+/// The element type of values of type `id` on a device (arrays and scalars).
+pub(crate) fn value_dtype(id: TypeId) -> Option<DType> {
+    match codec(id) {
+        Some(Codec::Array { dtype, .. }) | Some(Codec::Scalar { dtype, .. }) => Some(dtype),
+        None => None,
+    }
+}
+
+/// The element type of values of type `id` when they are device arrays.
+pub(crate) fn array_dtype(id: TypeId) -> Option<DType> {
+    match codec(id) {
+        Some(Codec::Array { dtype, .. }) => Some(dtype),
+        _ => None,
+    }
+}
+
 /// The codec of values of type `id`, if they can live on a device.
 pub(crate) fn codec(id: TypeId) -> Option<Codec> {
     builtin_codec(id).or_else(|| {

@@ -14,7 +14,7 @@ use std::ops::Range;
 
 use super::layout::{Source, StageLayout};
 use super::{call_cpu, share, Materialized};
-use crate::device::codec::{codec, Codec, DType};
+use crate::device::codec::{array_dtype, codec, value_dtype, Codec, DType};
 use crate::device::{Device, DeviceBuffer, GpuCall, KernelArg, Launch};
 use crate::error::{Error, Result};
 use crate::op::Args;
@@ -79,20 +79,6 @@ fn is_size(pn: &PlanNode, id: std::any::TypeId) -> bool {
 /// array are contiguous element ranges.
 fn is_ndarray_split(vt: &crate::split::SplitVTable) -> bool {
     vt.split_id == std::any::TypeId::of::<crate::split::NdArraySplit>()
-}
-
-fn value_dtype(id: std::any::TypeId) -> Option<DType> {
-    match codec(id) {
-        Some(Codec::Array { dtype, .. }) | Some(Codec::Scalar { dtype, .. }) => Some(dtype),
-        None => None,
-    }
-}
-
-fn array_dtype(id: std::any::TypeId) -> Option<DType> {
-    match codec(id) {
-        Some(Codec::Array { dtype, .. }) => Some(dtype),
-        _ => None,
-    }
 }
 
 /// The kernel of a call: `{gpu}_{dtype}` with the dtype of its first float

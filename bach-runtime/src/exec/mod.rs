@@ -164,7 +164,7 @@ pub(crate) fn call_cpu(
     cpu: crate::op::CpuFn,
     args: &mut Args<'_>,
 ) -> Result<Vec<Piece>> {
-    crate::error::guard(info.name, || cpu(args))
+    crate::error::guard(|| info.name, || cpu(args))
 }
 
 /// A whole materialised value as a shared [`Held`].
