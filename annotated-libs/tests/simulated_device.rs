@@ -76,17 +76,34 @@ fn blackscholes_runs_on_the_device_and_matches_the_cpu_at_every_capacity() {
         if capacity < 64 << 10 {
             assert!(stats.uploads > 5, "small devices page through many batches");
         }
-        // Modelled time: every transfer pays the link, every launch its overhead.
+        // Serial time: every transfer pays the link, every launch its overhead.
         let c = bach_runtime::DeviceCosts::default();
         let floor = (stats.upload_bytes + stats.download_bytes) as f64 / c.link_bytes_per_s
             + (stats.uploads + stats.downloads) as f64 * c.link_latency_s
             + stats.launches as f64 * c.launch_s;
+        let serial = stats.serial_ns as f64 * 1e-9;
+        assert!(
+            serial >= floor * 0.999 && serial <= floor * 1.01 + 31.0 * n as f64 / c.elements_per_s,
+            "{serial} vs {floor}"
+        );
+        // Pipelined: upload, compute and download of neighbouring batches
+        // overlap, so the stage takes about the slowest of the three per batch.
+        let batches = stats.uploads as f64 / 5.0;
+        let up = stats.upload_bytes as f64 / c.link_bytes_per_s
+            + stats.uploads as f64 * c.link_latency_s;
+        let down = stats.download_bytes as f64 / c.link_bytes_per_s
+            + stats.downloads as f64 * c.link_latency_s;
+        let compute = serial - up - down;
+        let slowest = up.max(compute).max(down) / batches;
+        let pipeline = (up + compute + down) / batches + (batches - 1.0) * slowest;
         let modelled = stats.modelled_ns as f64 * 1e-9;
         assert!(
-            modelled >= floor * 0.999
-                && modelled <= floor * 1.01 + 31.0 * n as f64 / c.elements_per_s,
-            "{modelled} vs {floor}"
+            (modelled - pipeline).abs() <= 0.02 * pipeline,
+            "capacity {capacity}: modelled {modelled} s vs pipeline {pipeline} s ({batches} batches)"
         );
+        if batches >= 8.0 {
+            assert!(modelled < 0.8 * serial, "{modelled} vs serial {serial}");
+        }
     }
 }
 
@@ -512,4 +529,38 @@ fn registered_user_types_run_on_the_device() {
         .unwrap();
     assert_eq!(got, warmer::cpu(&warmer::cpu(&t, 1.5), -0.25));
     assert!(dev.stats().launches > 2, "several batches of two kernels");
+}
+
+#[test]
+fn the_cost_model_predicts_the_pipelined_device_time() {
+    // Large enough that bandwidth matters, small capacity so that it pages.
+    let n = 200_000;
+    let x = bs_inputs(n);
+    for capacity in [1 << 30, 8 << 20, 1 << 20] {
+        let dev = Arc::new(SimulatedDevice::with_capacity(capacity));
+        let g = graph_on(dev.clone());
+        let (call, put) =
+            g.enter(|| workloads::bach::blackscholes(&x[0], &x[1], &x[2], &x[3], &x[4]));
+        let e = g.explain(&(call.clone(), put.clone())).unwrap();
+        let stage = &e.stages[0];
+        assert_eq!(stage.placement, Placement::Gpu, "{e}");
+        g.evaluate((call, put)).unwrap();
+        let stats = dev.stats();
+        let batches = stats.uploads / 5;
+        assert_eq!(stage.cost.batches, batches, "predicted batches ran: {e}");
+        let batch = stage
+            .batch_size
+            .expect("device stages report their batch size");
+        assert_eq!(n.div_ceil(batch) as u64, batches, "{e}");
+        if capacity < 8 << 20 {
+            assert!(batches >= 3, "pages through the device: {e}");
+        }
+        let predicted = stage.cost.device_s().unwrap();
+        let modelled = stats.modelled_ns as f64 * 1e-9;
+        assert!(
+            (predicted - modelled).abs() <= 0.05 * modelled,
+            "capacity {capacity}: predicted {predicted} s, device model {modelled} s\n{e}"
+        );
+        assert!(predicted <= stage.cost.device_serial_s().unwrap());
+    }
 }

@@ -7,6 +7,9 @@
 //! Placement compares the two predictions. Stage outputs are always brought
 //! back to the host, so a device stage pays for uploading its split inputs
 //! and downloading its escaping outputs; nothing ping-pongs between stages.
+//! A device stage runs its batches as a pipeline (upload, compute and download
+//! of neighbouring batches overlap), so its time is that of the slowest of the
+//! three per batch, times the batches, plus filling and draining the pipeline.
 
 use std::any::Any;
 use std::collections::HashMap;
@@ -51,8 +54,14 @@ pub struct StageCost {
     pub cpu_s: f64,
     /// Seconds of kernels on the device (`None`: no device, or not eligible).
     pub device_compute_s: Option<f64>,
-    /// Seconds of transfers for the device placement.
+    /// Seconds of transfers for the device placement (uploads plus downloads).
     pub transfer_s: Option<f64>,
+    /// Seconds of uploads for the device placement.
+    pub upload_s: Option<f64>,
+    /// Seconds of downloads for the device placement.
+    pub download_s: Option<f64>,
+    /// Batches the device placement pages the data in.
+    pub batches: u64,
     /// Bytes uploaded for the device placement.
     pub bytes_up: u64,
     /// Bytes downloaded for the device placement.
@@ -60,9 +69,21 @@ pub struct StageCost {
 }
 
 impl StageCost {
-    /// Seconds on the device, compute plus transfers (the device executor does
-    /// not overlap them yet).
+    /// Seconds on the device: the batches go through a three-step pipeline
+    /// (upload, compute, download on separate queues), so with per-batch times
+    /// `u`, `c` and `d` over `b` batches it takes `u + c + d + (b - 1) * max(u, c, d)`.
     pub fn device_s(&self) -> Option<f64> {
+        let b = self.batches.max(1) as f64;
+        let (u, c, d) = (
+            self.upload_s? / b,
+            self.device_compute_s? / b,
+            self.download_s? / b,
+        );
+        Some(u + c + d + (b - 1.0) * u.max(c).max(d))
+    }
+
+    /// Seconds on the device if nothing overlapped: compute plus transfers.
+    pub fn device_serial_s(&self) -> Option<f64> {
         Some(self.device_compute_s? + self.transfer_s?)
     }
 }
@@ -265,7 +286,8 @@ pub(crate) fn predict(
         let mut ups = std::collections::HashSet::new();
         let mut up = 0u64;
         let mut down = 0u64;
-        let mut transfers_per_batch = 0u64;
+        let mut uploads_per_batch = 0u64;
+        let mut downloads_per_batch = 0u64;
         for &i in &stage.nodes {
             let node = &plan.nodes[i];
             for a in &node.args {
@@ -280,24 +302,27 @@ pub(crate) fn predict(
                     };
                     if ups.insert(key) {
                         up += array_bytes(a.split.value_id) * n as u64;
-                        transfers_per_batch += 1;
+                        uploads_per_batch += 1;
                     }
                 }
             }
             for (o, vt) in node.outputs.iter().enumerate() {
                 if plan.escaping.contains(&(i, o as u32)) {
                     down += array_bytes(vt.value_id) * n as u64;
-                    transfers_per_batch += 1;
+                    downloads_per_batch += 1;
                 }
             }
         }
         let launches = stage.nodes.len() as f64 * batches;
         cost.device_compute_s =
             Some(stage.nodes.len() as f64 * n as f64 / d.elements_per_s + launches * d.launch_s);
-        cost.transfer_s = Some(
-            (up + down) as f64 / d.link_bytes_per_s
-                + transfers_per_batch as f64 * batches * d.link_latency_s,
-        );
+        let link = |bytes: u64, transfers: u64| {
+            bytes as f64 / d.link_bytes_per_s + transfers as f64 * batches * d.link_latency_s
+        };
+        cost.upload_s = Some(link(up, uploads_per_batch));
+        cost.download_s = Some(link(down, downloads_per_batch));
+        cost.transfer_s = Some(link(up, uploads_per_batch) + link(down, downloads_per_batch));
+        cost.batches = batches as u64;
         cost.bytes_up = up;
         cost.bytes_down = down;
     }
@@ -321,5 +346,25 @@ mod tests {
         let parsed = parse_cpu_costs("no tab here\nneg\t-1\nnan\tNaN\nok\t2e-9\n");
         assert_eq!(parsed.len(), 1);
         assert_eq!(parsed["ok"], 2e-9);
+    }
+
+    #[test]
+    fn device_time_is_a_three_step_pipeline_over_the_batches() {
+        let cost = StageCost {
+            device_compute_s: Some(4.0),
+            upload_s: Some(8.0),
+            download_s: Some(2.0),
+            transfer_s: Some(10.0),
+            batches: 4,
+            ..StageCost::default()
+        };
+        // Per batch: 2 s up, 1 s compute, 0.5 s down; uploads bound the pipeline.
+        assert_eq!(cost.device_s(), Some(2.0 + 1.0 + 0.5 + 3.0 * 2.0));
+        assert_eq!(cost.device_serial_s(), Some(14.0));
+        // One batch: nothing overlaps.
+        let one = StageCost { batches: 1, ..cost };
+        assert_eq!(one.device_s(), Some(14.0));
+        // No device prediction: none.
+        assert_eq!(StageCost::default().device_s(), None);
     }
 }

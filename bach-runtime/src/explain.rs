@@ -27,7 +27,8 @@ pub struct StageInfo {
     pub ops: Vec<&'static str>,
     /// Elements it splits, when known before running.
     pub elements: Option<usize>,
-    /// Elements per batch (partitioned stages on the CPU).
+    /// Elements per batch (partitioned stages; on the device, the predicted
+    /// batch before any out-of-memory retry).
     pub batch_size: Option<usize>,
     /// Outputs materialised whole (read by later stages or returned).
     pub materialised: usize,
@@ -53,12 +54,20 @@ impl fmt::Display for Explain {
                 s.materialised, s.reason
             )?;
             write!(f, "  predicted: cpu {:.3} ms", s.cost.cpu_s * 1e3)?;
-            if let (Some(c), Some(t)) = (s.cost.device_compute_s, s.cost.transfer_s) {
+            if let (Some(total), Some(c), Some(u), Some(d)) = (
+                s.cost.device_s(),
+                s.cost.device_compute_s,
+                s.cost.upload_s,
+                s.cost.download_s,
+            ) {
                 write!(
                     f,
-                    ", device {:.3} ms compute + {:.3} ms transfer ({} B up, {} B down)",
+                    ", device {:.3} ms ({:.3} ms up, {:.3} ms compute, {:.3} ms down, overlapped over {} batch(es); {} B up, {} B down)",
+                    total * 1e3,
+                    u * 1e3,
                     c * 1e3,
-                    t * 1e3,
+                    d * 1e3,
+                    s.cost.batches,
                     s.cost.bytes_up,
                     s.cost.bytes_down
                 )?;
@@ -113,11 +122,12 @@ impl Explain {
                     measured_s: measured.and_then(|m| m.get(i).copied()),
                     ops: s.nodes.iter().map(|&n| plan.nodes[n].info.name).collect(),
                     elements: s.count,
-                    batch_size: match s.kind {
-                        StageKind::Partitioned => {
+                    batch_size: match (s.kind, s.placement) {
+                        (StageKind::Partitioned, Placement::Gpu) => s.device_batch,
+                        (StageKind::Partitioned, Placement::Cpu) => {
                             Some(crate::exec::cpu::batch_size(plan, s, config))
                         }
-                        StageKind::Whole => None,
+                        (StageKind::Whole, _) => None,
                     },
                     materialised: plan
                         .escaping

@@ -53,8 +53,8 @@ pub use cost::{recalibrate, DeviceCosts, StageCost};
 pub use cuda::discovery::{gpu_status, ComputeCapability, DeviceInfo, GpuStatus, GpuUnavailable};
 pub use device::codec::{register_device_value, DType, DeviceValue};
 pub use device::{
-    CudaDevice, Device, DeviceBuffer, GpuCall, GpuFn, KernelArg, KernelSource, Launch,
-    SimulatedDevice, SimulatedDeviceConfig, TransferStats,
+    CudaDevice, Device, DeviceBuffer, Event, GpuCall, GpuFn, KernelArg, KernelSource, Launch,
+    PendingDownload, Queue, SimulatedDevice, SimulatedDeviceConfig, TransferStats,
 };
 pub use error::{Error, Result};
 pub use eval::{evaluate, Evaluate};

@@ -80,6 +80,8 @@ pub(crate) struct Stage {
     pub(crate) nodes: Vec<usize>,
     /// Elements split, when known before running.
     pub(crate) count: Option<usize>,
+    /// Elements per batch on the device (stages placed there).
+    pub(crate) device_batch: Option<usize>,
 }
 
 /// The plan of one evaluation.
@@ -325,6 +327,7 @@ fn group(nodes: &[PlanNode], by_kernel: bool) -> Vec<Stage> {
                 cost: Default::default(),
                 nodes: Vec::new(),
                 count: if partitioned { n.count } else { None },
+                device_batch: None,
             });
         }
         let s = stages.last_mut().expect("a stage was just pushed");

@@ -43,7 +43,10 @@ use cudarc::driver::result::{self as driver, DriverError};
 use cudarc::driver::sys as driver_sys;
 use cudarc::driver::{CudaContext, CudaEvent, CudaStream};
 
-use super::{Device, DeviceBuffer, KernelArg, KernelSource, Launch, TransferStats};
+use super::{
+    Device, DeviceBuffer, Event, KernelArg, KernelSource, Launch, PendingDownload, Queue,
+    TransferStats,
+};
 use crate::cost::DeviceCosts;
 use crate::cuda::compile::{self, CodeKind, CompiledModule, KernelCache};
 use crate::cuda::discovery::{self, ComputeCapability, GpuUnavailable};
@@ -1555,6 +1558,52 @@ enum Param {
     F64(f64),
 }
 
+impl CudaDevice {
+    fn download_now(&self, src: &DeviceBuffer, dst: &mut [u8]) -> Result<()> {
+        let alloc = self.alloc_of(src)?;
+        if dst.len() > alloc.bytes {
+            return Err(Error::Gpu(format!(
+                "download of {} bytes from a {}-byte buffer",
+                dst.len(),
+                alloc.bytes
+            )));
+        }
+        self.shared.bind()?;
+        if dst.is_empty() {
+            self.shared
+                .synchronize("synchronizing for an empty download")?;
+        } else {
+            self.copy_out(alloc.ptr, dst)?;
+        }
+        self.update(|s| {
+            s.downloads += 1;
+            s.download_bytes += dst.len() as u64;
+        });
+        Ok(())
+    }
+
+    fn launch_now(&self, launch: &Launch<'_>) -> Result<()> {
+        let mut params = Vec::with_capacity(launch.args.len() + 1);
+        params.push(Param::U64(launch.n as u64));
+        let mut out_bytes = None;
+        for arg in &launch.args {
+            params.push(match arg {
+                KernelArg::In(b) => Param::U64(self.alloc_of(b)?.ptr),
+                KernelArg::Out(b) => {
+                    let alloc = self.alloc_of(b)?;
+                    out_bytes = Some(alloc.bytes);
+                    Param::U64(alloc.ptr)
+                }
+                KernelArg::F32(v) => Param::F32(*v),
+                KernelArg::F64(v) => Param::F64(*v),
+            });
+        }
+        self.launch_params(&launch.source, &launch.kernel, launch.n, params, out_bytes)?;
+        self.update(|s| s.launches += 1);
+        Ok(())
+    }
+}
+
 impl Device for CudaDevice {
     fn name(&self) -> String {
         format!(
@@ -1571,7 +1620,7 @@ impl Device for CudaDevice {
         lock(&self.shared.state).pool.free_memory(driver_free)
     }
 
-    fn alloc(&self, bytes: usize) -> Result<DeviceBuffer> {
+    fn alloc_on(&self, _queue: Queue, bytes: usize) -> Result<DeviceBuffer> {
         let mut state = lock(&self.shared.state);
         let Some(class) = SizeClassPool::<()>::class_size(bytes) else {
             return Err(Error::DeviceOutOfMemory {
@@ -1610,7 +1659,7 @@ impl Device for CudaDevice {
         })
     }
 
-    fn upload(&self, src: &[u8], dst: &DeviceBuffer) -> Result<()> {
+    fn upload_on(&self, _queue: Queue, src: &[u8], dst: &DeviceBuffer) -> Result<()> {
         let alloc = self.alloc_of(dst)?;
         if src.len() > alloc.bytes {
             return Err(Error::Gpu(format!(
@@ -1630,50 +1679,53 @@ impl Device for CudaDevice {
         Ok(())
     }
 
-    fn download(&self, src: &DeviceBuffer, dst: &mut [u8]) -> Result<()> {
-        let alloc = self.alloc_of(src)?;
-        if dst.len() > alloc.bytes {
+    fn start_download(
+        &self,
+        _queue: Queue,
+        src: &DeviceBuffer,
+        bytes: usize,
+    ) -> Result<PendingDownload> {
+        // One stream: the copy is ordered after all enqueued work, and done here.
+        let mut copied = vec![0u8; bytes];
+        self.download_now(src, &mut copied)?;
+        Ok(PendingDownload {
+            bytes,
+            raw: Box::new(copied),
+        })
+    }
+
+    fn finish_download(&self, pending: PendingDownload, dst: &mut [u8]) -> Result<()> {
+        let copied = pending
+            .raw
+            .downcast::<Vec<u8>>()
+            .map_err(|_| Error::Gpu("a download of another device".into()))?;
+        if copied.len() != dst.len() {
             return Err(Error::Gpu(format!(
-                "download of {} bytes from a {}-byte buffer",
-                dst.len(),
-                alloc.bytes
+                "a download of {} bytes finished into {} bytes",
+                copied.len(),
+                dst.len()
             )));
         }
-        self.shared.bind()?;
-        if dst.is_empty() {
-            self.shared
-                .synchronize("synchronizing for an empty download")?;
-        } else {
-            self.copy_out(alloc.ptr, dst)?;
-        }
-        self.update(|s| {
-            s.downloads += 1;
-            s.download_bytes += dst.len() as u64;
-        });
+        dst.copy_from_slice(&copied);
         Ok(())
     }
 
-    fn launch(&self, launch: &Launch<'_>) -> Result<()> {
-        let mut params = Vec::with_capacity(launch.args.len() + 1);
-        params.push(Param::U64(launch.n as u64));
-        let mut out_bytes = None;
-        for arg in &launch.args {
-            params.push(match arg {
-                KernelArg::In(b) => Param::U64(self.alloc_of(b)?.ptr),
-                KernelArg::Out(b) => {
-                    let alloc = self.alloc_of(b)?;
-                    out_bytes = Some(alloc.bytes);
-                    Param::U64(alloc.ptr)
-                }
-                KernelArg::F32(v) => Param::F32(*v),
-                KernelArg::F64(v) => Param::F64(*v),
-            });
-        }
-        self.launch_params(&launch.source, &launch.kernel, launch.n, params, out_bytes)?;
-        self.update(|s| s.launches += 1);
+    fn record(&self, _queue: Queue) -> Result<Event> {
+        // One stream orders everything: an event needs no state.
+        Ok(Event { raw: Box::new(()) })
+    }
+
+    fn wait(&self, _queue: Queue, _event: &Event) -> Result<()> {
         Ok(())
     }
 
+    fn host_wait(&self, _event: &Event) -> Result<()> {
+        self.synchronize()
+    }
+
+    fn launch_on(&self, _queue: Queue, launch: &Launch<'_>) -> Result<()> {
+        self.launch_now(launch)
+    }
     fn synchronize(&self) -> Result<()> {
         self.shared.synchronize("synchronizing the device")
     }

@@ -125,33 +125,150 @@ pub struct TransferStats {
     pub launches: u64,
     /// Most bytes allocated at once.
     pub peak_bytes: u64,
-    /// Nanoseconds the transfers and launches would take by the device's
-    /// [`DeviceCosts`](crate::DeviceCosts) (simulated devices; 0 elsewhere).
+    /// Nanoseconds from the device's creation to the end of its last transfer
+    /// or launch, by its [`DeviceCosts`](crate::DeviceCosts) with the queues
+    /// overlapping as their events allow (simulated devices; 0 elsewhere).
     pub modelled_ns: u64,
+    /// Nanoseconds the transfers and launches would take one after another, with no overlap
+    /// (simulated devices; 0 elsewhere). `modelled_ns` below this is overlap.
+    pub serial_ns: u64,
+}
+
+/// The device's work queues (CUDA streams on a GPU). Work on one queue runs in
+/// the order it was enqueued; work on different queues may overlap, ordered
+/// only by [`Event`]s. The device executor keeps all three busy at once: while
+/// batch `i` computes, batch `i + 1` uploads and batch `i - 1` downloads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Queue {
+    /// Host-to-device copies.
+    Upload,
+    /// Kernels (and the default queue of [`Device::alloc`], [`Device::upload`],
+    /// [`Device::launch`] and [`Device::download`]).
+    Compute,
+    /// Device-to-host copies.
+    Download,
+}
+
+impl Queue {
+    /// Every queue, in index order.
+    pub const ALL: [Queue; 3] = [Queue::Upload, Queue::Compute, Queue::Download];
+
+    /// 0, 1 or 2.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// A point in one queue's work ([`Device::record`]): it completes when
+/// everything enqueued on that queue before it has.
+pub struct Event {
+    /// The device's own representation (a CUDA event, a simulated clock).
+    pub(crate) raw: Box<dyn Any + Send + Sync>,
+}
+
+impl std::fmt::Debug for Event {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Event")
+    }
+}
+
+/// A device-to-host copy in flight ([`Device::start_download`]): the bytes land
+/// in memory the device owns (pinned staging memory on a GPU), and
+/// [`Device::finish_download`] waits for them and copies them out.
+pub struct PendingDownload {
+    /// Bytes being copied.
+    pub(crate) bytes: usize,
+    /// The device's own representation.
+    pub(crate) raw: Box<dyn Any + Send>,
+}
+
+impl PendingDownload {
+    /// Bytes being copied.
+    pub fn len(&self) -> usize {
+        self.bytes
+    }
+
+    /// True for a zero-byte download.
+    pub fn is_empty(&self) -> bool {
+        self.bytes == 0
+    }
+}
+
+impl std::fmt::Debug for PendingDownload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PendingDownload({} bytes)", self.bytes)
+    }
 }
 
 /// An accelerator Bach can run stages on.
+///
+/// Work is enqueued on [`Queue`]s and may still be running when a method
+/// returns; [`Event`]s order work across queues and let the host wait. The
+/// rules every implementation keeps (and [`SimulatedDevice`] checks):
+/// - a buffer from [`alloc_on`](Device::alloc_on)`(q, ..)` is first used by
+///   work on `q` (or work ordered after it). Blocks freed by earlier work, on
+///   any queue, are reused only after that work: the device orders the reuse
+///   itself, the host never has to wait before dropping a buffer;
+/// - [`upload_on`](Device::upload_on) returns once `src` may be reused;
+/// - work on one queue that reads what another queue wrote must be ordered
+///   after it with [`record`](Device::record) and [`wait`](Device::wait).
 pub trait Device: Send + Sync {
     /// A name for messages and `explain`.
     fn name(&self) -> String;
     /// Bytes Bach may allocate on the device now.
     fn free_memory(&self) -> usize;
-    /// Allocates `bytes` of device memory; `Error::DeviceOutOfMemory` when it does not fit.
-    fn alloc(&self, bytes: usize) -> Result<DeviceBuffer>;
-    /// Copies `src` into the start of `dst`.
-    fn upload(&self, src: &[u8], dst: &DeviceBuffer) -> Result<()>;
-    /// Copies the start of `src` into `dst`.
-    fn download(&self, src: &DeviceBuffer, dst: &mut [u8]) -> Result<()>;
-    /// Launches a kernel (asynchronously on real devices; ordered before later
-    /// launches and downloads).
-    fn launch(&self, launch: &Launch<'_>) -> Result<()>;
-    /// Waits for all launched work.
+    /// Allocates `bytes` of device memory whose first use is work on `queue`;
+    /// `Error::DeviceOutOfMemory` when it does not fit.
+    fn alloc_on(&self, queue: Queue, bytes: usize) -> Result<DeviceBuffer>;
+    /// Enqueues a copy of `src` into the start of `dst` on `queue`. Returns once
+    /// `src` may be reused (the copy itself may still be running).
+    fn upload_on(&self, queue: Queue, src: &[u8], dst: &DeviceBuffer) -> Result<()>;
+    /// Enqueues a kernel on `queue`.
+    fn launch_on(&self, queue: Queue, launch: &Launch<'_>) -> Result<()>;
+    /// Enqueues a copy of the first `bytes` of `src` to the host on `queue`.
+    /// `src` may be dropped once this returns.
+    fn start_download(
+        &self,
+        queue: Queue,
+        src: &DeviceBuffer,
+        bytes: usize,
+    ) -> Result<PendingDownload>;
+    /// Waits for a download and copies its bytes into `dst` (of exactly its length).
+    fn finish_download(&self, pending: PendingDownload, dst: &mut [u8]) -> Result<()>;
+    /// An event that completes when the work enqueued on `queue` so far has.
+    fn record(&self, queue: Queue) -> Result<Event>;
+    /// Makes work enqueued on `queue` from now on wait for `event` (the host
+    /// does not wait).
+    fn wait(&self, queue: Queue, event: &Event) -> Result<()>;
+    /// Blocks the host until `event` has completed.
+    fn host_wait(&self, event: &Event) -> Result<()>;
+    /// Waits for all enqueued work, on every queue.
     fn synchronize(&self) -> Result<()>;
     /// Counters since the device was created.
     fn stats(&self) -> TransferStats;
     /// What transfers and kernels cost on this device (for placement).
     fn costs(&self) -> crate::cost::DeviceCosts {
         crate::cost::DeviceCosts::default()
+    }
+
+    /// Allocates `bytes` for work on [`Queue::Compute`].
+    fn alloc(&self, bytes: usize) -> Result<DeviceBuffer> {
+        self.alloc_on(Queue::Compute, bytes)
+    }
+    /// Copies `src` into the start of `dst` on [`Queue::Compute`] (ordered
+    /// before later launches there); returns once `src` may be reused.
+    fn upload(&self, src: &[u8], dst: &DeviceBuffer) -> Result<()> {
+        self.upload_on(Queue::Compute, src, dst)
+    }
+    /// Launches a kernel on [`Queue::Compute`].
+    fn launch(&self, launch: &Launch<'_>) -> Result<()> {
+        self.launch_on(Queue::Compute, launch)
+    }
+    /// Copies the start of `src` into `dst` after the work on
+    /// [`Queue::Compute`], and waits for it.
+    fn download(&self, src: &DeviceBuffer, dst: &mut [u8]) -> Result<()> {
+        let pending = self.start_download(Queue::Compute, src, dst.len())?;
+        self.finish_download(pending, dst)
     }
 }
 

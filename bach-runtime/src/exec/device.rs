@@ -1,21 +1,25 @@
 //! The device executor: runs a partitioned stage on a [`Device`], batch by batch.
 //!
 //! Per batch, each split input is uploaded once, every call of the stage runs as
-//! one kernel over device buffers (intermediates never leave the device, and are
-//! freed after their last reader), and only escaping outputs are downloaded,
-//! straight into their preallocated merged value. The batch size comes from the
-//! device's free memory (or the configured budget) and the stage's bytes per
-//! element, so data larger than the device pages through it. When an allocation
-//! still fails, the batch is halved and retried; when a single element does not
-//! fit, the caller runs the stage on the CPU.
+//! one kernel over device buffers (intermediates never leave the device), and
+//! only escaping outputs are downloaded, straight into their preallocated merged
+//! value. Batches are pipelined over the device's queues: while batch `i`
+//! computes, batch `i + 1` uploads and batch `i - 1` downloads, ordered by
+//! events (see [`run_partitioned`]). The batch size comes from the device's
+//! free memory (or the configured budget), the stage's bytes per element and
+//! the batches in flight, so data larger than the device pages through it.
+//! When an allocation still fails, the batches in flight are finished, then the
+//! batch is halved and retried; when a single element does not fit, the caller
+//! runs the stage on the CPU.
 
 use std::any::Any;
+use std::collections::VecDeque;
 use std::ops::Range;
 
 use super::layout::{Source, StageLayout};
 use super::{call_cpu, share, Materialized};
 use crate::device::codec::{array_dtype, codec, value_dtype, Codec, DType};
-use crate::device::{Device, DeviceBuffer, GpuCall, KernelArg, Launch};
+use crate::device::{Device, DeviceBuffer, GpuCall, KernelArg, Launch, PendingDownload, Queue};
 use crate::error::{Error, Result};
 use crate::op::Args;
 use crate::plan::{Plan, PlanNode, Stage, StageKind};
@@ -148,7 +152,34 @@ fn scalar_arg(held: &dyn Any) -> Option<KernelArg<'static>> {
         .or_else(|| held.downcast_ref::<f32>().map(|x| KernelArg::F32(*x)))
 }
 
+/// Batches a device stage keeps in flight: one uploading, one computing, one
+/// downloading.
+pub(crate) const IN_FLIGHT: usize = 3;
+
+/// Elements per batch of a device stage: as many as fit `IN_FLIGHT` times in
+/// `memory` bytes at `per_element` bytes each (at least one, at most `total`).
+pub(crate) fn batch_size(per_element: usize, memory: usize, total: usize) -> usize {
+    (memory / (per_element.max(1) * IN_FLIGHT)).clamp(1, total.max(1))
+}
+
+/// A batch whose work is enqueued on the device and whose outputs are still
+/// being downloaded.
+struct InFlight {
+    range: Range<usize>,
+    /// Every device buffer of the batch, kept until its downloads have finished,
+    /// so that the batches after it get other blocks and never wait for it.
+    buffers: Vec<DeviceBuffer>,
+    /// The escaping outputs' downloads: (slot, download, the call producing it).
+    downloads: Vec<(usize, PendingDownload, &'static str)>,
+}
+
 /// Runs `stage` on `device`. `budget` caps the device bytes used.
+///
+/// The batches form a pipeline over the device's three queues: batch `i + 1`
+/// uploads while batch `i` computes and batch `i - 1` downloads. Events order
+/// each batch's kernels after its uploads and its downloads after its kernels;
+/// the host finishes (copies out) a batch's downloads once `IN_FLIGHT` batches
+/// are in flight.
 pub(crate) fn run_partitioned(
     plan: &Plan,
     stage: &Stage,
@@ -159,14 +190,12 @@ pub(crate) fn run_partitioned(
     let layout = StageLayout::build(plan, stage, done)?;
     let total = layout.total;
     let per_element = bytes_per_element(&layout);
-    let memory = budget.min(device.free_memory());
-    let mut batch = (memory / per_element).clamp(1, total.max(1));
+    let mut batch = batch_size(per_element, budget.min(device.free_memory()), total);
 
-    let mut assemblers: Vec<Option<Box<dyn ErasedAssembler>>> =
-        (0..layout.slot_split.len()).map(|_| None).collect();
-    // Reduction partials (and pieces of outputs without in-place assembly) per
-    // slot, in element order.
-    let mut partials: Vec<Vec<Piece>> = (0..layout.slot_split.len()).map(|_| Vec::new()).collect();
+    let mut out = Outputs {
+        assemblers: (0..layout.slot_split.len()).map(|_| None).collect(),
+        partials: (0..layout.slot_split.len()).map(|_| Vec::new()).collect(),
+    };
     let escaping: Vec<bool> = {
         let mut e = vec![false; layout.slot_split.len()];
         for (k, &s) in &layout.slot_of {
@@ -175,25 +204,21 @@ pub(crate) fn run_partitioned(
         e
     };
 
+    let mut in_flight: VecDeque<InFlight> = VecDeque::with_capacity(IN_FLIGHT);
     let mut start = 0;
     loop {
         let range = start..(start + batch).min(total);
-        match run_batch(
-            plan,
-            &layout,
-            device,
-            range.clone(),
-            &escaping,
-            &mut assemblers,
-        ) {
-            // Partials are kept only once their whole batch succeeded: a retried
-            // batch must not count twice.
-            Ok(batch_partials) => {
-                for (s, p) in batch_partials {
-                    partials[s].push(p);
-                }
-            }
+        match enqueue_batch(plan, &layout, device, range.clone(), &escaping) {
+            Ok(b) => in_flight.push_back(b),
             Err(Error::DeviceOutOfMemory { requested, free }) => {
+                // Nothing of a failed batch was downloaded: it is simply enqueued again.
+                if !in_flight.is_empty() {
+                    // Batches in flight hold memory: finish them, then retry.
+                    while let Some(b) = in_flight.pop_front() {
+                        finish_batch(&layout, device, b, &mut out)?;
+                    }
+                    continue;
+                }
                 if batch == 1 {
                     return Err(Error::DeviceOutOfMemory { requested, free });
                 }
@@ -207,12 +232,23 @@ pub(crate) fn run_partitioned(
             Err(e) => return Err(e),
         }
         start = range.end;
+        if in_flight.len() >= IN_FLIGHT {
+            let oldest = in_flight.pop_front().expect("batches are in flight");
+            finish_batch(&layout, device, oldest, &mut out)?;
+        }
         if start >= total {
             break;
         }
     }
+    while let Some(b) = in_flight.pop_front() {
+        finish_batch(&layout, device, b, &mut out)?;
+    }
     device.synchronize()?;
 
+    let Outputs {
+        mut assemblers,
+        mut partials,
+    } = out;
     let mut results = Vec::new();
     for (&key, &s) in &layout.slot_of {
         if let Some(a) = assemblers[s].take() {
@@ -235,17 +271,26 @@ pub(crate) fn run_partitioned(
     Ok(results)
 }
 
-fn run_batch(
+/// The stage's escaping outputs as batches finish.
+struct Outputs {
+    /// In-place merged results, per slot.
+    assemblers: Vec<Option<Box<dyn ErasedAssembler>>>,
+    /// Reduction partials (and pieces of outputs without in-place assembly)
+    /// per slot, in element order.
+    partials: Vec<Vec<Piece>>,
+}
+
+/// Enqueues one batch: its uploads on the upload queue, its kernels on the
+/// compute queue after them, and its escaping outputs' downloads on the
+/// download queue after the kernels. Returns without waiting for any of it.
+fn enqueue_batch(
     plan: &Plan,
     layout: &StageLayout,
     device: &dyn Device,
     range: Range<usize>,
     escaping: &[bool],
-    assemblers: &mut [Option<Box<dyn ErasedAssembler>>],
-) -> Result<Vec<(usize, Piece)>> {
+) -> Result<InFlight> {
     let n = range.len();
-    let mut batch_partials = Vec::new();
-    let mut finished: Vec<(usize, &'static str, Piece)> = Vec::new();
     // Upload each split input once per batch.
     let mut uploaded: Vec<Option<DeviceBuffer>> = Vec::with_capacity(layout.splits.len());
     for (held, vt) in &layout.splits {
@@ -269,12 +314,15 @@ fn run_batch(
                 &copied[..]
             }
         };
-        let buf = device.alloc(bytes.len())?;
-        device.upload(bytes, &buf)?;
+        let buf = device.alloc_on(Queue::Upload, bytes.len())?;
+        device.upload_on(Queue::Upload, bytes, &buf)?;
         uploaded.push(Some(buf));
     }
-    let mut slots: Vec<Option<DeviceBuffer>> = (0..layout.slot_split.len()).map(|_| None).collect();
+    device.wait(Queue::Compute, &device.record(Queue::Upload)?)?;
 
+    let mut slots: Vec<Option<DeviceBuffer>> = (0..layout.slot_split.len()).map(|_| None).collect();
+    let mut buffers: Vec<DeviceBuffer> = Vec::new();
+    let mut outputs: Vec<(usize, DeviceBuffer, &'static str)> = Vec::new();
     for st in &layout.steps {
         let pn = &plan.nodes[st.node];
         let out_vt = &pn.outputs[0];
@@ -291,138 +339,185 @@ fn run_batch(
         } else {
             n
         };
-        let out = device.alloc(out_len * out_dtype.size())?;
+        let out = device.alloc_on(Queue::Compute, out_len * out_dtype.size())?;
         if parts > 0 {
-            // Kernel parameters: arrays in declaration order, then scalars, then the output.
-            let mut arrays: Vec<KernelArg<'_>> = Vec::new();
-            let mut scalars: Vec<KernelArg<'_>> = Vec::new();
-            for (src, _) in &st.args {
-                match *src {
-                    Source::Local(s) => arrays.push(KernelArg::In(slots[s].as_ref().ok_or(
-                        Error::TypeMismatch {
-                            expected: "a device buffer computed earlier in the batch",
-                        },
-                    )?)),
-                    Source::Split(k) => {
-                        if let Some(b) = &uploaded[k] {
-                            arrays.push(KernelArg::In(b));
-                        }
-                    }
-                    Source::Whole(k) => scalars.push(scalar_arg(layout.wholes[k].get()).ok_or(
-                        Error::TypeMismatch {
-                            expected: "a scalar kernel argument",
-                        },
-                    )?),
-                }
-            }
-            if let Some(f) = pn.info.gpu_fn {
-                let inputs = arrays
-                    .iter()
-                    .map(|a| match a {
-                        KernelArg::In(b) => Ok(*b),
-                        _ => Err(Error::TypeMismatch {
-                            expected: "a device array",
-                        }),
-                    })
-                    .collect::<Result<Vec<_>>>()?;
-                // The buffers hold this batch only: element 0 is `range.start`.
-                let host = |inputs: &[&[u8]]| -> Result<Vec<Vec<u8>>> {
-                    emulate(pn, layout, st, 0..n, inputs)
-                };
-                f(&GpuCall {
-                    device,
-                    n,
-                    inputs,
-                    scalars,
-                    output: &out,
-                    host: &host,
-                })?;
-            } else {
-                let mut args = arrays;
-                args.extend(scalars);
-                args.push(KernelArg::Out(&out));
-                let emulate = |inputs: &[&[u8]]| -> Result<Vec<Vec<u8>>> {
-                    // One CPU call per block's share of the elements, as the kernel's blocks do.
-                    let mut out = Vec::new();
-                    for j in 0..parts {
-                        let sub = (n * j / parts)..(n * (j + 1) / parts);
-                        out.extend(emulate(pn, layout, st, sub, inputs)?.concat());
-                    }
-                    Ok(vec![out])
-                };
-                device.launch(&Launch {
-                    source: pn
-                        .info
-                        .gpu_source
-                        .expect("eligible stages have kernel sources"),
-                    kernel: kernel_name(pn),
-                    n,
-                    args,
-                    emulate: &emulate,
-                })?;
-            }
-        }
-        slots[st.out_slots[0]] = Some(out);
-        if parts == 0 {
-            slots[st.out_slots[0]] = None;
+            launch_step(plan, layout, device, st, n, &uploaded, &slots, &out, parts)?;
+            slots[st.out_slots[0]] = Some(out);
         }
         for &s in &st.frees {
             let Some(buf) = slots[s].take() else { continue };
-            if !escaping[s] {
-                continue;
+            if escaping[s] {
+                outputs.push((s, buf, pn.info.name));
+            } else {
+                buffers.push(buf);
             }
-            let vt = &layout.slot_split[s];
-            // Plain-number arrays download straight into their merged result.
-            // (A retried batch may write its range again: harmless for numbers.)
-            if vt.kind == SplitKind::Partition && is_ndarray_split(vt) {
-                if assemblers[s].is_none() {
-                    let empty = from_bytes(&[], vt.value_id)?;
-                    assemblers[s] = (vt.assembler)(layout.total, &*empty);
-                }
-                // SAFETY: batches are disjoint ranges within 0..total.
-                if let Some(dst) = assemblers[s]
-                    .as_ref()
-                    .and_then(|a| unsafe { a.pod_bytes(range.clone()) })
-                {
-                    if buf.len() < dst.len() {
-                        return Err(Error::PieceLength {
-                            op: pn.info.name,
-                            expected: dst.len(),
-                            found: buf.len(),
-                        });
-                    }
-                    device.download(&buf, dst)?;
-                    continue;
-                }
-            }
-            let mut bytes = vec![0u8; buf.len()];
-            device.download(&buf, &mut bytes)?;
-            if vt.kind == SplitKind::Reduce {
-                let size = value_dtype(vt.value_id).map_or(1, DType::size);
-                for chunk in bytes.chunks_exact(size) {
-                    batch_partials.push((s, from_bytes(chunk, vt.value_id)?));
-                }
-                continue;
-            }
-            finished.push((s, pn.info.name, from_bytes(&bytes, vt.value_id)?));
         }
     }
-    // Written only once the whole batch succeeded: a batch retried after an
-    // out-of-memory error must not write its range twice.
+
+    // The downloads wait for the batch's kernels, not for the host.
+    let mut downloads = Vec::with_capacity(outputs.len());
+    if !outputs.is_empty() {
+        device.wait(Queue::Download, &device.record(Queue::Compute)?)?;
+    }
+    for (s, buf, op) in outputs {
+        let bytes = buf.len();
+        downloads.push((s, device.start_download(Queue::Download, &buf, bytes)?, op));
+        buffers.push(buf);
+    }
+    buffers.extend(uploaded.into_iter().flatten());
+    Ok(InFlight {
+        range,
+        buffers,
+        downloads,
+    })
+}
+
+/// Enqueues the kernel (or runs the `gpu_fn`) of one call on the compute queue.
+#[allow(clippy::too_many_arguments)]
+fn launch_step(
+    plan: &Plan,
+    layout: &StageLayout,
+    device: &dyn Device,
+    st: &super::layout::Step,
+    n: usize,
+    uploaded: &[Option<DeviceBuffer>],
+    slots: &[Option<DeviceBuffer>],
+    out: &DeviceBuffer,
+    parts: usize,
+) -> Result<()> {
+    let pn = &plan.nodes[st.node];
+    // Kernel parameters: arrays in declaration order, then scalars, then the output.
+    let mut arrays: Vec<KernelArg<'_>> = Vec::new();
+    let mut scalars: Vec<KernelArg<'_>> = Vec::new();
+    for (src, _) in &st.args {
+        match *src {
+            Source::Local(s) => arrays.push(KernelArg::In(slots[s].as_ref().ok_or(
+                Error::TypeMismatch {
+                    expected: "a device buffer computed earlier in the batch",
+                },
+            )?)),
+            Source::Split(k) => {
+                if let Some(b) = &uploaded[k] {
+                    arrays.push(KernelArg::In(b));
+                }
+            }
+            Source::Whole(k) => scalars.push(scalar_arg(layout.wholes[k].get()).ok_or(
+                Error::TypeMismatch {
+                    expected: "a scalar kernel argument",
+                },
+            )?),
+        }
+    }
+    if let Some(f) = pn.info.gpu_fn {
+        let inputs = arrays
+            .iter()
+            .map(|a| match a {
+                KernelArg::In(b) => Ok(*b),
+                _ => Err(Error::TypeMismatch {
+                    expected: "a device array",
+                }),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        // The buffers hold this batch only: element 0 is `range.start`.
+        let host =
+            |inputs: &[&[u8]]| -> Result<Vec<Vec<u8>>> { emulate(pn, layout, st, 0..n, inputs) };
+        return f(&GpuCall {
+            device,
+            n,
+            inputs,
+            scalars,
+            output: out,
+            host: &host,
+        });
+    }
+    let mut args = arrays;
+    args.extend(scalars);
+    args.push(KernelArg::Out(out));
+    let emulate = |inputs: &[&[u8]]| -> Result<Vec<Vec<u8>>> {
+        // One CPU call per block's share of the elements, as the kernel's blocks do.
+        let mut out = Vec::new();
+        for j in 0..parts {
+            let sub = (n * j / parts)..(n * (j + 1) / parts);
+            out.extend(emulate(pn, layout, st, sub, inputs)?.concat());
+        }
+        Ok(vec![out])
+    };
+    device.launch_on(
+        Queue::Compute,
+        &Launch {
+            source: pn
+                .info
+                .gpu_source
+                .expect("eligible stages have kernel sources"),
+            kernel: kernel_name(pn),
+            n,
+            args,
+            emulate: &emulate,
+        },
+    )
+}
+
+/// Waits for a batch's downloads and writes them into the stage's outputs:
+/// plain-number arrays straight into their merged result, the rest as pieces.
+fn finish_batch(
+    layout: &StageLayout,
+    device: &dyn Device,
+    batch: InFlight,
+    out: &mut Outputs,
+) -> Result<()> {
+    let range = batch.range;
+    let n = range.len();
+    let mut finished: Vec<(usize, &'static str, Piece)> = Vec::new();
+    for (s, pending, op) in batch.downloads {
+        let vt = &layout.slot_split[s];
+        if vt.kind == SplitKind::Partition && is_ndarray_split(vt) {
+            if out.assemblers[s].is_none() {
+                let empty = from_bytes(&[], vt.value_id)?;
+                out.assemblers[s] = (vt.assembler)(layout.total, &*empty);
+            }
+            // SAFETY: batches are disjoint ranges within 0..total, each finished once.
+            if let Some(dst) = out.assemblers[s]
+                .as_ref()
+                .and_then(|a| unsafe { a.pod_bytes(range.clone()) })
+            {
+                if pending.len() != dst.len() {
+                    return Err(Error::PieceLength {
+                        op,
+                        expected: dst.len(),
+                        found: pending.len(),
+                    });
+                }
+                device.finish_download(pending, dst)?;
+                continue;
+            }
+        }
+        let mut bytes = vec![0u8; pending.len()];
+        device.finish_download(pending, &mut bytes)?;
+        if vt.kind == SplitKind::Reduce {
+            let size = value_dtype(vt.value_id).map_or(1, DType::size);
+            for chunk in bytes.chunks_exact(size) {
+                out.partials[s].push(from_bytes(chunk, vt.value_id)?);
+            }
+            continue;
+        }
+        finished.push((s, op, from_bytes(&bytes, vt.value_id)?));
+    }
+    // Every download of the batch has completed: its buffers may go.
+    drop(batch.buffers);
     for (s, op, piece) in finished {
         let vt = &layout.slot_split[s];
-        if assemblers[s].is_none() {
+        if out.assemblers[s].is_none() {
             match (vt.assembler)(layout.total, &*piece) {
-                Some(a) => assemblers[s] = Some(a),
+                Some(a) => out.assemblers[s] = Some(a),
                 // A split type without in-place assembly: keep the piece and
                 // merge all of them at the end, as the CPU executor does.
                 None => {
-                    batch_partials.push((s, piece));
+                    out.partials[s].push(piece);
                     continue;
                 }
             }
         }
-        let asm = assemblers[s].as_ref().expect("just created");
+        let asm = out.assemblers[s].as_ref().expect("just created");
         // SAFETY: batches are disjoint ranges within 0..total, each written once.
         unsafe { asm.write(range.clone(), &*piece) }.map_err(|found| Error::PieceLength {
             op,
@@ -430,7 +525,7 @@ fn run_batch(
             found,
         })?;
     }
-    Ok(batch_partials)
+    Ok(())
 }
 
 /// Elements per reduction partial (one kernel block's share, about).

@@ -37,12 +37,9 @@ pub(crate) fn place(plan: &mut Plan, device: Option<&dyn Device>, config: &Confi
                     Ok(l) => device::bytes_per_element(&l),
                     Err(_) => 64,
                 };
-                let budget = config
-                    .gpu_memory
-                    .unwrap_or(usize::MAX)
-                    .min(d.free_memory())
-                    .max(1);
-                let batches = (n * per_element).div_ceil(budget);
+                let memory = config.gpu_memory.unwrap_or(usize::MAX).min(d.free_memory());
+                let batch = device::batch_size(per_element, memory, n);
+                let batches = n.div_ceil(batch).max(1);
                 Some((d.costs(), batches))
             }
             _ => None,
@@ -87,7 +84,12 @@ pub(crate) fn place(plan: &mut Plan, device: Option<&dyn Device>, config: &Confi
                 ),
             ),
         };
+        let device_batch = match placement {
+            Placement::Gpu => device_costs.as_ref().map(|(_, b)| n.div_ceil((*b).max(1))),
+            Placement::Cpu => None,
+        };
         let stage = &mut plan.stages[i];
+        stage.device_batch = device_batch;
         stage.placement = placement;
         stage.reason = reason;
         stage.cost = cost;
