@@ -6,6 +6,7 @@
 #   scripts/gpu-verify.sh target/gpu-bundle  # from the repo root
 #   scripts/gpu-verify.sh --find-nvrtc       # only locate NVRTC: print its directory
 #   scripts/gpu-verify.sh --summarize DIR    # only rewrite DIR/summary.md from DIR's logs
+#   GPU_VERIFY_PLACEMENT=1 ./gpu-verify.sh   # only step f (the placement sweep)
 #
 # Results go to $OUT (or ./gpu-results when OUT is unset): logs/NN-step.log (each step's
 # output), steps.tsv (one line per step: name, kind, workload, mode, status code, seconds,
@@ -23,6 +24,9 @@
 #   e. bach, BACH_DEVICE=gpu, BACH_GPU_MEMORY = 1/8 of the workload's data (inputs + outputs:
 #      Black-Scholes 7 x 8 B x 2^26 / 8 = 448 MiB, Haversine 3 x 8 B x 2^26 / 8 = 192 MiB),
 #      --trials 5 --check --explain
+#   f. (only with GPU_VERIFY_PLACEMENT=1, in place of a to e) the placement sweep: Black-Scholes
+#      bach at 2^10, 2^12, ..., 2^28 with BACH_DEVICE=cpu, gpu and auto, 3 trials each; writes
+#      placement.md (median totals and auto / min(cpu, gpu); target <= 1.10 at every size)
 #
 # NVRTC (needed by Bach's CUDA kernels; not in the bundle) is looked for, in order, in
 # $BACH_NVRTC_DIR, the `nvidia` Python packages (the nvidia-cuda-nvrtc wheels that PyTorch
@@ -466,6 +470,33 @@ gpu_name="$(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
 
 # A prefix for the Rust binaries' commands (timeout runs programs, not shell functions).
 RUST=(env "LD_LIBRARY_PATH=$RUST_LD_PATH")
+
+# ---- f: the placement sweep (alone) ----------------------------------------------------------
+
+if [[ "${GPU_VERIFY_PLACEMENT:-}" == 1 ]]; then
+    md="$OUT_DIR/placement.md"
+    {
+        echo "# Placement sweep: Black-Scholes, bach, 3 trials each"
+        echo
+        echo "| size | forced cpu | forced gpu | auto | auto / best |"
+        echo "|---:|---:|---:|---:|---:|"
+    } >"$md"
+    for log2 in 10 12 14 16 18 20 22 24 26 28; do
+        declare -A t=()
+        for policy in cpu gpu auto; do
+            run_step "placement-$log2-$policy" bench blackscholes "bach $policy" 120 \
+                "${RUST[@]}" BACH_DEVICE="$policy" "$BENCH" -b blackscholes -s "$log2" -m bach --trials 3 \
+                --json "$OUT_DIR/bench.jsonl"
+            t[$policy]="$(awk '/^Median Total:/ { v = $3 } END { print v }' "$OUT_DIR/logs/$(printf '%02d' "$STEP_NO")-placement-$log2-$policy.log")"
+        done
+        awk -v n="$log2" -v c="${t[cpu]}" -v g="${t[gpu]}" -v a="${t[auto]}" 'BEGIN {
+            best = (g != "" && g + 0 < c + 0) ? g : c
+            r = (a != "" && best + 0 > 0) ? sprintf("%.2f", a / best) : "-"
+            printf "| 2^%s | %s | %s | %s | %s |\n", n, c, g, a, r }' >>"$md"
+    done
+    cat "$md"
+    exit 0
+fi
 
 # ---- a, b: tests ---------------------------------------------------------------------------
 

@@ -564,3 +564,59 @@ fn the_cost_model_predicts_the_pipelined_device_time() {
         assert!(predicted <= stage.cost.device_serial_s().unwrap());
     }
 }
+
+#[test]
+fn intermediates_between_device_stages_stay_on_the_device() {
+    // Stage 1: sq = a * a and its sum; stage 2: sq - sum (reads sq piece by
+    // piece after the whole sum). sq never needs to visit the host.
+    let n = 50_000;
+    let a = uniform(n, -1.0, 1.0, 11);
+    let sq_ref = cpu::multiply(&a, &a);
+    let z_ref = cpu::subtract_scalar(&sq_ref, cpu::sum(&sq_ref));
+    // Room for sq: kept; no room (sq over a quarter of the device): round trip.
+    for (capacity, kept) in [(1 << 30, true), (1 << 20, false)] {
+        let dev = Arc::new(SimulatedDevice::with_capacity(capacity));
+        let g = graph_on(dev.clone());
+        let (z, e) = g.enter(|| {
+            let sq = np::multiply(&a, &a);
+            let s = np::sum(&sq);
+            let z = np::subtract_scalar(&sq, s);
+            let e = g.explain(&z).unwrap();
+            (g.evaluate(z), e)
+        });
+        assert_eq!(e.stages.len(), 2, "{e}");
+        assert!(
+            e.stages.iter().all(|s| s.placement == Placement::Gpu),
+            "{e}"
+        );
+        assert_eq!(e.stages[0].kept_on_device, kept as usize, "{e}");
+        let z = z.unwrap();
+        let err = z
+            .iter()
+            .zip(&z_ref)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f64::max);
+        // The sum's partials combine in another order than the CPU's.
+        assert!(err <= 1e-9 * n as f64, "capacity {capacity}: {err}");
+        let stats = dev.stats();
+        let n8 = 8 * n as u64;
+        if kept {
+            assert_eq!(stats.upload_bytes, n8, "only `a` goes up");
+            assert!(
+                stats.download_bytes < n8 + 8 * 1024,
+                "only z and the sum's partials come down"
+            );
+            assert_eq!(e.stages[0].cost.bytes_down, 0, "{e}");
+            assert_eq!(e.stages[1].cost.bytes_up, 0, "{e}");
+        } else {
+            assert_eq!(stats.upload_bytes, 2 * n8, "`a`, then sq again");
+            assert!(stats.download_bytes >= 2 * n8, "sq and z come down");
+        }
+        assert_eq!(
+            dev.in_use(),
+            0,
+            "kept values are freed after their last reader"
+        );
+        assert!(stats.peak_bytes as usize <= capacity);
+    }
+}

@@ -4,9 +4,10 @@
 //! [`DeviceCosts`] (link bandwidth and latency, launch overhead, kernel
 //! throughput).
 //!
-//! Placement compares the two predictions. Stage outputs are always brought
-//! back to the host, so a device stage pays for uploading its split inputs
-//! and downloading its escaping outputs; nothing ping-pongs between stages.
+//! Placement compares the two predictions. A device stage pays for uploading
+//! its split inputs and downloading its escaping outputs, except for outputs
+//! that later device stages read: those stay on the device (see
+//! `exec::place`), so neither their download nor their upload is counted.
 //! A device stage runs its batches as a pipeline (upload, compute and download
 //! of neighbouring batches overlap), so its time is that of the slowest of the
 //! three per batch, times the batches, plus filling and draining the pipeline.
@@ -261,13 +262,16 @@ fn array_bytes(id: std::any::TypeId) -> u64 {
 }
 
 /// Predicts `stage`: `n` elements, `threads` CPU workers, and the device's
-/// costs when it may run there (`batches`: device batches).
+/// costs when it may run there (`batches`: device batches). `on_device` tells
+/// which stage inputs already live on the device and which outputs stay there
+/// (neither crosses the link).
 pub(crate) fn predict(
     plan: &Plan,
     stage: &Stage,
     n: usize,
     threads: usize,
     device: Option<(&DeviceCosts, usize)>,
+    on_device: &dyn Fn((usize, u32)) -> bool,
 ) -> StageCost {
     let per_element: f64 = stage
         .nodes
@@ -293,7 +297,9 @@ pub(crate) fn predict(
             for a in &node.args {
                 let local =
                     matches!(a.input, crate::plan::Input::Local(p, _) if stage.nodes.contains(&p));
-                if !local && a.split.kind == SplitKind::Partition {
+                let resident =
+                    matches!(a.input, crate::plan::Input::Local(p, o) if on_device((p, o)));
+                if !local && !resident && a.split.kind == SplitKind::Partition {
                     let key = match &a.input {
                         crate::plan::Input::External(h) => {
                             h.get() as *const dyn Any as *const () as usize
@@ -307,7 +313,7 @@ pub(crate) fn predict(
                 }
             }
             for (o, vt) in node.outputs.iter().enumerate() {
-                if plan.escaping.contains(&(i, o as u32)) {
+                if plan.escaping.contains(&(i, o as u32)) && !on_device((i, o as u32)) {
                     down += array_bytes(vt.value_id) * n as u64;
                     downloads_per_batch += 1;
                 }

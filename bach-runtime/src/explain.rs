@@ -32,6 +32,9 @@ pub struct StageInfo {
     pub batch_size: Option<usize>,
     /// Outputs materialised whole (read by later stages or returned).
     pub materialised: usize,
+    /// Of those, outputs that stay on the device for later device stages
+    /// (neither downloaded nor uploaded again).
+    pub kept_on_device: usize,
     /// The cost model's prediction.
     pub cost: crate::cost::StageCost,
     /// Seconds the stage took (only in [`Graph::last_run`]).
@@ -48,11 +51,11 @@ impl fmt::Display for Explain {
             if let Some(b) = s.batch_size {
                 write!(f, " in batches of {b}")?;
             }
-            writeln!(
-                f,
-                ", {} output(s) materialised ({})",
-                s.materialised, s.reason
-            )?;
+            write!(f, ", {} output(s) materialised", s.materialised)?;
+            if s.kept_on_device > 0 {
+                write!(f, ", {} kept on the device", s.kept_on_device)?;
+            }
+            writeln!(f, " ({})", s.reason)?;
             write!(f, "  predicted: cpu {:.3} ms", s.cost.cpu_s * 1e3)?;
             if let (Some(total), Some(c), Some(u), Some(d)) = (
                 s.cost.device_s(),
@@ -131,6 +134,11 @@ impl Explain {
                     },
                     materialised: plan
                         .escaping
+                        .iter()
+                        .filter(|(n, _)| s.nodes.contains(n))
+                        .count(),
+                    kept_on_device: plan
+                        .resident
                         .iter()
                         .filter(|(n, _)| s.nodes.contains(n))
                         .count(),

@@ -92,6 +92,22 @@ pub(crate) struct Plan {
     pub(crate) targets: Vec<Input>,
     /// Outputs read outside the stage that produces them (or targets).
     pub(crate) escaping: FastSet<(usize, u32)>,
+    /// Escaping outputs that stay on the device for later device stages
+    /// (chosen by `exec::place`; empty without a device).
+    pub(crate) resident: FastSet<(usize, u32)>,
+}
+
+impl Plan {
+    /// The stage index of every plan node.
+    pub(crate) fn stage_of(&self) -> Vec<usize> {
+        let mut stage_of = vec![0usize; self.nodes.len()];
+        for (s, st) in self.stages.iter().enumerate() {
+            for &n in &st.nodes {
+                stage_of[n] = s;
+            }
+        }
+        stage_of
+    }
 }
 
 impl Plan {
@@ -231,6 +247,7 @@ impl Plan {
             stages,
             targets: target_inputs,
             escaping,
+            resident: FastSet::default(),
         })
     }
 }

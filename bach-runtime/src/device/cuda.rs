@@ -1726,6 +1726,40 @@ impl Device for CudaDevice {
     fn launch_on(&self, _queue: Queue, launch: &Launch<'_>) -> Result<()> {
         self.launch_now(launch)
     }
+
+    fn copy_on(
+        &self,
+        _queue: Queue,
+        src: &DeviceBuffer,
+        src_offset: usize,
+        dst: &DeviceBuffer,
+        dst_offset: usize,
+        bytes: usize,
+    ) -> Result<()> {
+        let (from, to) = (self.alloc_of(src)?, self.alloc_of(dst)?);
+        let fits = |offset: usize, len: usize| offset.checked_add(bytes).is_some_and(|e| e <= len);
+        if from.ptr == to.ptr || !fits(src_offset, from.bytes) || !fits(dst_offset, to.bytes) {
+            return Err(Error::Gpu(format!(
+                "device copy of {bytes} bytes from offset {src_offset} of {} bytes to offset {dst_offset} of {} bytes",
+                from.bytes, to.bytes
+            )));
+        }
+        if bytes == 0 {
+            return Ok(());
+        }
+        self.shared.bind()?;
+        // SAFETY: both ranges lie in live allocations of this device (checked above) and do
+        // not overlap (different blocks); the stream orders the copy after earlier work.
+        unsafe {
+            driver::memcpy_dtod_async(
+                to.ptr + dst_offset as u64,
+                from.ptr + src_offset as u64,
+                bytes,
+                self.shared.stream.cu_stream(),
+            )
+        }
+        .map_err(|e| gpu_err(format_args!("copying {bytes} bytes on the device"), e))
+    }
     fn synchronize(&self) -> Result<()> {
         self.shared.synchronize("synchronizing the device")
     }

@@ -225,6 +225,18 @@ pub trait Device: Send + Sync {
     fn upload_on(&self, queue: Queue, src: &[u8], dst: &DeviceBuffer) -> Result<()>;
     /// Enqueues a kernel on `queue`.
     fn launch_on(&self, queue: Queue, launch: &Launch<'_>) -> Result<()>;
+    /// Enqueues a device-to-device copy of `bytes` bytes from `src` at byte
+    /// `src_offset` to `dst` at byte `dst_offset` on `queue` (two different
+    /// buffers; ranges checked).
+    fn copy_on(
+        &self,
+        queue: Queue,
+        src: &DeviceBuffer,
+        src_offset: usize,
+        dst: &DeviceBuffer,
+        dst_offset: usize,
+        bytes: usize,
+    ) -> Result<()>;
     /// Enqueues a copy of the first `bytes` of `src` to the host on `queue`.
     /// `src` may be dropped once this returns.
     fn start_download(

@@ -277,6 +277,16 @@ impl SimulatedDevice {
     }
 }
 
+/// An error unless `offset..offset + bytes` lies within `len` bytes.
+fn check_range(what: &str, offset: usize, bytes: usize, len: usize) -> Result<()> {
+    match offset.checked_add(bytes) {
+        Some(end) if end <= len => Ok(()),
+        _ => Err(Error::Gpu(format!(
+            "{what} of {bytes} bytes at offset {offset} overruns a {len}-byte buffer"
+        ))),
+    }
+}
+
 impl Device for SimulatedDevice {
     fn name(&self) -> String {
         format!("simulated device ({} bytes)", self.config.capacity)
@@ -375,6 +385,32 @@ impl Device for SimulatedDevice {
             d[..bytes.len()].copy_from_slice(bytes);
         }
         self.update(|s| s.launches += 1);
+        Ok(())
+    }
+
+    fn copy_on(
+        &self,
+        queue: Queue,
+        src: &DeviceBuffer,
+        src_offset: usize,
+        dst: &DeviceBuffer,
+        dst_offset: usize,
+        bytes: usize,
+    ) -> Result<()> {
+        let (from, to) = (self.raw(src)?, self.raw(dst)?);
+        if std::ptr::eq(from, to) {
+            return Err(Error::Gpu(
+                "a device copy within one buffer is not supported".into(),
+            ));
+        }
+        check_range("device copy source", src_offset, bytes, src.bytes)?;
+        check_range("device copy destination", dst_offset, bytes, dst.bytes)?;
+        // On-device bandwidth: as a kernel moving `bytes` bytes.
+        let c = &self.config.costs;
+        let ns = ((c.launch_s + bytes as f64 / 8.0 / c.elements_per_s) * 1e9) as u64;
+        self.work(queue, "device copy", ns, &[from], &[to])?;
+        let data = lock(&from.data)[src_offset..src_offset + bytes].to_vec();
+        lock(&to.data)[dst_offset..dst_offset + bytes].copy_from_slice(&data);
         Ok(())
     }
 

@@ -47,6 +47,7 @@ pub(crate) fn run_partitioned(
         splits,
         wholes,
         total,
+        ..
     } = StageLayout::build(plan, stage, done)?;
     let mut sinks: Vec<Sink> = (0..slot_split.len()).map(|_| Sink::None).collect();
     for (&(n, o), &s) in &slot_of {
@@ -94,6 +95,12 @@ pub(crate) fn run_partitioned(
                         Source::Split(k) if single => splits[k].0.get(),
                         Source::Split(k) => &*split_pieces[k],
                         Source::Whole(k) => wholes[k].get(),
+                        Source::Resident(_) => {
+                            return Err(Error::TypeMismatch {
+                                expected:
+                                    "a host value (device values are downloaded before a CPU stage)",
+                            })
+                        }
                     };
                     if *mutated {
                         args.owned.push(Some((pn.args[pos].split.clone)(r)));

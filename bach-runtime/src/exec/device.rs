@@ -15,6 +15,7 @@
 use std::any::Any;
 use std::collections::VecDeque;
 use std::ops::Range;
+use std::sync::Arc;
 
 use super::layout::{Source, StageLayout};
 use super::{call_cpu, share, Materialized};
@@ -22,7 +23,7 @@ use crate::device::codec::{array_dtype, codec, value_dtype, Codec, DType};
 use crate::device::{Device, DeviceBuffer, GpuCall, KernelArg, Launch, PendingDownload, Queue};
 use crate::error::{Error, Result};
 use crate::op::Args;
-use crate::plan::{Plan, PlanNode, Stage, StageKind};
+use crate::plan::{Input, Plan, PlanNode, Stage, StageKind};
 use crate::split::{ErasedAssembler, SplitKind};
 use crate::value::{Held, Piece};
 
@@ -109,19 +110,41 @@ fn kernel_name(pn: &PlanNode) -> String {
 /// Bytes per element the stage keeps on the device in the worst case (every
 /// split input and every intermediate live at once).
 pub(crate) fn bytes_per_element(layout: &StageLayout) -> usize {
-    let split: usize = layout
-        .splits
-        .iter()
-        .filter_map(|(_, vt)| array_dtype(vt.value_id))
+    let inputs = layout.splits.iter().map(|(_, vt)| vt.value_id);
+    let residents = layout.residents.iter().map(|(_, vt)| vt.value_id);
+    let slots = layout.slot_split.iter().map(|vt| vt.value_id);
+    array_bytes(inputs.chain(residents).chain(slots))
+}
+
+/// [`bytes_per_element`] before running, from the plan alone: every distinct
+/// split input from outside the stage and every output of its calls.
+pub(crate) fn planned_bytes_per_element(plan: &Plan, stage: &Stage) -> usize {
+    let mut seen: Vec<usize> = Vec::new();
+    let mut ids = Vec::new();
+    for &i in &stage.nodes {
+        let node = &plan.nodes[i];
+        for a in &node.args {
+            let key = match &a.input {
+                Input::Local(p, _) if stage.nodes.contains(p) => continue,
+                Input::Local(p, o) => (p << 8) ^ *o as usize,
+                Input::External(h) => h.get() as *const dyn Any as *const () as usize,
+            };
+            if a.split.kind == SplitKind::Partition && !seen.contains(&key) {
+                seen.push(key);
+                ids.push(a.split.value_id);
+            }
+        }
+        ids.extend(node.outputs.iter().map(|vt| vt.value_id));
+    }
+    array_bytes(ids.into_iter())
+}
+
+/// Bytes per element of the arrays among values of types `ids` (at least 1).
+fn array_bytes(ids: impl Iterator<Item = std::any::TypeId>) -> usize {
+    ids.filter_map(array_dtype)
         .map(DType::size)
-        .sum();
-    let slots: usize = layout
-        .slot_split
-        .iter()
-        .filter_map(|vt| array_dtype(vt.value_id))
-        .map(DType::size)
-        .sum();
-    (split + slots).max(1)
+        .sum::<usize>()
+        .max(1)
 }
 
 fn to_bytes(piece: &dyn Any, id: std::any::TypeId) -> Result<Vec<u8>> {
@@ -184,11 +207,34 @@ pub(crate) fn run_partitioned(
     plan: &Plan,
     stage: &Stage,
     done: &Materialized,
+    resident: &Resident,
     device: &dyn Device,
     budget: usize,
-) -> Result<Vec<((usize, u32), Held)>> {
-    let layout = StageLayout::build(plan, stage, done)?;
+) -> Result<StageOutputs> {
+    let layout = StageLayout::build_with(plan, stage, done, &|k| resident.get(&k).map(|a| a.len))?;
     let total = layout.total;
+    // The outputs that stay on the device, each in one buffer for the whole
+    // stage (when it fits; otherwise it is downloaded like any other).
+    let mut kept: Vec<Option<DeviceBuffer>> = (0..layout.slot_split.len()).map(|_| None).collect();
+    for (&key, &s) in &layout.slot_of {
+        if !plan.resident.contains(&key) {
+            continue;
+        }
+        let size = array_dtype(layout.slot_split[s].value_id).map_or(1, DType::size);
+        match device.alloc_on(Queue::Compute, total * size) {
+            Ok(buf) => kept[s] = Some(buf),
+            Err(Error::DeviceOutOfMemory { .. }) => tracing::info!(
+                op = plan.nodes[key.0].info.name,
+                "no device memory to keep an output for later stages: downloading it"
+            ),
+            Err(e) => return Err(e),
+        }
+    }
+    let residents: Vec<&DeviceArray> = layout
+        .residents
+        .iter()
+        .map(|(k, _)| resident.get(k).expect("the layout found it"))
+        .collect();
     let per_element = bytes_per_element(&layout);
     let mut batch = batch_size(per_element, budget.min(device.free_memory()), total);
 
@@ -208,7 +254,12 @@ pub(crate) fn run_partitioned(
     let mut start = 0;
     loop {
         let range = start..(start + batch).min(total);
-        match enqueue_batch(plan, &layout, device, range.clone(), &escaping) {
+        let batch_io = BatchIo {
+            escaping: &escaping,
+            kept: &kept,
+            residents: &residents,
+        };
+        match enqueue_batch(plan, &layout, device, range.clone(), &batch_io) {
             Ok(b) => in_flight.push_back(b),
             Err(Error::DeviceOutOfMemory { requested, free }) => {
                 // Nothing of a failed batch was downloaded: it is simply enqueued again.
@@ -250,8 +301,18 @@ pub(crate) fn run_partitioned(
         mut partials,
     } = out;
     let mut results = Vec::new();
+    let mut on_device = Vec::new();
     for (&key, &s) in &layout.slot_of {
-        if let Some(a) = assemblers[s].take() {
+        if let Some(buf) = kept[s].take() {
+            on_device.push((
+                key,
+                DeviceArray {
+                    buf: Arc::new(buf),
+                    len: total,
+                    value_id: layout.slot_split[s].value_id,
+                },
+            ));
+        } else if let Some(a) = assemblers[s].take() {
             // SAFETY: the batches wrote disjoint ranges that tile 0..total.
             results.push((key, share(unsafe { a.finish() })));
         } else if escaping[s]
@@ -268,7 +329,48 @@ pub(crate) fn run_partitioned(
             results.push((key, share(merged)));
         }
     }
-    Ok(results)
+    Ok(StageOutputs {
+        host: results,
+        device: on_device,
+    })
+}
+
+/// What a device stage produced: values on the host and values kept on the device.
+pub(crate) struct StageOutputs {
+    pub(crate) host: Vec<((usize, u32), Held)>,
+    pub(crate) device: Vec<((usize, u32), DeviceArray)>,
+}
+
+/// A stage output kept on the device for later device stages: `len` elements
+/// of the array type `value_id`, in one buffer.
+#[derive(Clone)]
+pub(crate) struct DeviceArray {
+    pub(crate) buf: Arc<DeviceBuffer>,
+    pub(crate) len: usize,
+    pub(crate) value_id: std::any::TypeId,
+}
+
+/// The values kept on the device so far in an evaluation, by (plan node, output).
+pub(crate) type Resident = crate::fasthash::FastMap<(usize, u32), DeviceArray>;
+
+/// Copies a value kept on the device back to the host (for a stage that runs
+/// on the CPU after all).
+pub(crate) fn to_host(device: &dyn Device, array: &DeviceArray) -> Result<Held> {
+    let size = array_dtype(array.value_id).map_or(1, DType::size);
+    let mut bytes = vec![0u8; array.len * size];
+    // The value was written on the compute queue: download after it.
+    device.download(&array.buf, &mut bytes)?;
+    Ok(share(from_bytes(&bytes, array.value_id)?))
+}
+
+/// How a batch reads and writes the stage's values beyond its uploads.
+struct BatchIo<'s> {
+    /// Slots read after the stage.
+    escaping: &'s [bool],
+    /// Slots kept on the device: their stage-long buffers.
+    kept: &'s [Option<DeviceBuffer>],
+    /// The values on the device the stage reads (`Source::Resident`).
+    residents: &'s [&'s DeviceArray],
 }
 
 /// The stage's escaping outputs as batches finish.
@@ -288,7 +390,7 @@ fn enqueue_batch(
     layout: &StageLayout,
     device: &dyn Device,
     range: Range<usize>,
-    escaping: &[bool],
+    io: &BatchIo<'_>,
 ) -> Result<InFlight> {
     let n = range.len();
     // Upload each split input once per batch.
@@ -319,6 +421,22 @@ fn enqueue_batch(
         uploaded.push(Some(buf));
     }
     device.wait(Queue::Compute, &device.record(Queue::Upload)?)?;
+    // This batch's piece of each value on the device: a copy on the device,
+    // ordered after the stage that wrote it by the compute queue itself.
+    let mut resident_pieces: Vec<DeviceBuffer> = Vec::with_capacity(io.residents.len());
+    for array in io.residents {
+        let size = array_dtype(array.value_id).map_or(1, DType::size);
+        let buf = device.alloc_on(Queue::Compute, n * size)?;
+        device.copy_on(
+            Queue::Compute,
+            &array.buf,
+            range.start * size,
+            &buf,
+            0,
+            n * size,
+        )?;
+        resident_pieces.push(buf);
+    }
 
     let mut slots: Vec<Option<DeviceBuffer>> = (0..layout.slot_split.len()).map(|_| None).collect();
     let mut buffers: Vec<DeviceBuffer> = Vec::new();
@@ -341,12 +459,29 @@ fn enqueue_batch(
         };
         let out = device.alloc_on(Queue::Compute, out_len * out_dtype.size())?;
         if parts > 0 {
-            launch_step(plan, layout, device, st, n, &uploaded, &slots, &out, parts)?;
+            let inputs = StepInputs {
+                uploaded: &uploaded,
+                residents: &resident_pieces,
+                slots: &slots,
+            };
+            launch_step(plan, layout, device, st, n, &inputs, &out, parts)?;
             slots[st.out_slots[0]] = Some(out);
         }
         for &s in &st.frees {
             let Some(buf) = slots[s].take() else { continue };
-            if escaping[s] {
+            if let Some(whole) = &io.kept[s] {
+                // Stays on the device: into its place in the stage-long buffer.
+                let size = buf.len() / n.max(1);
+                device.copy_on(
+                    Queue::Compute,
+                    &buf,
+                    0,
+                    whole,
+                    range.start * size,
+                    buf.len(),
+                )?;
+                buffers.push(buf);
+            } else if io.escaping[s] {
                 outputs.push((s, buf, pn.info.name));
             } else {
                 buffers.push(buf);
@@ -365,11 +500,22 @@ fn enqueue_batch(
         buffers.push(buf);
     }
     buffers.extend(uploaded.into_iter().flatten());
+    buffers.extend(resident_pieces);
     Ok(InFlight {
         range,
         buffers,
         downloads,
     })
+}
+
+/// The device buffers a batch's calls read.
+struct StepInputs<'b> {
+    /// Split inputs, by `Source::Split` index (`None`: an allocation size).
+    uploaded: &'b [Option<DeviceBuffer>],
+    /// Pieces of values on the device, by `Source::Resident` index.
+    residents: &'b [DeviceBuffer],
+    /// Results of earlier calls in the batch, by slot.
+    slots: &'b [Option<DeviceBuffer>],
 }
 
 /// Enqueues the kernel (or runs the `gpu_fn`) of one call on the compute queue.
@@ -380,11 +526,15 @@ fn launch_step(
     device: &dyn Device,
     st: &super::layout::Step,
     n: usize,
-    uploaded: &[Option<DeviceBuffer>],
-    slots: &[Option<DeviceBuffer>],
+    inputs: &StepInputs<'_>,
     out: &DeviceBuffer,
     parts: usize,
 ) -> Result<()> {
+    let StepInputs {
+        uploaded,
+        residents,
+        slots,
+    } = inputs;
     let pn = &plan.nodes[st.node];
     // Kernel parameters: arrays in declaration order, then scalars, then the output.
     let mut arrays: Vec<KernelArg<'_>> = Vec::new();
@@ -401,6 +551,7 @@ fn launch_step(
                     arrays.push(KernelArg::In(b));
                 }
             }
+            Source::Resident(k) => arrays.push(KernelArg::In(&residents[k])),
             Source::Whole(k) => scalars.push(scalar_arg(layout.wholes[k].get()).ok_or(
                 Error::TypeMismatch {
                     expected: "a scalar kernel argument",

@@ -20,6 +20,9 @@ pub(crate) enum Source {
     Split(usize),
     /// A whole external value (broadcast).
     Whole(usize),
+    /// A value an earlier device stage left on the device (index into
+    /// `residents`); only device stages read these.
+    Resident(usize),
 }
 
 pub(crate) struct Step {
@@ -42,6 +45,8 @@ pub(crate) struct StageLayout {
     pub(crate) splits: Vec<(Held, &'static SplitVTable)>,
     /// External values passed whole.
     pub(crate) wholes: Vec<Held>,
+    /// Values on the device, split once per batch: (plan node, output) and split type.
+    pub(crate) residents: Vec<((usize, u32), &'static SplitVTable)>,
     /// Elements the stage splits.
     pub(crate) total: usize,
 }
@@ -54,7 +59,19 @@ pub(crate) fn external(done: &Materialized, input: &Input) -> Option<Held> {
 }
 
 impl StageLayout {
+    /// The layout of `stage` reading host values from `done`.
     pub(crate) fn build(plan: &Plan, stage: &Stage, done: &Materialized) -> Result<StageLayout> {
+        Self::build_with(plan, stage, done, &|_| None)
+    }
+
+    /// The layout of `stage` reading host values from `done` and device values
+    /// through `resident`: the element count of an output kept on the device.
+    pub(crate) fn build_with(
+        plan: &Plan,
+        stage: &Stage,
+        done: &Materialized,
+        resident: &dyn Fn((usize, u32)) -> Option<usize>,
+    ) -> Result<StageLayout> {
         let in_stage: FastMap<usize, usize> = stage
             .nodes
             .iter()
@@ -66,6 +83,7 @@ impl StageLayout {
         let mut slot_split: Vec<&'static SplitVTable> = Vec::new();
         let mut splits: Vec<(Held, &'static SplitVTable)> = Vec::new();
         let mut wholes: Vec<Held> = Vec::new();
+        let mut residents: Vec<((usize, u32), &'static SplitVTable)> = Vec::new();
         let mut count: Option<(usize, &'static str, usize)> = None;
         let mut steps: Vec<Step> = Vec::new();
 
@@ -77,26 +95,43 @@ impl StageLayout {
                     Input::Local(p, o) if in_stage.contains_key(&p) => Some(slot_of[&(p, o)]),
                     _ => None,
                 };
-                let src = match local {
-                    Some(slot) => Source::Local(slot),
+                let on_device = match a.input {
+                    Input::Local(p, o) if local.is_none() => resident((p, o)).map(|c| (p, o, c)),
+                    _ => None,
+                };
+                let mut check_count = |c: usize| match count {
+                    Some((expected, _, _)) if expected != c => Err(Error::LengthMismatch {
+                        op: pn.info.name,
+                        arg: pos,
+                        expected,
+                        found: c,
+                    }),
                     None => {
+                        count = Some((c, pn.info.name, pos));
+                        Ok(())
+                    }
+                    _ => Ok(()),
+                };
+                let src = match (local, on_device) {
+                    (Some(slot), _) => Source::Local(slot),
+                    (None, Some((p, o, c))) => {
+                        check_count(c)?;
+                        let k = residents
+                            .iter()
+                            .position(|(key, _)| *key == (p, o))
+                            .unwrap_or_else(|| {
+                                residents.push(((p, o), a.split));
+                                residents.len() - 1
+                            });
+                        Source::Resident(k)
+                    }
+                    (None, None) => {
                         let held = external(done, &a.input).ok_or(Error::TypeMismatch {
                             expected: "an input materialised by an earlier stage",
                         })?;
                         match a.split.elements_of(held.get()) {
                             Some(c) => {
-                                match count {
-                                    Some((expected, _, _)) if expected != c => {
-                                        return Err(Error::LengthMismatch {
-                                            op: pn.info.name,
-                                            arg: pos,
-                                            expected,
-                                            found: c,
-                                        })
-                                    }
-                                    None => count = Some((c, pn.info.name, pos)),
-                                    _ => {}
-                                }
+                                check_count(c)?;
                                 // One split per batch for each distinct (value, split type).
                                 let same = |(h, s): &(Held, &'static SplitVTable)| {
                                     std::ptr::addr_eq(h.get(), held.get())
@@ -154,6 +189,7 @@ impl StageLayout {
             slot_split,
             splits,
             wholes,
+            residents,
             total: count.map_or(0, |c| c.0),
         })
     }

@@ -24,20 +24,27 @@ pub(crate) type Materialized = FastMap<(usize, u32), Held>;
 /// Chooses each stage's placement. A stage can run on the device when every
 /// call has a kernel there; it does when the cost model predicts it faster
 /// (`DevicePolicy::Auto`) or always (`DevicePolicy::Gpu`).
+///
+/// Stages are placed in order, so a stage knows where its inputs live: an
+/// array an earlier device stage produced counts as already on the device.
+/// Afterwards, the outputs of device stages that only later device stages read
+/// are marked to stay on the device (`Plan::resident`), as long as they take
+/// at most a quarter of the device memory together; then the device stages'
+/// predictions are redone with that choice, for `explain`.
 pub(crate) fn place(plan: &mut Plan, device: Option<&dyn Device>, config: &Config) {
     let threads = config.threads.unwrap_or_else(rayon::current_num_threads);
+    let stage_of = match device {
+        Some(_) => plan.stage_of(),
+        None => Vec::new(),
+    };
+    let memory = device.map(|d| config.gpu_memory.unwrap_or(usize::MAX).min(d.free_memory()));
     for i in 0..plan.stages.len() {
         let stage = &plan.stages[i];
         let n = stage.count.unwrap_or(0);
         let eligible = device.map(|d| (d, device::ineligible(plan, stage)));
-        let device_costs = match &eligible {
-            Some((d, None)) => {
-                let per_element = match layout::StageLayout::build(plan, stage, &FastMap::default())
-                {
-                    Ok(l) => device::bytes_per_element(&l),
-                    Err(_) => 64,
-                };
-                let memory = config.gpu_memory.unwrap_or(usize::MAX).min(d.free_memory());
+        let device_costs = match (&eligible, memory) {
+            (Some((d, None)), Some(memory)) => {
+                let per_element = device::planned_bytes_per_element(plan, stage);
                 let batch = device::batch_size(per_element, memory, n);
                 let batches = n.div_ceil(batch).max(1);
                 Some((d.costs(), batches))
@@ -46,6 +53,11 @@ pub(crate) fn place(plan: &mut Plan, device: Option<&dyn Device>, config: &Confi
         };
         // Without a device there is nothing to choose: skip the prediction,
         // which would only slow down small evaluations.
+        let on_device = |(p, o): (usize, u32)| {
+            stage_of[p] < i
+                && plan.stages[stage_of[p]].placement == Placement::Gpu
+                && may_stay_on_device(plan, p, o)
+        };
         let cost = match device {
             Some(_) => crate::cost::predict(
                 plan,
@@ -53,6 +65,7 @@ pub(crate) fn place(plan: &mut Plan, device: Option<&dyn Device>, config: &Confi
                 n,
                 threads,
                 device_costs.as_ref().map(|(c, b)| (c, *b)),
+                &on_device,
             ),
             None => crate::cost::StageCost::default(),
         };
@@ -94,6 +107,91 @@ pub(crate) fn place(plan: &mut Plan, device: Option<&dyn Device>, config: &Confi
         stage.reason = reason;
         stage.cost = cost;
     }
+    let (Some(d), Some(memory)) = (device, memory) else {
+        return;
+    };
+    plan.resident = resident_outputs(plan, &stage_of, memory / 4);
+    if plan.resident.is_empty() {
+        return;
+    }
+    let resident = plan.resident.clone();
+    for i in 0..plan.stages.len() {
+        let stage = &plan.stages[i];
+        if stage.placement != Placement::Gpu {
+            continue;
+        }
+        let n = stage.count.unwrap_or(0);
+        let batches = plan.stages[i].cost.batches as usize;
+        let costs = d.costs();
+        let cost = crate::cost::predict(plan, stage, n, threads, Some((&costs, batches)), &|k| {
+            resident.contains(&k)
+        });
+        plan.stages[i].cost = cost;
+    }
+}
+
+/// True when output `o` of plan node `p` could stay on the device: a plain
+/// array split by `NdArraySplit`, not a target, and read only piece by piece
+/// (by `NdArraySplit` arguments).
+fn may_stay_on_device(plan: &Plan, p: usize, o: u32) -> bool {
+    let vt = plan.nodes[p].outputs[o as usize];
+    let ndarray = |vt: &crate::split::SplitVTable| {
+        vt.kind == crate::split::SplitKind::Partition
+            && vt.split_id == std::any::TypeId::of::<crate::split::NdArraySplit>()
+            && crate::device::codec::array_dtype(vt.value_id).is_some()
+    };
+    if !ndarray(vt) {
+        return false;
+    }
+    if plan
+        .targets
+        .iter()
+        .any(|t| matches!(t, Input::Local(tp, _) if *tp == p))
+    {
+        return false;
+    }
+    plan.nodes.iter().all(|n| {
+        n.args.iter().all(|a| match a.input {
+            Input::Local(q, r) if (q, r) == (p, o) => ndarray(a.split) && !a.mutated,
+            _ => true,
+        })
+    })
+}
+
+/// The escaping outputs of device stages that stay on the device: every
+/// reader is in a later device stage, and together they take at most `room` bytes.
+fn resident_outputs(
+    plan: &Plan,
+    stage_of: &[usize],
+    room: usize,
+) -> crate::fasthash::FastSet<(usize, u32)> {
+    let mut keep = crate::fasthash::FastSet::default();
+    let mut used = 0usize;
+    let mut keys: Vec<(usize, u32)> = plan.escaping.iter().copied().collect();
+    keys.sort_unstable();
+    for (p, o) in keys {
+        let producer = &plan.stages[stage_of[p]];
+        if producer.placement != Placement::Gpu || !may_stay_on_device(plan, p, o) {
+            continue;
+        }
+        let readers_on_device = plan.nodes.iter().enumerate().all(|(n, node)| {
+            let reads = node
+                .args
+                .iter()
+                .any(|a| matches!(a.input, Input::Local(q, r) if (q, r) == (p, o)));
+            !reads
+                || stage_of[n] == stage_of[p]
+                || plan.stages[stage_of[n]].placement == Placement::Gpu
+        });
+        let bytes = crate::device::codec::array_dtype(plan.nodes[p].outputs[o as usize].value_id)
+            .map_or(0, |d| d.size())
+            * producer.count.unwrap_or(usize::MAX / 16);
+        if readers_on_device && used + bytes <= room {
+            used += bytes;
+            keep.insert((p, o));
+        }
+    }
+    keep
 }
 
 /// Runs every stage of `plan`; returns the targets' values in order.
@@ -116,13 +214,22 @@ pub(crate) fn run(
         (StageKind::Whole, _) => cpu::run_whole(plan, stage, done),
     };
     let mut seconds = Vec::with_capacity(plan.stages.len());
+    // Values kept on the device, freed after the last stage that reads them.
+    let mut resident = device::Resident::default();
+    let last_reader = last_readers(plan);
     for (i, stage) in plan.stages.iter().enumerate() {
         let started = std::time::Instant::now();
         let outputs = match (stage.placement, &dev) {
             (Placement::Gpu, Some(d)) => {
-                let budget = config.gpu_memory.unwrap_or(usize::MAX);
-                match device::run_partitioned(plan, stage, &done, &**d, budget) {
-                    Ok(o) => o,
+                let kept: usize = resident.values().map(|a| a.buf.len()).sum();
+                let budget = config
+                    .gpu_memory
+                    .map_or(usize::MAX, |b| b.saturating_sub(kept));
+                match device::run_partitioned(plan, stage, &done, &resident, &**d, budget) {
+                    Ok(o) => {
+                        resident.extend(o.device);
+                        o.host
+                    }
                     Err(Error::DeviceOutOfMemory { requested, free }) => {
                         // Not even one element fits: the CPU computes the same result.
                         tracing::warn!(
@@ -131,14 +238,21 @@ pub(crate) fn run(
                             "device out of memory at batch size 1; running the stage on the CPU"
                         );
                         fallbacks.push((i, format!("device out of memory ({requested} bytes requested, {free} free): ran on the CPU")));
+                        bring_to_host(plan, stage, &resident, &mut done, &**d)?;
                         on_cpu(stage, &done)?
                     }
                     Err(e) => return Err(e),
                 }
             }
-            _ => on_cpu(stage, &done)?,
+            _ => {
+                if let Some(d) = &dev {
+                    bring_to_host(plan, stage, &resident, &mut done, &**d)?;
+                }
+                on_cpu(stage, &done)?
+            }
         };
         done.extend(outputs);
+        resident.retain(|k, _| last_reader.get(k).is_some_and(|&last| last > i));
         seconds.push(started.elapsed().as_secs_f64());
     }
     let values = plan
@@ -157,6 +271,49 @@ pub(crate) fn run(
         plan_mut.stages[i].reason = reason;
     }
     Ok((values, seconds, done))
+}
+
+/// The last stage reading each output that some stage other than its
+/// producer's reads.
+fn last_readers(plan: &Plan) -> FastMap<(usize, u32), usize> {
+    let mut last = FastMap::default();
+    if plan.resident.is_empty() {
+        return last;
+    }
+    for (s, stage) in plan.stages.iter().enumerate() {
+        for &n in &stage.nodes {
+            for a in &plan.nodes[n].args {
+                if let Input::Local(p, o) = a.input {
+                    last.insert((p, o), s);
+                }
+            }
+        }
+    }
+    last
+}
+
+/// Downloads the values kept on the device that `stage` reads, for a stage
+/// that runs on the CPU after all.
+fn bring_to_host(
+    plan: &Plan,
+    stage: &Stage,
+    resident: &device::Resident,
+    done: &mut Materialized,
+    dev: &dyn Device,
+) -> Result<()> {
+    if resident.is_empty() {
+        return Ok(());
+    }
+    for &n in &stage.nodes {
+        for a in &plan.nodes[n].args {
+            if let Input::Local(p, o) = a.input {
+                if let (Some(array), false) = (resident.get(&(p, o)), done.contains_key(&(p, o))) {
+                    done.insert((p, o), device::to_host(dev, array)?);
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Calls an annotated function's CPU implementation, turning a panic into
