@@ -2,25 +2,48 @@
 //!
 //! - **Opening** checks the driver with [`crate::cuda::discovery`] first, so a machine without
 //!   `libcuda` (or without a device) gets `Error::GpuUnavailable`, never a panic.
+//! - **Queues** are three non-blocking CUDA streams, one per [`Queue`] (upload, compute,
+//!   download), so that host-to-device copies, kernels and device-to-host copies of different
+//!   batches overlap. Work on one stream runs in order; across streams it is ordered only by
+//!   events: [`Device::record`] records a (pooled, timing-disabled) CUDA event on a stream,
+//!   [`Device::wait`] makes another stream wait for it (`cuStreamWaitEvent`, the host does not
+//!   wait) and [`Device::host_wait`] blocks the host on it. [`Device::synchronize`] waits for
+//!   all three streams.
 //! - **Memory** comes from a caching allocator: a freed [`DeviceBuffer`] returns its block to a
 //!   per-size-class free list ([`SizeClassPool`]) and a later allocation of the same class
-//!   reuses it without calling the driver. A driver out-of-memory first empties the cache and
-//!   retries once. An optional budget ([`CudaDevice::with_memory_budget`]) makes a large GPU
-//!   behave like a small one.
-//! - **Work** goes to one stream, so launches, copies and buffer reuse are ordered by the stream
-//!   alone: a block freed while a kernel still reads it is only reused by work enqueued after
-//!   that kernel. Uploads go through pinned, double-buffered staging memory and return once the
-//!   source has been copied out of the caller's slice; downloads wait for their copies.
+//!   reuses it without calling the driver. Because work on other streams may still use a freed
+//!   block, every buffer remembers which queues touched it ([`QueueMask`]: the queue it was
+//!   allocated for, uploads, launches that read or write it, downloads). Dropping it records one
+//!   event per touched queue (its *fences*) and caches the block with them; the host never
+//!   waits. An [`alloc_on`](Device::alloc_on) that reuses the block makes its own stream wait
+//!   (on the device) for the fences of the other streams: its first use is ordered after every
+//!   earlier use, and work on the same stream is ordered by the stream itself. Releasing the
+//!   cache (a driver out-of-memory, the budget, [`CudaDevice::empty_cache`]) synchronizes all
+//!   streams before freeing. A driver out-of-memory first empties the cache and retries once.
+//!   An optional budget ([`CudaDevice::with_memory_budget`]) makes a large GPU behave like a
+//!   small one.
+//! - **Transfers** go through a pool of pinned (page-locked) host chunks of [`STAGING_CHUNK`]
+//!   bytes, each with an event recorded after the last copy that used it. A chunk is taken when
+//!   idle and its event has completed (else a new one is allocated, up to
+//!   [`STAGING_MAX_CHUNKS`], else the host waits for the oldest idle one). An upload copies the
+//!   caller's bytes into chunks on the host (in parallel for large copies), enqueues
+//!   `cuMemcpyHtoDAsync` from each on its stream and returns the chunk to the pool at once: it
+//!   returns once the source has been copied out of the caller's slice, without waiting for the
+//!   DMA. A download ([`Device::start_download`]) enqueues `cuMemcpyDtoHAsync` into as many
+//!   chunks as it needs and keeps them in its [`PendingDownload`];
+//!   [`Device::finish_download`] waits for each chunk's event and copies it out. A pending
+//!   download dropped unfinished returns its chunks with their events, which the pool respects.
+//!   Without pinned memory, transfers fall back to synchronous copies from pageable memory.
 //! - **Kernels** are compiled on first use per [`KernelSource`] with NVRTC (CUBIN for the
 //!   device's architecture when NVRTC supports it, PTX otherwise; cached on disk by
 //!   [`crate::cuda::compile`]), loaded as a module, and looked up by name once.
 //!
 //! - **Costs** ([`Device::costs`], for placement) are measured on first need by short
-//!   micro-benchmarks (link bandwidth and latency through the staging path, launch overhead,
-//!   elementwise throughput of a calibration kernel), at most once per process and device, and
-//!   cached on disk per device model and driver (`<cache>/costs/`, next to the kernel cache);
-//!   see [`CudaDevice::recalibrate`]. `BACH_COST_CACHE=off` makes a process measure instead of
-//!   reading the cache.
+//!   micro-benchmarks on the compute stream (link bandwidth and latency through the staging
+//!   path, launch overhead, elementwise throughput of a calibration kernel), at most once per
+//!   process and device, and cached on disk per device model and driver (`<cache>/costs/`, next
+//!   to the kernel cache); see [`CudaDevice::recalibrate`]. `BACH_COST_CACHE=off` makes a
+//!   process measure instead of reading the cache.
 //!
 //! Launch shape: 256 threads per block; elementwise kernels get
 //! `min(ceil(n / 256), 32 * SMs)` blocks (at least one) and walk the rest with grid-stride
@@ -30,18 +53,19 @@
 // Nothing in the crate opens a CUDA device until the device executor does.
 #![allow(dead_code)]
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::ffi::{c_void, CString};
 use std::fmt;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use cudarc::driver::result::{self as driver, DriverError};
 use cudarc::driver::sys as driver_sys;
 use cudarc::driver::{CudaContext, CudaEvent, CudaStream};
+use rayon::prelude::*;
 
 use super::{
     Device, DeviceBuffer, Event, KernelArg, KernelSource, Launch, PendingDownload, Queue,
@@ -57,10 +81,17 @@ use crate::error::{Error, Result};
 pub const THREADS_PER_BLOCK: u32 = 256;
 /// Elementwise launches use at most this many blocks per multiprocessor.
 pub const BLOCKS_PER_SM: u32 = 32;
-/// Size of one pinned staging buffer; transfers larger than this are pipelined through two.
-const STAGING_CHUNK: usize = 8 << 20;
-/// Smallest pinned staging buffer allocated.
-const STAGING_MIN: usize = 64 << 10;
+/// Size of one pinned staging chunk; transfers are split into chunks of this size.
+pub const STAGING_CHUNK: usize = 8 << 20;
+/// Most staging chunks the pool keeps (512 MiB of pinned memory); a transfer that finds them
+/// all held by pending downloads gets extra chunks, freed when given back.
+pub const STAGING_MAX_CHUNKS: usize = 64;
+/// Host copies of at least this many bytes (into or out of staging chunks) run in parallel.
+const PARALLEL_COPY_MIN: usize = 1 << 20;
+/// The piece of a parallel host copy each task copies.
+const PARALLEL_COPY_PIECE: usize = 256 << 10;
+/// Most idle events the device keeps for reuse.
+const EVENT_POOL_MAX: usize = 256;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -281,6 +312,11 @@ impl<P> SizeClassPool<P> {
             None => free,
         }
     }
+
+    /// Forgets a live block of class `class` that will never be reused (leaked in the driver).
+    pub fn forget(&mut self, class: usize) {
+        self.live_bytes = self.live_bytes.saturating_sub(class);
+    }
 }
 
 // ---- launch shape ----------------------------------------------------------------------------
@@ -492,7 +528,7 @@ impl Drop for LoadedModule {
     fn drop(&mut self) {
         if self.ctx.bind_to_thread().is_ok() {
             // SAFETY: loaded in `load`, unloaded only here; no launch can use it any more
-            // (the device that owned it is being dropped and has synchronized its stream).
+            // (the device that owned it is being dropped and has synchronized its streams).
             let _ = unsafe { driver::module::unload(self.module) };
         }
     }
@@ -500,63 +536,212 @@ impl Drop for LoadedModule {
 
 // ---- pinned staging ----------------------------------------------------------------------------
 
-/// Page-locked host memory for asynchronous copies, with an event recorded after the last
-/// copy that uses it (waited for before it is written or read again).
+/// Staging chunks a transfer of `bytes` needs: `ceil(bytes / STAGING_CHUNK)` (0 for 0 bytes).
+pub(crate) fn chunk_count(bytes: usize) -> usize {
+    bytes.div_ceil(STAGING_CHUNK)
+}
+
+/// The `(offset, len)` of each staging chunk of a transfer of `bytes`, in order.
+pub(crate) fn chunk_ranges(bytes: usize) -> impl Iterator<Item = (usize, usize)> {
+    (0..chunk_count(bytes)).map(move |i| {
+        let offset = i * STAGING_CHUNK;
+        (offset, STAGING_CHUNK.min(bytes - offset))
+    })
+}
+
+/// Copies `src` into `dst` (of equal lengths) on the host: in parallel pieces on rayon's pool
+/// from [`PARALLEL_COPY_MIN`] bytes on (one thread cannot fill a PCIe 5 link), else directly.
+pub(crate) fn copy_bytes(dst: &mut [u8], src: &[u8]) {
+    assert_eq!(dst.len(), src.len(), "host copy of unequal lengths");
+    if src.len() < PARALLEL_COPY_MIN {
+        dst.copy_from_slice(src);
+        return;
+    }
+    dst.par_chunks_mut(PARALLEL_COPY_PIECE)
+        .zip(src.par_chunks(PARALLEL_COPY_PIECE))
+        .for_each(|(d, s)| d.copy_from_slice(s));
+}
+
+/// What [`ChunkPool::take`] decided.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum ChunkTake<C> {
+    /// The oldest idle chunk whose last copy has completed: use it now.
+    Ready(C),
+    /// No idle chunk is ready and the pool may grow: allocate a chunk, counted in the pool
+    /// (report a failure with [`ChunkPool::allocation_failed`]).
+    Allocate,
+    /// No idle chunk is ready and the pool is full: wait for the last copy of this one (the
+    /// oldest idle chunk), then use it.
+    WaitFor(C),
+    /// The pool is full and every chunk is in use (held by pending downloads): allocate a chunk
+    /// outside the pool, freed instead of given back.
+    Overflow,
+}
+
+/// The pinned staging pool's bookkeeping, independent of CUDA: idle chunks oldest first (in
+/// the order they were given back), and how many chunks the pool holds in all (idle or in
+/// use), at most `cap`.
+#[derive(Debug)]
+pub(crate) struct ChunkPool<C> {
+    idle: VecDeque<C>,
+    chunks: usize,
+    cap: usize,
+}
+
+impl<C> ChunkPool<C> {
+    /// An empty pool of at most `cap` chunks.
+    pub(crate) fn new(cap: usize) -> Self {
+        ChunkPool {
+            idle: VecDeque::new(),
+            chunks: 0,
+            cap,
+        }
+    }
+
+    /// Takes a chunk: the oldest idle one that is `ready` (its last copy has completed), else a
+    /// new one while the pool has fewer than `cap`, else the oldest idle one to wait for, else
+    /// (all in use) one outside the pool.
+    pub(crate) fn take(&mut self, mut ready: impl FnMut(&C) -> bool) -> ChunkTake<C> {
+        if let Some(i) = self.idle.iter().position(&mut ready) {
+            let chunk = self.idle.remove(i).expect("the position is in range");
+            return ChunkTake::Ready(chunk);
+        }
+        if self.chunks < self.cap {
+            self.chunks += 1;
+            return ChunkTake::Allocate;
+        }
+        match self.idle.pop_front() {
+            Some(chunk) => ChunkTake::WaitFor(chunk),
+            None => ChunkTake::Overflow,
+        }
+    }
+
+    /// The allocation [`take`](Self::take) asked for failed: the pool holds one chunk less.
+    pub(crate) fn allocation_failed(&mut self) {
+        self.chunks = self.chunks.saturating_sub(1);
+    }
+
+    /// A chunk of the pool (not an overflow chunk) is idle again.
+    pub(crate) fn give_back(&mut self, chunk: C) {
+        self.idle.push_back(chunk);
+    }
+
+    /// A chunk of the pool is lost (leaked, or freed outside the pool).
+    pub(crate) fn forget(&mut self) {
+        self.chunks = self.chunks.saturating_sub(1);
+    }
+
+    /// Chunks the pool holds, idle or in use.
+    pub(crate) fn chunks(&self) -> usize {
+        self.chunks
+    }
+
+    /// Idle chunks.
+    pub(crate) fn idle_chunks(&self) -> usize {
+        self.idle.len()
+    }
+
+    /// Removes the idle chunks (to free them).
+    pub(crate) fn drain(&mut self) -> Vec<C> {
+        self.chunks -= self.idle.len();
+        self.idle.drain(..).collect()
+    }
+}
+
+/// [`STAGING_CHUNK`] bytes of page-locked host memory for asynchronous copies (not
+/// write-combined: downloads read it on the host), with an event recorded after the last copy
+/// that uses it. Nobody touches the memory on the host before that event has completed.
 struct Pinned {
     ptr: *mut u8,
-    len: usize,
     event: CudaEvent,
 }
 
-// SAFETY: the host memory is owned by this value and only reached through `&mut self` (the
-// staging buffers sit behind a mutex); CudaEvent is Send + Sync.
+// SAFETY: the host memory is owned by this value and only reached through it (a chunk is either
+// idle in the pool, behind its mutex, or held by exactly one transfer); CudaEvent is Send + Sync.
 unsafe impl Send for Pinned {}
 
 impl Pinned {
-    fn new(ctx: &Arc<CudaContext>, len: usize, write_combined: bool) -> Result<Self> {
+    fn new(ctx: &Arc<CudaContext>) -> Result<Self> {
         ctx.bind_to_thread()
             .map_err(|e| gpu_err("binding the CUDA context", e))?;
-        let flags = if write_combined {
-            driver_sys::CU_MEMHOSTALLOC_WRITECOMBINED
-        } else {
-            0
-        };
         let event = ctx
             .new_event(None)
             .map_err(|e| gpu_err("creating an event for pinned staging memory", e))?;
-        // SAFETY: allocates `len` bytes of page-locked host memory; freed in `drop`.
-        let ptr = unsafe { driver::malloc_host(len, flags) }.map_err(|e| {
+        // SAFETY: allocates STAGING_CHUNK bytes of page-locked host memory (no flags: cached,
+        // not write-combined, not mapped); freed in `drop`.
+        let ptr = unsafe { driver::malloc_host(STAGING_CHUNK, 0) }.map_err(|e| {
             gpu_err(
-                format_args!("allocating {len} bytes of pinned host memory"),
+                format_args!("allocating {STAGING_CHUNK} bytes of pinned host memory"),
                 e,
             )
         })?;
-        Ok(Pinned {
-            ptr: ptr.cast(),
-            len,
-            event,
-        })
+        let ptr: *mut u8 = ptr.cast();
+        // SAFETY: `ptr` points to STAGING_CHUNK writable bytes that nothing else uses yet.
+        // Zeroed once so that the slices handed out below never cover uninitialized memory.
+        unsafe { std::ptr::write_bytes(ptr, 0, STAGING_CHUNK) };
+        Ok(Pinned { ptr, event })
     }
 
-    /// Waits for the copies that use this buffer.
+    /// Whether the last copy using this chunk has completed (an event never recorded counts as
+    /// completed). A failed query counts as not completed: waiting reports the error.
+    fn is_idle(&self) -> bool {
+        self.event.is_complete()
+    }
+
+    /// Waits for the last copy that uses this chunk.
     fn wait(&self) -> Result<()> {
         self.event
             .synchronize()
             .map_err(|e| gpu_err("waiting for a copy through pinned staging memory", e))
     }
 
-    /// The first `len` bytes; call [`wait`](Self::wait) first.
+    /// Orders this chunk after the copy just enqueued on `stream` (or attempted: an enqueue that
+    /// returned an error may still have been queued): records the chunk's event there, or, when
+    /// that fails, waits for the stream on the host. `Err` when neither worked: a copy may
+    /// still use the memory, so the caller must leak the chunk rather than reuse or free it.
+    fn fence(&self, stream: &CudaStream) -> Result<()> {
+        let Err(e) = self.event.record(stream) else {
+            return Ok(());
+        };
+        match stream.synchronize() {
+            Ok(()) => {
+                tracing::warn!(
+                    "recording a staging event failed ({}); waited for the stream instead",
+                    driver_error_text(e)
+                );
+                Ok(())
+            }
+            Err(_) => Err(gpu_err("recording an event after a staging copy", e)),
+        }
+    }
+
+    /// The first `len` bytes, for the host to write or the device to copy into. Call only
+    /// when the chunk's last copy has completed.
     fn slice_mut(&mut self, len: usize) -> &mut [u8] {
-        assert!(len <= self.len);
-        // SAFETY: `ptr` points to `self.len` bytes owned by `self`; `&mut self` makes the view
-        // unique, and the caller waited for the device to stop using them.
+        assert!(len <= STAGING_CHUNK);
+        // SAFETY: `ptr` points to STAGING_CHUNK bytes owned by `self`; `&mut self` makes the
+        // view unique on the host, and the caller waited for the device to stop using them.
         unsafe { std::slice::from_raw_parts_mut(self.ptr, len) }
+    }
+
+    /// The first `len` bytes, for the host to read or the device to copy from. Call only when
+    /// no copy into the chunk is in flight.
+    fn slice(&self, len: usize) -> &[u8] {
+        assert!(len <= STAGING_CHUNK);
+        // SAFETY: as in `slice_mut`; nothing on the host writes the memory while `&self` lives
+        // (writes need `&mut self`), and the caller waited for the device's writes.
+        unsafe { std::slice::from_raw_parts(self.ptr, len) }
     }
 }
 
 impl Drop for Pinned {
     fn drop(&mut self) {
-        let _ = self.event.synchronize();
+        // The memory is freed only once the last copy that uses it has completed; when that
+        // cannot be established it is leaked instead.
+        if self.event.synchronize().is_err() {
+            tracing::warn!("leaking a pinned staging chunk whose last copy cannot be waited for");
+            return;
+        }
         if self.event.context().bind_to_thread().is_ok() {
             // SAFETY: `ptr` came from `malloc_host`; the last copy using it has completed.
             let _ = unsafe { driver::free_host(self.ptr.cast()) };
@@ -564,65 +749,102 @@ impl Drop for Pinned {
     }
 }
 
-/// Two staging buffers used in turn, so that filling (or draining) one overlaps the copy of the
-/// other.
-#[derive(Default)]
+/// A staging chunk taken from the pool: `pooled` ones go back to it, overflow ones are freed.
+struct StagingChunk {
+    pinned: Pinned,
+    pooled: bool,
+}
+
+/// The pinned staging pool (see the module docs).
 struct Staging {
-    bufs: [Option<Pinned>; 2],
+    pool: ChunkPool<Pinned>,
     /// Pinned memory could not be allocated: copy from pageable memory instead.
     unavailable: bool,
 }
 
-impl Staging {
-    /// Staging buffer `i` (0 or 1), of at least `len` bytes; `None` when pinned memory cannot
-    /// be allocated.
-    fn buffer(
-        &mut self,
-        ctx: &Arc<CudaContext>,
-        i: usize,
-        len: usize,
-        write_combined: bool,
-    ) -> Option<&mut Pinned> {
-        if self.unavailable {
-            return None;
+impl Default for Staging {
+    fn default() -> Self {
+        Staging {
+            pool: ChunkPool::new(STAGING_MAX_CHUNKS),
+            unavailable: false,
         }
-        if self.bufs[i].as_ref().is_none_or(|b| b.len < len) {
-            let size = len
-                .max(STAGING_MIN)
-                .next_power_of_two()
-                .min(STAGING_CHUNK)
-                .max(len);
-            self.bufs[i] = None; // waits for and frees the smaller one
-            match Pinned::new(ctx, size, write_combined) {
-                Ok(b) => self.bufs[i] = Some(b),
-                Err(e) => {
-                    tracing::warn!(
-                        "no pinned staging memory ({e}); copying through pageable memory"
-                    );
-                    self.unavailable = true;
-                    return None;
-                }
-            }
-        }
-        self.bufs[i].as_mut()
     }
 }
 
 // ---- the device --------------------------------------------------------------------------------
 
+/// The queues that used a buffer, one bit per [`Queue::index`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct QueueMask(u8);
+
+impl QueueMask {
+    /// No queue.
+    pub(crate) const EMPTY: QueueMask = QueueMask(0);
+
+    /// Only `queue`.
+    pub(crate) fn of(queue: Queue) -> Self {
+        QueueMask(1 << queue.index())
+    }
+
+    /// The mask with the bits `bits` (bits above the queues ignored).
+    pub(crate) fn from_bits(bits: u8) -> Self {
+        QueueMask(bits & ((1 << Queue::ALL.len()) - 1))
+    }
+
+    /// The bits.
+    pub(crate) fn bits(self) -> u8 {
+        self.0
+    }
+
+    /// This mask and `queue`.
+    pub(crate) fn with(self, queue: Queue) -> Self {
+        QueueMask(self.0 | Self::of(queue).0)
+    }
+
+    /// Whether `queue` is in the mask.
+    pub(crate) fn contains(self, queue: Queue) -> bool {
+        self.0 & Self::of(queue).0 != 0
+    }
+
+    /// True for no queue.
+    pub(crate) fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// The queues in the mask, in index order.
+    pub(crate) fn queues(self) -> impl Iterator<Item = Queue> {
+        Queue::ALL.into_iter().filter(move |q| self.contains(*q))
+    }
+}
+
+/// A block of the caching allocator, with its fences while it is cached: one event per queue
+/// that used it, recorded when its buffer was dropped (after that queue's uses of it).
+struct CachedBlock {
+    ptr: driver_sys::CUdeviceptr,
+    fences: Vec<(Queue, CudaEvent)>,
+}
+
 /// Allocator state and counters, under one lock.
 struct State {
-    pool: SizeClassPool<driver_sys::CUdeviceptr>,
+    pool: SizeClassPool<CachedBlock>,
     /// Bytes requested by live buffers (not rounded), for `TransferStats::peak_bytes`.
     live_requested: usize,
     stats: TransferStats,
 }
 
-/// What buffers share with their device (they may outlive it).
+/// What buffers, events and pending downloads share with their device (they may outlive it).
+///
+/// Lock order: `state`, then `events`; `staging` is never held with another lock.
 struct Shared {
-    stream: Arc<CudaStream>,
     ctx: Arc<CudaContext>,
+    /// One stream per [`Queue`], by [`Queue::index`].
+    streams: [Arc<CudaStream>; 3],
     state: Mutex<State>,
+    /// Idle events (timing disabled) for fences and [`Device::record`]. An event goes back here
+    /// only when nothing will wait for its last record any more: waits already enqueued with
+    /// `cuStreamWaitEvent` are not affected by a later record of the same event.
+    events: Mutex<Vec<CudaEvent>>,
+    staging: Mutex<Staging>,
 }
 
 impl Shared {
@@ -632,12 +854,107 @@ impl Shared {
             .map_err(|e| gpu_err("binding the CUDA context", e))
     }
 
-    fn synchronize(&self, what: &str) -> Result<()> {
-        self.bind()?;
-        self.stream.synchronize().map_err(|e| gpu_err(what, e))
+    fn stream(&self, queue: Queue) -> &CudaStream {
+        &self.streams[queue.index()]
     }
 
-    /// Frees the cached blocks in the driver (after the work that may still use them).
+    /// Waits for the work on every stream.
+    fn synchronize(&self, what: &str) -> Result<()> {
+        self.bind()?;
+        let mut result = Ok(());
+        for stream in &self.streams {
+            if let Err(e) = stream.synchronize() {
+                result = result.and(Err(gpu_err(what, e)));
+            }
+        }
+        result
+    }
+
+    /// Waits for the work on `queue`'s stream.
+    fn synchronize_queue(&self, queue: Queue, what: &str) -> Result<()> {
+        self.bind()?;
+        self.stream(queue)
+            .synchronize()
+            .map_err(|e| gpu_err(what, e))
+    }
+
+    /// An idle event from the pool, or a new one.
+    fn take_event(&self) -> Result<CudaEvent> {
+        if let Some(event) = lock(&self.events).pop() {
+            return Ok(event);
+        }
+        self.ctx
+            .new_event(None)
+            .map_err(|e| gpu_err("creating an event", e))
+    }
+
+    /// Returns an event nobody waits for any more to the pool.
+    fn recycle_event(&self, event: CudaEvent) {
+        let mut events = lock(&self.events);
+        if events.len() < EVENT_POOL_MAX {
+            events.push(event);
+        }
+    }
+
+    /// An event recorded on `queue`'s stream now.
+    fn record_event(&self, queue: Queue) -> Result<CudaEvent> {
+        let event = self.take_event()?;
+        event
+            .record(self.stream(queue))
+            .map_err(|e| gpu_err(format_args!("recording an event on the {queue:?} queue"), e))?;
+        Ok(event)
+    }
+
+    /// The fences of a block the queues `queues` used: an event recorded on each of their
+    /// streams now, after everything they were given so far (including every use of the
+    /// block, since the buffer is being dropped). A stream whose event cannot be recorded is
+    /// waited for on the host instead. `None` when even that fails: the block must not be reused.
+    fn fences(&self, queues: QueueMask) -> Option<Vec<(Queue, CudaEvent)>> {
+        let mut fences = Vec::with_capacity(3);
+        for queue in queues.queues() {
+            match self.record_event(queue) {
+                Ok(event) => fences.push((queue, event)),
+                Err(e) => {
+                    if let Err(sync) = self.synchronize_queue(queue, "waiting for a freed block") {
+                        tracing::warn!(
+                            "leaking a device block: no fence ({e}) and no synchronization ({sync})"
+                        );
+                        return None;
+                    }
+                }
+            }
+        }
+        Some(fences)
+    }
+
+    /// Orders the first use of a reused block on `queue` after its earlier uses: `queue`'s
+    /// stream waits (on the device) for each fence of another queue; fences of `queue` itself
+    /// are already ordered by the stream. The fences are recycled (the waits enqueued here are
+    /// not affected by later records). When a wait cannot be enqueued the host waits for the
+    /// fence instead; `Err` (with the fences not yet handled left in `block`) when that fails.
+    fn order_reuse(&self, queue: Queue, block: &mut CachedBlock) -> Result<()> {
+        while let Some((used_on, fence)) = block.fences.pop() {
+            if used_on != queue {
+                if let Err(e) = self.stream(queue).wait(&fence) {
+                    if let Err(e2) = fence.synchronize() {
+                        block.fences.push((used_on, fence));
+                        return Err(gpu_err(
+                            format_args!(
+                                "ordering a reused block after its use on the {used_on:?} queue ({})",
+                                driver_error_text(e)
+                            ),
+                            e2,
+                        ));
+                    }
+                }
+            }
+            self.recycle_event(fence);
+        }
+        Ok(())
+    }
+
+    /// Frees the cached blocks in the driver, after the work on every stream (which may still
+    /// use them).
     fn release_cached(&self, state: &mut State) -> Result<usize> {
         let blocks = state.pool.drain();
         if blocks.is_empty() {
@@ -645,14 +962,91 @@ impl Shared {
         }
         self.synchronize("synchronizing before freeing cached device memory")?;
         let mut freed = 0;
-        for (class, ptr) in blocks {
-            // SAFETY: `ptr` came from `malloc_sync`, is in no live buffer (it was cached), and
-            // the stream has finished all work that used it.
-            unsafe { driver::free_sync(ptr) }
+        for (class, block) in blocks {
+            // SAFETY: `block.ptr` came from `malloc_sync`, is in no live buffer (it was cached),
+            // and every stream has finished all work enqueued so far, which includes every use
+            // of the block (its uses were enqueued before its buffer was dropped).
+            unsafe { driver::free_sync(block.ptr) }
                 .map_err(|e| gpu_err(format_args!("freeing {class} bytes"), e))?;
             freed += class;
+            for (_, fence) in block.fences {
+                self.recycle_event(fence);
+            }
         }
         Ok(freed)
+    }
+
+    /// A staging chunk (see [`ChunkPool::take`]) whose last copy has completed; `None` when no
+    /// pinned memory can be allocated (the caller copies through pageable memory).
+    fn take_chunk(&self) -> Result<Option<StagingChunk>> {
+        self.bind()?;
+        let decision = {
+            let mut staging = lock(&self.staging);
+            if staging.unavailable {
+                return Ok(None);
+            }
+            staging.pool.take(Pinned::is_idle)
+        };
+        match decision {
+            ChunkTake::Ready(pinned) => Ok(Some(StagingChunk {
+                pinned,
+                pooled: true,
+            })),
+            ChunkTake::WaitFor(pinned) => {
+                if let Err(e) = pinned.wait() {
+                    lock(&self.staging).pool.give_back(pinned);
+                    return Err(e);
+                }
+                Ok(Some(StagingChunk {
+                    pinned,
+                    pooled: true,
+                }))
+            }
+            ChunkTake::Allocate => match Pinned::new(&self.ctx) {
+                Ok(pinned) => Ok(Some(StagingChunk {
+                    pinned,
+                    pooled: true,
+                })),
+                Err(e) => {
+                    tracing::warn!(
+                        "no pinned staging memory ({e}); copying through pageable memory"
+                    );
+                    let mut staging = lock(&self.staging);
+                    staging.pool.allocation_failed();
+                    staging.unavailable = true;
+                    Ok(None)
+                }
+            },
+            ChunkTake::Overflow => match Pinned::new(&self.ctx) {
+                Ok(pinned) => Ok(Some(StagingChunk {
+                    pinned,
+                    pooled: false,
+                })),
+                Err(e) => {
+                    tracing::warn!(
+                        "no extra pinned staging memory ({e}); copying through pageable memory"
+                    );
+                    Ok(None)
+                }
+            },
+        }
+    }
+
+    /// Gives a staging chunk back: to the pool with its event (a later take respects it), or,
+    /// for an overflow chunk, to the driver once its last copy has completed.
+    fn return_chunk(&self, chunk: StagingChunk) {
+        if chunk.pooled {
+            lock(&self.staging).pool.give_back(chunk.pinned);
+        }
+        // An overflow chunk is dropped here: `Pinned::drop` waits for its event, then frees it.
+    }
+
+    /// Leaks a staging chunk a copy may still use (see [`Pinned::fence`]).
+    fn leak_chunk(&self, chunk: StagingChunk) {
+        if chunk.pooled {
+            lock(&self.staging).pool.forget();
+        }
+        std::mem::forget(chunk);
     }
 }
 
@@ -663,29 +1057,112 @@ impl Drop for Shared {
         if self.ctx.bind_to_thread().is_err() {
             return;
         }
-        let _ = self.stream.synchronize();
-        for (_, ptr) in blocks {
-            // SAFETY: no buffer refers to `ptr` any more (every buffer holds this `Shared`), and
-            // the stream is idle.
-            let _ = unsafe { driver::free_sync(ptr) };
+        let mut idle = true;
+        for stream in &self.streams {
+            idle &= stream.synchronize().is_ok();
         }
+        if !idle {
+            // Some work may still use the blocks: leak them rather than free them under it.
+            std::mem::forget(blocks);
+            return;
+        }
+        for (_, block) in blocks {
+            // SAFETY: no buffer refers to `block.ptr` any more (every buffer holds this
+            // `Shared`), and every stream is idle.
+            let _ = unsafe { driver::free_sync(block.ptr) };
+        }
+        // The staging chunks are freed as the fields drop, each after waiting for its event.
     }
 }
 
 /// The device's own representation of a [`DeviceBuffer`]: one block of the caching allocator,
-/// given back to the pool on drop.
+/// given back to the pool on drop with a fence for each queue that used it.
 struct CudaAlloc {
     ptr: driver_sys::CUdeviceptr,
     class: usize,
     bytes: usize,
     shared: Arc<Shared>,
+    /// The queues that used the block ([`QueueMask`] bits): set before each use is enqueued.
+    queues: AtomicU8,
+}
+
+impl CudaAlloc {
+    /// Notes that work on `queue` uses the block (call before enqueueing it).
+    fn touch(&self, queue: Queue) {
+        // Relaxed is enough: the drop that reads the mask has exclusive access to the buffer,
+        // which happens after every borrow that touched it.
+        self.queues
+            .fetch_or(QueueMask::of(queue).bits(), Ordering::Relaxed);
+    }
 }
 
 impl Drop for CudaAlloc {
     fn drop(&mut self) {
+        let queues = QueueMask::from_bits(*self.queues.get_mut());
+        // Recorded before the block is visible in the free list, so a reuse always finds them.
+        let fences = self.shared.fences(queues);
         let mut state = lock(&self.shared.state);
         state.live_requested = state.live_requested.saturating_sub(self.bytes);
-        state.pool.give_back(self.class, self.ptr);
+        match fences {
+            Some(fences) => state.pool.give_back(
+                self.class,
+                CachedBlock {
+                    ptr: self.ptr,
+                    fences,
+                },
+            ),
+            None => state.pool.forget(self.class),
+        }
+    }
+}
+
+/// An event of a [`CudaDevice`] ([`Device::record`]); back to the device's event pool on drop.
+struct CudaFence {
+    event: Option<CudaEvent>,
+    shared: Arc<Shared>,
+}
+
+impl Drop for CudaFence {
+    fn drop(&mut self) {
+        if let Some(event) = self.event.take() {
+            self.shared.recycle_event(event);
+        }
+    }
+}
+
+/// The device's own representation of a [`PendingDownload`]: where the bytes land.
+struct CudaDownload {
+    shared: Arc<Shared>,
+    /// Staging chunks, one per [`STAGING_CHUNK`] of the download in order, each with its event
+    /// recorded after its copy.
+    chunks: Vec<StagingChunk>,
+    /// The bytes, copied already (through pageable memory, without pinned memory).
+    pageable: Option<Vec<u8>>,
+    /// For a zero-byte download: an event after the queue's earlier work.
+    event: Option<CudaEvent>,
+}
+
+impl CudaDownload {
+    fn new(shared: &Arc<Shared>) -> Self {
+        CudaDownload {
+            shared: shared.clone(),
+            chunks: Vec::new(),
+            pageable: None,
+            event: None,
+        }
+    }
+}
+
+impl Drop for CudaDownload {
+    fn drop(&mut self) {
+        // Finished or not: the chunks go back with their events, which the pool waits for
+        // before anyone touches them again (overflow chunks are freed after their events).
+        for chunk in self.chunks.drain(..) {
+            self.shared.return_chunk(chunk);
+        }
+        if let Some(event) = self.event.take() {
+            self.shared.recycle_event(event);
+        }
     }
 }
 
@@ -713,8 +1190,6 @@ pub struct CudaDevice {
     total_memory: usize,
     shared: Arc<Shared>,
     modules: ModuleCache<LoadedModule>,
-    upload_staging: Mutex<Staging>,
-    download_staging: Mutex<Staging>,
     /// The calibrated costs, once known (read from the cost cache or measured).
     costs: Mutex<Option<DeviceCosts>>,
     /// Calibrations (measurements) this device has run.
@@ -738,7 +1213,8 @@ impl fmt::Debug for CudaDevice {
 }
 
 impl CudaDevice {
-    /// Opens CUDA device `ordinal`: a context, a stream, and the device's properties.
+    /// Opens CUDA device `ordinal`: a context, one stream per [`Queue`], and the device's
+    /// properties.
     ///
     /// Returns `Error::GpuUnavailable` (never panics) when there is no usable driver or device,
     /// when NVRTC (which compiles the kernels) cannot be loaded, or when `ordinal` does not
@@ -755,9 +1231,11 @@ impl CudaDevice {
         };
         let ctx = CudaContext::new(ordinal)
             .map_err(|e| gpu_err(format_args!("creating a context on device {ordinal}"), e))?;
-        let stream = ctx
-            .new_stream()
-            .map_err(|e| gpu_err("creating a stream", e))?;
+        let new_stream = || {
+            ctx.new_stream()
+                .map_err(|e| gpu_err("creating a stream", e))
+        };
+        let streams = [new_stream()?, new_stream()?, new_stream()?];
         let sm_count = ctx
             .attribute(driver_sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)
             .map_err(|e| gpu_err("reading the multiprocessor count", e))?;
@@ -783,17 +1261,17 @@ impl CudaDevice {
             sm_count: sm_count.max(1) as u32,
             total_memory: total,
             shared: Arc::new(Shared {
-                stream,
                 ctx,
+                streams,
                 state: Mutex::new(State {
                     pool: SizeClassPool::new(),
                     live_requested: 0,
                     stats: TransferStats::default(),
                 }),
+                events: Mutex::new(Vec::new()),
+                staging: Mutex::new(Staging::default()),
             }),
             modules: ModuleCache::new(info.compute_capability, disk),
-            upload_staging: Mutex::new(Staging::default()),
-            download_staging: Mutex::new(Staging::default()),
             costs: Mutex::new(None),
             cost_measurements: AtomicU64::new(0),
             cost_cache_dir,
@@ -889,6 +1367,32 @@ impl CudaDevice {
         Ok(alloc)
     }
 
+    /// The staging pool's chunks: `(held, idle)`, where `held` counts idle chunks and chunks in
+    /// use by transfers (not overflow chunks).
+    pub(crate) fn staging_chunks(&self) -> (usize, usize) {
+        let staging = lock(&self.shared.staging);
+        (staging.pool.chunks(), staging.pool.idle_chunks())
+    }
+
+    fn fence_of<'e>(&self, event: &'e Event) -> Result<&'e CudaEvent> {
+        let fence = event.raw.downcast_ref::<CudaFence>().ok_or_else(|| {
+            Error::Gpu(format!(
+                "an event of another device was given to {}",
+                self.name()
+            ))
+        })?;
+        if !Arc::ptr_eq(&fence.shared, &self.shared) {
+            return Err(Error::Gpu(format!(
+                "an event of another CUDA device was given to {}",
+                self.name()
+            )));
+        }
+        fence
+            .event
+            .as_ref()
+            .ok_or_else(|| Error::Gpu("an event that was given back".into()))
+    }
+
     fn update(&self, f: impl FnOnce(&mut TransferStats)) {
         f(&mut lock(&self.shared.state).stats)
     }
@@ -943,116 +1447,172 @@ impl CudaDevice {
         }
     }
 
-    /// Copies `src` into the device at `dst` through pinned staging buffers (or from pageable
-    /// memory when there are none). Returns once `src` may be reused.
-    fn copy_in(&self, src: &[u8], dst: driver_sys::CUdeviceptr) -> Result<()> {
-        let stream = self.shared.stream.cu_stream();
-        let mut staging = lock(&self.upload_staging);
-        let mut offset = 0;
-        for (i, chunk) in src.chunks(STAGING_CHUNK).enumerate() {
-            let Some(buf) = staging.buffer(&self.shared.ctx, i % 2, chunk.len(), true) else {
-                return self.copy_in_pageable(&src[offset..], dst + offset as u64);
+    /// Copies `src` into the device at `dst` on `queue`'s stream through pinned staging chunks
+    /// (or from pageable memory when there are none). Returns once `src` may be reused: each
+    /// chunk's bytes are copied out of `src` on the host before its DMA is enqueued, and the
+    /// DMA is not waited for.
+    fn copy_in(&self, queue: Queue, src: &[u8], dst: driver_sys::CUdeviceptr) -> Result<()> {
+        let stream = self.shared.stream(queue);
+        for (offset, len) in chunk_ranges(src.len()) {
+            let Some(mut chunk) = self.shared.take_chunk()? else {
+                return self.copy_in_pageable(queue, &src[offset..], dst + offset as u64);
             };
-            buf.wait()?;
-            let pinned = buf.slice_mut(chunk.len());
-            pinned.copy_from_slice(chunk);
-            // SAFETY: `dst + offset .. + chunk.len()` lies in a live device allocation (checked
-            // by the caller against the buffer's size); `pinned` is page-locked memory that is
-            // not touched again until the event recorded below has completed.
-            unsafe { driver::memcpy_htod_async(dst + offset as u64, pinned, stream) }.map_err(
-                |e| {
-                    gpu_err(
-                        format_args!("copying {} bytes to the device", chunk.len()),
-                        e,
-                    )
-                },
-            )?;
-            buf.event
-                .record(&self.shared.stream)
-                .map_err(|e| gpu_err("recording an upload event", e))?;
-            offset += chunk.len();
-        }
-        Ok(())
-    }
-
-    fn copy_in_pageable(&self, src: &[u8], dst: driver_sys::CUdeviceptr) -> Result<()> {
-        // SAFETY: `dst .. dst + src.len()` lies in a live device allocation; `src` outlives the
-        // copy because the stream is synchronized before returning.
-        unsafe { driver::memcpy_htod_async(dst, src, self.shared.stream.cu_stream()) }
-            .map_err(|e| gpu_err(format_args!("copying {} bytes to the device", src.len()), e))?;
-        self.shared.synchronize("waiting for a copy to the device")
-    }
-
-    /// Copies `dst.len()` bytes from the device at `src` into `dst`, through pinned staging
-    /// buffers (two chunks in flight), and waits for them.
-    fn copy_out(&self, src: driver_sys::CUdeviceptr, dst: &mut [u8]) -> Result<()> {
-        let stream = self.shared.stream.cu_stream();
-        let mut staging = lock(&self.download_staging);
-        let total = dst.len();
-        let chunk_len = total.clamp(1, STAGING_CHUNK);
-        let chunks = total.div_ceil(chunk_len);
-        let enqueue = |staging: &mut Staging, i: usize| -> Result<bool> {
-            let len = chunk_len.min(total - i * chunk_len);
-            let Some(buf) = staging.buffer(&self.shared.ctx, i % 2, len, false) else {
-                return Ok(false);
-            };
-            let pinned = buf.slice_mut(len);
-            // SAFETY: the source range lies in a live device allocation (checked by the caller);
-            // `pinned` is page-locked memory nobody reads until the event recorded below has
-            // completed.
-            unsafe { driver::memcpy_dtoh_async(pinned, src + (i * chunk_len) as u64, stream) }
-                .map_err(|e| gpu_err(format_args!("copying {len} bytes from the device"), e))?;
-            buf.event
-                .record(&self.shared.stream)
-                .map_err(|e| gpu_err("recording a download event", e))?;
-            Ok(true)
-        };
-        for i in 0..chunks.min(2) {
-            if !enqueue(&mut staging, i)? {
-                drop(staging);
-                return self.copy_out_pageable(src, dst);
-            }
-        }
-        for i in 0..chunks {
-            let start = i * chunk_len;
-            let len = chunk_len.min(dst.len() - start);
-            let buf = staging.bufs[i % 2]
-                .as_mut()
-                .expect("staging buffer enqueued above");
-            buf.wait()?;
-            dst[start..start + len].copy_from_slice(buf.slice_mut(len));
-            if i + 2 < chunks && !enqueue(&mut staging, i + 2)? {
-                let rest = (i + 1) * chunk_len;
-                drop(staging);
-                self.shared
-                    .synchronize("waiting for a copy from the device")?;
-                return self.copy_out_pageable(src + rest as u64, &mut dst[rest..]);
-            }
-        }
-        Ok(())
-    }
-
-    fn copy_out_pageable(&self, src: driver_sys::CUdeviceptr, dst: &mut [u8]) -> Result<()> {
-        // SAFETY: the source range lies in a live device allocation; `dst` is borrowed mutably
-        // until the stream is synchronized below.
-        unsafe { driver::memcpy_dtoh_async(dst, src, self.shared.stream.cu_stream()) }.map_err(
-            |e| {
-                gpu_err(
-                    format_args!("copying {} bytes from the device", dst.len()),
-                    e,
+            // The chunk's last copy has completed (`take_chunk`): the host may write it.
+            copy_bytes(chunk.pinned.slice_mut(len), &src[offset..offset + len]);
+            // SAFETY: `dst + offset .. + len` lies in a live device allocation (the caller
+            // checked `src` against the buffer's size), whose earlier uses on other queues
+            // precede this copy (`alloc_on` ordered its reuse; later cross-queue accesses are
+            // ordered by the caller's events). The source is page-locked memory that nothing on
+            // the host touches again before the event recorded below (by `fence`) completes.
+            let copied = unsafe {
+                driver::memcpy_htod_async(
+                    dst + offset as u64,
+                    chunk.pinned.slice(len),
+                    stream.cu_stream(),
                 )
-            },
-        )?;
-        self.shared
-            .synchronize("waiting for a copy from the device")
+            };
+            if let Err(e) = chunk.pinned.fence(stream) {
+                self.shared.leak_chunk(chunk);
+                return Err(e);
+            }
+            self.shared.return_chunk(chunk);
+            copied.map_err(|e| gpu_err(format_args!("copying {len} bytes to the device"), e))?;
+        }
+        Ok(())
     }
 
-    /// Launches `kernel` of `source` over `n` elements with the kernel parameters `params`
-    /// (`n` first, then the arguments as device pointers and values); `out_bytes` is the size of
-    /// the output buffer (a reduction writes one partial per block into it). Counts nothing in
-    /// the device's statistics.
+    fn copy_in_pageable(
+        &self,
+        queue: Queue,
+        src: &[u8],
+        dst: driver_sys::CUdeviceptr,
+    ) -> Result<()> {
+        // SAFETY: `dst .. dst + src.len()` lies in a live device allocation; `src` outlives the
+        // copy because the stream is synchronized before returning (also when the enqueue
+        // reported an error).
+        let copied =
+            unsafe { driver::memcpy_htod_async(dst, src, self.shared.stream(queue).cu_stream()) };
+        let waited = self
+            .shared
+            .synchronize_queue(queue, "waiting for a copy to the device");
+        if waited.is_err() {
+            // The copy may still read `src` after this returns; nothing more can be done about
+            // it than reporting the error (the context is broken).
+            tracing::error!("a copy from pageable memory could not be waited for");
+        }
+        copied
+            .map_err(|e| gpu_err(format_args!("copying {} bytes to the device", src.len()), e))?;
+        waited
+    }
+
+    /// Enqueues a copy of `bytes` bytes from the device at `src` on `queue`'s stream into
+    /// staging chunks (or copies them through pageable memory, waiting, when there are none).
+    fn start_copy_out(
+        &self,
+        queue: Queue,
+        src: driver_sys::CUdeviceptr,
+        bytes: usize,
+    ) -> Result<CudaDownload> {
+        let mut download = CudaDownload::new(&self.shared);
+        if bytes == 0 {
+            download.event = Some(self.shared.record_event(queue)?);
+            return Ok(download);
+        }
+        // All chunks first: a download lands in staging memory as a whole.
+        for _ in 0..chunk_count(bytes) {
+            match self.shared.take_chunk()? {
+                Some(chunk) => download.chunks.push(chunk),
+                None => {
+                    drop(download); // gives the chunks taken back
+                    return self.start_copy_out_pageable(queue, src, bytes);
+                }
+            }
+        }
+        let stream = self.shared.stream(queue);
+        for (i, (offset, len)) in chunk_ranges(bytes).enumerate() {
+            let chunk = &mut download.chunks[i];
+            // SAFETY: `src + offset .. + len` lies in a live device allocation (checked by the
+            // caller), whose writers on other queues precede this copy by the caller's events.
+            // The destination is page-locked memory that nothing touches until the event
+            // recorded below (by `fence`) has completed: `finish_copy_out` waits for it before
+            // reading, and a dropped download gives the chunk back with that event, which
+            // `take_chunk` respects.
+            let copied = unsafe {
+                driver::memcpy_dtoh_async(
+                    chunk.pinned.slice_mut(len),
+                    src + offset as u64,
+                    stream.cu_stream(),
+                )
+            };
+            if let Err(e) = chunk.pinned.fence(stream) {
+                let chunk = download.chunks.swap_remove(i);
+                self.shared.leak_chunk(chunk);
+                return Err(e);
+            }
+            copied.map_err(|e| gpu_err(format_args!("copying {len} bytes from the device"), e))?;
+        }
+        Ok(download)
+    }
+
+    fn start_copy_out_pageable(
+        &self,
+        queue: Queue,
+        src: driver_sys::CUdeviceptr,
+        bytes: usize,
+    ) -> Result<CudaDownload> {
+        let mut host = vec![0u8; bytes];
+        // SAFETY: the source range lies in a live device allocation; `host` is not touched (or
+        // freed) before the stream is synchronized below, and is leaked if that fails.
+        let copied = unsafe {
+            driver::memcpy_dtoh_async(&mut host, src, self.shared.stream(queue).cu_stream())
+        };
+        if let Err(e) = self
+            .shared
+            .synchronize_queue(queue, "waiting for a copy from the device")
+        {
+            std::mem::forget(host);
+            return Err(e);
+        }
+        copied.map_err(|e| gpu_err(format_args!("copying {bytes} bytes from the device"), e))?;
+        let mut download = CudaDownload::new(&self.shared);
+        download.pageable = Some(host);
+        Ok(download)
+    }
+
+    /// Waits for a download's copies and copies the bytes into `dst` (of the download's length),
+    /// chunk by chunk: the host copy of one chunk overlaps the DMA of the next.
+    fn finish_copy_out(&self, download: &mut CudaDownload, dst: &mut [u8]) -> Result<()> {
+        if let Some(event) = &download.event {
+            event
+                .synchronize()
+                .map_err(|e| gpu_err("waiting for an empty download", e))?;
+        }
+        if let Some(host) = &download.pageable {
+            copy_bytes(dst, host);
+            return Ok(());
+        }
+        debug_assert_eq!(download.chunks.len(), chunk_count(dst.len()));
+        for (chunk, (offset, len)) in download.chunks.iter_mut().zip(chunk_ranges(dst.len())) {
+            chunk.pinned.wait()?;
+            copy_bytes(&mut dst[offset..offset + len], chunk.pinned.slice(len));
+        }
+        Ok(())
+    }
+
+    /// Copies `dst.len()` bytes from the device at `src` into `dst` on `queue`'s stream through
+    /// the staging path of downloads, and waits for them.
+    fn copy_out(&self, queue: Queue, src: driver_sys::CUdeviceptr, dst: &mut [u8]) -> Result<()> {
+        let mut download = self.start_copy_out(queue, src, dst.len())?;
+        self.finish_copy_out(&mut download, dst)
+    }
+
+    /// Launches `kernel` of `source` on `queue`'s stream over `n` elements with the kernel
+    /// parameters `params` (`n` first, then the arguments as device pointers and values);
+    /// `out_bytes` is the size of the output buffer (a reduction writes one partial per block
+    /// into it). Counts nothing in the device's statistics.
     fn launch_params(
         &self,
+        queue: Queue,
         source_code: &KernelSource,
         kernel: &str,
         n: usize,
@@ -1091,7 +1651,9 @@ impl CudaDevice {
         // order (`unsigned long long n`, then the arguments as the launch convention of
         // numpy.cu lists them), each to a value of the parameter's type that lives in `params`
         // until this call returns (the driver copies the values). Device pointers are blocks of
-        // live buffers of this device (or the calibration's blocks, see `CalibrationBlock`);
+        // live buffers of this device (or the calibration's blocks, see `CalibrationBlock`),
+        // whose earlier uses on other queues precede this launch (`alloc_on` orders the reuse
+        // of a block; the caller orders cross-queue reads with events);
         // the kernels walk `n` elements with grid-stride loops, and reductions write one
         // partial per block into an output holding `blocks` partials.
         unsafe {
@@ -1100,7 +1662,7 @@ impl CudaDevice {
                 (blocks, 1, 1),
                 (THREADS_PER_BLOCK, 1, 1),
                 0,
-                self.shared.stream.cu_stream(),
+                self.shared.stream(queue).cu_stream(),
                 &mut pointers,
             )
         }
@@ -1321,7 +1883,8 @@ impl Drop for CalibrationBlock<'_> {
             .synchronize("synchronizing after the cost calibration")
             .is_ok()
         {
-            // SAFETY: `ptr` came from `malloc_sync`; the stream that used it is idle.
+            // SAFETY: `ptr` came from `malloc_sync`; every stream (the calibration uses the
+            // compute stream) is idle.
             let _ = unsafe { driver::free_sync(self.ptr) };
         }
     }
@@ -1417,8 +1980,8 @@ impl CudaDevice {
         Ok(costs)
     }
 
-    /// The micro-benchmarks: bandwidth each way (median of 3 copies of 64 MiB through the
-    /// staging path of `upload` and `download`; the link figure is the harmonic mean of the two
+    /// The micro-benchmarks, on the compute stream: bandwidth each way (median of 3 copies of
+    /// 64 MiB through the staging path of `upload_on` and `start_download`; the link figure is the harmonic mean of the two
     /// directions), latency (median of 20 uploads of 1 KiB, each synchronized), launch overhead
     /// (median of 50 synchronized launches on 1 element) and throughput (median of 3
     /// synchronized launches on 2^24 elements, less the launch overhead).
@@ -1430,24 +1993,24 @@ impl CudaDevice {
         let b = CalibrationBlock::new(shared, n * 8)?;
         let out = CalibrationBlock::new(shared, n * 8)?;
 
-        // Bandwidth, after a copy each way that allocates the staging buffers.
+        // Bandwidth, after a copy each way that allocates the staging chunks.
+        let queue = Queue::Compute;
         let mut host = vec![1u8; BANDWIDTH_BYTES];
-        let warm = (2 * STAGING_CHUNK).min(BANDWIDTH_BYTES);
         shared.bind()?;
-        self.copy_in(&host[..warm], a.ptr)?;
+        self.copy_in(queue, &host, a.ptr)?;
         sync()?;
-        self.copy_out(a.ptr, &mut host[..warm])?;
+        self.copy_out(queue, a.ptr, &mut host)?;
         let mut up = Vec::with_capacity(BANDWIDTH_REPEATS);
         let mut down = Vec::with_capacity(BANDWIDTH_REPEATS);
         for _ in 0..BANDWIDTH_REPEATS {
             let t = Instant::now();
-            self.copy_in(&host, a.ptr)?;
+            self.copy_in(queue, &host, a.ptr)?;
             sync()?;
             up.push(BANDWIDTH_BYTES as f64 / seconds_since(t));
         }
         for _ in 0..BANDWIDTH_REPEATS {
             let t = Instant::now();
-            self.copy_out(a.ptr, &mut host)?;
+            self.copy_out(queue, a.ptr, &mut host)?;
             down.push(BANDWIDTH_BYTES as f64 / seconds_since(t));
         }
         let up = median(&up).unwrap_or(f64::NAN);
@@ -1464,13 +2027,13 @@ impl CudaDevice {
         let mut latency = Vec::with_capacity(LATENCY_REPEATS);
         for _ in 0..LATENCY_REPEATS {
             let t = Instant::now();
-            self.copy_in(&host[..LATENCY_BYTES], a.ptr)?;
+            self.copy_in(queue, &host[..LATENCY_BYTES], a.ptr)?;
             sync()?;
             latency.push(seconds_since(t));
         }
 
         // Launch overhead: the kernel on one element (the first launch loads the module).
-        let stream = shared.stream.cu_stream();
+        let stream = shared.stream(queue).cu_stream();
         for block in [&a, &b] {
             // SAFETY: `block` holds `n * 8` bytes of device memory allocated above.
             unsafe { driver::memset_d8_async(block.ptr, 0, n * 8, stream) }
@@ -1484,6 +2047,7 @@ impl CudaDevice {
                 Param::U64(out.ptr),
             ];
             self.launch_params(
+                queue,
                 &CALIBRATION_KERNELS,
                 CALIBRATION_KERNEL,
                 elements,
@@ -1544,7 +2108,8 @@ fn unavailable(reason: GpuUnavailable) -> Error {
 
 impl Drop for CudaDevice {
     fn drop(&mut self) {
-        // Let queued work finish before the staging memory and modules it uses go away.
+        // Let queued work on every stream finish before the modules it uses go away (the
+        // staging memory and cached blocks go with the shared state, after their fences).
         let _ = self
             .shared
             .synchronize("synchronizing before closing the device");
@@ -1556,52 +2121,6 @@ enum Param {
     U64(u64),
     F32(f32),
     F64(f64),
-}
-
-impl CudaDevice {
-    fn download_now(&self, src: &DeviceBuffer, dst: &mut [u8]) -> Result<()> {
-        let alloc = self.alloc_of(src)?;
-        if dst.len() > alloc.bytes {
-            return Err(Error::Gpu(format!(
-                "download of {} bytes from a {}-byte buffer",
-                dst.len(),
-                alloc.bytes
-            )));
-        }
-        self.shared.bind()?;
-        if dst.is_empty() {
-            self.shared
-                .synchronize("synchronizing for an empty download")?;
-        } else {
-            self.copy_out(alloc.ptr, dst)?;
-        }
-        self.update(|s| {
-            s.downloads += 1;
-            s.download_bytes += dst.len() as u64;
-        });
-        Ok(())
-    }
-
-    fn launch_now(&self, launch: &Launch<'_>) -> Result<()> {
-        let mut params = Vec::with_capacity(launch.args.len() + 1);
-        params.push(Param::U64(launch.n as u64));
-        let mut out_bytes = None;
-        for arg in &launch.args {
-            params.push(match arg {
-                KernelArg::In(b) => Param::U64(self.alloc_of(b)?.ptr),
-                KernelArg::Out(b) => {
-                    let alloc = self.alloc_of(b)?;
-                    out_bytes = Some(alloc.bytes);
-                    Param::U64(alloc.ptr)
-                }
-                KernelArg::F32(v) => Param::F32(*v),
-                KernelArg::F64(v) => Param::F64(*v),
-            });
-        }
-        self.launch_params(&launch.source, &launch.kernel, launch.n, params, out_bytes)?;
-        self.update(|s| s.launches += 1);
-        Ok(())
-    }
 }
 
 impl Device for CudaDevice {
@@ -1620,7 +2139,7 @@ impl Device for CudaDevice {
         lock(&self.shared.state).pool.free_memory(driver_free)
     }
 
-    fn alloc_on(&self, _queue: Queue, bytes: usize) -> Result<DeviceBuffer> {
+    fn alloc_on(&self, queue: Queue, bytes: usize) -> Result<DeviceBuffer> {
         let mut state = lock(&self.shared.state);
         let Some(class) = SizeClassPool::<()>::class_size(bytes) else {
             return Err(Error::DeviceOutOfMemory {
@@ -1635,11 +2154,24 @@ impl Device for CudaDevice {
                     free,
                 })
             }
-            AllocPlan::Reuse => state.pool.take(class).expect("the plan saw a cached block"),
+            AllocPlan::Reuse => {
+                let mut block = state.pool.take(class).expect("the plan saw a cached block");
+                // The block's earlier uses on other queues come first, on the device.
+                if let Err(e) = self
+                    .shared
+                    .bind()
+                    .and_then(|()| self.shared.order_reuse(queue, &mut block))
+                {
+                    state.pool.give_back(class, block);
+                    return Err(e);
+                }
+                block.ptr
+            }
             plan => {
                 if plan == AllocPlan::DrainThenFresh {
                     self.shared.release_cached(&mut state)?;
                 }
+                // A fresh block: no work has used it.
                 let ptr = self.driver_alloc(&mut state, class, bytes)?;
                 state.pool.add_fresh(class);
                 ptr
@@ -1655,11 +2187,12 @@ impl Device for CudaDevice {
                 class,
                 bytes,
                 shared: self.shared.clone(),
+                queues: AtomicU8::new(QueueMask::of(queue).bits()),
             }),
         })
     }
 
-    fn upload_on(&self, _queue: Queue, src: &[u8], dst: &DeviceBuffer) -> Result<()> {
+    fn upload_on(&self, queue: Queue, src: &[u8], dst: &DeviceBuffer) -> Result<()> {
         let alloc = self.alloc_of(dst)?;
         if src.len() > alloc.bytes {
             return Err(Error::Gpu(format!(
@@ -1669,8 +2202,9 @@ impl Device for CudaDevice {
             )));
         }
         if !src.is_empty() {
+            alloc.touch(queue);
             self.shared.bind()?;
-            self.copy_in(src, alloc.ptr)?;
+            self.copy_in(queue, src, alloc.ptr)?;
         }
         self.update(|s| {
             s.uploads += 1;
@@ -1679,57 +2213,46 @@ impl Device for CudaDevice {
         Ok(())
     }
 
-    fn start_download(
-        &self,
-        _queue: Queue,
-        src: &DeviceBuffer,
-        bytes: usize,
-    ) -> Result<PendingDownload> {
-        // One stream: the copy is ordered after all enqueued work, and done here.
-        let mut copied = vec![0u8; bytes];
-        self.download_now(src, &mut copied)?;
-        Ok(PendingDownload {
-            bytes,
-            raw: Box::new(copied),
-        })
-    }
-
-    fn finish_download(&self, pending: PendingDownload, dst: &mut [u8]) -> Result<()> {
-        let copied = pending
-            .raw
-            .downcast::<Vec<u8>>()
-            .map_err(|_| Error::Gpu("a download of another device".into()))?;
-        if copied.len() != dst.len() {
-            return Err(Error::Gpu(format!(
-                "a download of {} bytes finished into {} bytes",
-                copied.len(),
-                dst.len()
-            )));
+    fn launch_on(&self, queue: Queue, launch: &Launch<'_>) -> Result<()> {
+        let mut params = Vec::with_capacity(launch.args.len() + 1);
+        params.push(Param::U64(launch.n as u64));
+        let mut out_bytes = None;
+        let mut buffers = Vec::new();
+        for arg in &launch.args {
+            params.push(match arg {
+                KernelArg::In(b) => {
+                    let alloc = self.alloc_of(b)?;
+                    buffers.push(alloc);
+                    Param::U64(alloc.ptr)
+                }
+                KernelArg::Out(b) => {
+                    let alloc = self.alloc_of(b)?;
+                    buffers.push(alloc);
+                    out_bytes = Some(alloc.bytes);
+                    Param::U64(alloc.ptr)
+                }
+                KernelArg::F32(v) => Param::F32(*v),
+                KernelArg::F64(v) => Param::F64(*v),
+            });
         }
-        dst.copy_from_slice(&copied);
+        for alloc in buffers {
+            alloc.touch(queue);
+        }
+        self.launch_params(
+            queue,
+            &launch.source,
+            &launch.kernel,
+            launch.n,
+            params,
+            out_bytes,
+        )?;
+        self.update(|s| s.launches += 1);
         Ok(())
-    }
-
-    fn record(&self, _queue: Queue) -> Result<Event> {
-        // One stream orders everything: an event needs no state.
-        Ok(Event { raw: Box::new(()) })
-    }
-
-    fn wait(&self, _queue: Queue, _event: &Event) -> Result<()> {
-        Ok(())
-    }
-
-    fn host_wait(&self, _event: &Event) -> Result<()> {
-        self.synchronize()
-    }
-
-    fn launch_on(&self, _queue: Queue, launch: &Launch<'_>) -> Result<()> {
-        self.launch_now(launch)
     }
 
     fn copy_on(
         &self,
-        _queue: Queue,
+        queue: Queue,
         src: &DeviceBuffer,
         src_offset: usize,
         dst: &DeviceBuffer,
@@ -1740,26 +2263,111 @@ impl Device for CudaDevice {
         let fits = |offset: usize, len: usize| offset.checked_add(bytes).is_some_and(|e| e <= len);
         if from.ptr == to.ptr || !fits(src_offset, from.bytes) || !fits(dst_offset, to.bytes) {
             return Err(Error::Gpu(format!(
-                "device copy of {bytes} bytes from offset {src_offset} of {} bytes to offset {dst_offset} of {} bytes",
+                "device copy of {bytes} bytes from offset {src_offset} of a {}-byte buffer to offset {dst_offset} of a {}-byte buffer",
                 from.bytes, to.bytes
             )));
         }
         if bytes == 0 {
             return Ok(());
         }
+        from.touch(queue);
+        to.touch(queue);
         self.shared.bind()?;
         // SAFETY: both ranges lie in live allocations of this device (checked above) and do
-        // not overlap (different blocks); the stream orders the copy after earlier work.
+        // not overlap (different blocks); the stream orders the copy after earlier work on
+        // `queue`, and the caller orders it after other queues' work with events (the trait's
+        // rules); both blocks are marked as used on `queue`, so their reuse waits for it.
         unsafe {
             driver::memcpy_dtod_async(
                 to.ptr + dst_offset as u64,
                 from.ptr + src_offset as u64,
                 bytes,
-                self.shared.stream.cu_stream(),
+                self.shared.stream(queue).cu_stream(),
             )
         }
         .map_err(|e| gpu_err(format_args!("copying {bytes} bytes on the device"), e))
     }
+
+    fn start_download(
+        &self,
+        queue: Queue,
+        src: &DeviceBuffer,
+        bytes: usize,
+    ) -> Result<PendingDownload> {
+        let alloc = self.alloc_of(src)?;
+        if bytes > alloc.bytes {
+            return Err(Error::Gpu(format!(
+                "download of {bytes} bytes from a {}-byte buffer",
+                alloc.bytes
+            )));
+        }
+        if bytes > 0 {
+            alloc.touch(queue);
+        }
+        self.shared.bind()?;
+        let download = self.start_copy_out(queue, alloc.ptr, bytes)?;
+        self.update(|s| {
+            s.downloads += 1;
+            s.download_bytes += bytes as u64;
+        });
+        Ok(PendingDownload {
+            bytes,
+            raw: Box::new(download),
+        })
+    }
+
+    fn finish_download(&self, pending: PendingDownload, dst: &mut [u8]) -> Result<()> {
+        let PendingDownload { bytes, raw } = pending;
+        let mut download = raw.downcast::<CudaDownload>().map_err(|_| {
+            Error::Gpu(format!(
+                "a download of another device was given to {}",
+                self.name()
+            ))
+        })?;
+        if !Arc::ptr_eq(&download.shared, &self.shared) {
+            return Err(Error::Gpu(format!(
+                "a download of another CUDA device was given to {}",
+                self.name()
+            )));
+        }
+        if dst.len() != bytes {
+            return Err(Error::Gpu(format!(
+                "a download of {bytes} bytes finished into {} bytes",
+                dst.len()
+            )));
+        }
+        self.shared.bind()?;
+        self.finish_copy_out(&mut download, dst)
+        // `download` drops here: its chunks go back to the staging pool.
+    }
+
+    fn record(&self, queue: Queue) -> Result<Event> {
+        self.shared.bind()?;
+        let event = self.shared.record_event(queue)?;
+        Ok(Event {
+            raw: Box::new(CudaFence {
+                event: Some(event),
+                shared: self.shared.clone(),
+            }),
+        })
+    }
+
+    fn wait(&self, queue: Queue, event: &Event) -> Result<()> {
+        let event = self.fence_of(event)?;
+        self.shared.stream(queue).wait(event).map_err(|e| {
+            gpu_err(
+                format_args!("waiting for an event on the {queue:?} queue"),
+                e,
+            )
+        })
+    }
+
+    fn host_wait(&self, event: &Event) -> Result<()> {
+        self.fence_of(event)?
+            .synchronize()
+            .map_err(|e| gpu_err("waiting for an event", e))
+    }
+
     fn synchronize(&self) -> Result<()> {
         self.shared.synchronize("synchronizing the device")
     }
@@ -1934,6 +2542,205 @@ mod tests {
         pool.set_budget(None);
         assert_eq!(pool.plan(64 * MIB), AllocPlan::Fresh);
         assert_eq!(pool.free_memory(123), 123);
+    }
+
+    #[test]
+    fn a_forgotten_block_leaves_the_live_bytes() {
+        let mut pool = Pool::new();
+        let class = Pool::class_size(MIB).unwrap();
+        pool.add_fresh(class);
+        pool.add_fresh(class);
+        pool.forget(class);
+        assert_eq!((pool.live_bytes(), pool.idle_bytes()), (class, 0));
+        assert_eq!(pool.plan(class), AllocPlan::Fresh, "not cached either");
+    }
+
+    // ---- queues, fences and staging (pure parts) -----------------------------------------------
+
+    #[test]
+    fn queue_masks_record_the_queues_that_used_a_buffer() {
+        assert!(QueueMask::EMPTY.is_empty());
+        assert_eq!(QueueMask::EMPTY.queues().count(), 0);
+        for q in Queue::ALL {
+            let m = QueueMask::of(q);
+            assert!(m.contains(q) && !m.is_empty());
+            assert_eq!(m.queues().collect::<Vec<_>>(), vec![q]);
+            assert_eq!(QueueMask::from_bits(m.bits()), m);
+            for other in Queue::ALL.into_iter().filter(|o| *o != q) {
+                assert!(!m.contains(other), "{q:?} mask contains {other:?}");
+            }
+        }
+        let m = QueueMask::of(Queue::Download).with(Queue::Upload);
+        assert_eq!(
+            m.queues().collect::<Vec<_>>(),
+            vec![Queue::Upload, Queue::Download],
+            "index order"
+        );
+        assert_eq!(m.with(Queue::Upload), m, "idempotent");
+        let all = Queue::ALL
+            .into_iter()
+            .fold(QueueMask::EMPTY, QueueMask::with);
+        assert_eq!(all.bits(), 0b111);
+        assert_eq!(all.queues().collect::<Vec<_>>(), Queue::ALL.to_vec());
+        assert_eq!(QueueMask::from_bits(0xFF), all, "unknown bits are dropped");
+        // Setting bits with fetch_or, as buffers do, gives the same masks.
+        let bits = AtomicU8::new(QueueMask::of(Queue::Compute).bits());
+        bits.fetch_or(QueueMask::of(Queue::Download).bits(), Ordering::Relaxed);
+        bits.fetch_or(QueueMask::of(Queue::Compute).bits(), Ordering::Relaxed);
+        assert_eq!(
+            QueueMask::from_bits(bits.into_inner()),
+            QueueMask::of(Queue::Compute).with(Queue::Download)
+        );
+    }
+
+    #[test]
+    fn staging_chunks_cover_a_transfer_in_order() {
+        assert_eq!(chunk_count(0), 0);
+        assert_eq!(chunk_ranges(0).count(), 0);
+        assert_eq!(chunk_count(1), 1);
+        assert_eq!(chunk_count(STAGING_CHUNK), 1);
+        assert_eq!(chunk_count(STAGING_CHUNK + 1), 2);
+        assert_eq!(chunk_count(20 * MIB + 3), 3);
+        for bytes in [
+            1,
+            1000,
+            STAGING_CHUNK - 1,
+            STAGING_CHUNK,
+            STAGING_CHUNK + 1,
+            3 * STAGING_CHUNK,
+            20 * MIB + 3,
+        ] {
+            let ranges: Vec<(usize, usize)> = chunk_ranges(bytes).collect();
+            assert_eq!(ranges.len(), chunk_count(bytes), "{bytes}");
+            let mut next = 0;
+            for &(offset, len) in &ranges {
+                assert_eq!(offset, next, "{bytes}: contiguous");
+                assert!(len > 0 && len <= STAGING_CHUNK, "{bytes}: {len}");
+                next = offset + len;
+            }
+            assert_eq!(next, bytes, "{bytes}: covered");
+        }
+    }
+
+    #[test]
+    fn host_copies_are_exact_serial_and_parallel() {
+        for len in [
+            0,
+            1,
+            PARALLEL_COPY_MIN - 1,
+            PARALLEL_COPY_MIN,
+            PARALLEL_COPY_MIN + PARALLEL_COPY_PIECE / 2 + 3,
+            STAGING_CHUNK,
+        ] {
+            let src: Vec<u8> = (0..len).map(|i| (i * 31 + i / 4099) as u8).collect();
+            let mut dst = vec![0xAAu8; len];
+            copy_bytes(&mut dst, &src);
+            assert!(dst == src, "copy of {len} bytes");
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "unequal lengths")]
+    fn host_copies_of_unequal_lengths_panic() {
+        copy_bytes(&mut [0u8; 3], &[1u8; 4]);
+    }
+
+    #[test]
+    fn the_chunk_pool_takes_ready_chunks_then_grows_then_waits() {
+        let mut pool = ChunkPool::<u32>::new(3);
+        let never = |_: &u32| false;
+        assert_eq!(pool.take(never), ChunkTake::Allocate);
+        assert_eq!(pool.take(never), ChunkTake::Allocate);
+        assert_eq!(pool.take(never), ChunkTake::Allocate);
+        assert_eq!((pool.chunks(), pool.idle_chunks()), (3, 0));
+        // Full, nothing idle: a chunk outside the pool.
+        assert_eq!(pool.take(never), ChunkTake::Overflow);
+        assert_eq!(pool.chunks(), 3);
+        for c in [1, 2, 3] {
+            pool.give_back(c);
+        }
+        // The oldest ready one, not merely the oldest.
+        assert_eq!(pool.take(|c| *c >= 2), ChunkTake::Ready(2));
+        assert_eq!(pool.take(|_| true), ChunkTake::Ready(1));
+        // None ready and full: wait for the oldest idle one.
+        pool.give_back(1);
+        assert_eq!(pool.take(never), ChunkTake::WaitFor(3));
+        assert_eq!((pool.chunks(), pool.idle_chunks()), (3, 1));
+        // A failed allocation does not count; a forgotten chunk neither.
+        let mut pool = ChunkPool::<u32>::new(2);
+        assert_eq!(pool.take(never), ChunkTake::Allocate);
+        pool.allocation_failed();
+        assert_eq!(pool.chunks(), 0);
+        assert_eq!(pool.take(never), ChunkTake::Allocate);
+        pool.forget();
+        assert_eq!(pool.chunks(), 0);
+        assert_eq!(pool.take(never), ChunkTake::Allocate);
+        pool.give_back(7);
+        assert_eq!(pool.drain(), vec![7]);
+        assert_eq!((pool.chunks(), pool.idle_chunks()), (0, 0));
+    }
+
+    #[test]
+    fn the_chunk_pool_does_not_grow_over_1000_pipelined_cycles() {
+        // A device stand-in: chunk `c` is busy until the device clock reaches `busy[c]`; each
+        // copy takes one tick, and the clock only advances when the host waits (for a chunk, or
+        // to finish a download). Each cycle uploads two chunks and starts a download of three;
+        // downloads are finished two cycles later, as a pipelined executor does.
+        let mut pool = ChunkPool::<usize>::new(STAGING_MAX_CHUNKS);
+        let mut busy: Vec<u64> = Vec::new();
+        let mut now = 0u64;
+        let mut enqueued = 0u64;
+        let mut take = |pool: &mut ChunkPool<usize>, busy: &mut Vec<u64>, now: &mut u64| {
+            let current = *now;
+            let c = match pool.take(|&c| busy[c] <= current) {
+                ChunkTake::Ready(c) => c,
+                ChunkTake::Allocate => {
+                    busy.push(0);
+                    busy.len() - 1
+                }
+                ChunkTake::WaitFor(c) => {
+                    *now = (*now).max(busy[c]);
+                    c
+                }
+                ChunkTake::Overflow => panic!("the pool is never all held"),
+            };
+            assert!(busy[c] <= *now, "a chunk handed out while its copy runs");
+            enqueued += 1;
+            busy[c] = enqueued;
+            c
+        };
+        let mut in_flight: VecDeque<Vec<usize>> = VecDeque::new();
+        let mut held_after_warmup = 0;
+        for cycle in 0..1000 {
+            for _ in 0..2 {
+                let c = take(&mut pool, &mut busy, &mut now);
+                pool.give_back(c);
+            }
+            in_flight.push_back(
+                (0..3)
+                    .map(|_| take(&mut pool, &mut busy, &mut now))
+                    .collect(),
+            );
+            if in_flight.len() > 2 {
+                for c in in_flight.pop_front().unwrap() {
+                    now = now.max(busy[c]);
+                    pool.give_back(c);
+                }
+            }
+            if cycle == 10 {
+                held_after_warmup = pool.chunks();
+            }
+            assert!(pool.chunks() <= STAGING_MAX_CHUNKS);
+        }
+        assert_eq!(
+            pool.chunks(),
+            held_after_warmup,
+            "the pool grew after warming up"
+        );
+        for c in in_flight.into_iter().flatten() {
+            pool.give_back(c);
+        }
+        assert_eq!(pool.idle_chunks(), pool.chunks(), "every chunk came back");
     }
 
     // ---- launch shape, names and messages ------------------------------------------------------
@@ -2819,5 +3626,293 @@ mod tests {
         let buf = upload_f64(&device, &[1.0; 1000]);
         drop(device);
         drop(buf); // returned to the pool of the shared state, freed with it
+    }
+
+    fn launch_on(
+        device: &CudaDevice,
+        queue: Queue,
+        kernel: &str,
+        n: usize,
+        args: Vec<KernelArg<'_>>,
+    ) -> Result<()> {
+        device.launch_on(
+            queue,
+            &Launch {
+                source: NUMPY_CU,
+                kernel: kernel.to_string(),
+                n,
+                args,
+                emulate: &no_emulation,
+            },
+        )
+    }
+
+    fn finish_f64(device: &CudaDevice, pending: PendingDownload) -> Vec<f64> {
+        let mut bytes = vec![0u8; pending.len()];
+        device.finish_download(pending, &mut bytes).unwrap();
+        f64s(&bytes)
+    }
+
+    #[test]
+    fn gpu_pipelined_batches_on_three_queues_give_the_right_values() {
+        let Some((_gpu, device)) = gpu_or_skip() else {
+            return;
+        };
+        let n = 1 << 20;
+        let before = device.stats();
+        // Two rounds, so that the second one reuses the first one's blocks across queues.
+        for round in 0..2 {
+            let mut pending = Vec::new();
+            for batch in 0..8 {
+                let x: Vec<f64> = (0..n)
+                    .map(|i| (round * 8 + batch) as f64 * 1e3 + i as f64 * 0.5)
+                    .collect();
+                let input = device.alloc_on(Queue::Upload, n * 8).unwrap();
+                device
+                    .upload_on(Queue::Upload, &f64_bytes(&x), &input)
+                    .unwrap();
+                let uploaded = device.record(Queue::Upload).unwrap();
+                device.wait(Queue::Compute, &uploaded).unwrap();
+                let out = device.alloc_on(Queue::Compute, n * 8).unwrap();
+                launch_on(
+                    &device,
+                    Queue::Compute,
+                    "square_f64",
+                    n,
+                    vec![KernelArg::In(&input), KernelArg::Out(&out)],
+                )
+                .unwrap();
+                let computed = device.record(Queue::Compute).unwrap();
+                device.wait(Queue::Download, &computed).unwrap();
+                pending.push((
+                    x,
+                    device.start_download(Queue::Download, &out, n * 8).unwrap(),
+                ));
+                // Dropped while the copies and the kernel may still run: later batches reuse
+                // the blocks, ordered by their fences.
+                drop((input, out, uploaded, computed));
+            }
+            for (batch, (x, download)) in pending.into_iter().enumerate() {
+                let got = finish_f64(&device, download);
+                let wrong = (0..n).filter(|&i| got[i] != x[i] * x[i]).count();
+                assert_eq!(
+                    wrong, 0,
+                    "round {round}, batch {batch}: {wrong} wrong values"
+                );
+            }
+        }
+        let stats = device.stats();
+        assert_eq!(stats.uploads - before.uploads, 16);
+        assert_eq!(stats.launches - before.launches, 16);
+        assert_eq!(stats.downloads - before.downloads, 16);
+        assert_eq!(
+            stats.download_bytes - before.download_bytes,
+            16 * n as u64 * 8
+        );
+        device.synchronize().unwrap();
+        let s = device.allocator_stats();
+        assert_eq!(s.live_bytes, 0, "{s:?}");
+    }
+
+    #[test]
+    fn gpu_a_block_reused_on_another_queue_waits_for_its_last_kernel() {
+        let Some((_gpu, device)) = gpu_or_skip() else {
+            return;
+        };
+        let n = 1 << 24;
+        let input = upload_f64(&device, &vec![3.0; n]);
+        let x = device.alloc(n * 8).unwrap();
+        // Keep the compute queue busy writing `x`, then free it at once.
+        for _ in 0..20 {
+            launch(
+                &device,
+                "negative_f64",
+                n,
+                vec![KernelArg::In(&input), KernelArg::Out(&x)],
+            )
+            .unwrap();
+        }
+        drop(x);
+        let reuses = device.allocator_stats().reuses;
+        let y = device.alloc_on(Queue::Upload, n * 8).unwrap();
+        assert_eq!(
+            device.allocator_stats().reuses,
+            reuses + 1,
+            "the freed block is reused"
+        );
+        let fresh: Vec<f64> = (0..n).map(|i| i as f64 + 0.25).collect();
+        device
+            .upload_on(Queue::Upload, &f64_bytes(&fresh), &y)
+            .unwrap();
+        let uploaded = device.record(Queue::Upload).unwrap();
+        // Read back on the download queue: no kernel may overwrite the upload.
+        device.wait(Queue::Download, &uploaded).unwrap();
+        let back = device.start_download(Queue::Download, &y, n * 8).unwrap();
+        // And computed on the compute queue.
+        device.wait(Queue::Compute, &uploaded).unwrap();
+        let out = device.alloc(n * 8).unwrap();
+        launch(
+            &device,
+            "square_f64",
+            n,
+            vec![KernelArg::In(&y), KernelArg::Out(&out)],
+        )
+        .unwrap();
+        let got = finish_f64(&device, back);
+        assert_eq!((0..n).filter(|&i| got[i] != fresh[i]).count(), 0);
+        let squared = download_f64(&device, &out, n);
+        assert_eq!(
+            (0..n)
+                .filter(|&i| squared[i] != fresh[i] * fresh[i])
+                .count(),
+            0
+        );
+    }
+
+    #[test]
+    fn gpu_a_pending_download_may_be_dropped_unfinished() {
+        let Some((_gpu, device)) = gpu_or_skip() else {
+            return;
+        };
+        let bytes = 3 * STAGING_CHUNK + 5;
+        let data: Vec<u8> = (0..bytes).map(|i| (i % 251) as u8).collect();
+        let buf = device.alloc(bytes).unwrap();
+        device.upload(&data, &buf).unwrap();
+        let uploaded = device.record(Queue::Compute).unwrap();
+        device.wait(Queue::Download, &uploaded).unwrap();
+        for _ in 0..20 {
+            let pending = device.start_download(Queue::Download, &buf, bytes).unwrap();
+            drop(pending); // the copies may still be writing the staging chunks
+        }
+        let empty = device.start_download(Queue::Compute, &buf, 0).unwrap();
+        assert!(empty.is_empty());
+        drop(empty);
+        // The chunks came back and are reused once their copies are done, with the right bytes.
+        let mut back = vec![0u8; bytes];
+        device.download(&buf, &mut back).unwrap();
+        assert!(back == data);
+        device.synchronize().unwrap();
+        let (held, idle) = device.staging_chunks();
+        assert_eq!(held, idle, "every chunk is back in the pool");
+        assert!(held <= STAGING_MAX_CHUNKS);
+        // Finishing into a slice of the wrong length is an error, as is another device's download.
+        let pending = device.start_download(Queue::Download, &buf, 16).unwrap();
+        assert!(matches!(
+            device.finish_download(pending, &mut [0u8; 15]),
+            Err(Error::Gpu(_))
+        ));
+        let sim = crate::device::SimulatedDevice::with_capacity(1024);
+        let sim_buf = sim.alloc(16).unwrap();
+        let foreign = sim.start_download(Queue::Download, &sim_buf, 16).unwrap();
+        assert!(matches!(
+            device.finish_download(foreign, &mut [0u8; 16]),
+            Err(Error::Gpu(_))
+        ));
+        // A pending download may outlive its device.
+        let late = device.start_download(Queue::Download, &buf, bytes).unwrap();
+        drop(buf);
+        drop(device);
+        drop(late);
+    }
+
+    #[test]
+    fn gpu_zero_byte_transfers_need_no_copy() {
+        let Some((_gpu, device)) = gpu_or_skip() else {
+            return;
+        };
+        let buf = device.alloc_on(Queue::Upload, 0).unwrap();
+        device.upload_on(Queue::Upload, &[], &buf).unwrap();
+        let pending = device.start_download(Queue::Download, &buf, 0).unwrap();
+        assert_eq!(pending.len(), 0);
+        device.finish_download(pending, &mut []).unwrap();
+        device.download(&buf, &mut []).unwrap();
+    }
+
+    #[test]
+    fn gpu_the_pinned_pool_does_not_grow_over_1000_cycles() {
+        let Some((_gpu, device)) = gpu_or_skip() else {
+            return;
+        };
+        let sizes = [1000, 3 * MIB + 7, STAGING_CHUNK + 1];
+        let buffers: Vec<(Vec<u8>, DeviceBuffer)> = sizes
+            .iter()
+            .map(|&bytes| {
+                let data: Vec<u8> = (0..bytes).map(|i| (i * 13 % 256) as u8).collect();
+                (data, device.alloc(bytes).unwrap())
+            })
+            .collect();
+        // Uploads and downloads on one queue: a finished download has waited for every earlier
+        // copy, so each cycle needs at most 2 chunks in flight each way.
+        let mut back = vec![0u8; STAGING_CHUNK + 1];
+        for cycle in 0..1000 {
+            for (data, buf) in &buffers {
+                device.upload(data, buf).unwrap();
+                let dst = &mut back[..data.len()];
+                device.download(buf, dst).unwrap();
+                if cycle % 100 == 0 {
+                    assert!(dst == &data[..], "cycle {cycle}");
+                }
+            }
+            let (held, idle) = device.staging_chunks();
+            assert!(held <= 4, "cycle {cycle}: {held} chunks");
+            assert_eq!(held, idle, "cycle {cycle}: a chunk was not given back");
+        }
+        // Pipelined on three queues, with overlapping downloads: bounded by the pool's cap.
+        for cycle in 0..1000 {
+            let mut pending = Vec::new();
+            for (data, buf) in &buffers {
+                device.upload_on(Queue::Upload, data, buf).unwrap();
+                let uploaded = device.record(Queue::Upload).unwrap();
+                device.wait(Queue::Download, &uploaded).unwrap();
+                pending.push(
+                    device
+                        .start_download(Queue::Download, buf, data.len())
+                        .unwrap(),
+                );
+            }
+            for ((data, _), download) in buffers.iter().zip(pending) {
+                let dst = &mut back[..data.len()];
+                device.finish_download(download, dst).unwrap();
+                if cycle % 100 == 0 {
+                    assert!(dst == &data[..], "cycle {cycle}");
+                }
+            }
+            assert!(device.staging_chunks().0 <= STAGING_MAX_CHUNKS);
+        }
+        let (held, idle) = device.staging_chunks();
+        assert_eq!(held, idle);
+        assert!(held <= 8, "{held} chunks");
+    }
+
+    #[test]
+    fn gpu_events_order_queues_and_belong_to_their_device() {
+        let Some((_gpu, device)) = gpu_or_skip() else {
+            return;
+        };
+        let event = device.record(Queue::Compute).unwrap();
+        device.wait(Queue::Download, &event).unwrap();
+        device.host_wait(&event).unwrap();
+        // Recycled events keep working.
+        for _ in 0..1000 {
+            let e = device.record(Queue::Upload).unwrap();
+            device.wait(Queue::Compute, &e).unwrap();
+        }
+        device.synchronize().unwrap();
+        let other = CudaDevice::open(device.ordinal()).unwrap();
+        let foreign = other.record(Queue::Compute).unwrap();
+        assert!(matches!(
+            device.wait(Queue::Compute, &foreign),
+            Err(Error::Gpu(_))
+        ));
+        assert!(matches!(device.host_wait(&foreign), Err(Error::Gpu(_))));
+        let simulated = crate::device::SimulatedDevice::with_capacity(1024)
+            .record(Queue::Compute)
+            .unwrap();
+        assert!(matches!(
+            device.wait(Queue::Upload, &simulated),
+            Err(Error::Gpu(_))
+        ));
+        drop(other);
+        drop(foreign); // outlives its device
     }
 }
