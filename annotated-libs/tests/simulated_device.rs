@@ -620,3 +620,56 @@ fn intermediates_between_device_stages_stay_on_the_device() {
         assert!(stats.peak_bytes as usize <= capacity);
     }
 }
+
+#[test]
+fn in_memory_data_is_pipelined_and_paging_keeps_the_throughput() {
+    // The device model's version of the paging target: with a memory budget of
+    // 1/8 of the data, at least 90% of the in-memory throughput. The target is
+    // for 2^26 elements; at 2^20 (64 times fewer, to keep the test fast) the
+    // fixed costs per transfer and launch are scaled down 64 times, so that
+    // they weigh what they would at 2^26.
+    let n = 1 << 20;
+    let x = bs_inputs(n);
+    let data = 7 * 8 * n; // five inputs, two outputs
+    let defaults = DeviceCosts::default();
+    let costs = DeviceCosts {
+        link_latency_s: defaults.link_latency_s / 64.0,
+        launch_s: defaults.launch_s / 64.0,
+        ..defaults
+    };
+    let run = |capacity: usize| {
+        let dev = Arc::new(SimulatedDevice::new(SimulatedDeviceConfig {
+            capacity,
+            fail_alloc: None,
+            costs,
+        }));
+        let g = graph_on(dev.clone());
+        let (call, put) =
+            g.enter(|| workloads::bach::blackscholes(&x[0], &x[1], &x[2], &x[3], &x[4]));
+        let e = g.explain(&(call.clone(), put.clone())).unwrap();
+        let (call, put) = g.evaluate((call, put)).unwrap();
+        (dev.stats(), e, call, put)
+    };
+    let (in_memory, e_in, call, put) = run(1 << 40);
+    let (paged, e_paged, call_paged, put_paged) = run(data / 8);
+    assert_eq!(bits(&call), bits(&call_paged));
+    assert_eq!(bits(&put), bits(&put_paged));
+    // Even when everything fits, the stage is cut into batches that overlap.
+    assert!(e_in.stages[0].cost.batches > 1, "{e_in}");
+    assert!(
+        in_memory.modelled_ns < in_memory.serial_ns * 3 / 4,
+        "{in_memory:?}"
+    );
+    assert!(paged.peak_bytes as usize <= data / 8);
+    let ratio = in_memory.modelled_ns as f64 / paged.modelled_ns as f64;
+    eprintln!(
+        "modelled: in memory {} us ({} serial), paged {} us; paged throughput {ratio:.3} of in-memory",
+        in_memory.modelled_ns / 1000,
+        in_memory.serial_ns / 1000,
+        paged.modelled_ns / 1000
+    );
+    assert!(
+        ratio >= 0.9,
+        "paged throughput {ratio:.3} of in-memory\n{e_in}\n{e_paged}"
+    );
+}

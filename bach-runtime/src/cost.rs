@@ -261,10 +261,54 @@ fn array_bytes(id: std::any::TypeId) -> u64 {
     crate::device::codec::array_dtype(id).map_or(0, |d| d.size() as u64)
 }
 
+/// Smallest batch (elements) a device stage is cut into so that its batches
+/// pipeline: below it, per-batch overheads (transfer latency, launches) win.
+const MIN_PIPELINE_BATCH: usize = 1 << 16;
+
+/// What a device stage moves and launches, whatever its batching.
+struct DeviceWork {
+    n: usize,
+    /// Bytes up and down in all.
+    up: u64,
+    down: u64,
+    /// Transfers and kernels per batch.
+    uploads: u64,
+    downloads: u64,
+    kernels: u64,
+}
+
+impl DeviceWork {
+    /// The stage's device figures over `batches` batches.
+    fn cost(&self, d: &DeviceCosts, batches: usize, cost: &mut StageCost) {
+        let b = batches.max(1) as f64;
+        cost.device_compute_s = Some(
+            self.kernels as f64 * self.n as f64 / d.elements_per_s
+                + self.kernels as f64 * b * d.launch_s,
+        );
+        let link = |bytes: u64, transfers: u64| {
+            bytes as f64 / d.link_bytes_per_s + transfers as f64 * b * d.link_latency_s
+        };
+        cost.upload_s = Some(link(self.up, self.uploads));
+        cost.download_s = Some(link(self.down, self.downloads));
+        cost.transfer_s = Some(link(self.up, self.uploads) + link(self.down, self.downloads));
+        cost.batches = batches.max(1) as u64;
+        cost.bytes_up = self.up;
+        cost.bytes_down = self.down;
+    }
+}
+
+/// The batches `n` elements are actually cut into when asked for `b`: batches
+/// of `ceil(n / b)` elements.
+fn real_batches(n: usize, b: usize) -> usize {
+    n.div_ceil(n.div_ceil(b.max(1)).max(1)).max(1)
+}
+
 /// Predicts `stage`: `n` elements, `threads` CPU workers, and the device's
-/// costs when it may run there (`batches`: device batches). `on_device` tells
-/// which stage inputs already live on the device and which outputs stay there
-/// (neither crosses the link).
+/// costs when it may run there (`min_batches`: the fewest device batches its
+/// memory allows). The device batch count is chosen to minimise the pipelined
+/// time: more batches overlap more, but each pays transfer latencies and
+/// launches. `on_device` tells which stage inputs already live on the device
+/// and which outputs stay there.
 pub(crate) fn predict(
     plan: &Plan,
     stage: &Stage,
@@ -284,54 +328,64 @@ pub(crate) fn predict(
         cpu_s,
         ..StageCost::default()
     };
-    if let Some((d, batches)) = device {
-        let batches = batches.max(1) as f64;
-        // Each split input goes up once; each escaping output comes down once.
-        let mut ups = std::collections::HashSet::new();
-        let mut up = 0u64;
-        let mut down = 0u64;
-        let mut uploads_per_batch = 0u64;
-        let mut downloads_per_batch = 0u64;
-        for &i in &stage.nodes {
-            let node = &plan.nodes[i];
-            for a in &node.args {
-                let local =
-                    matches!(a.input, crate::plan::Input::Local(p, _) if stage.nodes.contains(&p));
-                let resident =
-                    matches!(a.input, crate::plan::Input::Local(p, o) if on_device((p, o)));
-                if !local && !resident && a.split.kind == SplitKind::Partition {
-                    let key = match &a.input {
-                        crate::plan::Input::External(h) => {
-                            h.get() as *const dyn Any as *const () as usize
-                        }
-                        crate::plan::Input::Local(p, o) => (p << 8) | *o as usize,
-                    };
-                    if ups.insert(key) {
-                        up += array_bytes(a.split.value_id) * n as u64;
-                        uploads_per_batch += 1;
+    let Some((d, min_batches)) = device else {
+        return cost;
+    };
+    let mut work = DeviceWork {
+        n,
+        up: 0,
+        down: 0,
+        uploads: 0,
+        downloads: 0,
+        kernels: stage.nodes.len() as u64,
+    };
+    // Each split input goes up once; each escaping output comes down once.
+    let mut ups = std::collections::HashSet::new();
+    for &i in &stage.nodes {
+        let node = &plan.nodes[i];
+        for a in &node.args {
+            let local =
+                matches!(a.input, crate::plan::Input::Local(p, _) if stage.nodes.contains(&p));
+            let resident = matches!(a.input, crate::plan::Input::Local(p, o) if on_device((p, o)));
+            if !local && !resident && a.split.kind == SplitKind::Partition {
+                let key = match &a.input {
+                    crate::plan::Input::External(h) => {
+                        h.get() as *const dyn Any as *const () as usize
                     }
-                }
-            }
-            for (o, vt) in node.outputs.iter().enumerate() {
-                if plan.escaping.contains(&(i, o as u32)) && !on_device((i, o as u32)) {
-                    down += array_bytes(vt.value_id) * n as u64;
-                    downloads_per_batch += 1;
+                    crate::plan::Input::Local(p, o) => (p << 8) | *o as usize,
+                };
+                if ups.insert(key) {
+                    work.up += array_bytes(a.split.value_id) * n as u64;
+                    work.uploads += 1;
                 }
             }
         }
-        let launches = stage.nodes.len() as f64 * batches;
-        cost.device_compute_s =
-            Some(stage.nodes.len() as f64 * n as f64 / d.elements_per_s + launches * d.launch_s);
-        let link = |bytes: u64, transfers: u64| {
-            bytes as f64 / d.link_bytes_per_s + transfers as f64 * batches * d.link_latency_s
-        };
-        cost.upload_s = Some(link(up, uploads_per_batch));
-        cost.download_s = Some(link(down, downloads_per_batch));
-        cost.transfer_s = Some(link(up, uploads_per_batch) + link(down, downloads_per_batch));
-        cost.batches = batches as u64;
-        cost.bytes_up = up;
-        cost.bytes_down = down;
+        for (o, vt) in node.outputs.iter().enumerate() {
+            if plan.escaping.contains(&(i, o as u32)) && !on_device((i, o as u32)) {
+                work.down += array_bytes(vt.value_id) * n as u64;
+                work.downloads += 1;
+            }
+        }
     }
+    // Try the memory's batch count, then twice as many, ... while batches keep
+    // at least MIN_PIPELINE_BATCH elements.
+    let min_batches = real_batches(n, min_batches);
+    let most = real_batches(n, n.div_ceil(MIN_PIPELINE_BATCH).max(min_batches));
+    let time = |b: usize| {
+        let mut c = StageCost::default();
+        work.cost(d, b, &mut c);
+        c.device_s().unwrap_or(f64::INFINITY)
+    };
+    let (mut best, mut best_s) = (min_batches, time(min_batches));
+    let mut b = min_batches;
+    while b < most {
+        b = real_batches(n, (b * 2).min(most));
+        let t = time(b);
+        if t < best_s {
+            (best, best_s) = (b, t);
+        }
+    }
+    work.cost(d, best, &mut cost);
     cost
 }
 

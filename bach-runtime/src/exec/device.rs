@@ -107,44 +107,69 @@ fn kernel_name(pn: &PlanNode) -> String {
     )
 }
 
-/// Bytes per element the stage keeps on the device in the worst case (every
-/// split input and every intermediate live at once).
-pub(crate) fn bytes_per_element(layout: &StageLayout) -> usize {
-    let inputs = layout.splits.iter().map(|(_, vt)| vt.value_id);
-    let residents = layout.residents.iter().map(|(_, vt)| vt.value_id);
-    let slots = layout.slot_split.iter().map(|vt| vt.value_id);
-    array_bytes(inputs.chain(residents).chain(slots))
+/// Device bytes per element a stage needs, from the plan alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Footprint {
+    /// Held for a batch's whole life, from its uploads to the end of its
+    /// downloads: split inputs (or pieces of values kept on the device) and
+    /// escaping outputs. `IN_FLIGHT` batches hold these at once.
+    pub(crate) held: usize,
+    /// Intermediates at their peak within a batch: freed after their last
+    /// reader, and reused by the next batch's kernels in queue order.
+    pub(crate) transient: usize,
 }
 
-/// [`bytes_per_element`] before running, from the plan alone: every distinct
-/// split input from outside the stage and every output of its calls.
-pub(crate) fn planned_bytes_per_element(plan: &Plan, stage: &Stage) -> usize {
-    let mut seen: Vec<usize> = Vec::new();
-    let mut ids = Vec::new();
-    for &i in &stage.nodes {
-        let node = &plan.nodes[i];
-        for a in &node.args {
-            let key = match &a.input {
-                Input::Local(p, _) if stage.nodes.contains(p) => continue,
-                Input::Local(p, o) => (p << 8) ^ *o as usize,
-                Input::External(h) => h.get() as *const dyn Any as *const () as usize,
-            };
-            if a.split.kind == SplitKind::Partition && !seen.contains(&key) {
-                seen.push(key);
-                ids.push(a.split.value_id);
+impl Footprint {
+    pub(crate) fn of(plan: &Plan, stage: &Stage) -> Footprint {
+        let size = |id| array_dtype(id).map_or(0, DType::size);
+        let mut seen: Vec<usize> = Vec::new();
+        let mut held = 0;
+        // Last reader (position in the stage) of each output produced in it.
+        let mut last_read: crate::fasthash::FastMap<(usize, u32), usize> = Default::default();
+        for (k, &i) in stage.nodes.iter().enumerate() {
+            for a in &plan.nodes[i].args {
+                let key = match &a.input {
+                    Input::Local(p, o) if stage.nodes.contains(p) => {
+                        last_read.insert((*p, *o), k);
+                        continue;
+                    }
+                    Input::Local(p, o) => (p << 8) ^ *o as usize,
+                    Input::External(h) => h.get() as *const dyn Any as *const () as usize,
+                };
+                if a.split.kind == SplitKind::Partition && !seen.contains(&key) {
+                    seen.push(key);
+                    held += size(a.split.value_id);
+                }
             }
         }
-        ids.extend(node.outputs.iter().map(|vt| vt.value_id));
+        let (mut live, mut peak) = (0usize, 0usize);
+        let mut frees: Vec<Vec<usize>> = vec![Vec::new(); stage.nodes.len()];
+        for (k, &i) in stage.nodes.iter().enumerate() {
+            for (o, vt) in plan.nodes[i].outputs.iter().enumerate() {
+                let key = (i, o as u32);
+                if plan.escaping.contains(&key) && !plan.resident.contains(&key) {
+                    held += size(vt.value_id);
+                } else {
+                    live += size(vt.value_id);
+                    frees[*last_read.get(&key).unwrap_or(&k)].push(size(vt.value_id));
+                }
+            }
+            peak = peak.max(live);
+            live -= frees[k].iter().sum::<usize>();
+        }
+        Footprint {
+            held,
+            transient: peak,
+        }
     }
-    array_bytes(ids.into_iter())
-}
 
-/// Bytes per element of the arrays among values of types `ids` (at least 1).
-fn array_bytes(ids: impl Iterator<Item = std::any::TypeId>) -> usize {
-    ids.filter_map(array_dtype)
-        .map(DType::size)
-        .sum::<usize>()
-        .max(1)
+    /// Elements per batch: as many as fit in `memory` bytes with `IN_FLIGHT`
+    /// batches holding their buffers and the transient ones counted twice
+    /// (room for the allocator's rounding); at least one, at most `total`.
+    pub(crate) fn batch(&self, memory: usize, total: usize) -> usize {
+        let per_element = (self.held * IN_FLIGHT + self.transient * 2).max(1);
+        (memory / per_element).clamp(1, total.max(1))
+    }
 }
 
 fn to_bytes(piece: &dyn Any, id: std::any::TypeId) -> Result<Vec<u8>> {
@@ -179,12 +204,6 @@ fn scalar_arg(held: &dyn Any) -> Option<KernelArg<'static>> {
 /// downloading.
 pub(crate) const IN_FLIGHT: usize = 3;
 
-/// Elements per batch of a device stage: as many as fit `IN_FLIGHT` times in
-/// `memory` bytes at `per_element` bytes each (at least one, at most `total`).
-pub(crate) fn batch_size(per_element: usize, memory: usize, total: usize) -> usize {
-    (memory / (per_element.max(1) * IN_FLIGHT)).clamp(1, total.max(1))
-}
-
 /// A batch whose work is enqueued on the device and whose outputs are still
 /// being downloaded.
 struct InFlight {
@@ -196,7 +215,8 @@ struct InFlight {
     downloads: Vec<(usize, PendingDownload, &'static str)>,
 }
 
-/// Runs `stage` on `device`. `budget` caps the device bytes used.
+/// Runs `stage` on `device`. `budget` caps the device bytes used;
+/// `planned_batch` is the batch size placement chose.
 ///
 /// The batches form a pipeline over the device's three queues: batch `i + 1`
 /// uploads while batch `i` computes and batch `i - 1` downloads. Events order
@@ -210,6 +230,7 @@ pub(crate) fn run_partitioned(
     resident: &Resident,
     device: &dyn Device,
     budget: usize,
+    planned_batch: Option<usize>,
 ) -> Result<StageOutputs> {
     let layout = StageLayout::build_with(plan, stage, done, &|k| resident.get(&k).map(|a| a.len))?;
     let total = layout.total;
@@ -235,8 +256,11 @@ pub(crate) fn run_partitioned(
         .iter()
         .map(|(k, _)| resident.get(k).expect("the layout found it"))
         .collect();
-    let per_element = bytes_per_element(&layout);
-    let mut batch = batch_size(per_element, budget.min(device.free_memory()), total);
+    // The planned batch (chosen for pipelining), unless memory allows less now.
+    let mut batch = Footprint::of(plan, stage)
+        .batch(budget.min(device.free_memory()), total)
+        .min(planned_batch.unwrap_or(usize::MAX))
+        .max(1);
 
     let mut out = Outputs {
         assemblers: (0..layout.slot_split.len()).map(|_| None).collect(),
@@ -480,12 +504,11 @@ fn enqueue_batch(
                     range.start * size,
                     buf.len(),
                 )?;
-                buffers.push(buf);
             } else if io.escaping[s] {
                 outputs.push((s, buf, pn.info.name));
-            } else {
-                buffers.push(buf);
             }
+            // Anything else is freed now: the device reuses its block for the
+            // next kernels on the compute queue, in queue order.
         }
     }
 

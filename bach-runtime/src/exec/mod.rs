@@ -44,8 +44,7 @@ pub(crate) fn place(plan: &mut Plan, device: Option<&dyn Device>, config: &Confi
         let eligible = device.map(|d| (d, device::ineligible(plan, stage)));
         let device_costs = match (&eligible, memory) {
             (Some((d, None)), Some(memory)) => {
-                let per_element = device::planned_bytes_per_element(plan, stage);
-                let batch = device::batch_size(per_element, memory, n);
+                let batch = device::Footprint::of(plan, stage).batch(memory, n);
                 let batches = n.div_ceil(batch).max(1);
                 Some((d.costs(), batches))
             }
@@ -98,7 +97,7 @@ pub(crate) fn place(plan: &mut Plan, device: Option<&dyn Device>, config: &Confi
             ),
         };
         let device_batch = match placement {
-            Placement::Gpu => device_costs.as_ref().map(|(_, b)| n.div_ceil((*b).max(1))),
+            Placement::Gpu => Some(n.div_ceil(cost.batches.max(1) as usize).max(1)),
             Placement::Cpu => None,
         };
         let stage = &mut plan.stages[i];
@@ -225,7 +224,15 @@ pub(crate) fn run(
                 let budget = config
                     .gpu_memory
                     .map_or(usize::MAX, |b| b.saturating_sub(kept));
-                match device::run_partitioned(plan, stage, &done, &resident, &**d, budget) {
+                match device::run_partitioned(
+                    plan,
+                    stage,
+                    &done,
+                    &resident,
+                    &**d,
+                    budget,
+                    stage.device_batch,
+                ) {
                     Ok(o) => {
                         resident.extend(o.device);
                         o.host
