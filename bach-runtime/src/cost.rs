@@ -63,6 +63,9 @@ pub struct StageCost {
     pub download_s: Option<f64>,
     /// Batches the device placement pages the data in.
     pub batches: u64,
+    /// Seconds the bytes to move take at the link's bandwidth alone: the
+    /// least a device stage on host-resident data can take.
+    pub link_floor_s: Option<f64>,
     /// Bytes uploaded for the device placement.
     pub bytes_up: u64,
     /// Bytes downloaded for the device placement.
@@ -292,6 +295,7 @@ impl DeviceWork {
         cost.download_s = Some(link(self.down, self.downloads));
         cost.transfer_s = Some(link(self.up, self.uploads) + link(self.down, self.downloads));
         cost.batches = batches.max(1) as u64;
+        cost.link_floor_s = Some((self.up + self.down) as f64 / d.link_bytes_per_s);
         cost.bytes_up = self.up;
         cost.bytes_down = self.down;
     }
