@@ -929,15 +929,15 @@ impl Shared {
 
     /// Orders the first use of a reused block on `queue` after its earlier uses: `queue`'s
     /// stream waits (on the device) for each fence of another queue; fences of `queue` itself
-    /// are already ordered by the stream. The fences are recycled (the waits enqueued here are
-    /// not affected by later records). When a wait cannot be enqueued the host waits for the
-    /// fence instead; `Err` (with the fences not yet handled left in `block`) when that fails.
+    /// are already ordered by the stream. The fences are recycled once every one is handled
+    /// (the waits enqueued here are not affected by later records). When a wait cannot be
+    /// enqueued the host waits for the fence instead; `Err` when that fails, with every fence
+    /// left in `block` (a later reuse, possibly on another queue, still needs all of them).
     fn order_reuse(&self, queue: Queue, block: &mut CachedBlock) -> Result<()> {
-        while let Some((used_on, fence)) = block.fences.pop() {
-            if used_on != queue {
-                if let Err(e) = self.stream(queue).wait(&fence) {
+        for (used_on, fence) in &block.fences {
+            if *used_on != queue {
+                if let Err(e) = self.stream(queue).wait(fence) {
                     if let Err(e2) = fence.synchronize() {
-                        block.fences.push((used_on, fence));
                         return Err(gpu_err(
                             format_args!(
                                 "ordering a reused block after its use on the {used_on:?} queue ({})",
@@ -948,6 +948,8 @@ impl Shared {
                     }
                 }
             }
+        }
+        for (_, fence) in block.fences.drain(..) {
             self.recycle_event(fence);
         }
         Ok(())
@@ -1459,6 +1461,12 @@ impl CudaDevice {
             };
             // The chunk's last copy has completed (`take_chunk`): the host may write it.
             copy_bytes(chunk.pinned.slice_mut(len), &src[offset..offset + len]);
+            // A parallel copy may have run other rayon jobs on this thread, which may have bound
+            // another context: bind this one again before the enqueue.
+            if let Err(e) = self.shared.bind() {
+                self.shared.return_chunk(chunk); // nothing enqueued: its event is unchanged
+                return Err(e);
+            }
             // SAFETY: `dst + offset .. + len` lies in a live device allocation (the caller
             // checked `src` against the buffer's size), whose earlier uses on other queues
             // precede this copy (`alloc_on` ordered its reuse; later cross-queue accesses are
