@@ -12,12 +12,17 @@
 //! - **Memory** comes from a caching allocator: a freed [`DeviceBuffer`] returns its block to a
 //!   per-size-class free list ([`SizeClassPool`]) and a later allocation of the same class
 //!   reuses it without calling the driver. Because work on other streams may still use a freed
-//!   block, every buffer remembers which queues touched it ([`QueueMask`]: the queue it was
-//!   allocated for, uploads, launches that read or write it, downloads). Dropping it records one
-//!   event per touched queue (its *fences*) and caches the block with them; the host never
-//!   waits. An [`alloc_on`](Device::alloc_on) that reuses the block makes its own stream wait
-//!   (on the device) for the fences of the other streams: its first use is ordered after every
-//!   earlier use, and work on the same stream is ordered by the stream itself. Releasing the
+//!   block, every buffer remembers which queues used it ([`QueueMask`]: the queue it was
+//!   allocated for, uploads, launches that read or write it, device copies, downloads) and, per
+//!   queue, an event recorded right after its last use there (one event per enqueued operation,
+//!   shared by the buffers it used). Dropping the buffer caches the block with those events (its
+//!   *fences*; a use whose event could not be recorded gets one recorded at the drop); the host
+//!   never waits. An [`alloc_on`](Device::alloc_on) prefers a cached block whose fences are on
+//!   its own stream or complete, and otherwise makes its stream wait (on the device) for the
+//!   fences of the other streams: the first use is ordered after every earlier use, and work on
+//!   the same stream is ordered by the stream itself. Because fences mark the last use (not the
+//!   drop), a block freed while later batches are already enqueued is reusable as soon as its
+//!   own work is done, which keeps the pipelined batches from waiting for each other. Releasing the
 //!   cache (a driver out-of-memory, the budget, [`CudaDevice::empty_cache`]) synchronizes all
 //!   streams before freeing. A driver out-of-memory first empties the cache and retries once.
 //!   An optional budget ([`CudaDevice::with_memory_budget`]) makes a large GPU behave like a
@@ -58,7 +63,7 @@ use std::ffi::{c_void, CString};
 use std::fmt;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -86,6 +91,8 @@ pub const STAGING_CHUNK: usize = 8 << 20;
 /// Most staging chunks the pool keeps (512 MiB of pinned memory); a transfer that finds them
 /// all held by pending downloads gets extra chunks, freed when given back.
 pub const STAGING_MAX_CHUNKS: usize = 64;
+/// How long transfers go through pageable memory after pinned memory could not be allocated.
+const STAGING_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
 /// Host copies of at least this many bytes (into or out of staging chunks) run in parallel.
 const PARALLEL_COPY_MIN: usize = 1 << 20;
 /// The piece of a parallel host copy each task copies.
@@ -239,6 +246,26 @@ impl<P> SizeClassPool<P> {
             }
             _ => AllocPlan::Fresh,
         }
+    }
+
+    /// Cached blocks [`take_preferring`](Self::take_preferring) looks at, newest first.
+    pub const PREFERENCE_WINDOW: usize = 16;
+
+    /// A cached block of class `class`, now live: among the newest
+    /// [`PREFERENCE_WINDOW`](Self::PREFERENCE_WINDOW), the newest one `preferred` accepts, else
+    /// the newest.
+    pub fn take_preferring(&mut self, class: usize, preferred: impl Fn(&P) -> bool) -> Option<P> {
+        let list = self.free.get_mut(&class)?;
+        let newest_first = (0..list.len()).rev().take(Self::PREFERENCE_WINDOW);
+        let index = newest_first
+            .clone()
+            .find(|&i| preferred(&list[i]))
+            .or_else(|| list.len().checked_sub(1))?;
+        let block = list.remove(index);
+        self.idle_bytes -= class;
+        self.live_bytes += class;
+        self.reuses += 1;
+        Some(block)
     }
 
     /// A cached block of class `class`, now live.
@@ -758,15 +785,16 @@ struct StagingChunk {
 /// The pinned staging pool (see the module docs).
 struct Staging {
     pool: ChunkPool<Pinned>,
-    /// Pinned memory could not be allocated: copy from pageable memory instead.
-    unavailable: bool,
+    /// Pinned memory could not be allocated: copy from pageable memory instead, until then
+    /// (a failure may be transient: pinned memory is a shared, limited resource).
+    unavailable_until: Option<Instant>,
 }
 
 impl Default for Staging {
     fn default() -> Self {
         Staging {
             pool: ChunkPool::new(STAGING_MAX_CHUNKS),
-            unavailable: false,
+            unavailable_until: None,
         }
     }
 }
@@ -817,11 +845,22 @@ impl QueueMask {
     }
 }
 
-/// A block of the caching allocator, with its fences while it is cached: one event per queue
-/// that used it, recorded when its buffer was dropped (after that queue's uses of it).
+/// A block of the caching allocator, with its fences while it is cached: for each queue that
+/// used it, an event recorded after that queue's last use of it (shared with the other buffers
+/// the same work used; recycled when the last holder drops it).
 struct CachedBlock {
     ptr: driver_sys::CUdeviceptr,
-    fences: Vec<(Queue, CudaEvent)>,
+    fences: Vec<(Queue, Arc<UseFence>)>,
+}
+
+impl CachedBlock {
+    /// True when reusing the block on `queue` waits for nothing: each fence is on `queue`
+    /// (ordered by the stream itself) or has completed.
+    fn ready_for(&self, queue: Queue) -> bool {
+        self.fences.iter().all(|(used_on, fence)| {
+            *used_on == queue || fence.event.as_ref().is_none_or(|e| e.is_complete())
+        })
+    }
 }
 
 /// Allocator state and counters, under one lock.
@@ -905,15 +944,22 @@ impl Shared {
         Ok(event)
     }
 
-    /// The fences of a block the queues `queues` used: an event recorded on each of their
-    /// streams now, after everything they were given so far (including every use of the
-    /// block, since the buffer is being dropped). A stream whose event cannot be recorded is
-    /// waited for on the host instead. `None` when even that fails: the block must not be reused.
-    fn fences(&self, queues: QueueMask) -> Option<Vec<(Queue, CudaEvent)>> {
+    /// The fences of a dropped block: for each queue in `uses`, the event recorded after the
+    /// block's last use there, or, when there is none (recording it failed), an event
+    /// recorded on that stream now, after everything it was given so far (including every use
+    /// of the block, since the buffer is being dropped). A stream whose event cannot be
+    /// recorded is waited for on the host instead. `None` when even that fails: the block must
+    /// not be reused.
+    fn fences(self: &Arc<Self>, uses: Uses) -> Option<Vec<(Queue, Arc<UseFence>)>> {
         let mut fences = Vec::with_capacity(3);
+        let Uses { queues, mut last } = uses;
         for queue in queues.queues() {
+            if let Some(fence) = last[queue.index()].take() {
+                fences.push((queue, fence));
+                continue;
+            }
             match self.record_event(queue) {
-                Ok(event) => fences.push((queue, event)),
+                Ok(event) => fences.push((queue, UseFence::new(event, self))),
                 Err(e) => {
                     if let Err(sync) = self.synchronize_queue(queue, "waiting for a freed block") {
                         tracing::warn!(
@@ -935,7 +981,10 @@ impl Shared {
     /// left in `block` (a later reuse, possibly on another queue, still needs all of them).
     fn order_reuse(&self, queue: Queue, block: &mut CachedBlock) -> Result<()> {
         for (used_on, fence) in &block.fences {
-            if *used_on != queue {
+            let Some(fence) = fence.event.as_ref() else {
+                continue;
+            };
+            if *used_on != queue && !fence.is_complete() {
                 if let Err(e) = self.stream(queue).wait(fence) {
                     if let Err(e2) = fence.synchronize() {
                         return Err(gpu_err(
@@ -949,9 +998,8 @@ impl Shared {
                 }
             }
         }
-        for (_, fence) in block.fences.drain(..) {
-            self.recycle_event(fence);
-        }
+        // Dropping a fence recycles its event once no other block holds it.
+        block.fences.clear();
         Ok(())
     }
 
@@ -971,9 +1019,6 @@ impl Shared {
             unsafe { driver::free_sync(block.ptr) }
                 .map_err(|e| gpu_err(format_args!("freeing {class} bytes"), e))?;
             freed += class;
-            for (_, fence) in block.fences {
-                self.recycle_event(fence);
-            }
         }
         Ok(freed)
     }
@@ -984,7 +1029,10 @@ impl Shared {
         self.bind()?;
         let decision = {
             let mut staging = lock(&self.staging);
-            if staging.unavailable {
+            if staging
+                .unavailable_until
+                .is_some_and(|until| Instant::now() < until)
+            {
                 return Ok(None);
             }
             staging.pool.take(Pinned::is_idle)
@@ -1015,7 +1063,7 @@ impl Shared {
                     );
                     let mut staging = lock(&self.staging);
                     staging.pool.allocation_failed();
-                    staging.unavailable = true;
+                    staging.unavailable_until = Some(Instant::now() + STAGING_RETRY);
                     Ok(None)
                 }
             },
@@ -1084,25 +1132,85 @@ struct CudaAlloc {
     class: usize,
     bytes: usize,
     shared: Arc<Shared>,
-    /// The queues that used the block ([`QueueMask`] bits): set before each use is enqueued.
-    queues: AtomicU8,
+    /// Which queues used the block, and after which event each last did.
+    uses: Mutex<Uses>,
+}
+
+/// The uses of a block by the queues.
+#[derive(Default)]
+struct Uses {
+    /// The queues that used the block: set before each use is enqueued.
+    queues: QueueMask,
+    /// Per queue, an event recorded after its last use of the block, once recorded; `None`
+    /// while a use is being enqueued (or when recording failed: the drop records one then).
+    last: [Option<Arc<UseFence>>; 3],
+}
+
+/// An event recorded after work that used some blocks, shared by their fences. Its event
+/// goes back to the device's pool when the last holder drops it. It holds the device weakly:
+/// the pool's own blocks hold fences, and a strong reference would keep the device alive.
+struct UseFence {
+    event: Option<CudaEvent>,
+    shared: std::sync::Weak<Shared>,
+}
+
+impl UseFence {
+    fn new(event: CudaEvent, shared: &Arc<Shared>) -> Arc<UseFence> {
+        Arc::new(UseFence {
+            event: Some(event),
+            shared: Arc::downgrade(shared),
+        })
+    }
+}
+
+impl Drop for UseFence {
+    fn drop(&mut self) {
+        if let (Some(event), Some(shared)) = (self.event.take(), self.shared.upgrade()) {
+            shared.recycle_event(event);
+        }
+    }
 }
 
 impl CudaAlloc {
-    /// Notes that work on `queue` uses the block (call before enqueueing it).
+    /// Notes that work on `queue` is about to use the block (call before enqueueing it).
     fn touch(&self, queue: Queue) {
-        // Relaxed is enough: the drop that reads the mask has exclusive access to the buffer,
-        // which happens after every borrow that touched it.
-        self.queues
-            .fetch_or(QueueMask::of(queue).bits(), Ordering::Relaxed);
+        let mut uses = lock(&self.uses);
+        uses.queues = uses.queues.with(queue);
+        uses.last[queue.index()] = None;
+    }
+
+    /// Notes that `fence` was recorded on `queue` after the work that used the block.
+    fn used(&self, queue: Queue, fence: &Arc<UseFence>) {
+        lock(&self.uses).last[queue.index()] = Some(fence.clone());
+    }
+}
+
+impl Shared {
+    /// After work on `queue` that used `allocs` was enqueued: one event after it, remembered
+    /// by each block as its last use there, so that a later reuse of the block waits for that
+    /// work only (not for whatever the stream runs by the time the buffer is dropped). When
+    /// the event cannot be recorded, the blocks keep no last use and the drop records one.
+    fn mark_used(self: &Arc<Self>, queue: Queue, allocs: &[&CudaAlloc]) {
+        if allocs.is_empty() {
+            return;
+        }
+        match self.record_event(queue) {
+            Ok(event) => {
+                let fence = UseFence::new(event, self);
+                for alloc in allocs {
+                    alloc.used(queue, &fence);
+                }
+            }
+            Err(e) => tracing::debug!("no last-use event ({e}); the drop records a fence"),
+        }
     }
 }
 
 impl Drop for CudaAlloc {
     fn drop(&mut self) {
-        let queues = QueueMask::from_bits(*self.queues.get_mut());
-        // Recorded before the block is visible in the free list, so a reuse always finds them.
-        let fences = self.shared.fences(queues);
+        let uses = std::mem::take(self.uses.get_mut().unwrap_or_else(|e| e.into_inner()));
+        // Taken before the block is visible in the free list, so a reuse always finds them.
+        let fences = self.shared.fences(uses);
         let mut state = lock(&self.shared.state);
         state.live_requested = state.live_requested.saturating_sub(self.bytes);
         match fences {
@@ -2163,7 +2271,11 @@ impl Device for CudaDevice {
                 })
             }
             AllocPlan::Reuse => {
-                let mut block = state.pool.take(class).expect("the plan saw a cached block");
+                // A block that needs no wait on `queue`, else the newest.
+                let mut block = state
+                    .pool
+                    .take_preferring(class, |b| b.ready_for(queue))
+                    .expect("the plan saw a cached block");
                 // The block's earlier uses on other queues come first, on the device.
                 if let Err(e) = self
                     .shared
@@ -2195,7 +2307,10 @@ impl Device for CudaDevice {
                 class,
                 bytes,
                 shared: self.shared.clone(),
-                queues: AtomicU8::new(QueueMask::of(queue).bits()),
+                uses: Mutex::new(Uses {
+                    queues: QueueMask::of(queue),
+                    last: Default::default(),
+                }),
             }),
         })
     }
@@ -2213,6 +2328,7 @@ impl Device for CudaDevice {
             alloc.touch(queue);
             self.shared.bind()?;
             self.copy_in(queue, src, alloc.ptr)?;
+            self.shared.mark_used(queue, &[alloc]);
         }
         self.update(|s| {
             s.uploads += 1;
@@ -2243,7 +2359,7 @@ impl Device for CudaDevice {
                 KernelArg::F64(v) => Param::F64(*v),
             });
         }
-        for alloc in buffers {
+        for alloc in &buffers {
             alloc.touch(queue);
         }
         self.launch_params(
@@ -2254,6 +2370,7 @@ impl Device for CudaDevice {
             params,
             out_bytes,
         )?;
+        self.shared.mark_used(queue, &buffers);
         self.update(|s| s.launches += 1);
         Ok(())
     }
@@ -2293,7 +2410,9 @@ impl Device for CudaDevice {
                 self.shared.stream(queue).cu_stream(),
             )
         }
-        .map_err(|e| gpu_err(format_args!("copying {bytes} bytes on the device"), e))
+        .map_err(|e| gpu_err(format_args!("copying {bytes} bytes on the device"), e))?;
+        self.shared.mark_used(queue, &[from, to]);
+        Ok(())
     }
 
     fn start_download(
@@ -2314,6 +2433,9 @@ impl Device for CudaDevice {
         }
         self.shared.bind()?;
         let download = self.start_copy_out(queue, alloc.ptr, bytes)?;
+        if bytes > 0 {
+            self.shared.mark_used(queue, &[alloc]);
+        }
         self.update(|s| {
             s.downloads += 1;
             s.download_bytes += bytes as u64;
@@ -2390,10 +2512,12 @@ impl Device for CudaDevice {
     /// calls return the same figures. When measuring fails: a warning, and the typical figures
     /// of [`DeviceCosts::default`]. Calibration is not counted in [`stats`](Device::stats).
     fn costs(&self) -> DeviceCosts {
-        let mut known = lock(&self.costs);
-        if let Some(costs) = *known {
+        if let Some(costs) = *lock(&self.costs) {
             return costs;
         }
+        // Measured without holding the lock: the calibration's host copies use rayon, and a
+        // rayon worker waiting in them may run a job that asks for the costs too. (Two threads
+        // asking at once may both measure; the first result stays.)
         let costs = match self.cached_costs() {
             Some(costs) => costs,
             None => match self.measure_costs() {
@@ -2410,8 +2534,7 @@ impl Device for CudaDevice {
                 }
             },
         };
-        *known = Some(costs);
-        costs
+        *lock(&self.costs).get_or_insert(costs)
     }
 }
 
@@ -2466,6 +2589,25 @@ mod tests {
             }
             bytes *= 2;
         }
+    }
+
+    #[test]
+    fn the_pool_prefers_blocks_that_need_no_wait() {
+        let mut pool = SizeClassPool::<(u64, bool)>::new();
+        let class = SizeClassPool::<()>::class_size(1 << 20).unwrap();
+        for (ptr, ready) in [(1, true), (2, false), (3, true), (4, false)] {
+            pool.add_fresh(class);
+            pool.give_back(class, (ptr, ready));
+        }
+        // The newest ready block, then the next, then the newest of the rest.
+        assert_eq!(pool.take_preferring(class, |b| b.1), Some((3, true)));
+        assert_eq!(pool.take_preferring(class, |b| b.1), Some((1, true)));
+        assert_eq!(pool.take_preferring(class, |b| b.1), Some((4, false)));
+        assert_eq!(pool.take_preferring(class, |b| b.1), Some((2, false)));
+        assert_eq!(pool.take_preferring(class, |b| b.1), None);
+        assert_eq!(pool.reuses(), 4);
+        assert_eq!(pool.idle_bytes(), 0);
+        assert_eq!(pool.live_bytes(), 4 * class);
     }
 
     #[test]
@@ -2591,14 +2733,6 @@ mod tests {
         assert_eq!(all.bits(), 0b111);
         assert_eq!(all.queues().collect::<Vec<_>>(), Queue::ALL.to_vec());
         assert_eq!(QueueMask::from_bits(0xFF), all, "unknown bits are dropped");
-        // Setting bits with fetch_or, as buffers do, gives the same masks.
-        let bits = AtomicU8::new(QueueMask::of(Queue::Compute).bits());
-        bits.fetch_or(QueueMask::of(Queue::Download).bits(), Ordering::Relaxed);
-        bits.fetch_or(QueueMask::of(Queue::Compute).bits(), Ordering::Relaxed);
-        assert_eq!(
-            QueueMask::from_bits(bits.into_inner()),
-            QueueMask::of(Queue::Compute).with(Queue::Download)
-        );
     }
 
     #[test]

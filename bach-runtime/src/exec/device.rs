@@ -168,7 +168,11 @@ impl Footprint {
     /// (room for the allocator's rounding); at least one, at most `total`.
     pub(crate) fn batch(&self, memory: usize, total: usize) -> usize {
         let per_element = (self.held * IN_FLIGHT + self.transient * 2).max(1);
-        (memory / per_element).clamp(1, total.max(1))
+        let fits = memory / per_element;
+        // Larger batches would not pipeline better, and their transfers would
+        // outgrow the pinned staging memory.
+        let useful = MAX_BATCH_HELD_BYTES / self.held.max(1);
+        fits.min(useful).clamp(1, total.max(1))
     }
 }
 
@@ -203,6 +207,9 @@ fn scalar_arg(held: &dyn Any) -> Option<KernelArg<'static>> {
 /// Batches a device stage keeps in flight: one uploading, one computing, one
 /// downloading.
 pub(crate) const IN_FLIGHT: usize = 3;
+
+/// Most bytes of held buffers (inputs and escaping outputs) one batch has.
+const MAX_BATCH_HELD_BYTES: usize = 128 << 20;
 
 /// A batch whose work is enqueued on the device and whose outputs are still
 /// being downloaded.
