@@ -10,8 +10,8 @@ use annotated_libs::cpu::numpy as cpu;
 use annotated_libs::numpy as np;
 use annotated_libs::workloads;
 use bach_runtime::{
-    evaluate, Config, Device, DeviceCosts, DevicePolicy, Error, Graph, Placement, SimulatedDevice,
-    SimulatedDeviceConfig,
+    evaluate, Config, Device, DeviceBuffer, DeviceCosts, DevicePolicy, Error, Graph, Placement,
+    Queue, SimulatedDevice, SimulatedDeviceConfig,
 };
 use ndarray::Array1;
 
@@ -672,4 +672,121 @@ fn in_memory_data_is_pipelined_and_paging_keeps_the_throughput() {
         ratio >= 0.9,
         "paged throughput {ratio:.3} of in-memory\n{e_in}\n{e_paged}"
     );
+}
+
+/// A simulated device whose allocations all fail once a download has started:
+/// the stages after the first one's downloads cannot run on it.
+struct FailsAfterFirstDownload {
+    inner: SimulatedDevice,
+    failing: std::sync::atomic::AtomicBool,
+}
+
+impl Device for FailsAfterFirstDownload {
+    fn name(&self) -> String {
+        self.inner.name()
+    }
+    fn free_memory(&self) -> usize {
+        self.inner.free_memory()
+    }
+    fn alloc_on(&self, queue: Queue, bytes: usize) -> bach_runtime::Result<DeviceBuffer> {
+        if self.failing.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(Error::DeviceOutOfMemory {
+                requested: bytes,
+                free: 0,
+            });
+        }
+        self.inner.alloc_on(queue, bytes)
+    }
+    fn upload_on(&self, queue: Queue, src: &[u8], dst: &DeviceBuffer) -> bach_runtime::Result<()> {
+        self.inner.upload_on(queue, src, dst)
+    }
+    fn launch_on(
+        &self,
+        queue: Queue,
+        launch: &bach_runtime::Launch<'_>,
+    ) -> bach_runtime::Result<()> {
+        self.inner.launch_on(queue, launch)
+    }
+    fn copy_on(
+        &self,
+        queue: Queue,
+        src: &DeviceBuffer,
+        src_offset: usize,
+        dst: &DeviceBuffer,
+        dst_offset: usize,
+        bytes: usize,
+    ) -> bach_runtime::Result<()> {
+        self.inner
+            .copy_on(queue, src, src_offset, dst, dst_offset, bytes)
+    }
+    fn start_download(
+        &self,
+        queue: Queue,
+        src: &DeviceBuffer,
+        bytes: usize,
+    ) -> bach_runtime::Result<bach_runtime::PendingDownload> {
+        self.failing
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.inner.start_download(queue, src, bytes)
+    }
+    fn finish_download(
+        &self,
+        pending: bach_runtime::PendingDownload,
+        dst: &mut [u8],
+    ) -> bach_runtime::Result<()> {
+        self.inner.finish_download(pending, dst)
+    }
+    fn record(&self, queue: Queue) -> bach_runtime::Result<bach_runtime::Event> {
+        self.inner.record(queue)
+    }
+    fn wait(&self, queue: Queue, event: &bach_runtime::Event) -> bach_runtime::Result<()> {
+        self.inner.wait(queue, event)
+    }
+    fn host_wait(&self, event: &bach_runtime::Event) -> bach_runtime::Result<()> {
+        self.inner.host_wait(event)
+    }
+    fn synchronize(&self) -> bach_runtime::Result<()> {
+        self.inner.synchronize()
+    }
+    fn stats(&self) -> bach_runtime::TransferStats {
+        self.inner.stats()
+    }
+}
+
+#[test]
+fn a_stage_that_falls_back_to_the_cpu_downloads_the_values_kept_on_the_device() {
+    let n = 50_000;
+    let a = uniform(n, -1.0, 1.0, 12);
+    let sq_ref = cpu::multiply(&a, &a);
+    let z_ref = cpu::subtract_scalar(&sq_ref, cpu::sum(&sq_ref));
+    let dev = Arc::new(FailsAfterFirstDownload {
+        inner: SimulatedDevice::with_capacity(1 << 30),
+        failing: false.into(),
+    });
+    let g = Graph::with_config(Config {
+        device: DevicePolicy::Gpu,
+        ..Config::default()
+    });
+    g.set_device(Some(dev.clone()));
+    let z = g.enter(|| {
+        let sq = np::multiply(&a, &a);
+        let s = np::sum(&sq);
+        let z = np::subtract_scalar(&sq, s);
+        let e = g.explain(&z).unwrap();
+        assert_eq!(e.stages[0].kept_on_device, 1, "{e}");
+        g.evaluate(z)
+    });
+    let z = z.unwrap();
+    let err = z
+        .iter()
+        .zip(&z_ref)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f64::max);
+    assert!(err <= 1e-9 * n as f64, "{err}");
+    let last = g.last_run().unwrap();
+    assert_eq!(last.stages[1].placement, Placement::Cpu, "{last}");
+    assert!(last.stages[1].reason.contains("out of memory"), "{last}");
+    // sq came down once, for the CPU stage.
+    assert!(dev.stats().download_bytes >= 8 * n as u64);
+    assert_eq!(dev.inner.in_use(), 0);
 }
