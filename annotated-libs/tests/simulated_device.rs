@@ -565,39 +565,53 @@ fn the_cost_model_predicts_the_pipelined_device_time() {
     }
 }
 
+/// `sq - sum(sq)` with `sq = a * a`, in `g`: two device stages (the sum must
+/// be whole before the subtraction), with `sq` passed from the first to the
+/// second. Returns the result and the plan.
+fn square_minus_sum(
+    g: &Graph,
+    a: &Array1<f64>,
+) -> (bach_runtime::Result<Array1<f64>>, bach_runtime::Explain) {
+    g.enter(|| {
+        let sq = np::multiply(a, a);
+        let s = np::sum(&sq);
+        let z = np::subtract_scalar(&sq, s);
+        let e = g.explain(&z).unwrap();
+        (g.evaluate(z), e)
+    })
+}
+
+/// Checks `z` against eager CPU evaluation of [`square_minus_sum`].
+fn check_square_minus_sum(a: &Array1<f64>, z: &Array1<f64>) {
+    let sq = cpu::multiply(a, a);
+    let z_ref = cpu::subtract_scalar(&sq, cpu::sum(&sq));
+    let err = z
+        .iter()
+        .zip(&z_ref)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f64::max);
+    // The sum's partials combine in another order than the CPU's.
+    assert!(err <= 1e-9 * a.len() as f64, "{err}");
+}
+
 #[test]
 fn intermediates_between_device_stages_stay_on_the_device() {
     // Stage 1: sq = a * a and its sum; stage 2: sq - sum (reads sq piece by
     // piece after the whole sum). sq never needs to visit the host.
     let n = 50_000;
     let a = uniform(n, -1.0, 1.0, 11);
-    let sq_ref = cpu::multiply(&a, &a);
-    let z_ref = cpu::subtract_scalar(&sq_ref, cpu::sum(&sq_ref));
     // Room for sq: kept; no room (sq over a quarter of the device): round trip.
     for (capacity, kept) in [(1 << 30, true), (1 << 20, false)] {
         let dev = Arc::new(SimulatedDevice::with_capacity(capacity));
         let g = graph_on(dev.clone());
-        let (z, e) = g.enter(|| {
-            let sq = np::multiply(&a, &a);
-            let s = np::sum(&sq);
-            let z = np::subtract_scalar(&sq, s);
-            let e = g.explain(&z).unwrap();
-            (g.evaluate(z), e)
-        });
+        let (z, e) = square_minus_sum(&g, &a);
         assert_eq!(e.stages.len(), 2, "{e}");
         assert!(
             e.stages.iter().all(|s| s.placement == Placement::Gpu),
             "{e}"
         );
         assert_eq!(e.stages[0].kept_on_device, kept as usize, "{e}");
-        let z = z.unwrap();
-        let err = z
-            .iter()
-            .zip(&z_ref)
-            .map(|(x, y)| (x - y).abs())
-            .fold(0.0, f64::max);
-        // The sum's partials combine in another order than the CPU's.
-        assert!(err <= 1e-9 * n as f64, "capacity {capacity}: {err}");
+        check_square_minus_sum(&a, &z.unwrap());
         let stats = dev.stats();
         let n8 = 8 * n as u64;
         if kept {
@@ -757,8 +771,6 @@ impl Device for FailsAfterFirstDownload {
 fn a_stage_that_falls_back_to_the_cpu_downloads_the_values_kept_on_the_device() {
     let n = 50_000;
     let a = uniform(n, -1.0, 1.0, 12);
-    let sq_ref = cpu::multiply(&a, &a);
-    let z_ref = cpu::subtract_scalar(&sq_ref, cpu::sum(&sq_ref));
     let dev = Arc::new(FailsAfterFirstDownload {
         inner: SimulatedDevice::with_capacity(1 << 30),
         failing: false.into(),
@@ -768,21 +780,9 @@ fn a_stage_that_falls_back_to_the_cpu_downloads_the_values_kept_on_the_device() 
         ..Config::default()
     });
     g.set_device(Some(dev.clone()));
-    let z = g.enter(|| {
-        let sq = np::multiply(&a, &a);
-        let s = np::sum(&sq);
-        let z = np::subtract_scalar(&sq, s);
-        let e = g.explain(&z).unwrap();
-        assert_eq!(e.stages[0].kept_on_device, 1, "{e}");
-        g.evaluate(z)
-    });
-    let z = z.unwrap();
-    let err = z
-        .iter()
-        .zip(&z_ref)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f64::max);
-    assert!(err <= 1e-9 * n as f64, "{err}");
+    let (z, e) = square_minus_sum(&g, &a);
+    assert_eq!(e.stages[0].kept_on_device, 1, "{e}");
+    check_square_minus_sum(&a, &z.unwrap());
     let last = g.last_run().unwrap();
     assert_eq!(last.stages[1].placement, Placement::Cpu, "{last}");
     assert!(last.stages[1].reason.contains("out of memory"), "{last}");

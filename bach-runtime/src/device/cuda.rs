@@ -73,8 +73,8 @@ use cudarc::driver::{CudaContext, CudaEvent, CudaStream};
 use rayon::prelude::*;
 
 use super::{
-    Device, DeviceBuffer, Event, KernelArg, KernelSource, Launch, PendingDownload, Queue,
-    TransferStats,
+    check_range, Device, DeviceBuffer, Event, KernelArg, KernelSource, Launch, PendingDownload,
+    Queue, TransferStats,
 };
 use crate::cost::DeviceCosts;
 use crate::cuda::compile::{self, CodeKind, CompiledModule, KernelCache};
@@ -2317,13 +2317,7 @@ impl Device for CudaDevice {
 
     fn upload_on(&self, queue: Queue, src: &[u8], dst: &DeviceBuffer) -> Result<()> {
         let alloc = self.alloc_of(dst)?;
-        if src.len() > alloc.bytes {
-            return Err(Error::Gpu(format!(
-                "upload of {} bytes into a {}-byte buffer",
-                src.len(),
-                alloc.bytes
-            )));
-        }
+        check_range("upload", 0, src.len(), alloc.bytes)?;
         if !src.is_empty() {
             alloc.touch(queue);
             self.shared.bind()?;
@@ -2385,13 +2379,13 @@ impl Device for CudaDevice {
         bytes: usize,
     ) -> Result<()> {
         let (from, to) = (self.alloc_of(src)?, self.alloc_of(dst)?);
-        let fits = |offset: usize, len: usize| offset.checked_add(bytes).is_some_and(|e| e <= len);
-        if from.ptr == to.ptr || !fits(src_offset, from.bytes) || !fits(dst_offset, to.bytes) {
-            return Err(Error::Gpu(format!(
-                "device copy of {bytes} bytes from offset {src_offset} of a {}-byte buffer to offset {dst_offset} of a {}-byte buffer",
-                from.bytes, to.bytes
-            )));
+        if from.ptr == to.ptr {
+            return Err(Error::Gpu(
+                "a device copy within one buffer is not supported".into(),
+            ));
         }
+        check_range("device copy source", src_offset, bytes, from.bytes)?;
+        check_range("device copy destination", dst_offset, bytes, to.bytes)?;
         if bytes == 0 {
             return Ok(());
         }
@@ -2422,12 +2416,7 @@ impl Device for CudaDevice {
         bytes: usize,
     ) -> Result<PendingDownload> {
         let alloc = self.alloc_of(src)?;
-        if bytes > alloc.bytes {
-            return Err(Error::Gpu(format!(
-                "download of {bytes} bytes from a {}-byte buffer",
-                alloc.bytes
-            )));
-        }
+        check_range("download", 0, bytes, alloc.bytes)?;
         if bytes > 0 {
             alloc.touch(queue);
         }

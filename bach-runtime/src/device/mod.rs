@@ -284,6 +284,18 @@ pub trait Device: Send + Sync {
     }
 }
 
+/// An error unless bytes `offset..offset + bytes` lie within a `len`-byte
+/// buffer (`what`: the transfer, for the message). Every device checks its
+/// transfers with it before enqueueing them.
+pub(crate) fn check_range(what: &str, offset: usize, bytes: usize, len: usize) -> Result<()> {
+    match offset.checked_add(bytes) {
+        Some(end) if end <= len => Ok(()),
+        _ => Err(crate::Error::Gpu(format!(
+            "{what} of {bytes} bytes at offset {offset} overruns a {len}-byte buffer"
+        ))),
+    }
+}
+
 /// The process's GPU, discovered on first need: the first CUDA device, or why
 /// there is none (no driver, no device, no NVRTC). Never panics.
 pub(crate) fn default_device() -> std::result::Result<std::sync::Arc<dyn Device>, String> {

@@ -24,7 +24,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::{
-    Device, DeviceBuffer, Event, KernelArg, Launch, PendingDownload, Queue, TransferStats,
+    check_range, Device, DeviceBuffer, Event, KernelArg, Launch, PendingDownload, Queue,
+    TransferStats,
 };
 use crate::error::{Error, Result};
 
@@ -277,16 +278,6 @@ impl SimulatedDevice {
     }
 }
 
-/// An error unless `offset..offset + bytes` lies within `len` bytes.
-fn check_range(what: &str, offset: usize, bytes: usize, len: usize) -> Result<()> {
-    match offset.checked_add(bytes) {
-        Some(end) if end <= len => Ok(()),
-        _ => Err(Error::Gpu(format!(
-            "{what} of {bytes} bytes at offset {offset} overruns a {len}-byte buffer"
-        ))),
-    }
-}
-
 impl Device for SimulatedDevice {
     fn name(&self) -> String {
         format!("simulated device ({} bytes)", self.config.capacity)
@@ -332,13 +323,7 @@ impl Device for SimulatedDevice {
 
     fn upload_on(&self, queue: Queue, src: &[u8], dst: &DeviceBuffer) -> Result<()> {
         let alloc = self.raw(dst)?;
-        if src.len() > dst.bytes {
-            return Err(Error::Gpu(format!(
-                "upload of {} bytes into a {}-byte buffer",
-                src.len(),
-                dst.bytes
-            )));
-        }
+        check_range("upload", 0, src.len(), dst.bytes)?;
         self.work(queue, "upload", self.transfer_ns(src.len()), &[], &[alloc])?;
         lock(&alloc.data)[..src.len()].copy_from_slice(src);
         self.update(|s| {
@@ -421,12 +406,7 @@ impl Device for SimulatedDevice {
         bytes: usize,
     ) -> Result<PendingDownload> {
         let alloc = self.raw(src)?;
-        if bytes > src.bytes {
-            return Err(Error::Gpu(format!(
-                "download of {bytes} bytes from a {}-byte buffer",
-                src.bytes
-            )));
-        }
+        check_range("download", 0, bytes, src.bytes)?;
         self.work(queue, "download", self.transfer_ns(bytes), &[alloc], &[])?;
         let copied = lock(&alloc.data)[..bytes].to_vec();
         self.update(|s| {
