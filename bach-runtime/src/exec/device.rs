@@ -264,8 +264,11 @@ pub(crate) fn run_partitioned(
         .map(|(k, _)| resident.get(k).expect("the layout found it"))
         .collect();
     // The planned batch (chosen for pipelining), unless memory allows less now.
+    // (The stage-long buffers of kept outputs count against the budget too.)
+    let kept_bytes: usize = kept.iter().flatten().map(DeviceBuffer::len).sum();
+    let memory = budget.saturating_sub(kept_bytes).min(device.free_memory());
     let mut batch = Footprint::of(plan, stage)
-        .batch(budget.min(device.free_memory()), total)
+        .batch(memory, total)
         .min(planned_batch.unwrap_or(usize::MAX))
         .max(1);
 
