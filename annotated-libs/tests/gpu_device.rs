@@ -297,3 +297,48 @@ fn workloads_on_the_gpu_match_the_cpu_including_paging() {
             .all(|s| s.placement == Placement::Gpu));
     }
 }
+
+#[test]
+fn pipelined_batches_and_values_kept_on_the_gpu_match_the_cpu() {
+    let Some(dev) = gpu() else { return };
+    // sq = a * a stays on the GPU between the sum and the subtraction; with a
+    // budget, the stages page in many pipelined batches.
+    let n = 1 << 23;
+    let a = uniform(n, -1.0, 1.0, 21);
+    let sq = cpu::multiply(&a, &a);
+    let z_ref = cpu::subtract_scalar(&sq, cpu::sum(&sq));
+    for budget in [None, Some(64 << 20)] {
+        let g = Graph::with_config(Config {
+            device: DevicePolicy::Gpu,
+            gpu_memory: budget,
+            ..Config::default()
+        });
+        g.set_device(Some(dev.clone()));
+        let before = bach_runtime::Device::stats(&*dev);
+        let (z, e) = g.enter(|| {
+            let sq = np::multiply(&a, &a);
+            let s = np::sum(&sq);
+            let z = np::subtract_scalar(&sq, s);
+            let e = g.explain(&z).unwrap();
+            (evaluate(z).unwrap(), e)
+        });
+        eprintln!("budget {budget:?}:\n{e}");
+        let err = z
+            .iter()
+            .zip(&z_ref)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f64::max);
+        assert!(err <= 1e-9 * n as f64, "budget {budget:?}: {err}\n{e}");
+        let after = bach_runtime::Device::stats(&*dev);
+        if e.stages[0].kept_on_device == 1 {
+            assert_eq!(
+                after.upload_bytes - before.upload_bytes,
+                8 * n as u64,
+                "only `a` crosses the link up\n{e}"
+            );
+        }
+        if budget.is_some() {
+            assert!(e.stages[0].cost.batches > 1, "{e}");
+        }
+    }
+}
