@@ -322,6 +322,134 @@ proptest! {
     }
 }
 
+/// One step of a program with several device stages: `MinusMax` needs a
+/// whole reduction before the subtraction, so it starts a new stage.
+#[derive(Debug, Clone)]
+enum StageStep {
+    Unary(u8, usize),
+    Binary(u8, usize, usize),
+    MinusMax(usize, usize),
+    Where(usize, usize, usize, f64),
+}
+
+fn stage_step() -> impl Strategy<Value = StageStep> {
+    prop_oneof![
+        (0..4u8, any::<usize>()).prop_map(|(o, a)| StageStep::Unary(o, a)),
+        (0..3u8, any::<usize>(), any::<usize>()).prop_map(|(o, a, b)| StageStep::Binary(o, a, b)),
+        (any::<usize>(), any::<usize>()).prop_map(|(a, b)| StageStep::MinusMax(a, b)),
+        (any::<usize>(), any::<usize>(), any::<usize>(), -2.0..2.0f64)
+            .prop_map(|(c, x, y, t)| StageStep::Where(c, x, y, t)),
+    ]
+}
+
+fn run_stages_eager(inputs: &[Array1<f64>], steps: &[StageStep]) -> Vec<Array1<f64>> {
+    let mut vals: Vec<Array1<f64>> = inputs.to_vec();
+    for s in steps {
+        let k = vals.len();
+        let v = match *s {
+            StageStep::Unary(o, a) => {
+                let a = &vals[a % k];
+                match o {
+                    0 => cpu::negative(a),
+                    1 => cpu::abs(a),
+                    2 => cpu::sqrt(a),
+                    _ => cpu::square(a),
+                }
+            }
+            StageStep::Binary(o, a, b) => {
+                let (a, b) = (&vals[a % k], &vals[b % k]);
+                match o {
+                    0 => cpu::add(a, b),
+                    1 => cpu::subtract(a, b),
+                    _ => cpu::multiply(a, b),
+                }
+            }
+            StageStep::MinusMax(a, b) => cpu::subtract_scalar(&vals[a % k], cpu::max(&vals[b % k])),
+            StageStep::Where(c, x, y, t) => {
+                let cond = cpu::greater_scalar(&vals[c % k], t);
+                cpu::where_(&cond, &vals[x % k], &vals[y % k])
+            }
+        };
+        vals.push(v);
+    }
+    vals
+}
+
+fn record_stages<'a>(inputs: &'a [Array1<f64>], steps: &[StageStep]) -> Vec<Lazy<'a, Array1<f64>>> {
+    let mut vals: Vec<Lazy<'a, Array1<f64>>> = inputs.iter().map(Lazy::borrowed).collect();
+    for s in steps {
+        let k = vals.len();
+        let v = match *s {
+            StageStep::Unary(o, a) => {
+                let a = &vals[a % k];
+                match o {
+                    0 => np::negative(a),
+                    1 => np::abs(a),
+                    2 => np::sqrt(a),
+                    _ => np::square(a),
+                }
+            }
+            StageStep::Binary(o, a, b) => {
+                let (a, b) = (&vals[a % k], &vals[b % k]);
+                match o {
+                    0 => np::add(a, b),
+                    1 => np::subtract(a, b),
+                    _ => np::multiply(a, b),
+                }
+            }
+            StageStep::MinusMax(a, b) => np::subtract_scalar(&vals[a % k], np::max(&vals[b % k])),
+            StageStep::Where(c, x, y, t) => {
+                let cond = np::greater_scalar(&vals[c % k], t);
+                np::where_(&cond, &vals[x % k], &vals[y % k])
+            }
+        };
+        vals.push(v);
+    }
+    vals
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+
+    /// Programs of several device stages where only some values are
+    /// evaluated, so that the others can stay on the device between stages:
+    /// on a bounded device, with a memory budget and out-of-memory injected
+    /// at random, identical results; neither the capacity nor the budget is
+    /// exceeded, and nothing stays allocated.
+    #[test]
+    fn multi_stage_programs_with_values_kept_on_the_device_match_eager_cpu(
+        n in prop_oneof![Just(1usize), Just(7), 1usize..3000, Just(4099), Just(70_001)],
+        steps in proptest::collection::vec(stage_step(), 1..12),
+        pick in any::<u64>(),
+        capacity in prop_oneof![256usize..4096, 4096usize..(1 << 16), (1usize << 16)..(1 << 22), Just(1usize << 30)],
+        fail_alloc in prop_oneof![Just(None), (0u64..60).prop_map(Some)],
+        budget in prop_oneof![Just(None), ((1usize << 10)..(1 << 20)).prop_map(Some)],
+        seed in any::<u64>(),
+    ) {
+        let inputs: Vec<Array1<f64>> = (0..3).map(|i| data(n, seed ^ i)).collect();
+        let eager = run_stages_eager(&inputs, &steps);
+        let device = Arc::new(SimulatedDevice::new(SimulatedDeviceConfig { capacity, fail_alloc, ..Default::default() }));
+        let graph = Graph::with_config(Config { device: DevicePolicy::Gpu, gpu_memory: budget, ..Config::default() });
+        graph.set_device(Some(device.clone()));
+        // The last value and a random few of the others.
+        let last = eager.len() - 1;
+        let wanted: Vec<usize> = (3..eager.len()).filter(|&i| i == last || (pick >> (i % 64)) & 1 == 1).collect();
+        let got = graph.enter(|| {
+            let handles = record_stages(&inputs, &steps);
+            evaluate(wanted.iter().map(|&i| handles[i].clone()).collect::<Vec<_>>())
+        }).unwrap_or_else(|e| panic!("evaluate failed: {e}"));
+        for (got, &i) in got.iter().zip(&wanted) {
+            prop_assert!(same_bits(got, &eager[i]), "value {} differs (n = {}, capacity = {})", i, n, capacity);
+        }
+        let peak = device.stats().peak_bytes as usize;
+        prop_assert!(peak <= capacity);
+        if let Some(budget) = budget {
+            prop_assert!(peak <= budget, "peak {} over the budget {}", peak, budget);
+        }
+        prop_assert_eq!(device.in_use(), 0);
+    }
+}
+
 #[test]
 fn max_of_empty_is_an_error_and_sum_is_zero() {
     let empty = Array1::<f64>::zeros(0);

@@ -790,3 +790,125 @@ fn a_stage_that_falls_back_to_the_cpu_downloads_the_values_kept_on_the_device() 
     assert!(dev.stats().download_bytes >= 8 * n as u64);
     assert_eq!(dev.inner.in_use(), 0);
 }
+
+#[test]
+fn a_forced_device_stage_of_unknown_size_is_not_cut_into_one_element_batches() {
+    // The column means come from a whole-value stage: the size of the sqrt
+    // stage is unknown when placing it. Forced onto the device, it must still
+    // run in batches sized by memory, not in batches of one element.
+    let m = ndarray::Array2::from_shape_fn((4, 20_000), |(i, j)| (i * 7 + j) as f64 / 3.0);
+    let dev = Arc::new(SimulatedDevice::with_capacity(1 << 30));
+    let g = graph_on(dev.clone());
+    let y = g
+        .enter(|| {
+            let y = np::sqrt(&np::mean_axis0(&m));
+            let e = g.explain(&y).unwrap();
+            let last = e.stages.last().unwrap();
+            assert_eq!(last.placement, Placement::Gpu, "{e}");
+            assert_ne!(last.batch_size, Some(1), "{e}");
+            evaluate(y)
+        })
+        .unwrap();
+    assert_eq!(bits(&y), bits(&cpu::sqrt(&cpu::mean_axis0(&m))));
+    let launches = dev.stats().launches;
+    assert!(launches <= 8, "{launches} launches for 20000 elements");
+}
+
+#[test]
+fn a_value_a_cpu_stage_also_reads_is_uploaded_again_and_the_plan_says_so() {
+    // sq = a * a feeds a device stage (sq - sum) and a CPU stage (`moments`
+    // has no kernel): it cannot stay on the device, so the device stage
+    // uploads it. Placement must predict that upload, not assume sq is there.
+    let n = 1 << 18;
+    let a = uniform(n, -1.0, 1.0, 13);
+    let fast = DeviceCosts {
+        link_bytes_per_s: 1e12,
+        link_latency_s: 1e-7,
+        launch_s: 1e-7,
+        elements_per_s: 1e12,
+    };
+    let dev = Arc::new(SimulatedDevice::new(SimulatedDeviceConfig {
+        capacity: 1 << 32,
+        costs: fast,
+        ..Default::default()
+    }));
+    let g = Graph::with_config(Config::default());
+    g.set_device(Some(dev.clone()));
+    let (z, e) = g.enter(|| {
+        let sq = np::multiply(&a, &a);
+        let z = np::subtract_scalar(&sq, np::sum(&sq));
+        let m = np::mean(&sq);
+        let e = g.explain(&(z.clone(), m.clone())).unwrap();
+        (g.evaluate((z, m)), e)
+    });
+    let (z, _) = z.unwrap();
+    check_square_minus_sum(&a, &z);
+    let sub = e
+        .stages
+        .iter()
+        .find(|s| s.ops == ["subtract_scalar"])
+        .unwrap();
+    assert_eq!(sub.placement, Placement::Gpu, "{e}");
+    assert!(e.stages.iter().all(|s| s.kept_on_device == 0), "{e}");
+    let n8 = 8 * n as u64;
+    assert_eq!(sub.cost.bytes_up, n8, "sq goes up again: {e}");
+    assert_eq!(dev.stats().upload_bytes, 2 * n8, "`a`, then sq");
+    // The predicted batches are the ones that ran.
+    let batches: u64 = e
+        .stages
+        .iter()
+        .filter(|s| s.placement == Placement::Gpu)
+        .map(|s| s.cost.batches)
+        .sum();
+    assert_eq!(dev.stats().uploads, batches, "{e}");
+}
+
+#[test]
+fn kept_values_are_predicted_with_the_batches_that_run() {
+    // With sq kept on the device, both stages' predictions (batch counts and
+    // the device copies of the kept pieces included) match the device model.
+    for n in [1 << 20, 3 << 20] {
+        let a = uniform(n, -1.0, 1.0, 14);
+        let dev = Arc::new(SimulatedDevice::with_capacity(1 << 30));
+        let g = graph_on(dev.clone());
+        let (z, e) = square_minus_sum(&g, &a);
+        check_square_minus_sum(&a, &z.unwrap());
+        assert_eq!(e.stages[0].kept_on_device, 1, "{e}");
+        let stats = dev.stats();
+        assert_eq!(stats.uploads, e.stages[0].cost.batches, "{e}");
+        assert_eq!(
+            stats.downloads,
+            e.stages[0].cost.batches + e.stages[1].cost.batches,
+            "the sum's partials per batch of stage 0, z per batch of stage 1: {e}"
+        );
+        let predicted: f64 = e.stages.iter().map(|s| s.cost.device_s().unwrap()).sum();
+        let modelled = stats.modelled_ns as f64 * 1e-9;
+        assert!(
+            (predicted - modelled).abs() <= 0.05 * modelled,
+            "predicted {predicted} s, device model {modelled} s\n{e}"
+        );
+    }
+}
+
+#[test]
+fn reduction_partials_count_against_the_memory_budget() {
+    // Three batches in flight each hold a partial of the max beside their
+    // pieces: the budget must leave room for them.
+    let n = 4099;
+    let x = bs_inputs(n);
+    let dev = Arc::new(SimulatedDevice::with_capacity(1 << 30));
+    let budget = 4032;
+    let g = Graph::with_config(Config {
+        device: DevicePolicy::Gpu,
+        gpu_memory: Some(budget),
+        ..Config::default()
+    });
+    g.set_device(Some(dev.clone()));
+    let (neg, m) = g
+        .enter(|| evaluate((np::negative(&x[0]), np::max(&x[1]))))
+        .unwrap();
+    assert_eq!(bits(&neg), bits(&cpu::negative(&x[0])));
+    assert_eq!(m, cpu::max(&x[1]));
+    let peak = dev.stats().peak_bytes as usize;
+    assert!(peak <= budget, "peak {peak} over the budget {budget}");
+}

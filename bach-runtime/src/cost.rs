@@ -278,15 +278,22 @@ struct DeviceWork {
     uploads: u64,
     downloads: u64,
     kernels: u64,
+    /// Device-to-device copies per batch (pieces of values kept on the
+    /// device, in and out) and their bytes in all.
+    copies: u64,
+    copy_bytes: u64,
 }
 
 impl DeviceWork {
     /// The stage's device figures over `batches` batches.
     fn cost(&self, d: &DeviceCosts, batches: usize, cost: &mut StageCost) {
         let b = batches.max(1) as f64;
+        // A device copy runs like a kernel moving 8 bytes per element.
         cost.device_compute_s = Some(
             self.kernels as f64 * self.n as f64 / d.elements_per_s
-                + self.kernels as f64 * b * d.launch_s,
+                + self.kernels as f64 * b * d.launch_s
+                + self.copy_bytes as f64 / 8.0 / d.elements_per_s
+                + self.copies as f64 * b * d.launch_s,
         );
         let link = |bytes: u64, transfers: u64| {
             bytes as f64 / d.link_bytes_per_s + transfers as f64 * b * d.link_latency_s
@@ -342,31 +349,50 @@ pub(crate) fn predict(
         uploads: 0,
         downloads: 0,
         kernels: stage.nodes.len() as u64,
+        copies: 0,
+        copy_bytes: 0,
     };
-    // Each split input goes up once; each escaping output comes down once.
+    // Each split array input goes up once (sizes of allocations are no
+    // transfer); each escaping output comes down once. Values kept on the
+    // device are copied piece by piece on the device instead, in and out.
     let mut ups = std::collections::HashSet::new();
     for &i in &stage.nodes {
         let node = &plan.nodes[i];
         for a in &node.args {
             let local =
                 matches!(a.input, crate::plan::Input::Local(p, _) if stage.nodes.contains(&p));
-            let resident = matches!(a.input, crate::plan::Input::Local(p, o) if on_device((p, o)));
-            if !local && !resident && a.split.kind == SplitKind::Partition {
-                let key = match &a.input {
-                    crate::plan::Input::External(h) => {
-                        h.get() as *const dyn Any as *const () as usize
-                    }
-                    crate::plan::Input::Local(p, o) => (p << 8) | *o as usize,
-                };
-                if ups.insert(key) {
-                    work.up += array_bytes(a.split.value_id) * n as u64;
+            let bytes = array_bytes(a.split.value_id) * n as u64;
+            if local || a.split.kind != SplitKind::Partition || bytes == 0 {
+                continue;
+            }
+            let key = match &a.input {
+                crate::plan::Input::External(h) => h.get() as *const dyn Any as *const () as usize,
+                crate::plan::Input::Local(p, o) => (p << 8) | *o as usize,
+            };
+            if !ups.insert(key) {
+                continue;
+            }
+            match a.input {
+                crate::plan::Input::Local(p, o) if on_device((p, o)) => {
+                    work.copy_bytes += bytes;
+                    work.copies += 1;
+                }
+                _ => {
+                    work.up += bytes;
                     work.uploads += 1;
                 }
             }
         }
         for (o, vt) in node.outputs.iter().enumerate() {
-            if plan.escaping.contains(&(i, o as u32)) && !on_device((i, o as u32)) {
-                work.down += array_bytes(vt.value_id) * n as u64;
+            if !plan.escaping.contains(&(i, o as u32)) {
+                continue;
+            }
+            let bytes = array_bytes(vt.value_id) * n as u64;
+            if on_device((i, o as u32)) {
+                work.copy_bytes += bytes;
+                work.copies += 1;
+            } else {
+                work.down += bytes;
                 work.downloads += 1;
             }
         }

@@ -117,6 +117,10 @@ pub(crate) struct Footprint {
     /// Intermediates at their peak within a batch: freed after their last
     /// reader, and reused by the next batch's kernels in queue order.
     pub(crate) transient: usize,
+    /// Bytes of one partial of every reduction: a batch holds up to
+    /// `ceil(batch / PARTIAL_ELEMENTS)` of them (at most `MAX_PARTIALS`)
+    /// until its downloads finish, whatever its size.
+    pub(crate) partial: usize,
 }
 
 impl Footprint {
@@ -142,6 +146,13 @@ impl Footprint {
                 }
             }
         }
+        let partial = stage
+            .nodes
+            .iter()
+            .flat_map(|&i| &plan.nodes[i].outputs)
+            .filter(|vt| vt.kind == SplitKind::Reduce)
+            .map(|vt| value_dtype(vt.value_id).map_or(0, DType::size))
+            .sum();
         let (mut live, mut peak) = (0usize, 0usize);
         let mut frees: Vec<Vec<usize>> = vec![Vec::new(); stage.nodes.len()];
         for (k, &i) in stage.nodes.iter().enumerate() {
@@ -160,15 +171,27 @@ impl Footprint {
         Footprint {
             held,
             transient: peak,
+            partial,
         }
     }
 
+    /// Bytes of the reduction partials `IN_FLIGHT` batches of `batch`
+    /// elements hold.
+    fn partials(&self, batch: usize) -> usize {
+        let parts = batch.div_ceil(PARTIAL_ELEMENTS).clamp(1, MAX_PARTIALS);
+        self.partial * parts * IN_FLIGHT
+    }
+
     /// Elements per batch: as many as fit in `memory` bytes with `IN_FLIGHT`
-    /// batches holding their buffers and the transient ones counted twice
-    /// (room for the allocator's rounding); at least one, at most `total`.
+    /// batches holding their buffers (and reduction partials) and the
+    /// transient ones counted twice (room for the allocator's rounding); at
+    /// least one, at most `total`.
     pub(crate) fn batch(&self, memory: usize, total: usize) -> usize {
         let per_element = (self.held * IN_FLIGHT + self.transient * 2).max(1);
-        let fits = memory / per_element;
+        // The partials grow with the batch: reserve those of the largest batch
+        // the memory could hold, so that the smaller one chosen fits too.
+        let most = memory / per_element;
+        let fits = memory.saturating_sub(self.partials(most)) / per_element;
         // Larger batches would not pipeline better, and their transfers would
         // outgrow the pinned staging memory.
         let useful = MAX_BATCH_HELD_BYTES / self.held.max(1);

@@ -27,10 +27,13 @@ pub(crate) type Materialized = FastMap<(usize, u32), Held>;
 ///
 /// Stages are placed in order, so a stage knows where its inputs live: an
 /// array an earlier device stage produced counts as already on the device.
-/// Afterwards, the outputs of device stages that only later device stages read
-/// are marked to stay on the device (`Plan::resident`), as long as they take
-/// at most a quarter of the device memory together; then the device stages'
-/// predictions are redone with that choice, for `explain`.
+/// That is a guess (the value may turn out to have a CPU reader later, or not
+/// to fit), so afterwards the outputs of device stages that only later device
+/// stages read are marked to stay on the device (`Plan::resident`), as long as
+/// they take at most a quarter of the device memory together; then the device
+/// stages are predicted again with that choice (batch count included). A stage
+/// placed by prediction that no longer wins goes back to the CPU, which can
+/// keep more values off the device, so this repeats until nothing moves.
 pub(crate) fn place(plan: &mut Plan, device: Option<&dyn Device>, config: &Config) {
     let threads = config.threads.unwrap_or_else(rayon::current_num_threads);
     let stage_of = match device {
@@ -78,30 +81,16 @@ pub(crate) fn place(plan: &mut Plan, device: Option<&dyn Device>, config: &Confi
             (Some(_), _) if stage.count.is_none() => {
                 (Placement::Cpu, "size unknown before running".to_string())
             }
-            (Some((d, None)), Some(dev_s)) if dev_s < cost.cpu_s => (
-                Placement::Gpu,
-                format!(
-                    "{} predicted {:.3} ms vs {:.3} ms on the CPU",
-                    d.name(),
-                    dev_s * 1e3,
-                    cost.cpu_s * 1e3
-                ),
-            ),
-            (Some(_), dev_s) => (
-                Placement::Cpu,
-                format!(
-                    "CPU predicted {:.3} ms vs {:.3} ms on the device",
-                    cost.cpu_s * 1e3,
-                    dev_s.unwrap_or(f64::INFINITY) * 1e3
-                ),
-            ),
-        };
-        let device_batch = match placement {
-            Placement::Gpu => Some(n.div_ceil(cost.batches.max(1) as usize).max(1)),
-            Placement::Cpu => None,
+            (Some((d, None)), Some(dev_s)) if dev_s < cost.cpu_s => {
+                (Placement::Gpu, device_wins(d, dev_s, cost.cpu_s))
+            }
+            (Some(_), dev_s) => (Placement::Cpu, cpu_wins(cost.cpu_s, dev_s)),
         };
         let stage = &mut plan.stages[i];
-        stage.device_batch = device_batch;
+        stage.device_batch = match placement {
+            Placement::Gpu => device_batch(stage.count, &cost),
+            Placement::Cpu => None,
+        };
         stage.placement = placement;
         stage.reason = reason;
         stage.cost = cost;
@@ -109,24 +98,87 @@ pub(crate) fn place(plan: &mut Plan, device: Option<&dyn Device>, config: &Confi
     let (Some(d), Some(memory)) = (device, memory) else {
         return;
     };
-    plan.resident = resident_outputs(plan, &stage_of, memory / 4);
-    if plan.resident.is_empty() {
-        return;
-    }
-    let resident = plan.resident.clone();
-    for i in 0..plan.stages.len() {
-        let stage = &plan.stages[i];
-        if stage.placement != Placement::Gpu {
-            continue;
+    let forced = config.device == crate::config::DevicePolicy::Gpu;
+    let costs = d.costs();
+    loop {
+        plan.resident = resident_outputs(plan, &stage_of, memory / 4);
+        let last_reader = last_readers(plan);
+        let mut moved = false;
+        for i in 0..plan.stages.len() {
+            let stage = &plan.stages[i];
+            if stage.placement != Placement::Gpu {
+                continue;
+            }
+            let n = stage.count.unwrap_or(0);
+            // The memory left beside the values on the device while the
+            // stage runs: those read later and its own kept outputs.
+            let kept: usize = plan
+                .resident
+                .iter()
+                .filter(|&&(p, o)| {
+                    stage_of[p] == i
+                        || (stage_of[p] < i && last_reader.get(&(p, o)).is_some_and(|&l| l >= i))
+                })
+                .map(|&(p, o)| resident_bytes(plan, &stage_of, p, o))
+                .sum();
+            let batch = device::Footprint::of(plan, stage).batch(memory.saturating_sub(kept), n);
+            let batches = n.div_ceil(batch).max(1);
+            let cost =
+                crate::cost::predict(plan, stage, n, threads, Some((&costs, batches)), &|k| {
+                    plan.resident.contains(&k)
+                });
+            let dev_s = cost.device_s().unwrap_or(f64::INFINITY);
+            let stage = &mut plan.stages[i];
+            if !forced && dev_s >= cost.cpu_s {
+                stage.placement = Placement::Cpu;
+                stage.reason = cpu_wins(cost.cpu_s, Some(dev_s));
+                stage.device_batch = None;
+                moved = true;
+            } else {
+                if !forced {
+                    stage.reason = device_wins(d, dev_s, cost.cpu_s);
+                }
+                stage.device_batch = device_batch(stage.count, &cost);
+            }
+            stage.cost = cost;
         }
-        let n = stage.count.unwrap_or(0);
-        let batches = plan.stages[i].cost.batches as usize;
-        let costs = d.costs();
-        let cost = crate::cost::predict(plan, stage, n, threads, Some((&costs, batches)), &|k| {
-            resident.contains(&k)
-        });
-        plan.stages[i].cost = cost;
+        if !moved {
+            break;
+        }
     }
+}
+
+/// The reason of a stage the device is predicted to run faster.
+fn device_wins(d: &dyn Device, dev_s: f64, cpu_s: f64) -> String {
+    format!(
+        "{} predicted {:.3} ms vs {:.3} ms on the CPU",
+        d.name(),
+        dev_s * 1e3,
+        cpu_s * 1e3
+    )
+}
+
+/// The reason of a stage the CPU is predicted to run faster.
+fn cpu_wins(cpu_s: f64, dev_s: Option<f64>) -> String {
+    format!(
+        "CPU predicted {:.3} ms vs {:.3} ms on the device",
+        cpu_s * 1e3,
+        dev_s.unwrap_or(f64::INFINITY) * 1e3
+    )
+}
+
+/// Elements per device batch for the predicted batch count; `None` when the
+/// element count is unknown before running (the executor then sizes batches
+/// by memory alone, rather than cutting the data into one-element batches).
+fn device_batch(count: Option<usize>, cost: &crate::cost::StageCost) -> Option<usize> {
+    count.map(|n| n.div_ceil(cost.batches.max(1) as usize).max(1))
+}
+
+/// Device bytes of output `o` of node `p` kept whole on the device.
+fn resident_bytes(plan: &Plan, stage_of: &[usize], p: usize, o: u32) -> usize {
+    crate::device::codec::array_dtype(plan.nodes[p].outputs[o as usize].value_id)
+        .map_or(0, |d| d.size())
+        .saturating_mul(plan.stages[stage_of[p]].count.unwrap_or(usize::MAX / 16))
 }
 
 /// True when output `o` of plan node `p` could stay on the device: a plain
@@ -182,10 +234,8 @@ fn resident_outputs(
                 || stage_of[n] == stage_of[p]
                 || plan.stages[stage_of[n]].placement == Placement::Gpu
         });
-        let bytes = crate::device::codec::array_dtype(plan.nodes[p].outputs[o as usize].value_id)
-            .map_or(0, |d| d.size())
-            * producer.count.unwrap_or(usize::MAX / 16);
-        if readers_on_device && used + bytes <= room {
+        let bytes = resident_bytes(plan, stage_of, p, o);
+        if readers_on_device && used.saturating_add(bytes) <= room {
             used += bytes;
             keep.insert((p, o));
         }
