@@ -264,12 +264,20 @@ fn placement_moves_from_cpu_to_device_as_size_grows() {
             .unwrap();
         assert_eq!(e.stages.len(), 1);
         let s = &e.stages[0];
-        assert!(
-            s.cost.cpu_s > 0.0 && s.cost.device_s().unwrap() > 0.0,
-            "{e}"
-        );
-        assert_eq!(s.cost.bytes_up, (5 * 8) << log2);
-        assert_eq!(s.cost.bytes_down, (2 * 8) << log2);
+        assert!(s.cost.cpu_s > 0.0, "{e}");
+        match s.cost.device_s() {
+            Some(device_s) => {
+                assert!(device_s > 0.0, "{e}");
+                assert_eq!(s.cost.bytes_up, (5 * 8) << log2);
+                assert_eq!(s.cost.bytes_down, (2 * 8) << log2);
+            }
+            // Settled early: the CPU beats the device's launches alone.
+            None => {
+                assert_eq!(s.placement, Placement::Cpu, "{e}");
+                assert!(s.reason.contains("launch(es) alone"), "{e}");
+                assert!(s.cost.cpu_s <= 31.0 * costs.launch_s, "{e}");
+            }
+        }
         placements.push(s.placement);
     }
     assert_eq!(placements[0], Placement::Cpu, "{placements:?}");

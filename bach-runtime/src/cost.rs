@@ -158,6 +158,10 @@ fn format_cpu_costs(table: &HashMap<String, f64>) -> String {
 /// Forgets every measured CPU cost (in memory and on disk); the next plans
 /// measure again.
 pub fn recalibrate() {
+    cost_memo()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clear();
     cpu_table()
         .lock()
         .unwrap_or_else(|e| e.into_inner())
@@ -205,6 +209,55 @@ fn synthetic(node: &PlanNode, i: usize, n: usize) -> Option<Piece> {
         }
         _ => None,
     }
+}
+
+/// The in-process memo of [`cpu_seconds_per_element`], keyed by the CPU
+/// function and a hash of the argument types: planning looks up every call of
+/// every stage, and formatting the table's string keys showed in profiles of
+/// small evaluations.
+type CostMemo = Mutex<crate::fasthash::FastMap<(usize, u64), f64>>;
+
+fn cost_memo() -> &'static CostMemo {
+    static MEMO: OnceLock<CostMemo> = OnceLock::new();
+    MEMO.get_or_init(Default::default)
+}
+
+fn memo_key(node: &PlanNode) -> (usize, u64) {
+    use std::hash::{Hash, Hasher};
+    let mut h = crate::fasthash::FxHasher::default();
+    for a in &node.args {
+        a.split.value_id.hash(&mut h);
+    }
+    (node.cpu as usize, h.finish())
+}
+
+/// Seconds per element of all of `stage`'s calls on one core.
+fn stage_cpu_seconds_per_element(plan: &Plan, stage: &Stage) -> f64 {
+    let mut total = 0.0;
+    let mut missing = Vec::new();
+    {
+        let memo = cost_memo().lock().unwrap_or_else(|e| e.into_inner());
+        for &i in &stage.nodes {
+            let node = &plan.nodes[i];
+            match node.info.cpu_ns_per_element {
+                Some(ns) => total += ns * 1e-9,
+                None => match memo.get(&memo_key(node)) {
+                    Some(s) => total += s,
+                    None => missing.push(i),
+                },
+            }
+        }
+    }
+    for i in missing {
+        let node = &plan.nodes[i];
+        let s = cpu_seconds_per_element(node);
+        cost_memo()
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(memo_key(node), s);
+        total += s;
+    }
+    total
 }
 
 /// Seconds per element of `node`'s CPU function on one core, measured once.
@@ -328,11 +381,7 @@ pub(crate) fn predict(
     device: Option<(&DeviceCosts, usize)>,
     on_device: &dyn Fn((usize, u32)) -> bool,
 ) -> StageCost {
-    let per_element: f64 = stage
-        .nodes
-        .iter()
-        .map(|&i| cpu_seconds_per_element(&plan.nodes[i]))
-        .sum();
+    let per_element = stage_cpu_seconds_per_element(plan, stage);
     let cpu_batches = n.div_ceil(4096).max(1);
     let cpu_s = n as f64 * per_element / threads.min(cpu_batches).max(1) as f64;
     let mut cost = StageCost {

@@ -97,8 +97,10 @@ fn a_tiny_estimate_keeps_the_stage_on_the_cpu() {
         "predicted {} s on the CPU, expected {expected} s\n{e}",
         stage.cost.cpu_s
     );
+    // The stage is eligible: only the cost keeps it on the CPU (here the CPU
+    // beats even the device's launch, so the full prediction is skipped).
     assert!(
-        stage.cost.device_s().is_some(),
+        stage.reason.contains("launch(es) alone"),
         "the stage is eligible: only the cost keeps it on the CPU\n{e}"
     );
     assert_eq!(stage.placement, Placement::Cpu, "{e}");

@@ -40,17 +40,39 @@ pub(crate) fn place(plan: &mut Plan, device: Option<&dyn Device>, config: &Confi
         Some(_) => plan.stage_of(),
         None => Vec::new(),
     };
-    let memory = device.map(|d| config.gpu_memory.unwrap_or(usize::MAX).min(d.free_memory()));
+    // Asked of the device only when a stage needs it (a CUDA query each time).
+    let memory = || device.map(|d| config.gpu_memory.unwrap_or(usize::MAX).min(d.free_memory()));
     for i in 0..plan.stages.len() {
         let stage = &plan.stages[i];
         let n = stage.count.unwrap_or(0);
         let eligible = device.map(|d| (d, device::ineligible(plan, stage)));
-        let device_costs = match (&eligible, memory) {
-            (Some((d, None)), Some(memory)) => {
-                let batch = device::Footprint::of(plan, stage).batch(memory, n);
-                let batches = n.div_ceil(batch).max(1);
-                Some((d.costs(), batches))
+        // The device's launches alone are a lower bound of its time: when the
+        // CPU beats even that, the stage is settled without the full
+        // prediction, which would cost more than a small evaluation itself.
+        if let (Some((d, None)), crate::config::DevicePolicy::Auto, Some(n)) =
+            (&eligible, config.device, stage.count)
+        {
+            let cost = crate::cost::predict(plan, stage, n, threads, None, &|_| false);
+            let launches_s = stage.nodes.len() as f64 * d.costs().launch_s;
+            if launches_s >= cost.cpu_s {
+                let stage = &mut plan.stages[i];
+                stage.placement = Placement::Cpu;
+                stage.device_batch = None;
+                stage.reason = format!(
+                    "CPU predicted {:.3} ms; the device's {} launch(es) alone take {:.3} ms",
+                    cost.cpu_s * 1e3,
+                    stage.nodes.len(),
+                    launches_s * 1e3
+                );
+                stage.cost = cost;
+                continue;
             }
+        }
+        let device_costs = match &eligible {
+            Some((d, None)) => memory().map(|memory| {
+                let batch = device::Footprint::of(plan, stage).batch(memory, n);
+                (d.costs(), n.div_ceil(batch).max(1))
+            }),
             _ => None,
         };
         // Without a device there is nothing to choose: skip the prediction,
@@ -95,7 +117,10 @@ pub(crate) fn place(plan: &mut Plan, device: Option<&dyn Device>, config: &Confi
         stage.reason = reason;
         stage.cost = cost;
     }
-    let (Some(d), Some(memory)) = (device, memory) else {
+    if !plan.stages.iter().any(|s| s.placement == Placement::Gpu) {
+        return;
+    }
+    let (Some(d), Some(memory)) = (device, memory()) else {
         return;
     };
     let forced = config.device == crate::config::DevicePolicy::Gpu;
