@@ -920,3 +920,40 @@ fn reduction_partials_count_against_the_memory_budget() {
     let peak = dev.stats().peak_bytes as usize;
     assert!(peak <= budget, "peak {peak} over the budget {budget}");
 }
+
+#[test]
+fn concurrent_evaluations_share_one_device_correctly() {
+    // Two threads page different data through one small device at once: their
+    // batches interleave on the same queues and compete for memory (out of
+    // memory halves batches or falls back to the CPU); results stay exact and
+    // every queue access stays ordered.
+    let dev = Arc::new(SimulatedDevice::with_capacity(96 << 10));
+    std::thread::scope(|scope| {
+        for seed in 0..4u64 {
+            let dev = dev.clone();
+            scope.spawn(move || {
+                let n = 30_000 + seed as usize * 1000;
+                let x: Vec<Array1<f64>> = (0..5)
+                    .map(|i| uniform(n, 1.0, 100.0, seed * 10 + i))
+                    .collect();
+                let (call_ref, put_ref) =
+                    workloads::cpu::blackscholes(&x[0], &x[1], &x[2], &x[3], &x[4]);
+                let g = graph_on(dev);
+                for _ in 0..3 {
+                    let (call, put) = g
+                        .enter(|| {
+                            evaluate(workloads::bach::blackscholes(
+                                &x[0], &x[1], &x[2], &x[3], &x[4],
+                            ))
+                        })
+                        .unwrap();
+                    assert_eq!(bits(&call), bits(&call_ref));
+                    assert_eq!(bits(&put), bits(&put_ref));
+                }
+            });
+        }
+    });
+    assert!(dev.stats().peak_bytes <= 96 << 10);
+    assert!(dev.stats().launches > 0);
+    assert_eq!(dev.in_use(), 0);
+}
