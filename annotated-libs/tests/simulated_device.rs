@@ -957,3 +957,45 @@ fn concurrent_evaluations_share_one_device_correctly() {
     assert!(dev.stats().launches > 0);
     assert_eq!(dev.in_use(), 0);
 }
+
+#[test]
+fn a_memory_budget_is_never_exceeded_even_below_one_batch_in_flight() {
+    // From below one element (the CPU runs the stage) through one and two
+    // batches in flight to many: exact results, and the device never holds
+    // more than the budget.
+    let n = 3000;
+    let x = bs_inputs(n);
+    let (call_ref, put_ref) = workloads::cpu::blackscholes(&x[0], &x[1], &x[2], &x[3], &x[4]);
+    let mut placements = Vec::new();
+    for budget in [100usize, 400, 700, 1000, 4000, 64 << 10] {
+        let dev = Arc::new(SimulatedDevice::with_capacity(1 << 30));
+        let g = Graph::with_config(Config {
+            device: DevicePolicy::Gpu,
+            gpu_memory: Some(budget),
+            ..Config::default()
+        });
+        g.set_device(Some(dev.clone()));
+        let (call, put) = g
+            .enter(|| {
+                evaluate(workloads::bach::blackscholes(
+                    &x[0], &x[1], &x[2], &x[3], &x[4],
+                ))
+            })
+            .unwrap();
+        assert_eq!(bits(&call), bits(&call_ref), "budget {budget}");
+        assert_eq!(bits(&put), bits(&put_ref), "budget {budget}");
+        let peak = dev.stats().peak_bytes as usize;
+        assert!(peak <= budget, "budget {budget}: peak {peak}");
+        placements.push(g.last_run().unwrap().stages[0].placement);
+    }
+    assert_eq!(
+        placements[0],
+        Placement::Cpu,
+        "100 bytes hold no element: {placements:?}"
+    );
+    assert_eq!(
+        *placements.last().unwrap(),
+        Placement::Gpu,
+        "{placements:?}"
+    );
+}

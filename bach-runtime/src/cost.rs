@@ -418,7 +418,8 @@ pub(crate) fn predict(
                 crate::plan::Input::External(h) => h.get() as *const dyn Any as *const () as usize,
                 crate::plan::Input::Local(p, o) => (p << 8) | *o as usize,
             };
-            if !ups.insert(key) {
+            // Once per (value, split type), as the executor splits them.
+            if !ups.insert((key, a.split.split_id, a.split.value_id)) {
                 continue;
             }
             match a.input {

@@ -126,7 +126,8 @@ pub(crate) struct Footprint {
 impl Footprint {
     pub(crate) fn of(plan: &Plan, stage: &Stage) -> Footprint {
         let size = |id| array_dtype(id).map_or(0, DType::size);
-        let mut seen: Vec<usize> = Vec::new();
+        // Split inputs go up once per (value, split type), as the layout splits them.
+        let mut seen: Vec<(usize, std::any::TypeId, std::any::TypeId)> = Vec::new();
         let mut held = 0;
         // Last reader (position in the stage) of each output produced in it.
         let mut last_read: crate::fasthash::FastMap<(usize, u32), usize> = Default::default();
@@ -140,6 +141,7 @@ impl Footprint {
                     Input::Local(p, o) => (p << 8) ^ *o as usize,
                     Input::External(h) => h.get() as *const dyn Any as *const () as usize,
                 };
+                let key = (key, a.split.split_id, a.split.value_id);
                 if a.split.kind == SplitKind::Partition && !seen.contains(&key) {
                     seen.push(key);
                     held += size(a.split.value_id);
@@ -180,6 +182,16 @@ impl Footprint {
     fn partials(&self, batch: usize) -> usize {
         let parts = batch.div_ceil(PARTIAL_ELEMENTS).clamp(1, MAX_PARTIALS);
         self.partial * parts * IN_FLIGHT
+    }
+
+    /// How many batches of `batch` elements may be in flight within `memory`
+    /// bytes (at most `IN_FLIGHT`); `None` when not even one fits.
+    pub(crate) fn in_flight(&self, memory: usize, batch: usize) -> Option<usize> {
+        let parts = batch.div_ceil(PARTIAL_ELEMENTS).clamp(1, MAX_PARTIALS);
+        let per_batch = (self.held * batch + self.partial * parts).max(1);
+        let transient = self.transient.saturating_mul(batch);
+        let fits = memory.saturating_sub(transient) / per_batch;
+        (fits > 0 && transient <= memory).then_some(fits.min(IN_FLIGHT))
     }
 
     /// Elements per batch: as many as fit in `memory` bytes with `IN_FLIGHT`
@@ -290,10 +302,19 @@ pub(crate) fn run_partitioned(
     // (The stage-long buffers of kept outputs count against the budget too.)
     let kept_bytes: usize = kept.iter().flatten().map(DeviceBuffer::len).sum();
     let memory = budget.saturating_sub(kept_bytes).min(device.free_memory());
-    let mut batch = Footprint::of(plan, stage)
+    let footprint = Footprint::of(plan, stage);
+    let mut batch = footprint
         .batch(memory, total)
         .min(planned_batch.unwrap_or(usize::MAX))
         .max(1);
+    // Fewer batches in flight when memory is tight; none fitting (a budget
+    // below one element) hands the stage to the CPU, as a device too small would.
+    let Some(mut depth) = footprint.in_flight(memory, batch) else {
+        return Err(Error::DeviceOutOfMemory {
+            requested: footprint.held + footprint.partial + footprint.transient,
+            free: memory,
+        });
+    };
 
     let mut out = Outputs {
         assemblers: (0..layout.slot_split.len()).map(|_| None).collect(),
@@ -331,6 +352,7 @@ pub(crate) fn run_partitioned(
                     return Err(Error::DeviceOutOfMemory { requested, free });
                 }
                 batch = batch.div_ceil(2);
+                depth = footprint.in_flight(memory, batch).unwrap_or(1);
                 tracing::info!(
                     batch,
                     "device out of memory: halving the batch and retrying"
@@ -340,7 +362,7 @@ pub(crate) fn run_partitioned(
             Err(e) => return Err(e),
         }
         start = range.end;
-        if in_flight.len() >= IN_FLIGHT {
+        if in_flight.len() >= depth {
             let oldest = in_flight.pop_front().expect("batches are in flight");
             finish_batch(&layout, device, oldest, &mut out)?;
         }
