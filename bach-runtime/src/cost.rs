@@ -63,8 +63,10 @@ pub struct StageCost {
     pub download_s: Option<f64>,
     /// Batches the device placement pages the data in.
     pub batches: u64,
-    /// Seconds the bytes to move take at the link's bandwidth alone: the
-    /// least a device stage on host-resident data can take.
+    /// Seconds the bytes to move, up and down together, take at the link's
+    /// bandwidth: the transfer floor of a device stage on host-resident data.
+    /// (Uploads and downloads run on separate queues, so on a full-duplex link
+    /// a pipelined stage can beat it by overlapping the two directions.)
     pub link_floor_s: Option<f64>,
     /// Bytes uploaded for the device placement.
     pub bytes_up: u64,

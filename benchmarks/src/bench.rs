@@ -291,10 +291,17 @@ pub fn run(
                     }
                     forced.enter(|| (w.bach)(&small))?;
                 }
+                let before = simulated.as_ref().map(|d| d.stats());
                 for i in 0..settings.trials {
                     on_progress(Progress::Start(i));
                     let timed = (w.bach)(&inputs)?;
                     finish(i, timed, on_progress);
+                }
+                if let (Some(d), Some(before), true) = (&simulated, before, settings.explain) {
+                    println!(
+                        "{}",
+                        device_model_line(&before, &d.stats(), settings.trials)
+                    );
                 }
                 Ok(())
             })?;
@@ -440,6 +447,27 @@ pub fn compare_within(
         }
     }
     Ok(())
+}
+
+/// What the simulated device's model says about the timed trials (per trial):
+/// overlapped time, time with nothing overlapped, and the traffic.
+fn device_model_line(
+    before: &bach_runtime::TransferStats,
+    after: &bach_runtime::TransferStats,
+    trials: usize,
+) -> String {
+    let t = trials.max(1) as f64;
+    let per = |a: u64, b: u64| (a - b) as f64 / t;
+    format!(
+        "Device model per trial: {:.3} ms overlapped, {:.3} ms one after another; {:.0} uploads ({:.0} B), {:.0} downloads ({:.0} B), {:.0} launches",
+        per(after.modelled_ns, before.modelled_ns) / 1e6,
+        per(after.serial_ns, before.serial_ns) / 1e6,
+        per(after.uploads, before.uploads),
+        per(after.upload_bytes, before.upload_bytes),
+        per(after.downloads, before.downloads),
+        per(after.download_bytes, before.download_bytes),
+        per(after.launches, before.launches),
+    )
 }
 
 /// The median (mean of the two middle values for an even count; NaN when empty).

@@ -149,6 +149,20 @@ fn explain_prints_the_plan_and_the_measured_run() {
         "{out}"
     );
     assert!(out.contains("sin -> square"), "{out}");
+    // The simulated device's model of the trials: overlapped time no longer
+    // than the same work one after another.
+    let model = out
+        .lines()
+        .find(|l| l.starts_with("Device model per trial:"))
+        .unwrap_or_else(|| panic!("no device model line\n{out}"));
+    let ms: Vec<f64> = model
+        .split_whitespace()
+        .zip(model.split_whitespace().skip(1))
+        .filter(|(_, unit)| unit.starts_with("ms"))
+        .map(|(v, _)| v.parse().unwrap())
+        .collect();
+    assert_eq!(ms.len(), 2, "{model}");
+    assert!(ms[0] > 0.0 && ms[0] <= ms[1], "{model}");
 }
 
 fn median_lines(out: &str) -> Vec<(String, f64)> {
