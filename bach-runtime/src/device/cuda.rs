@@ -73,8 +73,8 @@ use cudarc::driver::{CudaContext, CudaEvent, CudaStream};
 use rayon::prelude::*;
 
 use super::{
-    check_range, Device, DeviceBuffer, Event, KernelArg, KernelSource, Launch, PendingDownload,
-    Queue, TransferStats,
+    check_copy, check_range, Device, DeviceBuffer, Event, KernelArg, KernelSource, Launch,
+    PendingDownload, Queue, TransferStats,
 };
 use crate::cost::DeviceCosts;
 use crate::cuda::compile::{self, CodeKind, CompiledModule, KernelCache};
@@ -2379,13 +2379,7 @@ impl Device for CudaDevice {
         bytes: usize,
     ) -> Result<()> {
         let (from, to) = (self.alloc_of(src)?, self.alloc_of(dst)?);
-        if from.ptr == to.ptr {
-            return Err(Error::Gpu(
-                "a device copy within one buffer is not supported".into(),
-            ));
-        }
-        check_range("device copy source", src_offset, bytes, from.bytes)?;
-        check_range("device copy destination", dst_offset, bytes, to.bytes)?;
+        check_copy(src, src_offset, dst, dst_offset, bytes)?;
         if bytes == 0 {
             return Ok(());
         }

@@ -296,6 +296,25 @@ pub(crate) fn check_range(what: &str, offset: usize, bytes: usize, len: usize) -
     }
 }
 
+/// The checks of [`Device::copy_on`], the same on every device: two different
+/// buffers (each owns its block, so two references to one buffer are the only
+/// overlap), and both ranges within them.
+pub(crate) fn check_copy(
+    src: &DeviceBuffer,
+    src_offset: usize,
+    dst: &DeviceBuffer,
+    dst_offset: usize,
+    bytes: usize,
+) -> Result<()> {
+    if std::ptr::eq(src, dst) {
+        return Err(crate::Error::Gpu(
+            "a device copy within one buffer is not supported".into(),
+        ));
+    }
+    check_range("device copy source", src_offset, bytes, src.bytes)?;
+    check_range("device copy destination", dst_offset, bytes, dst.bytes)
+}
+
 /// The process's GPU, discovered on first need: the first CUDA device, or why
 /// there is none (no driver, no device, no NVRTC). Never panics.
 pub(crate) fn default_device() -> std::result::Result<std::sync::Arc<dyn Device>, String> {

@@ -24,8 +24,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::{
-    check_range, Device, DeviceBuffer, Event, KernelArg, Launch, PendingDownload, Queue,
-    TransferStats,
+    check_copy, check_range, Device, DeviceBuffer, Event, KernelArg, Launch, PendingDownload,
+    Queue, TransferStats,
 };
 use crate::error::{Error, Result};
 
@@ -383,13 +383,7 @@ impl Device for SimulatedDevice {
         bytes: usize,
     ) -> Result<()> {
         let (from, to) = (self.raw(src)?, self.raw(dst)?);
-        if std::ptr::eq(from, to) {
-            return Err(Error::Gpu(
-                "a device copy within one buffer is not supported".into(),
-            ));
-        }
-        check_range("device copy source", src_offset, bytes, src.bytes)?;
-        check_range("device copy destination", dst_offset, bytes, dst.bytes)?;
+        check_copy(src, src_offset, dst, dst_offset, bytes)?;
         // On-device bandwidth: as a kernel moving `bytes` bytes.
         let c = &self.config.costs;
         let ns = ((c.launch_s + bytes as f64 / 8.0 / c.elements_per_s) * 1e9) as u64;
@@ -617,6 +611,29 @@ mod tests {
         assert!(dev.upload_on(Queue::Upload, &[0; 10], &buf).is_err());
         let buf = dev.alloc_on(Queue::Upload, 10).unwrap();
         dev.upload_on(Queue::Upload, &[0; 10], &buf).unwrap();
+    }
+
+    #[test]
+    fn device_copies_check_their_buffers_and_ranges() {
+        let dev = device();
+        let (a, b) = (dev.alloc(8).unwrap(), dev.alloc(8).unwrap());
+        dev.upload(&[7; 8], &a).unwrap();
+        assert!(
+            dev.copy_on(Queue::Compute, &a, 0, &a, 4, 4).is_err(),
+            "same buffer"
+        );
+        assert!(
+            dev.copy_on(Queue::Compute, &a, 6, &b, 0, 4).is_err(),
+            "source range"
+        );
+        assert!(
+            dev.copy_on(Queue::Compute, &a, 0, &b, 6, 4).is_err(),
+            "destination range"
+        );
+        dev.copy_on(Queue::Compute, &a, 4, &b, 2, 4).unwrap();
+        let mut out = [0u8; 8];
+        dev.download(&b, &mut out).unwrap();
+        assert_eq!(out, [0, 0, 7, 7, 7, 7, 0, 0]);
     }
 
     #[test]
