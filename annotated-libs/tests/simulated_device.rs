@@ -21,8 +21,14 @@ use common::{bits, uniform};
 /// A graph that runs every eligible stage on `device` (placement forced, so
 /// that small test sizes exercise the device executor).
 fn graph_on(device: Arc<SimulatedDevice>) -> Graph {
+    graph_with_budget(device, None)
+}
+
+/// [`graph_on`] any device, with a device memory budget (`Config::gpu_memory`).
+fn graph_with_budget(device: Arc<dyn Device>, gpu_memory: Option<usize>) -> Graph {
     let g = Graph::with_config(Config {
         device: DevicePolicy::Gpu,
+        gpu_memory,
         ..Config::default()
     });
     g.set_device(Some(device));
@@ -193,12 +199,7 @@ fn stages_without_kernels_stay_on_the_cpu_and_the_rest_goes_to_the_device() {
 fn a_memory_budget_caps_what_the_device_uses() {
     let x = bs_inputs(50_000);
     let dev = Arc::new(SimulatedDevice::with_capacity(1 << 30));
-    let g = Graph::with_config(Config {
-        gpu_memory: Some(64 << 10),
-        device: DevicePolicy::Gpu,
-        ..Config::default()
-    });
-    g.set_device(Some(dev.clone()));
+    let g = graph_with_budget(dev.clone(), Some(64 << 10));
     let out = g
         .enter(|| evaluate(workloads::bach::haversine(&x[0], &x[1])))
         .unwrap();
@@ -783,11 +784,7 @@ fn a_stage_that_falls_back_to_the_cpu_downloads_the_values_kept_on_the_device() 
         inner: SimulatedDevice::with_capacity(1 << 30),
         failing: false.into(),
     });
-    let g = Graph::with_config(Config {
-        device: DevicePolicy::Gpu,
-        ..Config::default()
-    });
-    g.set_device(Some(dev.clone()));
+    let g = graph_with_budget(dev.clone(), None);
     let (z, e) = square_minus_sum(&g, &a);
     assert_eq!(e.stages[0].kept_on_device, 1, "{e}");
     check_square_minus_sum(&a, &z.unwrap());
@@ -906,12 +903,7 @@ fn reduction_partials_count_against_the_memory_budget() {
     let x = bs_inputs(n);
     let dev = Arc::new(SimulatedDevice::with_capacity(1 << 30));
     let budget = 4032;
-    let g = Graph::with_config(Config {
-        device: DevicePolicy::Gpu,
-        gpu_memory: Some(budget),
-        ..Config::default()
-    });
-    g.set_device(Some(dev.clone()));
+    let g = graph_with_budget(dev.clone(), Some(budget));
     let (neg, m) = g
         .enter(|| evaluate((np::negative(&x[0]), np::max(&x[1]))))
         .unwrap();
@@ -969,12 +961,7 @@ fn a_memory_budget_is_never_exceeded_even_below_one_batch_in_flight() {
     let mut placements = Vec::new();
     for budget in [100usize, 400, 700, 1000, 4000, 64 << 10] {
         let dev = Arc::new(SimulatedDevice::with_capacity(1 << 30));
-        let g = Graph::with_config(Config {
-            device: DevicePolicy::Gpu,
-            gpu_memory: Some(budget),
-            ..Config::default()
-        });
-        g.set_device(Some(dev.clone()));
+        let g = graph_with_budget(dev.clone(), Some(budget));
         let (call, put) = g
             .enter(|| {
                 evaluate(workloads::bach::blackscholes(
