@@ -286,13 +286,7 @@ pub(crate) fn cpu_seconds_per_element(node: &PlanNode) -> f64 {
         }
         let mut best = f64::INFINITY;
         for _ in 0..3 {
-            let mut args = Args {
-                refs: pieces
-                    .iter()
-                    .map(|p| &**p as &(dyn Any + Send + Sync))
-                    .collect(),
-                owned: (0..pieces.len()).map(|_| None).collect(),
-            };
+            let mut args = Args::reading(&pieces);
             let t = Instant::now();
             let out =
                 std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (node.cpu)(&mut args)))

@@ -54,6 +54,17 @@ pub struct Args<'x> {
 }
 
 impl<'x> Args<'x> {
+    /// Arguments that read `pieces` (one per parameter, none mutated).
+    pub(crate) fn reading(pieces: &'x [Piece]) -> Args<'x> {
+        Args {
+            refs: pieces
+                .iter()
+                .map(|p| &**p as &(dyn Any + Send + Sync))
+                .collect(),
+            owned: (0..pieces.len()).map(|_| None).collect(),
+        }
+    }
+
     /// The (shared) piece of parameter `i`.
     pub fn get<T: 'static>(&self, i: usize) -> Result<&'x T> {
         self.refs

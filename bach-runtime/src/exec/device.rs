@@ -794,13 +794,7 @@ fn emulate(
         };
         owned.push(piece);
     }
-    let mut args = Args {
-        refs: owned
-            .iter()
-            .map(|p| &**p as &(dyn Any + Send + Sync))
-            .collect(),
-        owned: (0..owned.len()).map(|_| None).collect(),
-    };
+    let mut args = Args::reading(&owned);
     let outputs = call_cpu(&pn.info, pn.cpu, &mut args)?;
     outputs
         .iter()
