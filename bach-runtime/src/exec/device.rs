@@ -180,14 +180,14 @@ impl Footprint {
     /// Bytes of the reduction partials `IN_FLIGHT` batches of `batch`
     /// elements hold.
     fn partials(&self, batch: usize) -> usize {
-        let parts = batch.div_ceil(PARTIAL_ELEMENTS).clamp(1, MAX_PARTIALS);
+        let parts = partials_of(batch).max(1);
         self.partial * parts * IN_FLIGHT
     }
 
     /// How many batches of `batch` elements may be in flight within `memory`
     /// bytes (at most `IN_FLIGHT`); `None` when not even one fits.
     pub(crate) fn in_flight(&self, memory: usize, batch: usize) -> Option<usize> {
-        let parts = batch.div_ceil(PARTIAL_ELEMENTS).clamp(1, MAX_PARTIALS);
+        let parts = partials_of(batch).max(1);
         let per_batch = (self.held * batch + self.partial * parts).max(1);
         let transient = self.transient.saturating_mul(batch);
         let fits = memory.saturating_sub(transient) / per_batch;
@@ -528,7 +528,7 @@ fn enqueue_batch(
         })?;
         // A reduction writes one partial per block; an empty batch has none.
         let parts = match out_vt.kind {
-            SplitKind::Reduce => n.div_ceil(PARTIAL_ELEMENTS).min(MAX_PARTIALS),
+            SplitKind::Reduce => partials_of(n),
             _ => 1,
         };
         let out_len = if out_vt.kind == SplitKind::Reduce {
@@ -761,6 +761,11 @@ fn finish_batch(
 const PARTIAL_ELEMENTS: usize = 1 << 16;
 /// Most partials one reduction launch writes.
 const MAX_PARTIALS: usize = 1024;
+
+/// Partials a reduction launch over `n` elements writes (none for no elements).
+fn partials_of(n: usize) -> usize {
+    n.div_ceil(PARTIAL_ELEMENTS).min(MAX_PARTIALS)
+}
 
 /// What a call's kernel computes, done by its CPU function on host copies:
 /// the stand-in for compiled kernels on simulated devices. `inputs` are the
