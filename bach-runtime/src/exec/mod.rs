@@ -40,8 +40,13 @@ pub(crate) fn place(plan: &mut Plan, device: Option<&dyn Device>, config: &Confi
         Some(_) => plan.stage_of(),
         None => Vec::new(),
     };
-    // Asked of the device only when a stage needs it (a CUDA query each time).
-    let memory = || device.map(|d| config.gpu_memory.unwrap_or(usize::MAX).min(d.free_memory()));
+    // Asked of the device once, and only when a stage needs it (a CUDA query).
+    let free = std::cell::OnceCell::new();
+    let memory = || {
+        device.map(|d| {
+            *free.get_or_init(|| config.gpu_memory.unwrap_or(usize::MAX).min(d.free_memory()))
+        })
+    };
     for i in 0..plan.stages.len() {
         let stage = &plan.stages[i];
         let n = stage.count.unwrap_or(0);
@@ -75,13 +80,13 @@ pub(crate) fn place(plan: &mut Plan, device: Option<&dyn Device>, config: &Confi
             }),
             _ => None,
         };
-        // Without a device there is nothing to choose: skip the prediction,
-        // which would only slow down small evaluations.
         let on_device = |(p, o): (usize, u32)| {
             stage_of[p] < i
                 && plan.stages[stage_of[p]].placement == Placement::Gpu
                 && may_stay_on_device(plan, p, o)
         };
+        // Without a device there is nothing to choose: skip the prediction,
+        // which would only slow down small evaluations.
         let cost = match device {
             Some(_) => crate::cost::predict(
                 plan,
