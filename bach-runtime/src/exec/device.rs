@@ -15,7 +15,6 @@
 use std::any::Any;
 use std::collections::VecDeque;
 use std::ops::Range;
-use std::sync::Arc;
 
 use super::layout::{Source, StageLayout};
 use super::{call_cpu, share, Materialized};
@@ -328,15 +327,15 @@ pub(crate) fn run_partitioned(
         e
     };
 
+    let batch_io = BatchIo {
+        escaping: &escaping,
+        kept: &kept,
+        residents: &residents,
+    };
     let mut in_flight: VecDeque<InFlight> = VecDeque::with_capacity(IN_FLIGHT);
     let mut start = 0;
     loop {
         let range = start..(start + batch).min(total);
-        let batch_io = BatchIo {
-            escaping: &escaping,
-            kept: &kept,
-            residents: &residents,
-        };
         match enqueue_batch(plan, &layout, device, range.clone(), &batch_io) {
             Ok(b) => in_flight.push_back(b),
             Err(Error::DeviceOutOfMemory { requested, free }) => {
@@ -386,7 +385,7 @@ pub(crate) fn run_partitioned(
             on_device.push((
                 key,
                 DeviceArray {
-                    buf: Arc::new(buf),
+                    buf,
                     len: total,
                     value_id: layout.slot_split[s].value_id,
                 },
@@ -422,9 +421,8 @@ pub(crate) struct StageOutputs {
 
 /// A stage output kept on the device for later device stages: `len` elements
 /// of the array type `value_id`, in one buffer.
-#[derive(Clone)]
 pub(crate) struct DeviceArray {
-    pub(crate) buf: Arc<DeviceBuffer>,
+    pub(crate) buf: DeviceBuffer,
     pub(crate) len: usize,
     pub(crate) value_id: std::any::TypeId,
 }
