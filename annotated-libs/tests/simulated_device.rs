@@ -367,7 +367,8 @@ fn axpy_on_device(call: &bach_runtime::GpuCall<'_>) -> bach_runtime::Result<()> 
             KernelArg::F64(s),
             KernelArg::Out(&tmp),
         ],
-        emulate: &|b| Ok(vec![bytes(cpu::multiply_scalar(&f64s(b[0]), s))]),
+        shape: bach_runtime::LaunchShape::Elementwise,
+        reference: &|b| Ok(vec![bytes(cpu::multiply_scalar(&f64s(b[0]), s))]),
     })?;
     call.device.launch(&Launch {
         source: annotated_libs::numpy::BACH_KERNELS,
@@ -378,7 +379,8 @@ fn axpy_on_device(call: &bach_runtime::GpuCall<'_>) -> bach_runtime::Result<()> 
             KernelArg::In(call.inputs[1]),
             KernelArg::Out(call.output),
         ],
-        emulate: &|b| Ok(vec![bytes(cpu::add(&f64s(b[0]), &f64s(b[1])))]),
+        shape: bach_runtime::LaunchShape::Elementwise,
+        reference: &|b| Ok(vec![bytes(cpu::add(&f64s(b[0]), &f64s(b[1])))]),
     })
 }
 
@@ -423,7 +425,8 @@ fn via_host(call: &bach_runtime::GpuCall<'_>) -> bach_runtime::Result<()> {
             bach_runtime::KernelArg::In(call.inputs[0]),
             bach_runtime::KernelArg::Out(call.output),
         ],
-        emulate: call.host,
+        shape: bach_runtime::LaunchShape::Elementwise,
+        reference: call.host,
     })
 }
 

@@ -54,7 +54,7 @@ pub use cuda::discovery::{gpu_status, ComputeCapability, DeviceInfo, GpuStatus, 
 pub use device::codec::{register_device_value, DType, DeviceValue};
 pub use device::{
     CudaDevice, Device, DeviceBuffer, Event, GpuCall, GpuFn, KernelArg, KernelSource, Launch,
-    PendingDownload, Queue, SimulatedDevice, SimulatedDeviceConfig, TransferStats,
+    LaunchShape, PendingDownload, Queue, SimulatedDevice, SimulatedDeviceConfig, TransferStats,
 };
 pub use error::{Error, Result};
 pub use eval::{evaluate, Evaluate};

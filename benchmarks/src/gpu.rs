@@ -4,7 +4,7 @@
 //! device on a GPU machine, the simulated device in tests (each launch names
 //! the CPU function that stands in for its kernel there).
 
-use bach_runtime::{Device, DeviceBuffer, KernelArg, KernelSource, Launch, Result};
+use bach_runtime::{Device, DeviceBuffer, KernelArg, KernelSource, Launch, LaunchShape, Result};
 use ndarray::Array1;
 
 use annotated_libs::cpu::numpy as cpu;
@@ -81,7 +81,7 @@ impl<'d> Gpu<'d> {
         let mut args: Vec<KernelArg<'_>> = inputs.iter().map(|a| KernelArg::In(&a.buf)).collect();
         args.extend(scalar.map(KernelArg::F64));
         args.push(KernelArg::Out(&out));
-        let emulate = |bufs: &[&[u8]]| -> Result<Vec<Vec<u8>>> {
+        let reference = |bufs: &[&[u8]]| -> Result<Vec<Vec<u8>>> {
             let arrays: Vec<Array1<f64>> = bufs.iter().map(|b| from_bytes(&b[..n * 8])).collect();
             Ok(vec![to_bytes(&host(&arrays))])
         };
@@ -89,8 +89,9 @@ impl<'d> Gpu<'d> {
             source: self.source,
             kernel: format!("{kernel}_f64"),
             n,
+            shape: LaunchShape::Elementwise,
             args,
-            emulate: &emulate,
+            reference: &reference,
         })?;
         Ok(DArray { buf: out, len: n })
     }

@@ -52,8 +52,9 @@
 //!
 //! Launch shape: 256 threads per block; elementwise kernels get
 //! `min(ceil(n / 256), 32 * SMs)` blocks (at least one) and walk the rest with grid-stride
-//! loops. Reductions (`sum_T`, `min_T`, `max_T`, see `numpy.cu`) get exactly one block per
-//! entry of their `partials` output buffer, so every partial the host reads back is written.
+//! loops. Reductions (a launch whose shape is `LaunchShape::Reduction { partials }`) get
+//! exactly `partials` blocks, one per entry of their output buffer, so every partial the host
+//! reads back is written.
 
 // Nothing in the crate opens a CUDA device until the device executor does.
 #![allow(dead_code)]
@@ -74,7 +75,7 @@ use rayon::prelude::*;
 
 use super::{
     check_copy, check_range, Device, DeviceBuffer, Event, KernelArg, KernelSource, Launch,
-    PendingDownload, Queue, TransferStats,
+    LaunchShape, PendingDownload, Queue, TransferStats,
 };
 use crate::cost::DeviceCosts;
 use crate::cuda::compile::{self, CodeKind, CompiledModule, KernelCache};
@@ -346,7 +347,7 @@ impl<P> SizeClassPool<P> {
     }
 }
 
-// ---- launch shape ----------------------------------------------------------------------------
+// ---- launch grid -----------------------------------------------------------------------------
 
 /// Blocks of an elementwise launch over `n` elements on a device with `sm_count`
 /// multiprocessors: `min(ceil(n / 256), 32 * sm_count)`, at least 1.
@@ -354,25 +355,6 @@ pub fn elementwise_blocks(n: usize, sm_count: u32) -> u32 {
     let needed = n.div_ceil(THREADS_PER_BLOCK as usize);
     let cap = (sm_count.max(1) as usize).saturating_mul(BLOCKS_PER_SM as usize);
     needed.min(cap).clamp(1, u32::MAX as usize) as u32
-}
-
-/// The element size of a kernel's dtype suffix (`_f32`, `_f64`, `_bool`).
-fn dtype_size(kernel: &str) -> Option<usize> {
-    match kernel.rsplit('_').next()? {
-        "f32" => Some(4),
-        "f64" => Some(8),
-        "bool" => Some(1),
-        _ => None,
-    }
-}
-
-/// For a block-level reduction kernel (`sum_T`, `min_T`, `max_T` of `numpy.cu`), its element
-/// size: such a kernel writes one partial per block into its output.
-fn reduction_element_size(kernel: &str) -> Option<usize> {
-    let (op, _) = kernel.rsplit_once('_')?;
-    matches!(op, "sum" | "min" | "max")
-        .then(|| dtype_size(kernel))
-        .flatten()
 }
 
 // ---- compiled modules --------------------------------------------------------------------------
@@ -1733,7 +1715,7 @@ impl CudaDevice {
         kernel: &str,
         n: usize,
         mut params: Vec<Param>,
-        out_bytes: Option<usize>,
+        shape: LaunchShape,
     ) -> Result<()> {
         let source = source_code.name;
         self.shared.bind()?;
@@ -1741,17 +1723,14 @@ impl CudaDevice {
             LoadedModule::load(&self.shared.ctx, source, compiled)
         })?;
         let function = module.function(kernel)?;
-        let blocks = match reduction_element_size(kernel) {
-            Some(size) => {
-                let partials = out_bytes.unwrap_or(0) / size;
-                if partials == 0 {
-                    return Err(Error::Gpu(format!(
-                        "reduction kernel `{kernel}` needs an output buffer of at least one partial ({size} bytes)"
-                    )));
-                }
-                partials.min(i32::MAX as usize) as u32
+        let blocks = match shape {
+            LaunchShape::Reduction { partials: 0 } => {
+                return Err(Error::Gpu(format!(
+                    "reduction kernel `{kernel}` launched with no partials"
+                )))
             }
-            None => elementwise_blocks(n, self.sm_count),
+            LaunchShape::Reduction { partials } => partials.min(i32::MAX as usize) as u32,
+            LaunchShape::Elementwise => elementwise_blocks(n, self.sm_count),
         };
         let mut pointers: Vec<*mut c_void> = params
             .iter_mut()
@@ -2168,7 +2147,7 @@ impl CudaDevice {
                 CALIBRATION_KERNEL,
                 elements,
                 params,
-                Some(n * 8),
+                LaunchShape::Elementwise,
             )
         };
         launch(1)?;
@@ -2334,7 +2313,6 @@ impl Device for CudaDevice {
     fn launch_on(&self, queue: Queue, launch: &Launch<'_>) -> Result<()> {
         let mut params = Vec::with_capacity(launch.args.len() + 1);
         params.push(Param::U64(launch.n as u64));
-        let mut out_bytes = None;
         let mut buffers = Vec::new();
         for arg in &launch.args {
             params.push(match arg {
@@ -2346,7 +2324,6 @@ impl Device for CudaDevice {
                 KernelArg::Out(b) => {
                     let alloc = self.alloc_of(b)?;
                     buffers.push(alloc);
-                    out_bytes = Some(alloc.bytes);
                     Param::U64(alloc.ptr)
                 }
                 KernelArg::F32(v) => Param::F32(*v),
@@ -2362,7 +2339,7 @@ impl Device for CudaDevice {
             &launch.kernel,
             launch.n,
             params,
-            out_bytes,
+            launch.shape,
         )?;
         self.shared.mark_used(queue, &buffers);
         self.update(|s| s.launches += 1);
@@ -2882,23 +2859,6 @@ mod tests {
     }
 
     #[test]
-    fn reductions_are_recognised_by_name() {
-        assert_eq!(reduction_element_size("sum_f64"), Some(8));
-        assert_eq!(reduction_element_size("min_f32"), Some(4));
-        assert_eq!(reduction_element_size("max_f64"), Some(8));
-        for k in [
-            "add_f64",
-            "minimum_f64",
-            "maximum_f32",
-            "sum",
-            "sum_i32",
-            "logical_and_bool",
-        ] {
-            assert_eq!(reduction_element_size(k), None, "{k}");
-        }
-    }
-
-    #[test]
     fn error_messages_carry_their_context() {
         assert_eq!(
             kernel_not_found("add_f64", "numpy.cu"),
@@ -3213,8 +3173,6 @@ mod tests {
                 None => assert!(has_symbol(&module.code, CALIBRATION_KERNEL)),
             }
         }
-        // Not a reduction: an elementwise launch shape.
-        assert_eq!(reduction_element_size(CALIBRATION_KERNEL), None);
     }
 
     #[test]
@@ -3323,12 +3281,23 @@ mod tests {
     }
 
     fn launch(device: &CudaDevice, kernel: &str, n: usize, args: Vec<KernelArg<'_>>) -> Result<()> {
+        launch_shaped(device, kernel, n, LaunchShape::Elementwise, args)
+    }
+
+    fn launch_shaped(
+        device: &CudaDevice,
+        kernel: &str,
+        n: usize,
+        shape: LaunchShape,
+        args: Vec<KernelArg<'_>>,
+    ) -> Result<()> {
         device.launch(&Launch {
             source: NUMPY_CU,
             kernel: kernel.to_string(),
             n,
             args,
-            emulate: &no_emulation,
+            shape,
+            reference: &no_emulation,
         })
     }
 
@@ -3479,10 +3448,11 @@ mod tests {
         let da = upload_f64(&device, &a);
         for partials in [1, 7, 1024] {
             let out = upload_f64(&device, &vec![f64::NAN; partials]);
-            launch(
+            launch_shaped(
                 &device,
                 "sum_f64",
                 n,
+                LaunchShape::Reduction { partials },
                 vec![KernelArg::In(&da), KernelArg::Out(&out)],
             )
             .unwrap();
@@ -3497,12 +3467,13 @@ mod tests {
                 "{partials} partials"
             );
         }
-        let none = device.alloc(4).unwrap();
+        let none = device.alloc(8).unwrap();
         assert!(matches!(
-            launch(
+            launch_shaped(
                 &device,
                 "sum_f64",
                 n,
+                LaunchShape::Reduction { partials: 0 },
                 vec![KernelArg::In(&da), KernelArg::Out(&none)]
             ),
             Err(Error::Gpu(_))
@@ -3767,7 +3738,8 @@ mod tests {
                 kernel: kernel.to_string(),
                 n,
                 args,
-                emulate: &no_emulation,
+                shape: LaunchShape::Elementwise,
+                reference: &no_emulation,
             },
         )
     }

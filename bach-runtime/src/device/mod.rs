@@ -68,6 +68,21 @@ pub enum KernelArg<'b> {
     F64(f64),
 }
 
+/// How a kernel's threads are laid out over its `n` elements: said by the
+/// launch, never inferred from the kernel's name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LaunchShape {
+    /// Grid-stride loop over the elements; the device picks the grid.
+    Elementwise,
+    /// A block-level reduction: `partials` blocks, each reducing its share of
+    /// the elements into one partial of the output (which holds `partials`
+    /// values).
+    Reduction {
+        /// Blocks, and partials written (at least 1).
+        partials: usize,
+    },
+}
+
 /// One kernel launch over `n` elements.
 pub struct Launch<'b> {
     /// The kernel source the kernel lives in.
@@ -76,15 +91,20 @@ pub struct Launch<'b> {
     pub kernel: String,
     /// Elements to process.
     pub n: usize,
+    /// How the kernel's threads cover the elements.
+    pub shape: LaunchShape,
     /// The parameters after `n`.
     pub args: Vec<KernelArg<'b>>,
-    /// What the kernel computes, run on host copies of the buffers. Simulated
-    /// devices use it in place of compiled kernels; real devices ignore it.
-    pub emulate: &'b HostFn<'b>,
+    /// What the kernel computes, defined on the host: the output buffers'
+    /// bytes from the input buffers' bytes (for a reduction, every partial).
+    /// It is the annotated CPU function the kernel implements; devices that
+    /// run compiled kernels ignore it, the simulated device runs it in their
+    /// place.
+    pub reference: &'b HostFn<'b>,
 }
 
 /// A computation over host copies of device buffers: input bytes in, output
-/// bytes out (see [`Launch::emulate`] and [`GpuCall::host`]).
+/// bytes out (see [`Launch::reference`] and [`GpuCall::host`]).
 pub type HostFn<'b> = dyn Fn(&[&[u8]]) -> Result<Vec<Vec<u8>>> + Sync + 'b;
 
 /// One call of a [`GpuFn`]: the device, this batch's buffers and the call's
@@ -101,8 +121,7 @@ pub struct GpuCall<'b> {
     /// Where the result goes (`n` elements).
     pub output: &'b DeviceBuffer,
     /// The call's CPU function over host copies of `inputs`, returning the
-    /// result's bytes: what a [`Launch::emulate`] inside the function can use
-    /// on simulated devices.
+    /// result's bytes: the [`Launch::reference`] of a launch inside the function.
     pub host: &'b HostFn<'b>,
 }
 

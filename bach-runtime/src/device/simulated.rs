@@ -350,7 +350,7 @@ impl Device for SimulatedDevice {
         // and write the outputs back, as a kernel would.
         let inputs: Vec<Vec<u8>> = reads.iter().map(|b| lock(&b.data).clone()).collect();
         let views: Vec<&[u8]> = inputs.iter().map(Vec::as_slice).collect();
-        let results = (launch.emulate)(&views)?;
+        let results = (launch.reference)(&views)?;
         if results.len() != writes.len() {
             return Err(Error::Gpu(format!(
                 "kernel `{}` produced {} outputs for {} output buffers",
@@ -493,7 +493,8 @@ mod tests {
             kernel: "double_u8".into(),
             n: input.len(),
             args: vec![KernelArg::In(input), KernelArg::Out(output)],
-            emulate: &double,
+            shape: crate::device::LaunchShape::Elementwise,
+            reference: &double,
         }
     }
 

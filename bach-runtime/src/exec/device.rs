@@ -19,7 +19,9 @@ use std::ops::Range;
 use super::layout::{Source, StageLayout};
 use super::{call_cpu, share, Materialized};
 use crate::device::codec::{array_dtype, codec, value_dtype, Codec, DType};
-use crate::device::{Device, DeviceBuffer, GpuCall, KernelArg, Launch, PendingDownload, Queue};
+use crate::device::{
+    Device, DeviceBuffer, GpuCall, KernelArg, Launch, LaunchShape, PendingDownload, Queue,
+};
 use crate::error::{Error, Result};
 use crate::op::Args;
 use crate::plan::{Input, Plan, PlanNode, Stage, StageKind};
@@ -660,7 +662,7 @@ fn launch_step(
     let mut args = arrays;
     args.extend(scalars);
     args.push(KernelArg::Out(out));
-    let emulate = |inputs: &[&[u8]]| -> Result<Vec<Vec<u8>>> {
+    let reference = |inputs: &[&[u8]]| -> Result<Vec<Vec<u8>>> {
         // One CPU call per block's share of the elements, as the kernel's blocks do.
         let mut out = Vec::new();
         for j in 0..parts {
@@ -678,8 +680,12 @@ fn launch_step(
                 .expect("eligible stages have kernel sources"),
             kernel: kernel_name(pn),
             n,
+            shape: match pn.outputs[0].kind {
+                SplitKind::Reduce => LaunchShape::Reduction { partials: parts },
+                _ => LaunchShape::Elementwise,
+            },
             args,
-            emulate: &emulate,
+            reference: &reference,
         },
     )
 }
