@@ -57,12 +57,10 @@ pub enum Error {
         /// Elements it returned.
         found: usize,
     },
-    /// A value had another type than the graph recorded (a bug in a split type or in generated code).
-    #[error("internal type mismatch: expected `{expected}`")]
-    TypeMismatch {
-        /// The type that was expected.
-        expected: &'static str,
-    },
+    /// An invariant of the runtime does not hold: a bug in Bach, in a split
+    /// type or in a device implementation (the message says what was expected).
+    #[error("internal error (a bug in Bach, a split type or a device): expected {0}")]
+    Internal(String),
     /// A device allocation did not fit.
     #[error("device out of memory: {requested} bytes requested, {free} bytes free")]
     DeviceOutOfMemory {
@@ -77,6 +75,13 @@ pub enum Error {
     /// A GPU operation failed.
     #[error("GPU error: {0}")]
     Gpu(String),
+}
+
+impl Error {
+    /// An [`Error::Internal`] saying what was expected.
+    pub(crate) fn internal(expected: impl Into<String>) -> Error {
+        Error::Internal(expected.into())
+    }
 }
 
 /// `Result` with Bach's [`Error`].

@@ -1,11 +1,11 @@
-//! `explain`: what evaluating some handles would do, without running it.
+//! Formatting a plan, its schedule and (after a run) its report as an
+//! [`Explain`]: what `explain` and `last_run` return. Nothing is decided here.
 
 use std::fmt;
 
-use crate::error::Result;
-use crate::eval::Evaluate;
-use crate::graph::Graph;
-use crate::plan::{Placement, Plan, StageKind};
+use crate::plan::{Plan, StageKind, ValueId};
+use crate::report::RunReport;
+use crate::schedule::{Placement, Schedule};
 
 /// The plan of an evaluation: its stages in execution order.
 #[derive(Debug, Clone, PartialEq)]
@@ -93,70 +93,42 @@ impl fmt::Display for Explain {
     }
 }
 
-impl Graph {
-    /// The plan that [`Graph::evaluate`] would run for `handles`, without running it.
-    pub fn explain<E: Evaluate>(&self, handles: &E) -> Result<Explain> {
-        let targets = self.targets_of(handles, "explain")?;
-        let config = self.config();
-        let device = self.device(&config)?;
-        let mut plan = Plan::build(&targets, device.is_some())?;
-        crate::exec::place(&mut plan, device.as_deref(), &config);
-        Ok(Explain::of(&plan, &config, None))
-    }
-
-    /// The plan of this graph's last evaluation, with the measured seconds of
-    /// each stage beside the predictions (`None` before the first evaluation).
-    pub fn last_run(&self) -> Option<Explain> {
-        self.last_run_slot()
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-    }
-}
-
 impl Explain {
-    pub(crate) fn of(
-        plan: &Plan,
-        config: &crate::config::Config,
-        measured: Option<&[f64]>,
-    ) -> Explain {
-        Explain {
-            stages: plan
-                .stages
-                .iter()
-                .enumerate()
-                .map(|(i, s)| StageInfo {
+    /// The stages of `plan` as `schedule` places them, with what happened
+    /// when they ran (`report`, after an evaluation).
+    pub(crate) fn of(plan: &Plan, schedule: &Schedule, report: Option<&RunReport>) -> Explain {
+        let stages = (plan.stages.iter().zip(&schedule.stages))
+            .enumerate()
+            .map(|(i, (s, placed))| {
+                let ran = report.and_then(|r| r.stages.get(i));
+                let fallback = ran.and_then(|r| r.fallback.clone());
+                let produced = |set: &dyn Fn(&ValueId) -> bool| {
+                    s.nodes
+                        .iter()
+                        .flat_map(|&n| (0..plan.nodes[n].outputs.len() as u32).map(move |o| (n, o)))
+                        .filter(|v| set(v))
+                        .count()
+                };
+                StageInfo {
                     kind: s.kind,
-                    placement: s.placement,
-                    reason: s.reason.clone(),
-                    cost: s.cost,
-                    measured_s: measured.and_then(|m| m.get(i).copied()),
+                    placement: match fallback {
+                        Some(_) => Placement::Cpu,
+                        None => placed.placement,
+                    },
+                    reason: fallback.unwrap_or_else(|| placed.reason.clone()),
+                    cost: placed.cost,
+                    measured_s: ran.map(|r| r.measured_s),
                     ops: s.nodes.iter().map(|&n| plan.nodes[n].info.name).collect(),
                     elements: s.count,
-                    batch_size: match (s.kind, s.placement) {
-                        (StageKind::Partitioned, Placement::Gpu) => s.device_batch,
-                        (StageKind::Partitioned, Placement::Cpu) => {
-                            Some(crate::exec::cpu::batch_size(plan, s, config))
-                        }
-                        (StageKind::Whole, _) => None,
+                    batch_size: match s.kind {
+                        StageKind::Partitioned => placed.batch,
+                        StageKind::Whole => None,
                     },
-                    materialised: plan
-                        .escaping
-                        .iter()
-                        .filter(|(n, _)| s.nodes.contains(n))
-                        .count(),
-                    kept_on_device: plan
-                        .resident
-                        .iter()
-                        .filter(|(n, _)| s.nodes.contains(n))
-                        .count(),
-                })
-                .collect(),
-        }
+                    materialised: produced(&|v| plan.escaping.contains(v)),
+                    kept_on_device: produced(&|v| schedule.kept.contains(v)),
+                }
+            })
+            .collect();
+        Explain { stages }
     }
-}
-
-/// [`Graph::explain`] in the thread's current graph.
-pub fn explain<E: Evaluate>(handles: &E) -> Result<Explain> {
-    Graph::current().explain(handles)
 }

@@ -1,238 +1,62 @@
-//! The lazy task graph: nodes, handles ([`Lazy`]), graphs and the per-thread
-//! default graph, and the [`CallBuilder`] that generated stubs use to record calls.
+//! [`Graph`]: the owner of evaluation. It holds the settings, the device, the
+//! worker pool, the cached plans and the last run, and drives the steps for
+//! both [`Graph::evaluate`] and [`Graph::explain`]:
 //!
-//! The graph is a DAG of reference-counted nodes: a handle owns its node, and a
-//! node owns the nodes it reads. Dropping every handle of a computation frees
-//! it without running anything. A [`Graph`] is an identity plus settings; nodes
-//! carry the id of the graph they were recorded in.
+//! ```text
+//! recorded nodes --snapshot--> Snapshot --group--> Plan --analyse--> StageAnalysis
+//!        (record.rs)             (plan.rs)                             (analysis.rs)
+//!   --schedule--> Schedule --run--> values + RunReport --format--> Explain
+//!   (schedule.rs)             (exec/)                               (explain.rs)
+//! ```
+//!
+//! Everything before running depends only on the graph's shape and is cached
+//! per shape (`cache.rs`).
 
-use smallvec::SmallVec;
-use std::cell::{Cell, RefCell};
-use std::marker::PhantomData;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::cell::RefCell;
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
-use crate::config::Config;
+use crate::analysis::StageAnalysis;
+use crate::cache::{PlanCache, Prepared};
+use crate::config::{Config, DevicePolicy};
+use crate::device::Device;
 use crate::error::{Error, Result};
-use crate::op::{CpuFn, OpInfo};
-use crate::split::{SplitType, SplitVTable};
-use crate::value::{Held, Value};
+use crate::eval::{Evaluate, Target, Values};
+use crate::exec::{self, Context};
+use crate::explain::Explain;
+use crate::plan::{self, Externals, Input, Plan, PlanNode};
+use crate::record::{self, Node, State};
+use crate::report::RunReport;
+use crate::value::Held;
 
-static NEXT_ID: AtomicU64 = AtomicU64::new(1);
-
-fn next_id() -> u64 {
-    NEXT_ID.fetch_add(1, Ordering::Relaxed)
-}
-
-/// One recorded value: a source (a value the user passed in) or a call.
-pub(crate) struct Node {
-    pub(crate) id: u64,
-    pub(crate) graph: u64,
-    /// Split type of each output of a call: the return value, then mutated arguments.
-    pub(crate) outputs: SmallVec<[&'static SplitVTable; 1]>,
-    pub(crate) state: Mutex<State>,
-}
-
-pub(crate) enum State {
-    /// Not yet computed.
-    Pending(Call),
-    /// Materialised outputs (a source has one).
-    Done(Vec<Held>),
-}
-
-#[derive(Clone)]
-pub(crate) struct Call {
-    pub(crate) info: OpInfo,
-    pub(crate) cpu: CpuFn,
-    pub(crate) args: SmallVec<[CallArg; 2]>,
-    /// A problem found while recording, reported when the call is evaluated.
-    pub(crate) error: Option<Error>,
-}
-
-#[derive(Clone)]
-pub(crate) struct CallArg {
-    pub(crate) input: Arc<Node>,
-    pub(crate) output: u32,
-    pub(crate) split: &'static SplitVTable,
-    pub(crate) mutated: bool,
-}
-
-impl Node {
-    fn source(graph: u64, held: Held) -> Arc<Node> {
-        Arc::new(Node {
-            id: next_id(),
-            graph,
-            outputs: SmallVec::new(),
-            state: Mutex::new(State::Done(vec![held])),
-        })
-    }
-
-    pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        // A panic while holding the lock cannot leave `State` half-written
-        // (it is replaced whole), so a poisoned lock is still consistent.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
-impl Drop for Node {
-    /// Frees a chain of nodes iteratively: a long chain of recorded calls
-    /// dropped recursively would overflow the stack.
-    fn drop(&mut self) {
-        let mut stack: Vec<Arc<Node>> = Vec::new();
-        let take = |state: &mut State, stack: &mut Vec<Arc<Node>>| {
-            if let State::Pending(call) = state {
-                stack.extend(call.args.drain(..).map(|a| a.input));
-            }
-        };
-        take(
-            self.state.get_mut().unwrap_or_else(|e| e.into_inner()),
-            &mut stack,
-        );
-        while let Some(node) = stack.pop() {
-            if let Ok(mut node) = Arc::try_unwrap(node) {
-                take(
-                    node.state.get_mut().unwrap_or_else(|e| e.into_inner()),
-                    &mut stack,
-                );
-            }
-        }
-    }
-}
-
-/// A lazy value of type `T`: the result of a recorded call, computed by
-/// [`evaluate`](crate::evaluate). `'a` is the lifetime of the borrowed inputs it
-/// reads, so a handle can never outlive the data it will compute from.
-pub struct Lazy<'a, T> {
-    pub(crate) node: Arc<Node>,
-    pub(crate) output: u32,
-    _marker: Marker<'a, T>,
-}
-
-/// `Lazy<'a, T>` produces a `T` and is covariant in `'a`, without owning either.
-type Marker<'a, T> = PhantomData<(fn() -> T, &'a ())>;
-
-impl<'a, T> Clone for Lazy<'a, T> {
-    fn clone(&self) -> Self {
-        Lazy::from_node(self.node.clone(), self.output)
-    }
-}
-
-impl<'a, T> std::fmt::Debug for Lazy<'a, T> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let what = match &*self.node.lock() {
-            State::Pending(call) => call.info.name,
-            State::Done(_) => "value",
-        };
-        write!(
-            f,
-            "Lazy<{}>(graph {}, node {}: {what})",
-            std::any::type_name::<T>(),
-            self.node.graph,
-            self.node.id
-        )
-    }
-}
-
-impl<'a, T> Lazy<'a, T> {
-    pub(crate) fn from_node(node: Arc<Node>, output: u32) -> Self {
-        Lazy {
-            node,
-            output,
-            _marker: PhantomData,
-        }
-    }
-
-    /// The id of the graph this handle was recorded in.
-    pub fn graph_id(&self) -> u64 {
-        self.node.graph
-    }
-
-    /// True once the value has been computed (and is cached in the graph).
-    pub fn is_evaluated(&self) -> bool {
-        matches!(&*self.node.lock(), State::Done(_))
-    }
-}
-
-impl<T: Value> Lazy<'static, T> {
-    /// A handle to an owned value, recorded in the current graph.
-    pub fn new(value: T) -> Self {
-        Lazy::from_node(Node::source(current_id(), Held::Shared(Arc::new(value))), 0)
-    }
-}
-
-impl<'a, T: Value> Lazy<'a, T> {
-    /// A handle that reads `value` in place (no copy), recorded in the current graph.
-    pub fn borrowed(value: &'a T) -> Self {
-        let ptr: &'a (dyn std::any::Any + Send + Sync) = value;
-        Lazy::from_node(
-            Node::source(current_id(), Held::Borrowed(ptr as *const _)),
-            0,
-        )
-    }
-}
-
-/// An argument of a stub: a value, a borrowed value, or a lazy handle.
-pub enum Arg<'a, T> {
-    /// An owned value, moved into the graph.
-    Owned(T),
-    /// A borrowed value, read in place when the graph runs.
-    Borrowed(&'a T),
-    /// The result of an earlier call.
-    Lazy(Lazy<'a, T>),
-}
-
-/// Conversion into a stub argument. Stubs take `impl IntoArg<'a, T>` where the
-/// CPU function takes `&T` or `T`, so the same call site compiles with plain
-/// values, references and lazy handles.
-pub trait IntoArg<'a, T> {
-    /// The argument.
-    fn into_arg(self) -> Arg<'a, T>;
-}
-
-impl<'a, T: Value> IntoArg<'a, T> for T {
-    fn into_arg(self) -> Arg<'a, T> {
-        Arg::Owned(self)
-    }
-}
-
-impl<'a, T: Value> IntoArg<'a, T> for &'a T {
-    fn into_arg(self) -> Arg<'a, T> {
-        Arg::Borrowed(self)
-    }
-}
-
-impl<'a, T> IntoArg<'a, T> for Lazy<'a, T> {
-    fn into_arg(self) -> Arg<'a, T> {
-        Arg::Lazy(self)
-    }
-}
-
-impl<'a, T> IntoArg<'a, T> for &Lazy<'a, T> {
-    fn into_arg(self) -> Arg<'a, T> {
-        Arg::Lazy(self.clone())
-    }
-}
-
-impl<'a, T: Value> IntoArg<'a, T> for &mut Lazy<'a, T> {
-    fn into_arg(self) -> Arg<'a, T> {
-        Arg::Lazy(self.clone())
-    }
-}
-
-struct GraphInner {
+/// What a graph keeps between evaluations.
+struct Session {
     id: u64,
     config: RwLock<Config>,
-    device: Mutex<Option<Arc<dyn crate::device::Device>>>,
-    last_run: Mutex<Option<crate::explain::Explain>>,
+    device: Mutex<Option<Arc<dyn Device>>>,
     pool: Mutex<Option<(usize, Arc<rayon::ThreadPool>)>>,
+    plans: Mutex<PlanCache>,
+    last_run: Mutex<Option<LastRun>>,
+}
+
+/// The last evaluation: what was planned and what happened.
+struct LastRun {
+    prepared: Arc<Prepared>,
+    report: RunReport,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Every value behind these locks is replaced whole, so a panic while one
+    // was held cannot leave it half-written.
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// A task graph: the identity that handles are checked against, and the
-/// settings its evaluations use. Each thread has a default graph; stubs record
-/// into the thread's current graph ([`Graph::enter`] changes it for a scope).
+/// settings, device and caches its evaluations use. Each thread has a default
+/// graph; stubs record into the thread's current graph ([`Graph::enter`]
+/// changes it for a scope).
 #[derive(Clone)]
 pub struct Graph {
-    inner: Arc<GraphInner>,
+    inner: Arc<Session>,
 }
 
 impl std::fmt::Debug for Graph {
@@ -242,16 +66,9 @@ impl std::fmt::Debug for Graph {
 }
 
 thread_local! {
+    /// The thread's current graph, once asked for (its id may be taken
+    /// earlier, by recording).
     static CURRENT: RefCell<Option<Graph>> = const { RefCell::new(None) };
-    static CURRENT_ID: Cell<u64> = const { Cell::new(0) };
-}
-
-fn current_id() -> u64 {
-    let id = CURRENT_ID.with(Cell::get);
-    if id != 0 {
-        return id;
-    }
-    Graph::current().id()
 }
 
 impl Default for Graph {
@@ -268,13 +85,18 @@ impl Graph {
 
     /// A new graph with the given settings.
     pub fn with_config(config: Config) -> Graph {
+        Graph::with_id(record::next_id(), config)
+    }
+
+    fn with_id(id: u64, config: Config) -> Graph {
         Graph {
-            inner: Arc::new(GraphInner {
-                id: next_id(),
+            inner: Arc::new(Session {
+                id,
                 config: RwLock::new(config),
                 device: Mutex::new(None),
-                last_run: Mutex::new(None),
                 pool: Mutex::new(None),
+                plans: Mutex::new(PlanCache::default()),
+                last_run: Mutex::new(None),
             }),
         }
     }
@@ -283,28 +105,24 @@ impl Graph {
     pub fn current() -> Graph {
         CURRENT.with(|c| {
             c.borrow_mut()
-                .get_or_insert_with(|| {
-                    let g = Graph::new();
-                    CURRENT_ID.with(|id| id.set(g.id()));
-                    g
-                })
+                .get_or_insert_with(|| Graph::with_id(record::current_id(), Config::from_env()))
                 .clone()
         })
     }
 
     /// Makes this graph the thread's current graph while `f` runs.
     pub fn enter<R>(&self, f: impl FnOnce() -> R) -> R {
-        struct Restore(Option<Graph>);
+        struct Restore(Option<Graph>, u64);
         impl Drop for Restore {
             fn drop(&mut self) {
+                record::set_current_id(self.1);
                 let prev = self.0.take();
-                CURRENT_ID.with(|id| id.set(prev.as_ref().map_or(0, Graph::id)));
                 CURRENT.with(|c| *c.borrow_mut() = prev);
             }
         }
         let prev = CURRENT.with(|c| c.borrow_mut().replace(self.clone()));
-        CURRENT_ID.with(|id| id.set(self.id()));
-        let _restore = Restore(prev);
+        let prev_id = record::set_current_id(self.id());
+        let _restore = Restore(prev, prev_id);
         f()
     }
 
@@ -325,29 +143,24 @@ impl Graph {
     /// Replaces this graph's settings.
     pub fn set_config(&self, config: Config) {
         *self.inner.config.write().unwrap_or_else(|e| e.into_inner()) = config;
+        lock(&self.inner.plans).clear();
     }
 
     /// Runs this graph's GPU-eligible stages on `device` (a CUDA device, or a
     /// [`SimulatedDevice`](crate::SimulatedDevice) in tests) instead of the one
     /// discovered automatically; `None` goes back to discovery.
-    pub fn set_device(&self, device: Option<Arc<dyn crate::device::Device>>) {
-        *self.inner.device.lock().unwrap_or_else(|e| e.into_inner()) = device;
+    pub fn set_device(&self, device: Option<Arc<dyn Device>>) {
+        *lock(&self.inner.device) = device;
+        lock(&self.inner.plans).clear();
     }
 
-    /// The device this graph uses for GPU stages under its [`Config`], or why
+    /// The device this graph uses for GPU stages under `config`, or why
     /// there is none.
-    pub(crate) fn device(&self, config: &Config) -> Result<Option<Arc<dyn crate::device::Device>>> {
-        use crate::config::DevicePolicy;
+    fn device(&self, config: &Config) -> Result<Option<Arc<dyn Device>>> {
         if config.device == DevicePolicy::Cpu {
             return Ok(None);
         }
-        if let Some(d) = self
-            .inner
-            .device
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-        {
+        if let Some(d) = lock(&self.inner.device).clone() {
             return Ok(Some(d));
         }
         match (crate::device::default_device(), config.device) {
@@ -357,14 +170,10 @@ impl Graph {
         }
     }
 
-    pub(crate) fn last_run_slot(&self) -> &Mutex<Option<crate::explain::Explain>> {
-        &self.inner.last_run
-    }
-
     /// The rayon pool for `threads` workers (`None`: rayon's global pool).
-    pub(crate) fn pool(&self, threads: Option<usize>) -> Result<Option<Arc<rayon::ThreadPool>>> {
+    fn pool(&self, threads: Option<usize>) -> Result<Option<Arc<rayon::ThreadPool>>> {
         let Some(n) = threads else { return Ok(None) };
-        let mut pool = self.inner.pool.lock().unwrap_or_else(|e| e.into_inner());
+        let mut pool = lock(&self.inner.pool);
         if let Some((m, p)) = &*pool {
             if *m == n {
                 return Ok(Some(p.clone()));
@@ -378,128 +187,127 @@ impl Graph {
         *pool = Some((n, p.clone()));
         Ok(Some(p))
     }
-}
 
-/// Records one call. Used by the code `#[offload]` generates; not a stable API.
-pub struct CallBuilder<'a> {
-    graph: u64,
-    info: OpInfo,
-    args: SmallVec<[CallArg; 2]>,
-    outputs: SmallVec<[&'static SplitVTable; 1]>,
-    error: Option<Error>,
-    _marker: PhantomData<&'a ()>,
-}
-
-impl<'a> CallBuilder<'a> {
-    /// Starts recording a call of `info` in the current graph.
-    pub fn new(info: OpInfo) -> Self {
-        CallBuilder {
-            graph: current_id(),
-            info,
-            args: SmallVec::new(),
-            outputs: SmallVec::new(),
-            error: None,
-            _marker: PhantomData,
-        }
-    }
-
-    fn input<T>(&mut self, handle: &Lazy<'a, T>) -> (Arc<Node>, u32) {
-        if handle.node.graph != self.graph && self.error.is_none() {
-            self.error = Some(Error::ForeignGraph {
-                context: format!("argument {} of `{}`", self.args.len(), self.info.name),
-                handle_graph: handle.node.graph,
-                graph: self.graph,
+    /// The (node, output) pairs `handles` stand for, all of which must belong
+    /// to this graph (`context` names the caller in the error).
+    fn targets_of<E: Evaluate>(&self, handles: &E, context: &str) -> Result<Vec<(Arc<Node>, u32)>> {
+        let mut wanted = Vec::new();
+        handles.targets(&mut wanted);
+        let targets: Vec<(Arc<Node>, u32)> =
+            wanted.into_iter().map(|Target(n, o)| (n, o)).collect();
+        if let Some((n, _)) = targets.iter().find(|(n, _)| n.graph != self.id()) {
+            return Err(Error::ForeignGraph {
+                context: context.into(),
+                handle_graph: n.graph,
+                graph: self.id(),
             });
         }
-        (handle.node.clone(), handle.output)
+        Ok(targets)
     }
 
-    /// Records the next argument, split by `S`.
-    pub fn arg<S: SplitType<T>, T: Value>(&mut self, arg: Arg<'a, T>) {
-        let (input, output) = match arg {
-            Arg::Owned(v) => (Node::source(self.graph, Held::Shared(Arc::new(v))), 0),
-            Arg::Borrowed(r) => {
-                let ptr: &'a (dyn std::any::Any + Send + Sync) = r;
-                (Node::source(self.graph, Held::Borrowed(ptr as *const _)), 0)
-            }
-            Arg::Lazy(h) => self.input(&h),
+    /// The prepared plan for `targets` (from the cache when this shape was
+    /// prepared before) and the values this evaluation reads.
+    fn prepare(
+        &self,
+        targets: &[(Arc<Node>, u32)],
+        config: &Config,
+        device: Option<&Arc<dyn Device>>,
+    ) -> Result<(Arc<Prepared>, Externals)> {
+        let snapshot = plan::snapshot(targets)?;
+        let (found, key) = lock(&self.inner.plans).find(&snapshot, config, device);
+        if let Some(prepared) = found {
+            return Ok((prepared, snapshot.externals));
+        }
+        // With a device, calls it can and cannot run never share a stage.
+        let capability = device.map(|_| crate::schedule::has_device_impl as fn(&PlanNode) -> bool);
+        let plan = Plan::group(snapshot.nodes, snapshot.targets, capability);
+        let analyses = StageAnalysis::of_plan(&plan);
+        if device.is_some() {
+            // Placement compares predicted costs: measure the calls not measured yet.
+            crate::calibrate::calibrate(&plan);
+        }
+        let schedule = crate::schedule::schedule(&plan, &analyses, device.map(|d| &**d), config);
+        let prepared = Arc::new(Prepared::new(plan, analyses, schedule, config, device));
+        lock(&self.inner.plans).insert(key, prepared.clone());
+        Ok((prepared, snapshot.externals))
+    }
+
+    /// Computes `handles` (a handle, a tuple, a vector or a slice of handles)
+    /// and returns their values. Every handle must belong to this graph.
+    ///
+    /// Computed values are cached in the graph: evaluating the same handle
+    /// again, or a handle that reads it, does not recompute it.
+    pub fn evaluate<E: Evaluate>(&self, handles: E) -> Result<E::Output> {
+        let targets = self.targets_of(&handles, "evaluate")?;
+        let config = self.config();
+        let device = self.device(&config)?;
+        let (prepared, externals) = self.prepare(&targets, &config, device.as_ref())?;
+        let pool = self.pool(config.threads)?;
+        let ctx = Context {
+            config: &config,
+            device: device.as_ref(),
+            pool: pool.as_deref(),
         };
-        let mut split = SplitVTable::of::<S, T>();
-        if split.is_inherit() {
-            // Generic split type: take the producer's output split type.
-            if let Some(vt) = input.outputs.get(output as usize) {
-                split = *vt;
+        let p = &*prepared;
+        let outcome = exec::run(&p.plan, &p.analyses, &p.schedule, &externals, &ctx)?;
+        // Cache every target call whole (all its outputs were materialised);
+        // the node then drops its inputs, which frees upstream nodes nothing
+        // else needs.
+        for ((node, _), input) in targets.iter().zip(&p.plan.targets) {
+            let Input::Local((i, _)) = input else {
+                continue;
+            };
+            let all: Option<Vec<Held>> = (0..node.outputs.len() as u32)
+                .map(|o| outcome.done.get(&(*i, o)).cloned())
+                .collect();
+            let mut state = node.lock();
+            if let (State::Pending(_), Some(all)) = (&*state, all) {
+                *state = State::Done(all);
             }
         }
-        self.args.push(CallArg {
-            input,
-            output,
-            split,
-            mutated: false,
+        *lock(&self.inner.last_run) = Some(LastRun {
+            prepared: prepared.clone(),
+            report: outcome.report,
         });
+        // Nothing but the nodes may hold the results now, so that `finish`
+        // moves them out instead of copying.
+        drop(outcome.done);
+        drop(externals);
+        drop(targets);
+        handles.finish(&mut Values(outcome.values.into_iter()))
     }
 
-    /// Records the next argument as mutated: the call reads `current` and
-    /// produces its new version (fetch it with [`Recorded::output`]).
-    pub fn arg_mut<S: SplitType<T>, T: Value>(&mut self, current: &Lazy<'a, T>) {
-        let (input, output) = self.input(current);
-        let split = SplitVTable::of::<S, T>();
-        self.args.push(CallArg {
-            input,
-            output,
-            split,
-            mutated: true,
-        });
-        self.outputs.push(split);
+    /// The plan that [`Graph::evaluate`] would run for `handles`, without running it.
+    pub fn explain<E: Evaluate>(&self, handles: &E) -> Result<Explain> {
+        let targets = self.targets_of(handles, "explain")?;
+        let config = self.config();
+        let device = self.device(&config)?;
+        let (prepared, _) = self.prepare(&targets, &config, device.as_ref())?;
+        Ok(Explain::of(&prepared.plan, &prepared.schedule, None))
     }
 
-    /// Finishes the call: `R` is the return type, split by `S`.
-    pub fn finish<S: SplitType<R>, R: Value>(mut self, cpu: CpuFn) -> Recorded<'a> {
-        let mut ret = SplitVTable::of::<S, R>();
-        if ret.is_inherit() {
-            if let Some(a) = self
-                .args
-                .iter()
-                .find(|a| a.split.value_id == ret.value_id && !a.split.is_inherit())
-            {
-                ret = a.split;
-            }
-        }
-        self.outputs.insert(0, ret);
-        let node = Arc::new(Node {
-            id: next_id(),
-            graph: self.graph,
-            outputs: self.outputs,
-            state: Mutex::new(State::Pending(Call {
-                info: self.info,
-                cpu,
-                args: self.args,
-                error: self.error,
-            })),
-        });
-        Recorded {
-            node,
-            _marker: PhantomData,
-        }
+    /// The plan of this graph's last evaluation, with the measured seconds of
+    /// each stage beside the predictions (`None` before the first evaluation).
+    pub fn last_run(&self) -> Option<Explain> {
+        let last = lock(&self.inner.last_run);
+        let last = last.as_ref()?;
+        let p = &last.prepared;
+        Some(Explain::of(&p.plan, &p.schedule, Some(&last.report)))
     }
 }
 
-/// A recorded call; hands out its outputs. Used by generated code.
-pub struct Recorded<'a> {
-    node: Arc<Node>,
-    _marker: PhantomData<&'a ()>,
+/// Computes `handles` in the thread's current graph. See [`Graph::evaluate`].
+///
+/// ```
+/// use bach_runtime::{evaluate, Lazy};
+/// let x = Lazy::new(ndarray::array![1.0, 2.0]);
+/// assert_eq!(evaluate(&x).unwrap(), ndarray::array![1.0, 2.0]);
+/// ```
+pub fn evaluate<E: Evaluate>(handles: E) -> Result<E::Output> {
+    Graph::current().evaluate(handles)
 }
 
-impl<'a> Recorded<'a> {
-    /// Output `i`: 0 is the return value, `1 + k` the new version of the
-    /// `k`-th mutated argument.
-    pub fn output<T: Value>(&self, i: usize) -> Lazy<'a, T> {
-        let vt = self
-            .node
-            .outputs
-            .get(i)
-            .expect("output index within the call's outputs");
-        debug_assert_eq!(vt.value_id, std::any::TypeId::of::<T>(), "output type");
-        Lazy::from_node(self.node.clone(), i as u32)
-    }
+/// [`Graph::explain`] in the thread's current graph.
+pub fn explain<E: Evaluate>(handles: &E) -> Result<Explain> {
+    Graph::current().explain(handles)
 }

@@ -31,6 +31,9 @@
 
 extern crate self as bach_runtime;
 
+mod analysis;
+mod cache;
+mod calibrate;
 mod config;
 mod cost;
 #[allow(dead_code)]
@@ -41,26 +44,34 @@ mod eval;
 mod exec;
 mod explain;
 mod fasthash;
+mod footprint;
 mod graph;
 mod op;
 mod plan;
+mod record;
+mod report;
+mod schedule;
 mod split;
 mod value;
 
 pub use bach_macros::offload;
+pub use calibrate::recalibrate;
 pub use config::{parse_bytes, Config, DevicePolicy};
-pub use cost::{recalibrate, DeviceCosts, StageCost};
+pub use cost::StageCost;
 pub use cuda::discovery::{gpu_status, ComputeCapability, DeviceInfo, GpuStatus, GpuUnavailable};
 pub use device::codec::{register_device_value, DType, DeviceValue};
 pub use device::{
-    CudaDevice, Device, DeviceBuffer, Event, GpuCall, GpuFn, KernelArg, KernelSource, Launch,
-    LaunchShape, PendingDownload, Queue, SimulatedDevice, SimulatedDeviceConfig, TransferStats,
+    CudaDevice, Device, DeviceBuffer, DeviceCosts, Event, GpuCall, GpuFn, KernelArg, KernelSource,
+    Launch, LaunchShape, PendingDownload, Queue, SimulatedDevice, SimulatedDeviceConfig,
+    TransferStats,
 };
 pub use error::{Error, Result};
-pub use eval::{evaluate, Evaluate};
-pub use explain::{explain, Explain, StageInfo};
-pub use graph::{Arg, Graph, IntoArg, Lazy};
-pub use plan::{Placement, StageKind};
+pub use eval::Evaluate;
+pub use explain::{Explain, StageInfo};
+pub use graph::{evaluate, explain, Graph};
+pub use plan::StageKind;
+pub use record::{Arg, IntoArg, Lazy};
+pub use schedule::Placement;
 pub use split::{
     Assembler, Broadcast, CountSplit, Inherit, MaxSplit, MinSplit, NdArraySplit, Reducible,
     SizeSplit, SplitKind, SplitType, SplitVTable, SumSplit,
@@ -71,7 +82,7 @@ pub use value::Value;
 /// change in any release.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::graph::{CallBuilder, Recorded};
     pub use crate::op::{piece, piece_box, Args, CpuFn, OpInfo};
+    pub use crate::record::{CallBuilder, Recorded};
     pub use crate::value::Piece;
 }

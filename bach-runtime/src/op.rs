@@ -30,6 +30,21 @@ pub struct OpInfo {
 }
 
 impl OpInfo {
+    /// True when both describe the same annotation (every field equal; the
+    /// kernel source by name and text address).
+    pub(crate) fn same_as(&self, other: &OpInfo) -> bool {
+        let source =
+            |s: &Option<crate::device::KernelSource>| s.map(|s| (s.name, s.code.as_ptr() as usize));
+        self.name == other.name
+            && self.gpu_kernel == other.gpu_kernel
+            && self.splittable == other.splittable
+            && self.alloc == other.alloc
+            && source(&self.gpu_source) == source(&other.gpu_source)
+            && self.gpu_fn.map(|f| f as usize) == other.gpu_fn.map(|f| f as usize)
+            && self.cpu_ns_per_element.map(f64::to_bits)
+                == other.cpu_ns_per_element.map(f64::to_bits)
+    }
+
     /// Defaults for fields an annotation does not set.
     pub const DEFAULT: OpInfo = OpInfo {
         name: "",
@@ -70,8 +85,11 @@ impl<'x> Args<'x> {
         self.refs
             .get(i)
             .and_then(|v| v.downcast_ref::<T>())
-            .ok_or(Error::TypeMismatch {
-                expected: std::any::type_name::<T>(),
+            .ok_or_else(|| {
+                Error::internal(format!(
+                    "an argument of type `{}`",
+                    std::any::type_name::<T>()
+                ))
             })
     }
 
@@ -81,8 +99,11 @@ impl<'x> Args<'x> {
             .get_mut(i)
             .and_then(Option::take)
             .and_then(|p| p.downcast::<T>().ok())
-            .ok_or(Error::TypeMismatch {
-                expected: std::any::type_name::<T>(),
+            .ok_or_else(|| {
+                Error::internal(format!(
+                    "an argument of type `{}`",
+                    std::any::type_name::<T>()
+                ))
             })
     }
 }

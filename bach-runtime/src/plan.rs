@@ -1,14 +1,22 @@
-//! Planning: from the nodes an evaluation needs to a sequence of [`Stage`]s.
+//! Planning: from the nodes an evaluation needs to a device-free [`Plan`].
 //!
-//! The planner knows no device. It collects the pending calls reachable from
-//! the targets, orders them topologically, and groups them greedily into stages:
-//! a call joins the current stage when every value it reads from that stage
-//! arrives piece by piece (the producer's split type is a partition split type
-//! and equals the consumer's) and its element count matches. Anything else, a
-//! reduction read as a whole value, an unsplittable call, a call whose
-//! arguments are all broadcast, a different element count, starts a new stage.
+//! Two steps. [`snapshot`] walks the recorded graph from the targets and
+//! copies the pending calls into [`PlanNode`]s in topological order, with the
+//! values computed before this evaluation (sources, cached results) collected
+//! once each as [`Externals`]. [`Plan::group`] then groups the nodes greedily
+//! into stages: a call joins the current stage when every value it reads from
+//! that stage arrives piece by piece (the producer's split type is a partition
+//! split type and equals the consumer's) and its element count matches.
+//! Anything else (a reduction read as a whole value, an unsplittable call, a
+//! call whose arguments are all broadcast, a different element count) starts a
+//! new stage.
 //!
-//! Invariants: a stage reads only values materialised before it (sources,
+//! The plan knows no device and holds no data: it depends only on the graph's
+//! shape (ops, split types, element counts), so it can be cached and reused
+//! for every evaluation of the same shape (see `cache.rs`). Where stages run is
+//! the schedule's business (`schedule.rs`).
+//!
+//! Invariants: a stage reads only values materialised before it (externals,
 //! results of earlier stages) and values produced inside it; the outputs that
 //! escape a stage (targets, values read by later stages) are exactly the ones
 //! materialised whole.
@@ -18,28 +26,32 @@ use smallvec::SmallVec;
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
-use crate::graph::{Node, State};
 use crate::op::{CpuFn, OpInfo};
+use crate::record::{Node, State};
 use crate::split::{SplitKind, SplitVTable};
 use crate::value::Held;
 
+/// One output of one plan node: (node index, output index).
+pub(crate) type ValueId = (usize, u32);
+
 /// Where a call's argument comes from.
-#[derive(Clone)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) enum Input {
-    /// Output `.1` of plan node `.0`.
-    Local(usize, u32),
-    /// A value materialised before this evaluation.
-    External(Held),
+    /// An output of a plan node.
+    Local(ValueId),
+    /// A value materialised before this evaluation: index into [`Externals`].
+    External(usize),
 }
 
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub(crate) struct PlanArg {
     pub(crate) input: Input,
     pub(crate) split: &'static SplitVTable,
     pub(crate) mutated: bool,
 }
 
-/// One pending call, snapshot from the graph.
+/// One pending call, copied from the graph.
+#[derive(Clone, Debug)]
 pub(crate) struct PlanNode {
     pub(crate) info: OpInfo,
     pub(crate) cpu: CpuFn,
@@ -47,6 +59,33 @@ pub(crate) struct PlanNode {
     pub(crate) outputs: SmallVec<[&'static SplitVTable; 1]>,
     /// Elements the call splits, when known before running.
     pub(crate) count: Option<usize>,
+}
+
+impl PlanNode {
+    /// True when `self` and `other` are the same call over the same shape of
+    /// inputs: the same function and annotation, the same argument sources,
+    /// split types and element counts. The plans of two snapshots whose nodes
+    /// are pairwise the same are the same.
+    pub(crate) fn same_shape(&self, other: &PlanNode) -> bool {
+        // Split tables compare by address: one table may sit at two addresses
+        // (a miss, never a wrong plan), never two tables at one.
+        let same_arg = |a: &PlanArg, b: &PlanArg| {
+            a.input == b.input && std::ptr::eq(a.split, b.split) && a.mutated == b.mutated
+        };
+        std::ptr::fn_addr_eq(self.cpu, other.cpu)
+            && self.info.same_as(&other.info)
+            && self.count == other.count
+            && self.args.len() == other.args.len()
+            && self
+                .args
+                .iter()
+                .zip(&other.args)
+                .all(|(a, b)| same_arg(a, b))
+            && self.outputs.len() == other.outputs.len()
+            && (self.outputs.iter())
+                .zip(&other.outputs)
+                .all(|(a, b)| std::ptr::eq(*a, *b))
+    }
 }
 
 /// How a stage runs.
@@ -58,213 +97,191 @@ pub enum StageKind {
     Whole,
 }
 
-/// Which device runs a stage.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Placement {
-    /// The host CPU, with rayon workers.
-    Cpu,
-    /// A GPU.
-    Gpu,
-}
-
 /// A group of calls executed together.
 #[derive(Debug, Clone)]
 pub(crate) struct Stage {
     pub(crate) kind: StageKind,
-    pub(crate) placement: Placement,
-    /// Why the stage runs where it runs.
-    pub(crate) reason: String,
-    /// The cost model's prediction.
-    pub(crate) cost: crate::cost::StageCost,
     /// Plan node indices in execution order.
     pub(crate) nodes: Vec<usize>,
     /// Elements split, when known before running.
     pub(crate) count: Option<usize>,
-    /// Elements per batch on the device (stages placed there).
-    pub(crate) device_batch: Option<usize>,
 }
 
-/// The plan of one evaluation.
+/// The values an evaluation reads that were materialised before it, each once
+/// (a borrowed array passed to several calls is one external).
+#[derive(Default)]
+pub(crate) struct Externals(pub(crate) Vec<Held>);
+
+impl Externals {
+    pub(crate) fn get(&self, k: usize) -> &Held {
+        &self.0[k]
+    }
+}
+
+/// The pending calls an evaluation needs, copied from the graph.
+pub(crate) struct Snapshot {
+    pub(crate) nodes: Vec<PlanNode>,
+    pub(crate) externals: Externals,
+    /// For each target: where its value comes from.
+    pub(crate) targets: Vec<Input>,
+}
+
+/// The plan of one shape of evaluation.
 pub(crate) struct Plan {
     pub(crate) nodes: Vec<PlanNode>,
     pub(crate) stages: Vec<Stage>,
     /// For each target: where its value comes from.
     pub(crate) targets: Vec<Input>,
     /// Outputs read outside the stage that produces them (or targets).
-    pub(crate) escaping: FastSet<(usize, u32)>,
-    /// Escaping outputs that stay on the device for later device stages
-    /// (chosen by `exec::place`; empty without a device).
-    pub(crate) resident: FastSet<(usize, u32)>,
+    pub(crate) escaping: FastSet<ValueId>,
+    /// The stage of every plan node.
+    pub(crate) stage_of: Vec<usize>,
 }
 
-impl Plan {
-    /// The stage index of every plan node.
-    pub(crate) fn stage_of(&self) -> Vec<usize> {
-        let mut stage_of = vec![0usize; self.nodes.len()];
-        for (s, st) in self.stages.iter().enumerate() {
-            for &n in &st.nodes {
-                stage_of[n] = s;
-            }
-        }
-        stage_of
+/// Copies the pending calls reachable from `targets` ((node, output) pairs)
+/// into plan nodes, inputs before their readers.
+pub(crate) fn snapshot(targets: &[(Arc<Node>, u32)]) -> Result<Snapshot> {
+    let mut index: FastMap<u64, usize> = FastMap::with_capacity_and_hasher(64, Default::default());
+    let mut nodes: Vec<PlanNode> = Vec::with_capacity(64);
+    let mut externals = ExternalSet::default();
+
+    // Iterative post-order DFS: a node is emitted after all its inputs.
+    enum Visit {
+        Enter(Arc<Node>),
+        Exit(Arc<Node>),
     }
+    let mut stack: Vec<Visit> = targets
+        .iter()
+        .map(|(n, _)| Visit::Enter(n.clone()))
+        .rev()
+        .collect();
+    let mut entered: FastSet<u64> = FastSet::with_capacity_and_hasher(64, Default::default());
+    while let Some(v) = stack.pop() {
+        match v {
+            Visit::Enter(n) => {
+                if !entered.insert(n.id) {
+                    continue;
+                }
+                let state = n.lock();
+                let State::Pending(call) = &*state else {
+                    continue;
+                };
+                // Sources (nodes without outputs of a call) need no visit;
+                // calls computed earlier are skipped when entered.
+                let pending: SmallVec<[Arc<Node>; 4]> = call
+                    .args
+                    .iter()
+                    .rev()
+                    .filter(|a| !a.input.outputs.is_empty() && !entered.contains(&a.input.id))
+                    .map(|a| a.input.clone())
+                    .collect();
+                drop(state);
+                stack.push(Visit::Exit(n));
+                stack.extend(pending.into_iter().map(Visit::Enter));
+            }
+            Visit::Exit(n) => {
+                let state = n.lock();
+                // Computed meanwhile by another evaluation: read it as a value.
+                let State::Pending(call) = &*state else {
+                    continue;
+                };
+                if let Some(e) = &call.error {
+                    return Err(e.clone());
+                }
+                let args = call
+                    .args
+                    .iter()
+                    .map(|a| {
+                        let input = match index.get(&a.input.id) {
+                            Some(&i) => Input::Local((i, a.output)),
+                            None => externals.input(&a.input, a.output)?,
+                        };
+                        Ok(PlanArg {
+                            input,
+                            split: a.split,
+                            mutated: a.mutated,
+                        })
+                    })
+                    .collect::<Result<_>>()?;
+                let (info, cpu) = (call.info, call.cpu);
+                drop(state);
+                index.insert(n.id, nodes.len());
+                nodes.push(PlanNode {
+                    outputs: n.outputs.clone(),
+                    info,
+                    cpu,
+                    args,
+                    count: None,
+                });
+            }
+        }
+    }
+
+    let targets = targets
+        .iter()
+        .map(|(n, o)| match index.get(&n.id) {
+            Some(&i) => Ok(Input::Local((i, *o))),
+            None => externals.input(n, *o),
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let externals = externals.values;
+    for i in 0..nodes.len() {
+        nodes[i].count = static_count(&nodes, &externals, i)?;
+    }
+    Ok(Snapshot {
+        nodes,
+        externals,
+        targets,
+    })
 }
 
-impl Plan {
-    /// Builds the plan for evaluating `targets` (node, output) pairs.
-    ///
-    /// With `by_kernel` (a device may run stages), calls with and without a
-    /// device implementation never share a stage, so that a call the device
-    /// cannot run does not keep its neighbours off the device.
-    pub(crate) fn build(targets: &[(Arc<Node>, u32)], by_kernel: bool) -> Result<Plan> {
-        let mut index: FastMap<u64, usize> =
-            FastMap::with_capacity_and_hasher(64, Default::default());
-        let mut nodes: Vec<PlanNode> = Vec::with_capacity(64);
+/// Externals collected during the walk, each value once.
+#[derive(Default)]
+struct ExternalSet {
+    values: Externals,
+    /// By the value's address (and type: a struct and its first field share one).
+    index: FastMap<(usize, std::any::TypeId), usize>,
+}
 
-        // Iterative post-order DFS: a node is emitted after all its inputs.
-        enum Visit {
-            Enter(Arc<Node>),
-            Exit(Arc<Node>),
-        }
-        let mut stack: Vec<Visit> = targets
-            .iter()
-            .map(|(n, _)| Visit::Enter(n.clone()))
-            .rev()
-            .collect();
-        let mut entered: FastSet<u64> = FastSet::with_capacity_and_hasher(64, Default::default());
-        while let Some(v) = stack.pop() {
-            match v {
-                Visit::Enter(n) => {
-                    if !entered.insert(n.id) {
-                        continue;
-                    }
-                    let state = n.lock();
-                    let State::Pending(call) = &*state else {
-                        continue;
-                    };
-                    // Sources (nodes without outputs of a call) need no visit;
-                    // calls computed earlier are skipped when entered.
-                    let pending: SmallVec<[Arc<Node>; 4]> = call
-                        .args
-                        .iter()
-                        .rev()
-                        .filter(|a| !a.input.outputs.is_empty() && !entered.contains(&a.input.id))
-                        .map(|a| a.input.clone())
-                        .collect();
-                    drop(state);
-                    stack.push(Visit::Exit(n));
-                    stack.extend(pending.into_iter().map(Visit::Enter));
-                }
-                Visit::Exit(n) => {
-                    let state = n.lock();
-                    // Computed meanwhile by another evaluation: read it as a value.
-                    let State::Pending(call) = &*state else {
-                        continue;
-                    };
-                    if let Some(e) = &call.error {
-                        return Err(e.clone());
-                    }
-                    let args = call
-                        .args
-                        .iter()
-                        .map(|a| {
-                            let input = match index.get(&a.input.id) {
-                                Some(&i) => Input::Local(i, a.output),
-                                None => match &*a.input.lock() {
-                                    State::Done(vals) => {
-                                        Input::External(vals[a.output as usize].clone())
-                                    }
-                                    State::Pending(_) => {
-                                        unreachable!("inputs are planned before their readers")
-                                    }
-                                },
-                            };
-                            PlanArg {
-                                input,
-                                split: a.split,
-                                mutated: a.mutated,
-                            }
-                        })
-                        .collect();
-                    let (info, cpu) = (call.info, call.cpu);
-                    drop(state);
-                    index.insert(n.id, nodes.len());
-                    nodes.push(PlanNode {
-                        outputs: n.outputs.clone(),
-                        info,
-                        cpu,
-                        args,
-                        count: None,
-                    });
-                }
+impl ExternalSet {
+    /// The external for output `o` of `node`, a node materialised before this
+    /// evaluation.
+    fn input(&mut self, node: &Node, o: u32) -> Result<Input> {
+        let held = match &*node.lock() {
+            State::Done(vals) => vals[o as usize].clone(),
+            State::Pending(_) => {
+                return Err(Error::internal(
+                    "every pending input planned before its reader",
+                ))
             }
-        }
-
-        for i in 0..nodes.len() {
-            nodes[i].count = static_count(&nodes, i)?;
-        }
-
-        let target_inputs: Vec<Input> = targets
-            .iter()
-            .map(|(n, o)| match index.get(&n.id) {
-                Some(&i) => Input::Local(i, *o),
-                None => match &*n.lock() {
-                    State::Done(vals) => Input::External(vals[*o as usize].clone()),
-                    State::Pending(_) => unreachable!("pending targets are planned"),
-                },
-            })
-            .collect();
-
-        let stages = group(&nodes, by_kernel);
-        let mut stage_of = vec![0usize; nodes.len()];
-        for (s, st) in stages.iter().enumerate() {
-            for &n in &st.nodes {
-                stage_of[n] = s;
-            }
-        }
-        let mut escaping = FastSet::with_capacity_and_hasher(16, Default::default());
-        // Every output of a target call is materialised (not only the one
-        // asked for), so that the call can be cached whole: a `&mut` call's
-        // return value and new argument version come from one run.
-        for t in &target_inputs {
-            if let Input::Local(i, _) = t {
-                for o in 0..nodes[*i].outputs.len() {
-                    escaping.insert((*i, o as u32));
-                }
-            }
-        }
-        for (i, n) in nodes.iter().enumerate() {
-            for a in &n.args {
-                if let Input::Local(p, o) = a.input {
-                    if stage_of[p] != stage_of[i] {
-                        escaping.insert((p, o));
-                    }
-                }
-            }
-        }
-        Ok(Plan {
-            nodes,
-            stages,
-            targets: target_inputs,
-            escaping,
-            resident: FastSet::default(),
-        })
+        };
+        let value = held.get();
+        let key = (
+            value as *const dyn std::any::Any as *const () as usize,
+            value.type_id(),
+        );
+        let values = &mut self.values.0;
+        let k = *self.index.entry(key).or_insert_with(|| {
+            values.push(held);
+            values.len() - 1
+        });
+        Ok(Input::External(k))
     }
 }
 
 /// The element count of node `i`'s split arguments, when known before running;
 /// an error when two known counts differ.
-fn static_count(nodes: &[PlanNode], i: usize) -> Result<Option<usize>> {
+fn static_count(nodes: &[PlanNode], externals: &Externals, i: usize) -> Result<Option<usize>> {
     let n = &nodes[i];
     let mut count: Option<usize> = None;
     for (pos, a) in n.args.iter().enumerate() {
         if a.split.kind != SplitKind::Partition {
             continue;
         }
-        let c = match &a.input {
-            Input::External(h) => a.split.elements_of(h.get()),
-            Input::Local(p, o) => match nodes[*p].outputs[*o as usize].kind {
-                SplitKind::Partition => nodes[*p].count,
+        let c = match a.input {
+            Input::External(k) => a.split.elements_of(externals.get(k).get()),
+            Input::Local((p, o)) => match nodes[p].outputs[o as usize].kind {
+                SplitKind::Partition => nodes[p].count,
                 _ => None,
             },
         };
@@ -284,6 +301,77 @@ fn static_count(nodes: &[PlanNode], i: usize) -> Result<Option<usize>> {
     Ok(count)
 }
 
+impl Plan {
+    /// Groups the snapshot's nodes into stages. With `capability`, calls for
+    /// which it differs never share a stage (the schedule passes "can run on
+    /// the device", so that a call without a device implementation does not
+    /// keep its neighbours off the device); the planner does not know what it
+    /// means.
+    pub(crate) fn group(
+        nodes: Vec<PlanNode>,
+        targets: Vec<Input>,
+        capability: Option<fn(&PlanNode) -> bool>,
+    ) -> Plan {
+        let stages = group(&nodes, capability);
+        let mut stage_of = vec![0usize; nodes.len()];
+        for (s, st) in stages.iter().enumerate() {
+            for &n in &st.nodes {
+                stage_of[n] = s;
+            }
+        }
+        let mut escaping = FastSet::with_capacity_and_hasher(16, Default::default());
+        // Every output of a target call is materialised (not only the one
+        // asked for), so that the call can be cached whole: a `&mut` call's
+        // return value and new argument version come from one run.
+        for t in &targets {
+            if let Input::Local((i, _)) = t {
+                for o in 0..nodes[*i].outputs.len() {
+                    escaping.insert((*i, o as u32));
+                }
+            }
+        }
+        for (i, n) in nodes.iter().enumerate() {
+            for a in &n.args {
+                if let Input::Local((p, o)) = a.input {
+                    if stage_of[p] != stage_of[i] {
+                        escaping.insert((p, o));
+                    }
+                }
+            }
+        }
+        Plan {
+            nodes,
+            stages,
+            targets,
+            escaping,
+            stage_of,
+        }
+    }
+
+    /// True when some target reads an output of node `p`.
+    pub(crate) fn is_target(&self, p: usize) -> bool {
+        self.targets
+            .iter()
+            .any(|t| matches!(t, Input::Local((tp, _)) if *tp == p))
+    }
+
+    /// The stages that read each value some stage other than its producer's
+    /// reads, the last of them.
+    pub(crate) fn last_readers(&self) -> FastMap<ValueId, usize> {
+        let mut last = FastMap::default();
+        for (s, stage) in self.stages.iter().enumerate() {
+            for &n in &stage.nodes {
+                for a in &self.nodes[n].args {
+                    if let Input::Local(v) = a.input {
+                        last.insert(v, s);
+                    }
+                }
+            }
+        }
+        last
+    }
+}
+
 fn has_partition_arg(n: &PlanNode) -> bool {
     n.args.iter().any(|a| a.split.kind == SplitKind::Partition)
 }
@@ -297,13 +385,8 @@ fn outputs_merge(n: &PlanNode) -> bool {
         .all(|o| o.kind != SplitKind::Broadcast || o.value_id == std::any::TypeId::of::<()>())
 }
 
-/// True when the device can run the call (a kernel, or a `gpu_fn`).
-fn has_device_impl(n: &PlanNode) -> bool {
-    (n.info.gpu_kernel.is_some() && n.info.gpu_source.is_some()) || n.info.gpu_fn.is_some()
-}
-
 /// Greedy grouping of topologically ordered nodes into stages.
-fn group(nodes: &[PlanNode], by_kernel: bool) -> Vec<Stage> {
+fn group(nodes: &[PlanNode], capability: Option<fn(&PlanNode) -> bool>) -> Vec<Stage> {
     let mut stages: Vec<Stage> = Vec::new();
     let mut in_current = vec![false; nodes.len()];
     for (i, n) in nodes.iter().enumerate() {
@@ -313,12 +396,14 @@ fn group(nodes: &[PlanNode], by_kernel: bool) -> Vec<Stage> {
                 if s.kind != StageKind::Partitioned {
                     return false;
                 }
-                if by_kernel && has_device_impl(&nodes[s.nodes[0]]) != has_device_impl(n) {
-                    return false;
+                if let Some(can) = capability {
+                    if can(&nodes[s.nodes[0]]) != can(n) {
+                        return false;
+                    }
                 }
                 let mut fused = false;
                 for a in &n.args {
-                    if let Input::Local(p, o) = a.input {
+                    if let Input::Local((p, o)) = a.input {
                         if in_current[p] {
                             if !nodes[p].outputs[o as usize].fuses_with(a.split) {
                                 return false;
@@ -339,12 +424,8 @@ fn group(nodes: &[PlanNode], by_kernel: bool) -> Vec<Stage> {
                 } else {
                     StageKind::Whole
                 },
-                placement: Placement::Cpu,
-                reason: "no device".into(),
-                cost: Default::default(),
                 nodes: Vec::new(),
                 count: if partitioned { n.count } else { None },
-                device_batch: None,
             });
         }
         let s = stages.last_mut().expect("a stage was just pushed");

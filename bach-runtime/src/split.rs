@@ -107,9 +107,7 @@ impl<T: Value> SplitType<T> for Broadcast {
         // Every piece of a broadcast result is the same value; keep the first.
         match pieces.is_empty() {
             false => Ok(pieces.swap_remove(0)),
-            true => Err(Error::TypeMismatch {
-                expected: "at least one piece of a broadcast value",
-            }),
+            true => Err(Error::internal("at least one piece of a broadcast value")),
         }
     }
 }
@@ -172,9 +170,7 @@ impl<A: Clone + Send + Sync + 'static> SplitType<Array2<A>> for NdArraySplit {
     fn merge(pieces: Vec<Array2<A>>) -> Result<Array2<A>> {
         let cols = pieces.first().map_or(0, |p| p.ncols());
         if pieces.iter().any(|p| p.ncols() != cols) {
-            return Err(Error::TypeMismatch {
-                expected: "row pieces with equal column counts",
-            });
+            return Err(Error::internal("row pieces with equal column counts"));
         }
         let views: Vec<_> = pieces.iter().map(|p| p.view()).collect();
         if views.is_empty() {
@@ -525,11 +521,12 @@ impl SplitVTable {
                         let typed = pieces
                             .into_iter()
                             .map(|p| {
-                                p.downcast::<T>()
-                                    .map(|b| *b)
-                                    .map_err(|_| Error::TypeMismatch {
-                                        expected: std::any::type_name::<T>(),
-                                    })
+                                p.downcast::<T>().map(|b| *b).map_err(|_| {
+                                    Error::internal(format!(
+                                        "a piece of type `{}`",
+                                        std::any::type_name::<T>()
+                                    ))
+                                })
                             })
                             .collect::<Result<Vec<T>>>()?;
                         Ok(Box::new(S::merge(typed)?) as Piece)

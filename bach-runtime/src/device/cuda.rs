@@ -73,11 +73,11 @@ use cudarc::driver::sys as driver_sys;
 use cudarc::driver::{CudaContext, CudaEvent, CudaStream};
 use rayon::prelude::*;
 
+use super::DeviceCosts;
 use super::{
     check_copy, check_range, Device, DeviceBuffer, Event, KernelArg, KernelSource, Launch,
     LaunchShape, PendingDownload, Queue, TransferStats,
 };
-use crate::cost::DeviceCosts;
 use crate::cuda::compile::{self, CodeKind, CompiledModule, KernelCache};
 use crate::cuda::discovery::{self, ComputeCapability, GpuUnavailable};
 use crate::cuda::error::CudaError;

@@ -10,11 +10,13 @@
 //! (scalars), in declaration order, followed by the output pointer.
 
 pub(crate) mod codec;
+mod costs;
 pub(crate) mod cuda;
 mod simulated;
 
 use std::any::Any;
 
+pub use costs::DeviceCosts;
 pub use cuda::CudaDevice;
 pub use simulated::{SimulatedDevice, SimulatedDeviceConfig};
 
@@ -278,8 +280,8 @@ pub trait Device: Send + Sync {
     /// Counters since the device was created.
     fn stats(&self) -> TransferStats;
     /// What transfers and kernels cost on this device (for placement).
-    fn costs(&self) -> crate::cost::DeviceCosts {
-        crate::cost::DeviceCosts::default()
+    fn costs(&self) -> DeviceCosts {
+        DeviceCosts::default()
     }
 
     /// Allocates `bytes` for work on [`Queue::Compute`].

@@ -38,7 +38,7 @@ pub struct SimulatedDeviceConfig {
     /// out-of-memory errors.
     pub fail_alloc: Option<u64>,
     /// The costs placement assumes for this device, and its time model.
-    pub costs: crate::cost::DeviceCosts,
+    pub costs: super::DeviceCosts,
 }
 
 impl Default for SimulatedDeviceConfig {
@@ -46,7 +46,7 @@ impl Default for SimulatedDeviceConfig {
         SimulatedDeviceConfig {
             capacity: 1 << 30,
             fail_alloc: None,
-            costs: crate::cost::DeviceCosts::default(),
+            costs: super::DeviceCosts::default(),
         }
     }
 }
@@ -467,7 +467,7 @@ impl Device for SimulatedDevice {
         *lock(&self.counters.stats)
     }
 
-    fn costs(&self) -> crate::cost::DeviceCosts {
+    fn costs(&self) -> super::DeviceCosts {
         self.config.costs
     }
 }
@@ -498,8 +498,8 @@ mod tests {
         }
     }
 
-    fn costs() -> crate::cost::DeviceCosts {
-        crate::cost::DeviceCosts {
+    fn costs() -> crate::device::DeviceCosts {
+        crate::device::DeviceCosts {
             link_bytes_per_s: 1e9,
             link_latency_s: 0.0,
             launch_s: 0.0,

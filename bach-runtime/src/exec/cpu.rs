@@ -15,12 +15,13 @@ use std::sync::OnceLock;
 
 use rayon::prelude::*;
 
-use super::layout::{external, Source, StageLayout};
+use super::layout::{host_value, Binding, Bound};
+use super::merge::merged;
 use super::{call_cpu, share, Materialized};
-use crate::config::Config;
+use crate::analysis::{Source, StageAnalysis};
 use crate::error::{Error, Result};
 use crate::op::Args;
-use crate::plan::{Input, Plan, Stage};
+use crate::plan::{Externals, Input, Plan, Stage, ValueId};
 use crate::split::{ErasedAssembler, SplitKind};
 use crate::value::{Held, Piece};
 
@@ -34,32 +35,26 @@ enum Sink {
     Collect,
 }
 
+/// Runs the analysed partitioned `stage` in batches of `batch` elements;
+/// returns its escaping outputs.
 pub(crate) fn run_partitioned(
     plan: &Plan,
-    stage: &Stage,
+    analysis: &StageAnalysis,
+    externals: &Externals,
     done: &Materialized,
-    config: &Config,
-) -> Result<Vec<((usize, u32), Held)>> {
-    let StageLayout {
-        steps,
-        slot_of,
-        slot_split,
-        splits,
-        wholes,
-        total,
-        ..
-    } = StageLayout::build(plan, stage, done)?;
-    let mut sinks: Vec<Sink> = (0..slot_split.len()).map(|_| Sink::None).collect();
-    for (&(n, o), &s) in &slot_of {
-        if plan.escaping.contains(&(n, o)) {
-            sinks[s] = match slot_split[s].kind {
-                SplitKind::Partition => Sink::Assemble(OnceLock::new()),
-                _ => Sink::Collect,
-            };
-        }
-    }
+    batch: usize,
+) -> Result<Vec<(ValueId, Held)>> {
+    let Binding { inputs, total } = Binding::of(plan, analysis, externals, done, &|_| None)?;
+    let slots_of_stage = &analysis.slots;
+    let sinks: Vec<Sink> = (slots_of_stage.iter())
+        .map(|slot| match (slot.escaping, slot.split.kind) {
+            (false, _) => Sink::None,
+            (true, SplitKind::Partition) => Sink::Assemble(OnceLock::new()),
+            (true, _) => Sink::Collect,
+        })
+        .collect();
 
-    let batch = batch_size(plan, stage, config);
+    let batch = batch.max(1);
     let batches = total.div_ceil(batch).max(1);
     // A single batch reads its inputs whole and returns its pieces as the
     // results: no split copies, no assembly (small inputs are dominated by such
@@ -69,16 +64,19 @@ pub(crate) fn run_partitioned(
 
     let run_batch = |b: usize| -> Result<Vec<(usize, Piece)>> {
         let range = (b * batch).min(total)..((b + 1) * batch).min(total);
-        let split_pieces: Vec<Piece> = match single {
+        // This batch's piece of each split input (`None`: read whole).
+        let split_pieces: Vec<Option<Piece>> = match single {
             true => Vec::new(),
-            false => splits
-                .iter()
-                .map(|(h, vt)| (vt.split)(h.get(), range.clone()))
+            false => (inputs.iter().zip(&analysis.inputs))
+                .map(|(b, i)| match b {
+                    Bound::Split(h) => (i.split.split)(h.get(), range.clone()).map(Some),
+                    _ => Ok(None),
+                })
                 .collect::<Result<_>>()?,
         };
-        let mut slots: Vec<Option<Piece>> = (0..slot_split.len()).map(|_| None).collect();
+        let mut slots: Vec<Option<Piece>> = (0..slots_of_stage.len()).map(|_| None).collect();
         let mut collected = Vec::new();
-        for st in &steps {
+        for st in &analysis.steps {
             let pn = &plan.nodes[st.node];
             let outputs = {
                 // `owned` holds mutated arguments only: most calls need none.
@@ -89,18 +87,16 @@ pub(crate) fn run_partitioned(
                 };
                 for (pos, (src, mutated)) in st.args.iter().enumerate() {
                     let r: &(dyn Any + Send + Sync) = match *src {
-                        Source::Local(s) => slots[s].as_deref().ok_or(Error::TypeMismatch {
-                            expected: "a piece computed earlier in the batch",
+                        Source::Local(s) => slots[s].as_deref().ok_or_else(|| {
+                            Error::internal("a piece computed earlier in the batch")
                         })?,
-                        Source::Split(k) if single => splits[k].0.get(),
-                        Source::Split(k) => &*split_pieces[k],
-                        Source::Whole(k) => wholes[k].get(),
-                        Source::Resident(_) => {
-                            return Err(Error::TypeMismatch {
-                                expected:
-                                    "a host value (device values are downloaded before a CPU stage)",
-                            })
-                        }
+                        Source::Input(k) => match (&inputs[k], split_pieces.get(k)) {
+                            (_, Some(Some(piece))) => &**piece,
+                            (Bound::Split(h) | Bound::Whole(h), _) => h.get(),
+                            (Bound::OnDevice, _) => return Err(Error::internal(
+                                "a host value (device values are downloaded before a CPU stage)",
+                            )),
+                        },
                     };
                     if *mutated {
                         args.owned.push(Some((pn.args[pos].split.clone)(r)));
@@ -125,12 +121,10 @@ pub(crate) fn run_partitioned(
                 }
             };
             if outputs.len() != st.out_slots.len() {
-                return Err(Error::TypeMismatch {
-                    expected: "one piece per output of the call",
-                });
+                return Err(Error::internal("one piece per output of the call"));
             }
             for (piece, &s) in outputs.into_iter().zip(&st.out_slots) {
-                let vt = &slot_split[s];
+                let vt = slots_of_stage[s].split;
                 if vt.kind == SplitKind::Partition {
                     if let Some(found) = (vt.elements)(&*piece) {
                         if found != range.len() {
@@ -153,7 +147,8 @@ pub(crate) fn run_partitioned(
                     Sink::Collect => collected.push((s, piece)),
                     Sink::Assemble(_) if single => collected.push((s, piece)),
                     Sink::Assemble(cell) => {
-                        let asm = cell.get_or_init(|| (slot_split[s].assembler)(total, &*piece));
+                        let asm = cell
+                            .get_or_init(|| (slots_of_stage[s].split.assembler)(total, &*piece));
                         match asm {
                             // SAFETY: batches cover disjoint ranges within 0..total.
                             Some(a) => unsafe {
@@ -180,43 +175,26 @@ pub(crate) fn run_partitioned(
     };
 
     // Merge collected pieces per slot in batch (= element) order.
-    let mut pieces: Vec<Vec<Piece>> = (0..slot_split.len()).map(|_| Vec::new()).collect();
+    let mut pieces: Vec<Vec<Piece>> = (0..slots_of_stage.len()).map(|_| Vec::new()).collect();
     for batch_out in per_batch {
         for (s, p) in batch_out {
             pieces[s].push(p);
         }
     }
     let mut results = Vec::new();
-    for (&(n, o), &s) in &slot_of {
-        let merged = match std::mem::replace(&mut sinks[s], Sink::None) {
+    for (s, (slot, sink)) in slots_of_stage.iter().zip(sinks).enumerate() {
+        let assembler = match sink {
             Sink::None => continue,
-            Sink::Assemble(cell) => match cell.into_inner() {
-                // SAFETY: every batch wrote its range; together they tile 0..total.
-                Some(Some(a)) => unsafe { a.finish() },
-                // One piece covering every element is the merged value.
-                _ if pieces[s].len() == 1 => pieces[s].pop().expect("one piece"),
-                _ => (slot_split[s].merge)(std::mem::take(&mut pieces[s]))?,
-            },
-            Sink::Collect => {
-                (slot_split[s].merge)(std::mem::take(&mut pieces[s])).map_err(|e| match e {
-                    Error::EmptyReduction { .. } => Error::EmptyReduction {
-                        op: plan.nodes[n].info.name,
-                    },
-                    e => e,
-                })?
-            }
+            Sink::Assemble(cell) => cell.into_inner().flatten(),
+            Sink::Collect => None,
         };
-        results.push(((n, o), share(merged)));
+        let op = plan.nodes[slot.value.0].info.name;
+        let pieces = std::mem::take(&mut pieces[s]);
+        // SAFETY: every batch wrote its range into the assembler; together they tile 0..total.
+        let value = unsafe { merged(slot.split, op, assembler, pieces) }?;
+        results.push((slot.value, share(value)));
     }
     Ok(results)
-}
-
-/// Elements per batch for a partitioned stage on the CPU.
-pub(crate) fn batch_size(_plan: &Plan, _stage: &Stage, config: &Config) -> usize {
-    // 256 bytes an element: a few split inputs and live intermediates of 8
-    // bytes, with room to spare. 4096 elements for a 1 MiB L2, the best of
-    // 1024..65536 on Black-Scholes and Haversine (BENCHMARKS.md).
-    config.cpu_batch(256)
 }
 
 /// # Safety
@@ -239,23 +217,18 @@ unsafe fn write_piece(
 pub(crate) fn run_whole(
     plan: &Plan,
     stage: &Stage,
+    externals: &Externals,
     done: &Materialized,
-) -> Result<Vec<((usize, u32), Held)>> {
+) -> Result<Vec<(ValueId, Held)>> {
     let mut local: Materialized = Materialized::default();
     for &n in &stage.nodes {
         let pn = &plan.nodes[n];
         let held: Vec<Held> = pn
             .args
             .iter()
-            .map(|a| {
-                let h = match a.input {
-                    Input::Local(p, o) => local.get(&(p, o)).cloned(),
-                    _ => None,
-                };
-                h.or_else(|| external(done, &a.input))
-                    .ok_or(Error::TypeMismatch {
-                        expected: "an input materialised by an earlier stage",
-                    })
+            .map(|a| match a.input {
+                Input::Local(v) if local.contains_key(&v) => Ok(local[&v].clone()),
+                _ => host_value(externals, done, &a.input),
             })
             .collect::<Result<_>>()?;
         let mut args = Args {

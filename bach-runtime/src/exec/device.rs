@@ -16,70 +16,21 @@ use std::any::Any;
 use std::collections::VecDeque;
 use std::ops::Range;
 
-use super::layout::{Source, StageLayout};
+use super::layout::{Binding, Bound};
+use super::merge::merged;
 use super::{call_cpu, share, Materialized};
+use crate::analysis::{Source, StageAnalysis, Step};
 use crate::device::codec::{array_dtype, codec, value_dtype, Codec, DType};
 use crate::device::{
     Device, DeviceBuffer, GpuCall, KernelArg, Launch, LaunchShape, PendingDownload, Queue,
 };
 use crate::error::{Error, Result};
+use crate::fasthash::FastSet;
+use crate::footprint::{partials_of, Footprint, IN_FLIGHT};
 use crate::op::Args;
-use crate::plan::{Input, Plan, PlanNode, Stage, StageKind};
+use crate::plan::{Externals, Input, Plan, PlanNode, ValueId};
 use crate::split::{ErasedAssembler, SplitKind};
 use crate::value::{Held, Piece};
-
-/// Why a stage cannot run on a device (`None`: it can).
-pub(crate) fn ineligible(plan: &Plan, stage: &Stage) -> Option<String> {
-    if stage.kind != StageKind::Partitioned {
-        return Some("whole-value stage".into());
-    }
-    for &n in &stage.nodes {
-        let pn = &plan.nodes[n];
-        let name = pn.info.name;
-        let has_kernel = pn.info.gpu_kernel.is_some() && pn.info.gpu_source.is_some();
-        if !has_kernel && pn.info.gpu_fn.is_none() {
-            return Some(format!("`{name}` has no GPU kernel"));
-        }
-        if pn.info.gpu_fn.is_some() && pn.outputs[0].kind != SplitKind::Partition {
-            return Some(format!("`{name}`: `gpu_fn` functions return arrays"));
-        }
-        if pn.args.iter().any(|a| a.mutated) || pn.outputs.len() != 1 {
-            return Some(format!("`{name}` mutates an argument"));
-        }
-        let out = &pn.outputs[0];
-        let supported = match (out.kind, codec(out.value_id)) {
-            (SplitKind::Partition, Some(Codec::Array { .. })) => true,
-            // Reductions: the kernel writes per-block partials, merged on the host.
-            (SplitKind::Reduce, Some(Codec::Scalar { .. })) => true,
-            _ => false,
-        };
-        if !supported {
-            return Some(format!(
-                "`{name}` returns a value the device executor cannot produce"
-            ));
-        }
-        for a in &pn.args {
-            let ok = match (a.split.kind, codec(a.split.value_id)) {
-                (SplitKind::Partition, Some(Codec::Array { .. })) => true,
-                (SplitKind::Partition, None) => is_size(pn, a.split.value_id),
-                (_, Some(Codec::Scalar { .. })) => true,
-                _ => false,
-            };
-            if !ok {
-                return Some(format!(
-                    "`{name}` takes a `{}` the device cannot hold",
-                    a.split.value_type()
-                ));
-            }
-        }
-    }
-    None
-}
-
-/// The size parameter of an allocation function: the kernel's `n`.
-fn is_size(pn: &PlanNode, id: std::any::TypeId) -> bool {
-    pn.info.alloc && id == std::any::TypeId::of::<usize>()
-}
 
 /// True for [`NdArraySplit`](crate::NdArraySplit), whose pieces of a 1-D
 /// array are contiguous element ranges.
@@ -108,118 +59,12 @@ fn kernel_name(pn: &PlanNode) -> String {
     )
 }
 
-/// Device bytes per element a stage needs, from the plan alone.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Footprint {
-    /// Held for a batch's whole life, from its uploads to the end of its
-    /// downloads: split inputs (or pieces of values kept on the device) and
-    /// escaping outputs. `IN_FLIGHT` batches hold these at once.
-    pub(crate) held: usize,
-    /// Intermediates at their peak within a batch: freed after their last
-    /// reader, and reused by the next batch's kernels in queue order.
-    pub(crate) transient: usize,
-    /// Bytes of one partial of every reduction: a batch holds up to
-    /// `ceil(batch / PARTIAL_ELEMENTS)` of them (at most `MAX_PARTIALS`)
-    /// until its downloads finish, whatever its size.
-    pub(crate) partial: usize,
-}
-
-impl Footprint {
-    pub(crate) fn of(plan: &Plan, stage: &Stage) -> Footprint {
-        let size = |id| array_dtype(id).map_or(0, DType::size);
-        // Split inputs go up once per (value, split type), as the layout splits them.
-        let mut seen: Vec<(usize, std::any::TypeId, std::any::TypeId)> = Vec::new();
-        let mut held = 0;
-        // Last reader (position in the stage) of each output produced in it.
-        let mut last_read: crate::fasthash::FastMap<(usize, u32), usize> = Default::default();
-        for (k, &i) in stage.nodes.iter().enumerate() {
-            for a in &plan.nodes[i].args {
-                let key = match &a.input {
-                    Input::Local(p, o) if stage.nodes.contains(p) => {
-                        last_read.insert((*p, *o), k);
-                        continue;
-                    }
-                    Input::Local(p, o) => (p << 8) ^ *o as usize,
-                    Input::External(h) => h.get() as *const dyn Any as *const () as usize,
-                };
-                let key = (key, a.split.split_id, a.split.value_id);
-                if a.split.kind == SplitKind::Partition && !seen.contains(&key) {
-                    seen.push(key);
-                    held += size(a.split.value_id);
-                }
-            }
-        }
-        let partial = stage
-            .nodes
-            .iter()
-            .flat_map(|&i| &plan.nodes[i].outputs)
-            .filter(|vt| vt.kind == SplitKind::Reduce)
-            .map(|vt| value_dtype(vt.value_id).map_or(0, DType::size))
-            .sum();
-        let (mut live, mut peak) = (0usize, 0usize);
-        let mut frees: Vec<Vec<usize>> = vec![Vec::new(); stage.nodes.len()];
-        for (k, &i) in stage.nodes.iter().enumerate() {
-            for (o, vt) in plan.nodes[i].outputs.iter().enumerate() {
-                let key = (i, o as u32);
-                if plan.escaping.contains(&key) && !plan.resident.contains(&key) {
-                    held += size(vt.value_id);
-                } else {
-                    live += size(vt.value_id);
-                    frees[*last_read.get(&key).unwrap_or(&k)].push(size(vt.value_id));
-                }
-            }
-            peak = peak.max(live);
-            live -= frees[k].iter().sum::<usize>();
-        }
-        Footprint {
-            held,
-            transient: peak,
-            partial,
-        }
-    }
-
-    /// Bytes of the reduction partials `IN_FLIGHT` batches of `batch`
-    /// elements hold.
-    fn partials(&self, batch: usize) -> usize {
-        let parts = partials_of(batch).max(1);
-        self.partial * parts * IN_FLIGHT
-    }
-
-    /// How many batches of `batch` elements may be in flight within `memory`
-    /// bytes (at most `IN_FLIGHT`); `None` when not even one fits.
-    pub(crate) fn in_flight(&self, memory: usize, batch: usize) -> Option<usize> {
-        let parts = partials_of(batch).max(1);
-        let per_batch = (self.held * batch + self.partial * parts).max(1);
-        let transient = self.transient.saturating_mul(batch);
-        let fits = memory.saturating_sub(transient) / per_batch;
-        (fits > 0 && transient <= memory).then_some(fits.min(IN_FLIGHT))
-    }
-
-    /// Elements per batch: as many as fit in `memory` bytes with `IN_FLIGHT`
-    /// batches holding their buffers (and reduction partials) and the
-    /// transient ones counted twice (room for the allocator's rounding); at
-    /// least one, at most `total`.
-    pub(crate) fn batch(&self, memory: usize, total: usize) -> usize {
-        let per_element = (self.held * IN_FLIGHT + self.transient * 2).max(1);
-        // The partials grow with the batch: reserve those of the largest batch
-        // the memory could hold, so that the smaller one chosen fits too.
-        let most = memory / per_element;
-        let fits = memory.saturating_sub(self.partials(most)) / per_element;
-        // Larger batches would not pipeline better, and their transfers would
-        // outgrow the pinned staging memory.
-        let useful = MAX_BATCH_HELD_BYTES / self.held.max(1);
-        fits.min(useful).clamp(1, total.max(1))
-    }
-}
-
 fn to_bytes(piece: &dyn Any, id: std::any::TypeId) -> Result<Vec<u8>> {
     match codec(id) {
         Some(Codec::Array { to_bytes, .. }) | Some(Codec::Scalar { to_bytes, .. }) => {
             Ok(to_bytes(piece))
         }
-        _ => Err(Error::TypeMismatch {
-            expected: "an array the device can hold",
-        }),
+        _ => Err(Error::internal("an array the device can hold")),
     }
 }
 
@@ -228,9 +73,7 @@ fn from_bytes(bytes: &[u8], id: std::any::TypeId) -> Result<Piece> {
         Some(Codec::Array { from_bytes, .. }) | Some(Codec::Scalar { from_bytes, .. }) => {
             Ok(from_bytes(bytes))
         }
-        _ => Err(Error::TypeMismatch {
-            expected: "an array the device can hold",
-        }),
+        _ => Err(Error::internal("an array the device can hold")),
     }
 }
 
@@ -239,13 +82,6 @@ fn scalar_arg(held: &dyn Any) -> Option<KernelArg<'static>> {
         .map(|x| KernelArg::F64(*x))
         .or_else(|| held.downcast_ref::<f32>().map(|x| KernelArg::F32(*x)))
 }
-
-/// Batches a device stage keeps in flight: one uploading, one computing, one
-/// downloading.
-pub(crate) const IN_FLIGHT: usize = 3;
-
-/// Most bytes of held buffers (inputs and escaping outputs) one batch has.
-const MAX_BATCH_HELD_BYTES: usize = 128 << 20;
 
 /// A batch whose work is enqueued on the device and whose outputs are still
 /// being downloaded.
@@ -266,44 +102,56 @@ struct InFlight {
 /// each batch's kernels after its uploads and its downloads after its kernels;
 /// the host finishes (copies out) a batch's downloads once `IN_FLIGHT` batches
 /// are in flight.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn run_partitioned(
     plan: &Plan,
-    stage: &Stage,
+    analysis: &StageAnalysis,
+    kept_values: &FastSet<ValueId>,
+    externals: &Externals,
     done: &Materialized,
     resident: &Resident,
     device: &dyn Device,
     budget: usize,
     planned_batch: Option<usize>,
 ) -> Result<StageOutputs> {
-    let layout = StageLayout::build_with(plan, stage, done, &|k| resident.get(&k).map(|a| a.len))?;
-    let total = layout.total;
+    let on_device = |input: &Input| match input {
+        Input::Local(v) => resident.get(v).map(|a| a.len),
+        Input::External(_) => None,
+    };
+    let Binding { inputs, total } = Binding::of(plan, analysis, externals, done, &on_device)?;
+    let layout = Layout {
+        analysis,
+        on_device: (analysis.inputs.iter())
+            .map(|i| match i.input {
+                Input::Local(v) => resident.get(&v),
+                Input::External(_) => None,
+            })
+            .collect(),
+        inputs,
+        total,
+    };
     // The outputs that stay on the device, each in one buffer for the whole
     // stage (when it fits; otherwise it is downloaded like any other).
-    let mut kept: Vec<Option<DeviceBuffer>> = (0..layout.slot_split.len()).map(|_| None).collect();
-    for (&key, &s) in &layout.slot_of {
-        if !plan.resident.contains(&key) {
+    let mut kept: Vec<Option<DeviceBuffer>> = (0..analysis.slots.len()).map(|_| None).collect();
+    for (s, slot) in analysis.slots.iter().enumerate() {
+        if !kept_values.contains(&slot.value) {
             continue;
         }
-        let size = array_dtype(layout.slot_split[s].value_id).map_or(1, DType::size);
+        let size = array_dtype(slot.split.value_id).map_or(1, DType::size);
         match device.alloc_on(Queue::Compute, total * size) {
             Ok(buf) => kept[s] = Some(buf),
             Err(Error::DeviceOutOfMemory { .. }) => tracing::info!(
-                op = plan.nodes[key.0].info.name,
+                op = plan.nodes[slot.value.0].info.name,
                 "no device memory to keep an output for later stages: downloading it"
             ),
             Err(e) => return Err(e),
         }
     }
-    let residents: Vec<&DeviceArray> = layout
-        .residents
-        .iter()
-        .map(|(k, _)| resident.get(k).expect("the layout found it"))
-        .collect();
     // The planned batch (chosen for pipelining), unless memory allows less now.
     // (The stage-long buffers of kept outputs count against the budget too.)
     let kept_bytes: usize = kept.iter().flatten().map(DeviceBuffer::len).sum();
     let memory = budget.saturating_sub(kept_bytes).min(device.free_memory());
-    let footprint = Footprint::of(plan, stage);
+    let footprint = Footprint::of(analysis, &|v| kept_values.contains(&v));
     let mut batch = footprint
         .batch(memory, total)
         .min(planned_batch.unwrap_or(usize::MAX))
@@ -318,22 +166,10 @@ pub(crate) fn run_partitioned(
     };
 
     let mut out = Outputs {
-        assemblers: (0..layout.slot_split.len()).map(|_| None).collect(),
-        partials: (0..layout.slot_split.len()).map(|_| Vec::new()).collect(),
+        assemblers: (0..analysis.slots.len()).map(|_| None).collect(),
+        partials: (0..analysis.slots.len()).map(|_| Vec::new()).collect(),
     };
-    let escaping: Vec<bool> = {
-        let mut e = vec![false; layout.slot_split.len()];
-        for (k, &s) in &layout.slot_of {
-            e[s] = plan.escaping.contains(k);
-        }
-        e
-    };
-
-    let batch_io = BatchIo {
-        escaping: &escaping,
-        kept: &kept,
-        residents: &residents,
-    };
+    let batch_io = BatchIo { kept: &kept };
     let mut in_flight: VecDeque<InFlight> = VecDeque::with_capacity(IN_FLIGHT);
     let mut start = 0;
     loop {
@@ -382,32 +218,26 @@ pub(crate) fn run_partitioned(
     } = out;
     let mut results = Vec::new();
     let mut on_device = Vec::new();
-    for (&key, &s) in &layout.slot_of {
+    for (s, slot) in analysis.slots.iter().enumerate() {
         if let Some(buf) = kept[s].take() {
             on_device.push((
-                key,
+                slot.value,
                 DeviceArray {
                     buf,
                     len: total,
-                    value_id: layout.slot_split[s].value_id,
+                    value_id: slot.split.value_id,
                 },
             ));
-        } else if let Some(a) = assemblers[s].take() {
-            // SAFETY: the batches wrote disjoint ranges that tile 0..total.
-            results.push((key, share(unsafe { a.finish() })));
-        } else if escaping[s]
-            && (layout.slot_split[s].kind == SplitKind::Reduce || !partials[s].is_empty())
-        {
-            let merged = (layout.slot_split[s].merge)(std::mem::take(&mut partials[s])).map_err(
-                |e| match e {
-                    Error::EmptyReduction { .. } => Error::EmptyReduction {
-                        op: plan.nodes[key.0].info.name,
-                    },
-                    e => e,
-                },
-            )?;
-            results.push((key, share(merged)));
+            continue;
         }
+        if !slot.escaping {
+            continue;
+        }
+        let op = plan.nodes[slot.value.0].info.name;
+        let pieces = std::mem::take(&mut partials[s]);
+        // SAFETY: the batches wrote disjoint ranges that tile 0..total.
+        let value = unsafe { merged(slot.split, op, assemblers[s].take(), pieces) }?;
+        results.push((slot.value, share(value)));
     }
     Ok(StageOutputs {
         host: results,
@@ -417,8 +247,8 @@ pub(crate) fn run_partitioned(
 
 /// What a device stage produced: values on the host and values kept on the device.
 pub(crate) struct StageOutputs {
-    pub(crate) host: Vec<((usize, u32), Held)>,
-    pub(crate) device: Vec<((usize, u32), DeviceArray)>,
+    pub(crate) host: Vec<(ValueId, Held)>,
+    pub(crate) device: Vec<(ValueId, DeviceArray)>,
 }
 
 /// A stage output kept on the device for later device stages: `len` elements
@@ -430,7 +260,7 @@ pub(crate) struct DeviceArray {
 }
 
 /// The values kept on the device so far in an evaluation, by (plan node, output).
-pub(crate) type Resident = crate::fasthash::FastMap<(usize, u32), DeviceArray>;
+pub(crate) type Resident = crate::fasthash::FastMap<ValueId, DeviceArray>;
 
 /// Copies a value kept on the device back to the host (for a stage that runs
 /// on the CPU after all).
@@ -442,14 +272,21 @@ pub(crate) fn to_host(device: &dyn Device, array: &DeviceArray) -> Result<Held> 
     Ok(share(from_bytes(&bytes, array.value_id)?))
 }
 
-/// How a batch reads and writes the stage's values beyond its uploads.
+/// How a batch writes the stage's values beyond its downloads.
 struct BatchIo<'s> {
-    /// Slots read after the stage.
-    escaping: &'s [bool],
     /// Slots kept on the device: their stage-long buffers.
     kept: &'s [Option<DeviceBuffer>],
-    /// The values on the device the stage reads (`Source::Resident`).
-    residents: &'s [&'s DeviceArray],
+}
+
+/// A device stage's analysis bound to this evaluation's values.
+struct Layout<'a> {
+    analysis: &'a StageAnalysis,
+    /// Where each stage input is.
+    inputs: Vec<Bound>,
+    /// The stage inputs kept on the device: their values.
+    on_device: Vec<Option<&'a DeviceArray>>,
+    /// Elements the stage splits.
+    total: usize,
 }
 
 /// The stage's escaping outputs as batches finish.
@@ -466,19 +303,24 @@ struct Outputs {
 /// download queue after the kernels. Returns without waiting for any of it.
 fn enqueue_batch(
     plan: &Plan,
-    layout: &StageLayout,
+    layout: &Layout<'_>,
     device: &dyn Device,
     range: Range<usize>,
     io: &BatchIo<'_>,
 ) -> Result<InFlight> {
     let n = range.len();
-    // Upload each split input once per batch.
-    let mut uploaded: Vec<Option<DeviceBuffer>> = Vec::with_capacity(layout.splits.len());
-    for (held, vt) in &layout.splits {
-        if array_dtype(vt.value_id).is_none() {
-            uploaded.push(None); // the size of an allocation: passed as `n`
-            continue;
-        }
+    // Upload each split input once per batch (`None`: not a device buffer,
+    // e.g. the size of an allocation, passed as `n`, or a scalar).
+    let mut on_device: Vec<Option<DeviceBuffer>> = Vec::with_capacity(layout.inputs.len());
+    for (bound, input) in layout.inputs.iter().zip(&layout.analysis.inputs) {
+        let vt = input.split;
+        let held = match bound {
+            Bound::Split(held) if array_dtype(vt.value_id).is_some() => held,
+            _ => {
+                on_device.push(None);
+                continue;
+            }
+        };
         // An NdArraySplit piece of a contiguous array is a byte range of it:
         // upload from the array itself, with no host copies.
         let direct = match codec(vt.value_id) {
@@ -497,13 +339,13 @@ fn enqueue_batch(
         };
         let buf = device.alloc_on(Queue::Upload, bytes.len())?;
         device.upload_on(Queue::Upload, bytes, &buf)?;
-        uploaded.push(Some(buf));
+        on_device.push(Some(buf));
     }
     device.wait(Queue::Compute, &device.record(Queue::Upload)?)?;
     // This batch's piece of each value on the device: a copy on the device,
     // ordered after the stage that wrote it by the compute queue itself.
-    let mut resident_pieces: Vec<DeviceBuffer> = Vec::with_capacity(io.residents.len());
-    for array in io.residents {
+    for (k, array) in layout.on_device.iter().enumerate() {
+        let Some(array) = array else { continue };
         let size = array_dtype(array.value_id).map_or(1, DType::size);
         let buf = device.alloc_on(Queue::Compute, n * size)?;
         device.copy_on(
@@ -514,18 +356,18 @@ fn enqueue_batch(
             0,
             n * size,
         )?;
-        resident_pieces.push(buf);
+        on_device[k] = Some(buf);
     }
 
-    let mut slots: Vec<Option<DeviceBuffer>> = (0..layout.slot_split.len()).map(|_| None).collect();
+    let mut slots: Vec<Option<DeviceBuffer>> =
+        (0..layout.analysis.slots.len()).map(|_| None).collect();
     let mut buffers: Vec<DeviceBuffer> = Vec::new();
     let mut outputs: Vec<(usize, DeviceBuffer, &'static str)> = Vec::new();
-    for st in &layout.steps {
+    for st in &layout.analysis.steps {
         let pn = &plan.nodes[st.node];
         let out_vt = &pn.outputs[0];
-        let out_dtype = value_dtype(out_vt.value_id).ok_or(Error::TypeMismatch {
-            expected: "a result the device can hold",
-        })?;
+        let out_dtype = value_dtype(out_vt.value_id)
+            .ok_or_else(|| Error::internal("a result the device can hold"))?;
         // A reduction writes one partial per block; an empty batch has none.
         let parts = match out_vt.kind {
             SplitKind::Reduce => partials_of(n),
@@ -539,8 +381,7 @@ fn enqueue_batch(
         let out = device.alloc_on(Queue::Compute, out_len * out_dtype.size())?;
         if parts > 0 {
             let inputs = StepInputs {
-                uploaded: &uploaded,
-                residents: &resident_pieces,
+                inputs: &on_device,
                 slots: &slots,
             };
             launch_step(plan, layout, device, st, n, &inputs, &out, parts)?;
@@ -559,7 +400,7 @@ fn enqueue_batch(
                     range.start * size,
                     buf.len(),
                 )?;
-            } else if io.escaping[s] {
+            } else if layout.analysis.slots[s].escaping {
                 outputs.push((s, buf, pn.info.name));
             }
             // Anything else is freed now: the device reuses its block for the
@@ -577,8 +418,7 @@ fn enqueue_batch(
         downloads.push((s, device.start_download(Queue::Download, &buf, bytes)?, op));
         buffers.push(buf);
     }
-    buffers.extend(uploaded.into_iter().flatten());
-    buffers.extend(resident_pieces);
+    buffers.extend(on_device.into_iter().flatten());
     Ok(InFlight {
         range,
         buffers,
@@ -588,10 +428,9 @@ fn enqueue_batch(
 
 /// The device buffers a batch's calls read.
 struct StepInputs<'b> {
-    /// Split inputs, by `Source::Split` index (`None`: an allocation size).
-    uploaded: &'b [Option<DeviceBuffer>],
-    /// Pieces of values on the device, by `Source::Resident` index.
-    residents: &'b [DeviceBuffer],
+    /// This batch's piece of each stage input, by `Source::Input` index
+    /// (`None`: a scalar or an allocation size).
+    inputs: &'b [Option<DeviceBuffer>],
     /// Results of earlier calls in the batch, by slot.
     slots: &'b [Option<DeviceBuffer>],
 }
@@ -600,41 +439,33 @@ struct StepInputs<'b> {
 #[allow(clippy::too_many_arguments)]
 fn launch_step(
     plan: &Plan,
-    layout: &StageLayout,
+    layout: &Layout<'_>,
     device: &dyn Device,
-    st: &super::layout::Step,
+    st: &Step,
     n: usize,
     inputs: &StepInputs<'_>,
     out: &DeviceBuffer,
     parts: usize,
 ) -> Result<()> {
-    let StepInputs {
-        uploaded,
-        residents,
-        slots,
-    } = inputs;
+    let StepInputs { inputs, slots } = inputs;
     let pn = &plan.nodes[st.node];
     // Kernel parameters: arrays in declaration order, then scalars, then the output.
     let mut arrays: Vec<KernelArg<'_>> = Vec::new();
     let mut scalars: Vec<KernelArg<'_>> = Vec::new();
     for (src, _) in &st.args {
         match *src {
-            Source::Local(s) => arrays.push(KernelArg::In(slots[s].as_ref().ok_or(
-                Error::TypeMismatch {
-                    expected: "a device buffer computed earlier in the batch",
-                },
-            )?)),
-            Source::Split(k) => {
-                if let Some(b) = &uploaded[k] {
-                    arrays.push(KernelArg::In(b));
-                }
-            }
-            Source::Resident(k) => arrays.push(KernelArg::In(&residents[k])),
-            Source::Whole(k) => scalars.push(scalar_arg(layout.wholes[k].get()).ok_or(
-                Error::TypeMismatch {
-                    expected: "a scalar kernel argument",
-                },
-            )?),
+            Source::Local(s) => arrays.push(KernelArg::In(slots[s].as_ref().ok_or_else(|| {
+                Error::internal("a device buffer computed earlier in the batch")
+            })?)),
+            Source::Input(k) => match (&layout.inputs[k], &inputs[k]) {
+                (_, Some(buf)) => arrays.push(KernelArg::In(buf)),
+                (Bound::Whole(h), None) => scalars.push(
+                    scalar_arg(h.get())
+                        .ok_or_else(|| Error::internal("a scalar kernel argument"))?,
+                ),
+                // The size of an allocation: the kernel's `n`.
+                (_, None) => {}
+            },
         }
     }
     if let Some(f) = pn.info.gpu_fn {
@@ -642,9 +473,7 @@ fn launch_step(
             .iter()
             .map(|a| match a {
                 KernelArg::In(b) => Ok(*b),
-                _ => Err(Error::TypeMismatch {
-                    expected: "a device array",
-                }),
+                _ => Err(Error::internal("a device array")),
             })
             .collect::<Result<Vec<_>>>()?;
         // The buffers hold this batch only: element 0 is `range.start`.
@@ -693,7 +522,7 @@ fn launch_step(
 /// Waits for a batch's downloads and writes them into the stage's outputs:
 /// plain-number arrays straight into their merged result, the rest as pieces.
 fn finish_batch(
-    layout: &StageLayout,
+    layout: &Layout<'_>,
     device: &dyn Device,
     batch: InFlight,
     out: &mut Outputs,
@@ -702,7 +531,7 @@ fn finish_batch(
     let n = range.len();
     let mut finished: Vec<(usize, &'static str, Piece)> = Vec::new();
     for (s, pending, op) in batch.downloads {
-        let vt = &layout.slot_split[s];
+        let vt = layout.analysis.slots[s].split;
         if vt.kind == SplitKind::Partition && is_ndarray_split(vt) {
             if out.assemblers[s].is_none() {
                 let empty = from_bytes(&[], vt.value_id)?;
@@ -738,7 +567,7 @@ fn finish_batch(
     // Every download of the batch has completed: its buffers may go.
     drop(batch.buffers);
     for (s, op, piece) in finished {
-        let vt = &layout.slot_split[s];
+        let vt = layout.analysis.slots[s].split;
         if out.assemblers[s].is_none() {
             match (vt.assembler)(layout.total, &*piece) {
                 Some(a) => out.assemblers[s] = Some(a),
@@ -761,23 +590,13 @@ fn finish_batch(
     Ok(())
 }
 
-/// Elements per reduction partial (one kernel block's share, about).
-const PARTIAL_ELEMENTS: usize = 1 << 16;
-/// Most partials one reduction launch writes.
-const MAX_PARTIALS: usize = 1024;
-
-/// Partials a reduction launch over `n` elements writes (none for no elements).
-fn partials_of(n: usize) -> usize {
-    n.div_ceil(PARTIAL_ELEMENTS).min(MAX_PARTIALS)
-}
-
 /// What a call's kernel computes, done by its CPU function on host copies:
 /// the stand-in for compiled kernels on simulated devices. `inputs` are the
 /// array arguments' bytes in declaration order.
 fn emulate(
     pn: &PlanNode,
-    layout: &StageLayout,
-    st: &super::layout::Step,
+    layout: &Layout<'_>,
+    st: &Step,
     range: Range<usize>,
     inputs: &[&[u8]],
 ) -> Result<Vec<Vec<u8>>> {
@@ -785,19 +604,21 @@ fn emulate(
     let mut next_input = inputs.iter();
     for ((src, _), a) in st.args.iter().zip(&pn.args) {
         let piece: Piece = match *src {
-            Source::Whole(k) => (a.split.clone)(layout.wholes[k].get()),
+            Source::Input(k) if matches!(layout.inputs[k], Bound::Whole(_)) => {
+                let Bound::Whole(h) = &layout.inputs[k] else {
+                    unreachable!("matched above")
+                };
+                (a.split.clone)(h.get())
+            }
             _ if array_dtype(a.split.value_id).is_none() => Box::new(range.len()),
             _ => {
-                let bytes = next_input.next().ok_or(Error::TypeMismatch {
-                    expected: "one input buffer per array argument",
-                })?;
+                let bytes = next_input
+                    .next()
+                    .ok_or_else(|| Error::internal("one input buffer per array argument"))?;
                 let size = array_dtype(a.split.value_id).map_or(1, DType::size);
-                let bytes =
-                    bytes
-                        .get(range.start * size..range.end * size)
-                        .ok_or(Error::TypeMismatch {
-                            expected: "an input buffer covering the launch",
-                        })?;
+                let bytes = bytes
+                    .get(range.start * size..range.end * size)
+                    .ok_or_else(|| Error::internal("an input buffer covering the launch"))?;
                 from_bytes(bytes, a.split.value_id)?
             }
         };

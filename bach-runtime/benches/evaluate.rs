@@ -1,0 +1,37 @@
+//! Fixed cost of one evaluation of the Black-Scholes graph (31 calls) on tiny
+//! inputs, where the arithmetic is negligible: recording, planning (or a
+//! cached plan), scheduling, running and teardown, against the eager CPU
+//! functions on the same data.
+//!
+//! `cargo bench -p bach-runtime --bench evaluate`
+//! (target: at most 5 us per evaluation at 2^4 elements)
+
+use annotated_libs::workloads::{bach, cpu};
+use criterion::{criterion_group, criterion_main, Criterion};
+use ndarray::Array1;
+
+fn inputs(n: usize) -> Vec<Array1<f64>> {
+    (0..5)
+        .map(|i| Array1::from_shape_fn(n, |k| 1.0 + i as f64 + (k % 7) as f64 * 0.1))
+        .collect()
+}
+
+fn evaluate(c: &mut Criterion) {
+    let mut g = c.benchmark_group("evaluate");
+    for log2 in [4usize, 10] {
+        let x = inputs(1 << log2);
+        g.bench_function(format!("blackscholes_bach_2^{log2}"), |b| {
+            b.iter(|| {
+                let (call, put) = bach::blackscholes(&x[0], &x[1], &x[2], &x[3], &x[4]);
+                criterion::black_box(bach_runtime::evaluate((call, put)).unwrap())
+            })
+        });
+        g.bench_function(format!("blackscholes_cpu_2^{log2}"), |b| {
+            b.iter(|| criterion::black_box(cpu::blackscholes(&x[0], &x[1], &x[2], &x[3], &x[4])))
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, evaluate);
+criterion_main!(benches);

@@ -1,0 +1,429 @@
+//! Scheduling: where each stage of a [`Plan`] runs, in batches of what size,
+//! with what predicted cost and why, and which values stay on the device
+//! between stages. The plan is not touched: the [`Schedule`] is a new value
+//! beside it, and the executors read both.
+//!
+//! A stage can run on the device when every call has a device implementation
+//! and every value a byte codec ([`ineligible`]); it does when the cost model
+//! predicts it faster (`DevicePolicy::Auto`) or always (`DevicePolicy::Gpu`).
+//!
+//! Stages are placed in order, so a stage knows where its inputs live: an
+//! array an earlier device stage produced counts as already on the device.
+//! That is a guess (the value may turn out to have a CPU reader later, or not
+//! to fit), so afterwards the outputs of device stages that only later device
+//! stages read are marked to stay on the device ([`Schedule::kept`]), as long
+//! as they take at most a quarter of the device memory together; then the
+//! device stages are predicted again with that choice (batch count included).
+//! A stage placed by prediction that no longer wins goes back to the CPU,
+//! which can keep more values off the device, so this repeats until nothing
+//! moves.
+
+use std::any::TypeId;
+
+use crate::analysis::StageAnalysis;
+use crate::config::{Config, DevicePolicy};
+use crate::cost::{predict, StageCost};
+use crate::device::codec::{array_dtype, codec, Codec};
+use crate::device::{Device, DeviceCosts};
+use crate::fasthash::FastSet;
+use crate::footprint::Footprint;
+use crate::plan::{Input, Plan, PlanNode, Stage, StageKind, ValueId};
+use crate::split::{NdArraySplit, SplitKind, SplitVTable};
+
+/// Which device runs a stage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Placement {
+    /// The host CPU, with rayon workers.
+    Cpu,
+    /// A GPU.
+    Gpu,
+}
+
+/// Where and how one stage runs.
+#[derive(Debug, Clone)]
+pub(crate) struct StageSchedule {
+    pub(crate) placement: Placement,
+    /// Why the stage runs where it runs.
+    pub(crate) reason: String,
+    /// The cost model's prediction.
+    pub(crate) cost: StageCost,
+    /// Elements per batch of a partitioned stage: on the CPU, sized for the
+    /// cache; on the device, the predicted batch (`None` when the element
+    /// count is unknown before running: the executor sizes batches by memory).
+    pub(crate) batch: Option<usize>,
+}
+
+/// The schedule of a plan: one [`StageSchedule`] per stage, and the values
+/// kept on the device between stages.
+#[derive(Debug, Clone)]
+pub(crate) struct Schedule {
+    pub(crate) stages: Vec<StageSchedule>,
+    /// Escaping outputs that stay on the device for later device stages.
+    pub(crate) kept: FastSet<ValueId>,
+}
+
+/// Bytes a CPU batch keeps live per element: a few split inputs and live
+/// intermediates of 8 bytes, with room to spare. 4096 elements for a 1 MiB
+/// L2, the best of 1024..65536 on Black-Scholes and Haversine (BENCHMARKS.md).
+const CPU_BYTES_PER_ELEMENT: usize = 256;
+
+/// Elements per CPU batch of a partitioned stage.
+fn cpu_batch(config: &Config) -> usize {
+    config.cpu_batch(CPU_BYTES_PER_ELEMENT)
+}
+
+/// True when the device can run the call (a kernel, or a `gpu_fn`): the
+/// capability the planner keeps apart when a device may run stages.
+pub(crate) fn has_device_impl(n: &PlanNode) -> bool {
+    (n.info.gpu_kernel.is_some() && n.info.gpu_source.is_some()) || n.info.gpu_fn.is_some()
+}
+
+/// The schedule of `plan` (with `analyses`, one per stage) on `device` under
+/// `config`.
+pub(crate) fn schedule(
+    plan: &Plan,
+    analyses: &[StageAnalysis],
+    device: Option<&dyn Device>,
+    config: &Config,
+) -> Schedule {
+    let cpu_batch = cpu_batch(config);
+    let on_cpu = |stage: &Stage, reason: &str| StageSchedule {
+        placement: Placement::Cpu,
+        reason: reason.to_string(),
+        cost: StageCost::default(),
+        batch: (stage.kind == StageKind::Partitioned).then_some(cpu_batch),
+    };
+    let Some(device) = device else {
+        // Nothing to choose: no prediction, which would only slow down small
+        // evaluations.
+        return Schedule {
+            stages: plan.stages.iter().map(|s| on_cpu(s, "no GPU")).collect(),
+            kept: FastSet::default(),
+        };
+    };
+    let placer = Placer {
+        plan,
+        analyses,
+        device,
+        config,
+        costs: device.costs(),
+        threads: config.threads.unwrap_or_else(rayon::current_num_threads),
+        cpu_batch,
+        free: std::cell::OnceCell::new(),
+    };
+    let mut schedule = Schedule {
+        stages: Vec::with_capacity(plan.stages.len()),
+        kept: FastSet::default(),
+    };
+    for i in 0..plan.stages.len() {
+        let s = placer.first_pass(i, &schedule.stages);
+        schedule.stages.push(s);
+    }
+    if schedule
+        .stages
+        .iter()
+        .any(|s| s.placement == Placement::Gpu)
+    {
+        placer.settle(&mut schedule);
+    }
+    schedule
+}
+
+/// What placement needs at hand.
+struct Placer<'p> {
+    plan: &'p Plan,
+    analyses: &'p [StageAnalysis],
+    device: &'p dyn Device,
+    config: &'p Config,
+    costs: DeviceCosts,
+    threads: usize,
+    cpu_batch: usize,
+    /// The device's free memory (within the configured budget), asked once
+    /// and only when a stage needs it (a CUDA query).
+    free: std::cell::OnceCell<usize>,
+}
+
+impl Placer<'_> {
+    fn memory(&self) -> usize {
+        *self.free.get_or_init(|| {
+            (self.config.gpu_memory)
+                .unwrap_or(usize::MAX)
+                .min(self.device.free_memory())
+        })
+    }
+
+    fn forced(&self) -> bool {
+        self.config.device == DevicePolicy::Gpu
+    }
+
+    fn predict(
+        &self,
+        i: usize,
+        device: Option<usize>,
+        on_device: &dyn Fn(ValueId) -> bool,
+    ) -> StageCost {
+        let stage = &self.plan.stages[i];
+        predict(
+            self.plan,
+            stage,
+            &self.analyses[i],
+            stage.count.unwrap_or(0),
+            self.threads,
+            self.cpu_batch,
+            device.map(|b| (&self.costs, b)),
+            on_device,
+        )
+    }
+
+    /// Places stage `i`, the stages before it placed as in `placed`.
+    fn first_pass(&self, i: usize, placed: &[StageSchedule]) -> StageSchedule {
+        let plan = self.plan;
+        let stage = &plan.stages[i];
+        let cpu = |reason: String, cost: StageCost| StageSchedule {
+            placement: Placement::Cpu,
+            reason,
+            cost,
+            batch: (stage.kind == StageKind::Partitioned).then_some(self.cpu_batch),
+        };
+        if let Some(why) = ineligible(plan, stage) {
+            return cpu(why, self.predict(i, None, &|_| false));
+        }
+        let n = stage.count.unwrap_or(0);
+        // The device's launches alone are a lower bound of its time: when the
+        // CPU beats even that, the stage is settled without the full
+        // prediction, which would cost more than a small evaluation itself.
+        if let (DevicePolicy::Auto, Some(_)) = (self.config.device, stage.count) {
+            let cost = self.predict(i, None, &|_| false);
+            let launches_s = stage.nodes.len() as f64 * self.costs.launch_s;
+            if launches_s >= cost.cpu_s {
+                let reason = format!(
+                    "CPU predicted {:.3} ms; the device's {} launch(es) alone take {:.3} ms",
+                    cost.cpu_s * 1e3,
+                    stage.nodes.len(),
+                    launches_s * 1e3
+                );
+                return cpu(reason, cost);
+            }
+        }
+        let batch = Footprint::of(&self.analyses[i], &|_| false).batch(self.memory(), n);
+        let on_device = |(p, o): ValueId| {
+            let producer = plan.stage_of[p];
+            producer < i
+                && placed[producer].placement == Placement::Gpu
+                && may_stay_on_device(plan, p, o)
+        };
+        let cost = self.predict(i, Some(n.div_ceil(batch).max(1)), &on_device);
+        let device_s = cost.device_s();
+        if self.forced() {
+            return StageSchedule {
+                placement: Placement::Gpu,
+                reason: format!(
+                    "GPU forced; every call has a kernel on {}",
+                    self.device.name()
+                ),
+                batch: device_batch(stage.count, &cost),
+                cost,
+            };
+        }
+        if stage.count.is_none() {
+            return cpu("size unknown before running".to_string(), cost);
+        }
+        match device_s {
+            Some(dev_s) if dev_s < cost.cpu_s => StageSchedule {
+                placement: Placement::Gpu,
+                reason: device_wins(self.device, dev_s, cost.cpu_s),
+                batch: device_batch(stage.count, &cost),
+                cost,
+            },
+            dev_s => cpu(cpu_wins(cost.cpu_s, dev_s), cost),
+        }
+    }
+
+    /// The second pass: settles which values stay on the device and
+    /// predicts the device stages again, until nothing moves.
+    fn settle(&self, schedule: &mut Schedule) {
+        let plan = self.plan;
+        let memory = self.memory();
+        let last_reader = plan.last_readers();
+        loop {
+            schedule.kept = kept_outputs(plan, &schedule.stages, memory / 4);
+            let mut moved = false;
+            for i in 0..plan.stages.len() {
+                if schedule.stages[i].placement != Placement::Gpu {
+                    continue;
+                }
+                let stage = &plan.stages[i];
+                let n = stage.count.unwrap_or(0);
+                // The memory left beside the values on the device while the
+                // stage runs: those read later and its own kept outputs.
+                let kept_bytes: usize = (schedule.kept.iter())
+                    .filter(|&&(p, o)| {
+                        let producer = plan.stage_of[p];
+                        producer == i
+                            || (producer < i && last_reader.get(&(p, o)).is_some_and(|&l| l >= i))
+                    })
+                    .map(|&(p, o)| kept_bytes(plan, p, o))
+                    .sum();
+                let kept = &schedule.kept;
+                let batch = Footprint::of(&self.analyses[i], &|v| kept.contains(&v))
+                    .batch(memory.saturating_sub(kept_bytes), n);
+                let cost = self.predict(i, Some(n.div_ceil(batch).max(1)), &|v| kept.contains(&v));
+                let dev_s = cost.device_s().unwrap_or(f64::INFINITY);
+                let s = &mut schedule.stages[i];
+                if !self.forced() && dev_s >= cost.cpu_s {
+                    s.placement = Placement::Cpu;
+                    s.reason = cpu_wins(cost.cpu_s, Some(dev_s));
+                    s.batch = Some(self.cpu_batch);
+                    moved = true;
+                } else {
+                    if !self.forced() {
+                        s.reason = device_wins(self.device, dev_s, cost.cpu_s);
+                    }
+                    s.batch = device_batch(stage.count, &cost);
+                }
+                s.cost = cost;
+            }
+            if !moved {
+                break;
+            }
+        }
+    }
+}
+
+/// The reason of a stage the device is predicted to run faster.
+fn device_wins(d: &dyn Device, dev_s: f64, cpu_s: f64) -> String {
+    format!(
+        "{} predicted {:.3} ms vs {:.3} ms on the CPU",
+        d.name(),
+        dev_s * 1e3,
+        cpu_s * 1e3
+    )
+}
+
+/// The reason of a stage the CPU is predicted to run faster.
+fn cpu_wins(cpu_s: f64, dev_s: Option<f64>) -> String {
+    format!(
+        "CPU predicted {:.3} ms vs {:.3} ms on the device",
+        cpu_s * 1e3,
+        dev_s.unwrap_or(f64::INFINITY) * 1e3
+    )
+}
+
+/// Elements per device batch for the predicted batch count; `None` when the
+/// element count is unknown before running (the executor then sizes batches
+/// by memory alone, rather than cutting the data into one-element batches).
+fn device_batch(count: Option<usize>, cost: &StageCost) -> Option<usize> {
+    count.map(|n| n.div_ceil(cost.batches.max(1) as usize).max(1))
+}
+
+/// Device bytes of output `o` of node `p` kept whole on the device.
+fn kept_bytes(plan: &Plan, p: usize, o: u32) -> usize {
+    array_dtype(plan.nodes[p].outputs[o as usize].value_id)
+        .map_or(0, |d| d.size())
+        .saturating_mul(
+            plan.stages[plan.stage_of[p]]
+                .count
+                .unwrap_or(usize::MAX / 16),
+        )
+}
+
+/// True when output `o` of plan node `p` could stay on the device: a plain
+/// array split by `NdArraySplit`, not a target, and read only piece by piece
+/// (by `NdArraySplit` arguments).
+fn may_stay_on_device(plan: &Plan, p: usize, o: u32) -> bool {
+    let ndarray = |vt: &SplitVTable| {
+        vt.kind == SplitKind::Partition
+            && vt.split_id == TypeId::of::<NdArraySplit>()
+            && array_dtype(vt.value_id).is_some()
+    };
+    if !ndarray(plan.nodes[p].outputs[o as usize]) || plan.is_target(p) {
+        return false;
+    }
+    plan.nodes.iter().all(|n| {
+        n.args.iter().all(|a| match a.input {
+            Input::Local(v) if v == (p, o) => ndarray(a.split) && !a.mutated,
+            _ => true,
+        })
+    })
+}
+
+/// The escaping outputs of device stages that stay on the device: every
+/// reader is in a later device stage, and together they take at most `room` bytes.
+fn kept_outputs(plan: &Plan, placed: &[StageSchedule], room: usize) -> FastSet<ValueId> {
+    let on_device = |s: usize| placed[s].placement == Placement::Gpu;
+    let mut keep = FastSet::default();
+    let mut used = 0usize;
+    let mut values: Vec<ValueId> = plan.escaping.iter().copied().collect();
+    values.sort_unstable();
+    for (p, o) in values {
+        let producer = plan.stage_of[p];
+        if !on_device(producer) || !may_stay_on_device(plan, p, o) {
+            continue;
+        }
+        let readers_on_device = plan.nodes.iter().enumerate().all(|(n, node)| {
+            let reads = node
+                .args
+                .iter()
+                .any(|a| matches!(a.input, Input::Local(v) if v == (p, o)));
+            !reads || plan.stage_of[n] == producer || on_device(plan.stage_of[n])
+        });
+        let bytes = kept_bytes(plan, p, o);
+        if readers_on_device && used.saturating_add(bytes) <= room {
+            used += bytes;
+            keep.insert((p, o));
+        }
+    }
+    keep
+}
+
+/// Why a stage cannot run on a device (`None`: it can).
+pub(crate) fn ineligible(plan: &Plan, stage: &Stage) -> Option<String> {
+    if stage.kind != StageKind::Partitioned {
+        return Some("whole-value stage".into());
+    }
+    for &n in &stage.nodes {
+        let pn = &plan.nodes[n];
+        let name = pn.info.name;
+        if !has_device_impl(pn) {
+            return Some(format!("`{name}` has no GPU kernel"));
+        }
+        if pn.info.gpu_fn.is_some() && pn.outputs[0].kind != SplitKind::Partition {
+            return Some(format!("`{name}`: `gpu_fn` functions return arrays"));
+        }
+        if pn.args.iter().any(|a| a.mutated) || pn.outputs.len() != 1 {
+            return Some(format!("`{name}` mutates an argument"));
+        }
+        let out = &pn.outputs[0];
+        let supported = match (out.kind, codec(out.value_id)) {
+            (SplitKind::Partition, Some(Codec::Array { .. })) => true,
+            // Reductions: the kernel writes per-block partials, merged on the host.
+            (SplitKind::Reduce, Some(Codec::Scalar { .. })) => true,
+            _ => false,
+        };
+        if !supported {
+            return Some(format!(
+                "`{name}` returns a value the device executor cannot produce"
+            ));
+        }
+        for a in &pn.args {
+            let ok = match (a.split.kind, codec(a.split.value_id)) {
+                (SplitKind::Partition, Some(Codec::Array { .. })) => true,
+                (SplitKind::Partition, None) => is_size(pn, a.split.value_id),
+                (_, Some(Codec::Scalar { .. })) => true,
+                _ => false,
+            };
+            if !ok {
+                return Some(format!(
+                    "`{name}` takes a `{}` the device cannot hold",
+                    a.split.value_type()
+                ));
+            }
+        }
+    }
+    None
+}
+
+/// The size parameter of an allocation function: the kernel's `n`.
+pub(crate) fn is_size(pn: &PlanNode, id: TypeId) -> bool {
+    pn.info.alloc && id == TypeId::of::<usize>()
+}
