@@ -7,7 +7,8 @@
 //! 2. `mod f { pub use super::__bach_cpu_f as cpu; }`, so that `f::cpu` names it;
 //! 3. the stub `f`, which records a call in Bach's task graph and returns a `Lazy`.
 //!
-//! On any error, the user's function is emitted unchanged beside the errors.
+//! On any error, the user's function is emitted unchanged beside the errors
+//! (`fallback.rs`).
 
 use proc_macro2::{Literal, Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned, ToTokens};
@@ -16,6 +17,7 @@ use syn::spanned::Spanned;
 use syn::{Attribute, GenericParam, Ident, Lifetime, LifetimeParam, LitStr, Visibility};
 
 use crate::attr::{self, OffloadOptions};
+use crate::fallback;
 use crate::signature::{FnSignature, OffloadItem, ParamKind};
 use crate::valid::{self, Splits};
 
@@ -23,13 +25,7 @@ use crate::valid::{self, Splits};
 pub fn offload(attr: TokenStream, item: TokenStream) -> TokenStream {
     match expand(attr, item.clone()) {
         Ok(tokens) => tokens,
-        Err(errors) => {
-            let mut tokens = reemit(item);
-            for error in errors {
-                tokens.extend(error.to_compile_error());
-            }
-            tokens
-        }
+        Err(errors) => fallback::expand(item, errors),
     }
 }
 
@@ -50,25 +46,6 @@ pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> Result<TokenStream
         Ok(generate(&options, &item, &sig, &splits))
     } else {
         Err(errors)
-    }
-}
-
-/// The user's function as written, so that later errors and IDEs keep working. A
-/// bodyless declaration (not valid Rust on its own) gets a body that never runs.
-fn reemit(item: TokenStream) -> TokenStream {
-    match syn::parse2::<OffloadItem>(item.clone()) {
-        Ok(OffloadItem {
-            attrs,
-            vis,
-            sig,
-            body: None,
-            ..
-        }) => quote! {
-            #(#attrs)*
-            #[allow(unused_variables)]
-            #vis #sig { ::core::unimplemented!() }
-        },
-        _ => item,
     }
 }
 
