@@ -6,6 +6,7 @@ mod attr;
 mod expand;
 mod fallback;
 mod signature;
+mod spec;
 mod valid;
 
 /// Turns a CPU function into a lazy stub that records a call in Bach's task graph.
