@@ -1,4 +1,5 @@
-//! Code generation for `#[offload]`.
+//! Code generation for `#[offload]`: the pipeline's last step, which writes an
+//! [`OffloadSpec`] out as tokens and decides nothing about the annotation.
 //!
 //! An annotated function `f` becomes three items:
 //!
@@ -7,77 +8,94 @@
 //! 2. `mod f { pub use super::__bach_cpu_f as cpu; }`, so that `f::cpu` names it;
 //! 3. the stub `f`, which records a call in Bach's task graph and returns a `Lazy`.
 //!
-//! On any error, the user's function is emitted unchanged beside the errors.
+//! On any error, the user's function is emitted unchanged beside the errors
+//! (`fallback.rs`).
 
 use proc_macro2::{Literal, Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned, ToTokens};
 use syn::ext::IdentExt;
 use syn::spanned::Spanned;
-use syn::{Attribute, GenericParam, Ident, Lifetime, LifetimeParam, LitStr, Visibility};
+use syn::{GenericParam, Ident, Lifetime, LifetimeParam, LitStr, Visibility};
 
-use crate::attr::{self, OffloadOptions};
-use crate::signature::{FnSignature, OffloadItem, ParamKind};
-use crate::valid::{self, Splits};
+use crate::fallback;
+use crate::spec::{CpuBody, Mode, OffloadSpec};
 
 /// Expands `#[offload(attr)] item`.
 pub fn offload(attr: TokenStream, item: TokenStream) -> TokenStream {
     match expand(attr, item.clone()) {
         Ok(tokens) => tokens,
-        Err(errors) => {
-            let mut tokens = reemit(item);
-            for error in errors {
-                tokens.extend(error.to_compile_error());
-            }
-            tokens
-        }
+        Err(errors) => fallback::expand(item, errors),
     }
 }
 
 /// The expansion, or every error found.
 pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> Result<TokenStream, Vec<syn::Error>> {
-    let mut errors = Vec::new();
-    let options = attr::parse(attr, &mut errors);
-    let item: OffloadItem = match syn::parse2(item) {
-        Ok(item) => item,
-        Err(e) => {
-            errors.push(e);
-            return Err(errors);
+    OffloadSpec::from_tokens(attr, item).map(|spec| generate(&spec))
+}
+
+/// The three items of the expansion.
+fn generate(spec: &OffloadSpec) -> TokenStream {
+    let cpu_name = format_ident!(
+        "__bach_cpu_{}",
+        spec.name.unraw().to_string(),
+        span = spec.name.span()
+    );
+    let cpu_fn = cpu_fn(spec, &cpu_name);
+    let module = module(spec, &cpu_name);
+    let stub = stub(spec, &cpu_name);
+    quote! {
+        #cpu_fn
+        #module
+        #stub
+    }
+}
+
+/// Item 1, the CPU implementation: every attribute but the docs, and hidden.
+fn cpu_fn(spec: &OffloadSpec, cpu_name: &Ident) -> TokenStream {
+    let OffloadSpec { vis, attrs, .. } = spec;
+    let mut sig = spec.sig.clone();
+    sig.ident = cpu_name.clone();
+    let body = match &spec.body {
+        CpuBody::Block(block) => block.to_token_stream(),
+        CpuBody::Wraps(path) => {
+            // The parameters get names of our own, so that a parameter named
+            // like the wrapped function cannot shadow it in the call.
+            let mut args = Vec::new();
+            for (i, input) in sig.inputs.iter_mut().enumerate() {
+                if let syn::FnArg::Typed(pt) = input {
+                    if let syn::Pat::Ident(pi) = &mut *pt.pat {
+                        pi.ident = format_ident!("__bach_arg{}", i, span = Span::mixed_site());
+                        args.push(pi.ident.clone());
+                    }
+                }
+            }
+            quote_spanned!(path.span()=> { #path(#(#args),*) })
         }
     };
-    let sig = FnSignature::analyse(&item.sig);
-    let splits = valid::check(&options, &item, &sig, &mut errors);
-    if errors.is_empty() {
-        Ok(generate(&options, &item, &sig, &splits))
-    } else {
-        Err(errors)
+    quote! {
+        #(#attrs)*
+        #[doc(hidden)]
+        #vis #sig #body
     }
 }
 
-/// The user's function as written, so that later errors and IDEs keep working. A
-/// bodyless declaration (not valid Rust on its own) gets a body that never runs.
-fn reemit(item: TokenStream) -> TokenStream {
-    match syn::parse2::<OffloadItem>(item.clone()) {
-        Ok(OffloadItem {
-            attrs,
-            vis,
-            sig,
-            body: None,
-            ..
-        }) => quote! {
-            #(#attrs)*
-            #[allow(unused_variables)]
-            #vis #sig { ::core::unimplemented!() }
-        },
-        _ => item,
+/// Item 2, the companion module, so that `f::cpu` names the CPU implementation; it
+/// carries the function's `cfg` attributes only.
+fn module(spec: &OffloadSpec, cpu_name: &Ident) -> TokenStream {
+    let OffloadSpec { name, vis, .. } = spec;
+    let name_str = name.unraw().to_string();
+    let cfgs = spec.attrs.iter().filter(|a| a.path().is_ident("cfg"));
+    let doc = format!("The CPU implementation of [`{name_str}`](fn@{name_str}).");
+    let use_vis = nested_visibility(vis);
+    quote! {
+        #(#cfgs)*
+        #[doc = #doc]
+        #vis mod #name {
+            #[doc(inline)]
+            #[allow(unused_imports, deprecated)]
+            #use_vis use super::#cpu_name as cpu;
+        }
     }
-}
-
-fn is_doc(attr: &Attribute) -> bool {
-    attr.path().is_ident("doc")
-}
-
-fn is_cfg(attr: &Attribute) -> bool {
-    attr.path().is_ident("cfg")
 }
 
 /// The visibility, seen from a module one level down: what the `use` in the companion
@@ -102,92 +120,19 @@ fn nested_visibility(vis: &Visibility) -> TokenStream {
     }
 }
 
-fn generate(
-    options: &OffloadOptions,
-    item: &OffloadItem,
-    sig: &FnSignature,
-    splits: &Splits,
-) -> TokenStream {
-    let OffloadItem {
-        attrs,
+/// Item 3, the stub: records the call with its `OpInfo`, a split type per argument and
+/// output and the CPU body as a closure over `Args`, and returns a `Lazy`.
+fn stub(spec: &OffloadSpec, cpu_name: &Ident) -> TokenStream {
+    let OffloadSpec {
+        name,
         vis,
-        sig: syn_sig,
-        body,
+        docs,
+        attrs,
+        ret,
+        op,
         ..
-    } = item;
-    let name = &sig.name;
+    } = spec;
     let name_str = name.unraw().to_string();
-    let cpu_name = format_ident!("__bach_cpu_{}", name_str, span = name.span());
-    let docs: Vec<&Attribute> = attrs.iter().filter(|a| is_doc(a)).collect();
-    let others: Vec<&Attribute> = attrs.iter().filter(|a| !is_doc(a)).collect();
-    let cfgs: Vec<&Attribute> = attrs.iter().filter(|a| is_cfg(a)).collect();
-
-    // 1. The CPU implementation.
-    let mut cpu_sig = syn_sig.clone();
-    cpu_sig.ident = cpu_name.clone();
-    let cpu_body = match (body, &options.wraps) {
-        (Some(body), _) => body.to_token_stream(),
-        (None, Some(wraps)) => {
-            // The parameters get names of our own, so that a parameter named
-            // like the wrapped function cannot shadow it in the call.
-            let mut args = Vec::new();
-            for (i, input) in cpu_sig.inputs.iter_mut().enumerate() {
-                if let syn::FnArg::Typed(pt) = input {
-                    if let syn::Pat::Ident(pi) = &mut *pt.pat {
-                        pi.ident = format_ident!("__bach_arg{}", i, span = Span::mixed_site());
-                        args.push(pi.ident.clone());
-                    }
-                }
-            }
-            let path = &wraps.value;
-            quote_spanned!(path.span()=> { #path(#(#args),*) })
-        }
-        (None, None) => unreachable!("valid.rs reports a missing body"),
-    };
-    let cpu_fn = quote! {
-        #(#others)*
-        #[doc(hidden)]
-        #vis #cpu_sig #cpu_body
-    };
-
-    // 2. The companion module.
-    let module_doc = format!("The CPU implementation of [`{name_str}`](fn@{name_str}).");
-    let use_vis = nested_visibility(vis);
-    let module = quote! {
-        #(#cfgs)*
-        #[doc = #module_doc]
-        #vis mod #name {
-            #[doc(inline)]
-            #[allow(unused_imports, deprecated)]
-            #use_vis use super::#cpu_name as cpu;
-        }
-    };
-
-    // 3. The stub.
-    let stub = stub(
-        options, item, sig, splits, &cpu_name, &name_str, &docs, &others,
-    );
-
-    quote! {
-        #cpu_fn
-        #module
-        #stub
-    }
-}
-
-#[allow(clippy::too_many_arguments)]
-fn stub(
-    options: &OffloadOptions,
-    item: &OffloadItem,
-    sig: &FnSignature,
-    splits: &Splits,
-    cpu_name: &Ident,
-    name_str: &str,
-    docs: &[&Attribute],
-    others: &[&Attribute],
-) -> TokenStream {
-    let vis = &item.vis;
-    let name = &sig.name;
     // Internal names cannot clash with the user's parameters.
     let call = Ident::new("__call", Span::mixed_site());
     let rec = Ident::new("__rec", Span::mixed_site());
@@ -195,121 +140,102 @@ fn stub(
     let ret_var = Ident::new("__ret", Span::mixed_site());
     let lt = Lifetime::new("'__bach", Span::call_site());
 
-    let mut generics = item.sig.generics.clone();
+    let mut generics = spec.sig.generics.clone();
     generics
         .params
         .insert(0, GenericParam::Lifetime(LifetimeParam::new(lt.clone())));
     let where_clause = generics.where_clause.take();
 
-    let unit = quote!(());
-    let ret_ty = sig.ret.as_ref().map_or(unit, |t| t.to_token_stream());
-
-    let params = sig.params.iter().map(|p| {
+    let params = spec.params.iter().map(|p| {
         let (name, base) = (&p.name, &p.base);
-        match p.kind {
-            ParamKind::Value | ParamKind::Ref => {
-                quote_spanned!(p.ty.span()=> #name: impl ::bach_runtime::IntoArg<#lt, #base>)
+        match p.mode {
+            Mode::Owned | Mode::Borrowed => {
+                quote_spanned!(p.ty_span=> #name: impl ::bach_runtime::IntoArg<#lt, #base>)
             }
-            ParamKind::RefMut => {
-                quote_spanned!(p.ty.span()=> #name: &mut ::bach_runtime::Lazy<#lt, #base>)
+            Mode::Mutated => {
+                quote_spanned!(p.ty_span=> #name: &mut ::bach_runtime::Lazy<#lt, #base>)
             }
         }
     });
 
-    let gpu_kernel = match &options.gpu {
-        Some(gpu) => {
-            let lit = &gpu.value;
+    // `OpInfo`: the fields without a value here keep their defaults.
+    let name_lit = LitStr::new(&name_str, name.span());
+    let gpu_kernel = match &op.kernel {
+        Some(kernel) => {
+            let lit = &kernel.name;
             quote!(::core::option::Option::Some(#lit))
         }
         None => quote!(::core::option::Option::None),
     };
-    // The kernel's source: `gpu_source`, else `BACH_KERNELS` resolved where the function
-    // is, spanned at `gpu` so that a missing constant is reported there.
-    let gpu_source = options.gpu.as_ref().map(|gpu| {
-        let source = match &options.gpu_source {
-            Some(source) => {
-                let path = &source.value;
-                quote_spanned!(path.span()=> #path)
-            }
-            None => quote_spanned!(gpu.key=> BACH_KERNELS),
-        };
+    let gpu_source = op.kernel.as_ref().map(|kernel| {
+        let source = &kernel.source;
         quote!(gpu_source: ::core::option::Option::Some(#source),)
     });
-    let gpu_fn = options.gpu_fn.as_ref().map(|g| {
-        let path = &g.value;
-        quote_spanned!(path.span()=> gpu_fn: ::core::option::Option::Some(#path),)
-    });
+    let gpu_fn = op
+        .gpu_fn
+        .as_ref()
+        .map(|path| quote_spanned!(path.span()=> gpu_fn: ::core::option::Option::Some(#path),));
     // The estimate as an `f64` literal (`2.5f64`), spanned at what was written.
-    let cpu_ns_per_element = options.cost.as_ref().map(|cost| {
-        let ns = cost
-            .value
-            .number()
-            .expect("valid.rs reports a `cost` that is not a number");
-        let mut lit = Literal::f64_suffixed(ns);
-        lit.set_span(cost.value.lit.span());
+    let cpu_ns_per_element = op.cost.as_ref().map(|cost| {
+        let mut lit = Literal::f64_suffixed(cost.ns);
+        lit.set_span(cost.span);
         quote!(cpu_ns_per_element: ::core::option::Option::Some(#lit),)
     });
-    let splittable = options.unsplittable.is_none();
-    let alloc = options.alloc.is_some();
-    let name_lit = LitStr::new(name_str, name.span());
+    let splittable = op.splittable;
+    let alloc = op.alloc;
 
-    let record = sig.params.iter().zip(&splits.params).map(|(p, split)| {
-        let (name, base) = (&p.name, &p.base);
-        match p.kind {
-            ParamKind::Value | ParamKind::Ref => quote_spanned! {split.span()=>
+    let record = spec.params.iter().map(|p| {
+        let (name, base, split) = (&p.name, &p.base, &p.split);
+        match p.mode {
+            Mode::Owned | Mode::Borrowed => quote_spanned! {split.span()=>
                 #call.arg::<#split, #base>(::bach_runtime::IntoArg::into_arg(#name));
             },
-            ParamKind::RefMut => quote_spanned! {split.span()=>
+            Mode::Mutated => quote_spanned! {split.span()=>
                 #call.arg_mut::<#split, #base>(&*#name);
             },
         }
     });
 
-    let unpack = sig.params.iter().map(|p| {
+    let unpack = spec.params.iter().map(|p| {
         let (name, base) = (&p.name, &p.base);
         let index = Literal::usize_unsuffixed(p.index);
-        match p.kind {
-            ParamKind::Value => quote_spanned! {p.ty.span()=>
+        match p.mode {
+            Mode::Owned => quote_spanned! {p.ty_span=>
                 let #name: #base = ::core::clone::Clone::clone(#args.get::<#base>(#index)?);
             },
-            ParamKind::Ref => quote_spanned! {p.ty.span()=>
+            Mode::Borrowed => quote_spanned! {p.ty_span=>
                 let #name: &#base = #args.get::<#base>(#index)?;
             },
-            ParamKind::RefMut => quote_spanned! {p.ty.span()=>
+            Mode::Mutated => quote_spanned! {p.ty_span=>
                 let mut #name: ::std::boxed::Box<#base> = #args.take::<#base>(#index)?;
             },
         }
     });
-    let call_args = sig.params.iter().map(|p| {
+    let call_args = spec.params.iter().map(|p| {
         let name = &p.name;
-        match p.kind {
-            ParamKind::Value | ParamKind::Ref => quote!(#name),
-            ParamKind::RefMut => quote!(&mut *#name),
+        match p.mode {
+            Mode::Owned | Mode::Borrowed => quote!(#name),
+            Mode::Mutated => quote!(&mut *#name),
         }
     });
-    let turbofish = (!sig.type_params.is_empty()).then(|| {
-        let tps = &sig.type_params;
-        quote!(::<#(#tps),*>)
-    });
-    let allow_unit = sig
-        .returns_unit()
-        .then(|| quote!(#[allow(clippy::let_unit_value)]));
-    let mutated = sig.mutated().map(|p| {
+    let type_params: Vec<&Ident> = spec.sig.generics.type_params().map(|t| &t.ident).collect();
+    let turbofish = (!type_params.is_empty()).then(|| quote!(::<#(#type_params),*>));
+    let allow_unit = ret.unit.then(|| quote!(#[allow(clippy::let_unit_value)]));
+    let mutated = spec.mutated().map(|p| {
         let (name, base) = (&p.name, &p.base);
-        quote_spanned!(p.ty.span()=> ::bach_runtime::__private::piece_box::<#base>(#name))
+        quote_spanned!(p.ty_span=> ::bach_runtime::__private::piece_box::<#base>(#name))
     });
-    let write_back = sig.mutated().enumerate().map(|(k, p)| {
+    let write_back = spec.mutated().enumerate().map(|(k, p)| {
         let (name, base) = (&p.name, &p.base);
         let output = Literal::usize_unsuffixed(k + 1);
-        quote_spanned!(p.span=> *#name = #rec.output::<#base>(#output);)
+        quote_spanned!(name.span()=> *#name = #rec.output::<#base>(#output);)
     });
     // Bounds on the return type (`SplitType<R>`, `Value`) are reported at the
     // split type, else at the return type.
-    let ret_split = &splits.ret;
-    let ret_span = sig.ret.as_ref().map_or_else(|| name.span(), |t| t.span());
-    let finish = quote_spanned!(splits.ret.span()=> #call.finish::<#ret_split, #ret_ty>);
+    let (ret_ty, ret_split) = (&ret.ty, &ret.split);
+    let finish = quote_spanned!(ret_split.span()=> #call.finish::<#ret_split, #ret_ty>);
     let ret_piece =
-        quote_spanned!(ret_span=> ::bach_runtime::__private::piece::<#ret_ty>(#ret_var));
+        quote_spanned!(ret.span=> ::bach_runtime::__private::piece::<#ret_ty>(#ret_var));
 
     let lazy_doc = format!(
         " Lazy: records a call in Bach's task graph; see [`{name_str}::cpu`] for the eager CPU version."
@@ -320,7 +246,7 @@ fn stub(
         #(#docs)*
         #separator
         #[doc = #lazy_doc]
-        #(#others)*
+        #(#attrs)*
         #vis fn #name #generics (#(#params),*) -> ::bach_runtime::Lazy<#lt, #ret_ty>
         #where_clause
         {

@@ -4,7 +4,9 @@
 
 mod attr;
 mod expand;
+mod fallback;
 mod signature;
+mod spec;
 mod valid;
 
 /// Turns a CPU function into a lazy stub that records a call in Bach's task graph.

@@ -4,7 +4,6 @@
 //! plain identifier pattern) and leaves the reporting of everything else to
 //! `valid.rs`, which runs before any code is generated.
 
-use proc_macro2::Span;
 use syn::parse::{Parse, ParseStream};
 use syn::{Attribute, Block, FnArg, Ident, Pat, Signature, Token, Type, Visibility};
 
@@ -47,13 +46,13 @@ impl Parse for OffloadItem {
 
 /// How a parameter is passed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum ParamKind {
-    /// `n: T`: broadcast (cloned) to every batch by default.
-    Value,
-    /// `a: &T`: read.
-    Ref,
+pub(crate) enum Mode {
+    /// `n: T`: owned; broadcast (cloned) to every batch by default.
+    Owned,
+    /// `a: &T`: borrowed, read.
+    Borrowed,
     /// `a: &mut T`: mutated in place; the stub takes `&mut Lazy<T>`.
-    RefMut,
+    Mutated,
 }
 
 /// One parameter of the annotated function.
@@ -62,13 +61,11 @@ pub(crate) struct Param {
     /// Position in the declaration, counting all parameters.
     pub index: usize,
     pub name: Ident,
-    pub kind: ParamKind,
+    pub mode: Mode,
     /// The type without its reference: `Array1<T>` for `&Array1<T>`.
     pub base: Type,
     /// The full declared type, for error spans.
     pub ty: Type,
-    /// The span of the parameter's name.
-    pub span: Span,
 }
 
 /// The model of an annotated function's signature.
@@ -81,8 +78,6 @@ pub(crate) struct FnSignature {
     pub arity: usize,
     /// The return type; `None` for `()` written as nothing.
     pub ret: Option<Type>,
-    /// The type parameters, in order, for the turbofish of the CPU call.
-    pub type_params: Vec<Ident>,
 }
 
 impl FnSignature {
@@ -97,18 +92,17 @@ impl FnSignature {
                 };
                 let name = param_name(&pat_type.pat)?.clone();
                 let ty = (*pat_type.ty).clone();
-                let (kind, base) = match ungroup(&ty) {
+                let (mode, base) = match ungroup(&ty) {
                     Type::Reference(r) if r.mutability.is_some() => {
-                        (ParamKind::RefMut, (*r.elem).clone())
+                        (Mode::Mutated, (*r.elem).clone())
                     }
-                    Type::Reference(r) => (ParamKind::Ref, (*r.elem).clone()),
-                    _ => (ParamKind::Value, ty.clone()),
+                    Type::Reference(r) => (Mode::Borrowed, (*r.elem).clone()),
+                    _ => (Mode::Owned, ty.clone()),
                 };
                 Some(Param {
                     index,
-                    span: name.span(),
                     name,
-                    kind,
+                    mode,
                     base,
                     ty,
                 })
@@ -123,11 +117,6 @@ impl FnSignature {
             params,
             arity: sig.inputs.len(),
             ret,
-            type_params: sig
-                .generics
-                .type_params()
-                .map(|t| t.ident.clone())
-                .collect(),
         }
     }
 
@@ -138,11 +127,6 @@ impl FnSignature {
             Some(Type::Tuple(t)) => t.elems.is_empty(),
             Some(_) => false,
         }
-    }
-
-    /// The parameters passed as `&mut`, in declaration order.
-    pub fn mutated(&self) -> impl Iterator<Item = &Param> {
-        self.params.iter().filter(|p| p.kind == ParamKind::RefMut)
     }
 }
 
@@ -219,18 +203,18 @@ mod tests {
         let sig = FnSignature::analyse(&it.sig);
         assert_eq!(sig.name, "f");
         assert_eq!(sig.arity, 4);
-        let kinds: Vec<_> = sig
+        let modes: Vec<_> = sig
             .params
             .iter()
-            .map(|p| (p.name.to_string(), p.kind, p.index))
+            .map(|p| (p.name.to_string(), p.mode, p.index))
             .collect();
         assert_eq!(
-            kinds,
+            modes,
             [
-                ("a".to_string(), ParamKind::Ref, 0),
-                ("n".to_string(), ParamKind::Value, 1),
-                ("out".to_string(), ParamKind::RefMut, 2),
-                ("s".to_string(), ParamKind::Value, 3),
+                ("a".to_string(), Mode::Borrowed, 0),
+                ("n".to_string(), Mode::Owned, 1),
+                ("out".to_string(), Mode::Mutated, 2),
+                ("s".to_string(), Mode::Owned, 3),
             ]
         );
         assert_eq!(
@@ -243,13 +227,6 @@ mod tests {
         );
         assert_eq!(sig.params[1].base.to_token_stream().to_string(), "usize");
         assert_eq!(sig.ret.to_token_stream().to_string(), "Array1 < T >");
-        assert_eq!(sig.type_params, ["T", "U"]);
-        assert_eq!(
-            sig.mutated()
-                .map(|p| p.name.to_string())
-                .collect::<Vec<_>>(),
-            ["out"]
-        );
     }
 
     #[test]

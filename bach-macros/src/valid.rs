@@ -1,63 +1,25 @@
-//! The checks run before code generation, and the resolution of split types.
+//! The checks run before the options and signature are lowered into a spec.
 //!
 //! Every check pushes its errors and goes on, so that all problems are reported at
 //! once; each error is spanned at the offending token.
 
-use proc_macro2::{Span, TokenStream};
-use quote::{quote_spanned, ToTokens};
+use proc_macro2::Span;
+use quote::ToTokens;
 use syn::spanned::Spanned;
 use syn::visit::{self, Visit};
-use syn::{FnArg, GenericParam, Path, Signature, Type};
+use syn::{FnArg, GenericParam, Signature, Type};
 
 use crate::attr::OffloadOptions;
-use crate::signature::{param_name, ungroup, FnSignature, OffloadItem, ParamKind};
+use crate::signature::{param_name, ungroup, FnSignature, OffloadItem};
 
-/// A resolved split type.
-#[derive(Debug, Clone)]
-pub(crate) enum Split {
-    /// A path written by the user, used as a type where written.
-    User(Path),
-    /// `::bach_runtime::NAME`, a default, spanned at what it applies to.
-    Runtime { name: &'static str, span: Span },
-}
-
-impl ToTokens for Split {
-    fn to_tokens(&self, tokens: &mut TokenStream) {
-        match self {
-            Split::User(path) => path.to_tokens(tokens),
-            Split::Runtime { name, span } => {
-                let ident = syn::Ident::new(name, *span);
-                tokens.extend(quote_spanned!(*span=> ::bach_runtime::#ident));
-            }
-        }
-    }
-}
-
-impl Split {
-    /// Where a type error about this split type should point.
-    pub fn span(&self) -> Span {
-        match self {
-            Split::User(path) => path.span(),
-            Split::Runtime { span, .. } => *span,
-        }
-    }
-}
-
-/// The split type of every modelled parameter (in `FnSignature::params` order) and
-/// of the return value.
-#[derive(Debug, Clone)]
-pub(crate) struct Splits {
-    pub params: Vec<Split>,
-    pub ret: Split,
-}
-
-/// Runs every check; returns the split types, meaningful when no error was pushed.
+/// Runs every check. A reference parameter without a split type is reported when
+/// the split types are resolved, in `spec.rs`.
 pub(crate) fn check(
     options: &OffloadOptions,
     item: &OffloadItem,
     sig: &FnSignature,
     errors: &mut Vec<syn::Error>,
-) -> Splits {
+) {
     // The attribute first, then the item, in source order.
     check_options(options, errors);
     check_split_overrides(options, sig, errors);
@@ -72,7 +34,6 @@ pub(crate) fn check(
     check_signature(&item.sig, errors);
     check_attributes(item, errors);
     check_body(options, item, errors);
-    resolve_splits(options, sig, errors)
 }
 
 /// Attributes that cannot be copied onto both generated functions: a symbol
@@ -377,61 +338,6 @@ fn check_split_overrides(
             ));
         }
     }
-}
-
-/// The split type of each parameter and of the return value.
-fn resolve_splits(
-    options: &OffloadOptions,
-    sig: &FnSignature,
-    errors: &mut Vec<syn::Error>,
-) -> Splits {
-    let default = options.split.as_ref().map(|s| &s.value);
-    let params = sig
-        .params
-        .iter()
-        .map(|p| {
-            if let Some(o) = options.split_override(&p.name) {
-                return Split::User(o.split.clone());
-            }
-            if options.alloc.is_some() && p.index == 0 {
-                return Split::Runtime { name: "SizeSplit", span: p.span };
-            }
-            match p.kind {
-                ParamKind::Value => Split::Runtime { name: "Broadcast", span: p.span },
-                ParamKind::Ref | ParamKind::RefMut => match default {
-                    Some(path) => Split::User(path.clone()),
-                    None => {
-                        if !options.recovered {
-                            errors.push(syn::Error::new(
-                                p.span,
-                                format!(
-                                    "no split type for `{0}`: add `split = ...` or `split({0} = ...)`",
-                                    p.name
-                                ),
-                            ));
-                        }
-                        Split::Runtime { name: "Broadcast", span: p.span }
-                    }
-                },
-            }
-        })
-        .collect();
-    // A function returning nothing returns `()`, broadcast whatever `split` says.
-    let ret = match (&options.ret, default) {
-        (Some(ret), _) => Split::User(ret.value.clone()),
-        (None, Some(path)) if !sig.returns_unit() => Split::User(path.clone()),
-        _ => {
-            let span = sig
-                .ret
-                .as_ref()
-                .map_or_else(|| sig.name.span(), |t| t.span());
-            Split::Runtime {
-                name: "Broadcast",
-                span,
-            }
-        }
-    };
-    Splits { params, ret }
 }
 
 #[cfg(test)]
