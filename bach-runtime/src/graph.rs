@@ -257,7 +257,7 @@ impl Graph {
             let Input::Local((i, _)) = input else {
                 continue;
             };
-            let all: Option<Vec<Held>> = (0..node.outputs.len() as u32)
+            let all: Option<smallvec::SmallVec<[Held; 1]>> = (0..node.outputs.len() as u32)
                 .map(|o| outcome.done.get(&(*i, o)).cloned())
                 .collect();
             let mut state = node.lock();

@@ -35,7 +35,9 @@ impl OpInfo {
     pub(crate) fn same_as(&self, other: &OpInfo) -> bool {
         let source =
             |s: &Option<crate::device::KernelSource>| s.map(|s| (s.name, s.code.as_ptr() as usize));
-        self.name == other.name
+        // Names compare by address first: the same annotation's name is one
+        // static string.
+        (std::ptr::eq(self.name, other.name) || self.name == other.name)
             && self.gpu_kernel == other.gpu_kernel
             && self.splittable == other.splittable
             && self.alloc == other.alloc

@@ -27,7 +27,7 @@ use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::op::{CpuFn, OpInfo};
-use crate::record::{Node, State};
+use crate::record::{ArgInput, Node, State};
 use crate::split::{SplitKind, SplitVTable};
 use crate::value::Held;
 
@@ -141,7 +141,10 @@ pub(crate) struct Plan {
 /// Copies the pending calls reachable from `targets` ((node, output) pairs)
 /// into plan nodes, inputs before their readers.
 pub(crate) fn snapshot(targets: &[(Arc<Node>, u32)]) -> Result<Snapshot> {
-    let mut index: FastMap<u64, usize> = FastMap::with_capacity_and_hasher(64, Default::default());
+    // Every node entered, with its plan index once emitted (`None`: being
+    // visited, or materialised before this evaluation).
+    let mut index: FastMap<u64, Option<usize>> =
+        FastMap::with_capacity_and_hasher(64, Default::default());
     let mut nodes: Vec<PlanNode> = Vec::with_capacity(64);
     let mut externals = ExternalSet::default();
 
@@ -155,25 +158,22 @@ pub(crate) fn snapshot(targets: &[(Arc<Node>, u32)]) -> Result<Snapshot> {
         .map(|(n, _)| Visit::Enter(n.clone()))
         .rev()
         .collect();
-    let mut entered: FastSet<u64> = FastSet::with_capacity_and_hasher(64, Default::default());
     while let Some(v) = stack.pop() {
         match v {
             Visit::Enter(n) => {
-                if !entered.insert(n.id) {
+                if index.contains_key(&n.id) {
                     continue;
                 }
+                index.insert(n.id, None);
                 let state = n.lock();
                 let State::Pending(call) = &*state else {
                     continue;
                 };
-                // Sources (nodes without outputs of a call) need no visit;
-                // calls computed earlier are skipped when entered.
-                let pending: SmallVec<[Arc<Node>; 4]> = call
-                    .args
-                    .iter()
-                    .rev()
-                    .filter(|a| !a.input.outputs.is_empty() && !entered.contains(&a.input.id))
-                    .map(|a| a.input.clone())
+                let pending: SmallVec<[Arc<Node>; 4]> = (call.args.iter().rev())
+                    .filter_map(|a| match &a.input {
+                        ArgInput::Node(m, _) if !index.contains_key(&m.id) => Some(m.clone()),
+                        _ => None,
+                    })
                     .collect();
                 drop(state);
                 stack.push(Visit::Exit(n));
@@ -188,24 +188,24 @@ pub(crate) fn snapshot(targets: &[(Arc<Node>, u32)]) -> Result<Snapshot> {
                 if let Some(e) = &call.error {
                     return Err(e.clone());
                 }
-                let args = call
-                    .args
-                    .iter()
-                    .map(|a| {
-                        let input = match index.get(&a.input.id) {
-                            Some(&i) => Input::Local((i, a.output)),
-                            None => externals.input(&a.input, a.output)?,
-                        };
-                        Ok(PlanArg {
-                            input,
-                            split: a.split,
-                            mutated: a.mutated,
-                        })
-                    })
-                    .collect::<Result<_>>()?;
+                let mut args = SmallVec::with_capacity(call.args.len());
+                for a in &call.args {
+                    let input = match &a.input {
+                        ArgInput::Node(m, o) => match index.get(&m.id) {
+                            Some(Some(i)) => Input::Local((*i, *o)),
+                            _ => externals.of_node(m, *o)?,
+                        },
+                        ArgInput::Value(held) => externals.of_value(held),
+                    };
+                    args.push(PlanArg {
+                        input,
+                        split: a.split,
+                        mutated: a.mutated,
+                    });
+                }
                 let (info, cpu) = (call.info, call.cpu);
                 drop(state);
-                index.insert(n.id, nodes.len());
+                index.insert(n.id, Some(nodes.len()));
                 nodes.push(PlanNode {
                     outputs: n.outputs.clone(),
                     info,
@@ -220,8 +220,8 @@ pub(crate) fn snapshot(targets: &[(Arc<Node>, u32)]) -> Result<Snapshot> {
     let targets = targets
         .iter()
         .map(|(n, o)| match index.get(&n.id) {
-            Some(&i) => Ok(Input::Local((i, *o))),
-            None => externals.input(n, *o),
+            Some(Some(i)) => Ok(Input::Local((*i, *o))),
+            _ => externals.of_node(n, *o),
         })
         .collect::<Result<Vec<_>>>()?;
     let externals = externals.values;
@@ -246,15 +246,17 @@ struct ExternalSet {
 impl ExternalSet {
     /// The external for output `o` of `node`, a node materialised before this
     /// evaluation.
-    fn input(&mut self, node: &Node, o: u32) -> Result<Input> {
-        let held = match &*node.lock() {
-            State::Done(vals) => vals[o as usize].clone(),
-            State::Pending(_) => {
-                return Err(Error::internal(
-                    "every pending input planned before its reader",
-                ))
-            }
-        };
+    fn of_node(&mut self, node: &Node, o: u32) -> Result<Input> {
+        match &*node.lock() {
+            State::Done(vals) => Ok(self.of_value(&vals[o as usize])),
+            State::Pending(_) => Err(Error::internal(
+                "every pending input planned before its reader",
+            )),
+        }
+    }
+
+    /// The external for `held`.
+    fn of_value(&mut self, held: &Held) -> Input {
         let value = held.get();
         let key = (
             value as *const dyn std::any::Any as *const () as usize,
@@ -262,10 +264,10 @@ impl ExternalSet {
         );
         let values = &mut self.values.0;
         let k = *self.index.entry(key).or_insert_with(|| {
-            values.push(held);
+            values.push(held.clone());
             values.len() - 1
         });
-        Ok(Input::External(k))
+        Input::External(k)
     }
 }
 

@@ -60,7 +60,7 @@ pub(crate) enum State {
     /// Not yet computed.
     Pending(Call),
     /// Materialised outputs (a source has one).
-    Done(Vec<Held>),
+    Done(SmallVec<[Held; 1]>),
 }
 
 #[derive(Clone)]
@@ -74,10 +74,19 @@ pub(crate) struct Call {
 
 #[derive(Clone)]
 pub(crate) struct CallArg {
-    pub(crate) input: Arc<Node>,
-    pub(crate) output: u32,
+    pub(crate) input: ArgInput,
     pub(crate) split: &'static SplitVTable,
     pub(crate) mutated: bool,
+}
+
+/// Where a recorded argument comes from.
+#[derive(Clone)]
+pub(crate) enum ArgInput {
+    /// Output `.1` of another node (a call, or the source behind a handle).
+    Node(Arc<Node>, u32),
+    /// A plain value passed to the stub (owned or borrowed): held by the
+    /// call itself, so that it costs no node.
+    Value(Held),
 }
 
 impl Node {
@@ -86,7 +95,7 @@ impl Node {
             id: next_id(),
             graph,
             outputs: SmallVec::new(),
-            state: Mutex::new(State::Done(vec![held])),
+            state: Mutex::new(State::Done(smallvec::smallvec![held])),
         })
     }
 
@@ -101,10 +110,18 @@ impl Drop for Node {
     /// Frees a chain of nodes iteratively: a long chain of recorded calls
     /// dropped recursively would overflow the stack.
     fn drop(&mut self) {
-        let mut stack: Vec<Arc<Node>> = Vec::new();
-        let take = |state: &mut State, stack: &mut Vec<Arc<Node>>| {
+        // Inline room for the inputs of a few calls: most drops allocate nothing.
+        let mut stack: SmallVec<[Arc<Node>; 8]> = SmallVec::new();
+        let take = |state: &mut State, stack: &mut SmallVec<[Arc<Node>; 8]>| {
             if let State::Pending(call) = state {
-                stack.extend(call.args.drain(..).map(|a| a.input));
+                for a in call.args.drain(..) {
+                    if let ArgInput::Node(n, _) = a.input {
+                        // Only a node this drop frees needs a visit.
+                        if Arc::strong_count(&n) == 1 {
+                            stack.push(n);
+                        }
+                    }
+                }
             }
         };
         take(
@@ -265,7 +282,7 @@ impl<'a> CallBuilder<'a> {
         }
     }
 
-    fn input<T>(&mut self, handle: &Lazy<'a, T>) -> (Arc<Node>, u32) {
+    fn input<T>(&mut self, handle: &Lazy<'a, T>) -> ArgInput {
         if handle.node.graph != self.graph && self.error.is_none() {
             self.error = Some(Error::ForeignGraph {
                 context: format!("argument {} of `{}`", self.args.len(), self.info.name),
@@ -273,29 +290,30 @@ impl<'a> CallBuilder<'a> {
                 graph: self.graph,
             });
         }
-        (handle.node.clone(), handle.output)
+        ArgInput::Node(handle.node.clone(), handle.output)
     }
 
     /// Records the next argument, split by `S`.
     pub fn arg<S: SplitType<T>, T: Value>(&mut self, arg: Arg<'a, T>) {
-        let (input, output) = match arg {
-            Arg::Owned(v) => (Node::source(self.graph, Held::Shared(Arc::new(v))), 0),
+        let input = match arg {
+            Arg::Owned(v) => ArgInput::Value(Held::Shared(Arc::new(v))),
             Arg::Borrowed(r) => {
                 let ptr: &'a (dyn std::any::Any + Send + Sync) = r;
-                (Node::source(self.graph, Held::Borrowed(ptr as *const _)), 0)
+                ArgInput::Value(Held::Borrowed(ptr as *const _))
             }
             Arg::Lazy(h) => self.input(&h),
         };
         let mut split = SplitVTable::of::<S, T>();
         if split.is_inherit() {
             // Generic split type: take the producer's output split type.
-            if let Some(vt) = input.outputs.get(output as usize) {
-                split = *vt;
+            if let ArgInput::Node(n, o) = &input {
+                if let Some(vt) = n.outputs.get(*o as usize) {
+                    split = *vt;
+                }
             }
         }
         self.args.push(CallArg {
             input,
-            output,
             split,
             mutated: false,
         });
@@ -304,11 +322,10 @@ impl<'a> CallBuilder<'a> {
     /// Records the next argument as mutated: the call reads `current` and
     /// produces its new version (fetch it with [`Recorded::output`]).
     pub fn arg_mut<S: SplitType<T>, T: Value>(&mut self, current: &Lazy<'a, T>) {
-        let (input, output) = self.input(current);
+        let input = self.input(current);
         let split = SplitVTable::of::<S, T>();
         self.args.push(CallArg {
             input,
-            output,
             split,
             mutated: true,
         });
