@@ -339,6 +339,13 @@ pub fn run(args: &SweepArgs) -> Result<(), String> {
             std::fs::remove_file(&results)
                 .map_err(|e| format!("cannot remove {}: {e}", results.display()))?;
         }
+        // Created now, so that a sweep that measures nothing (every mode
+        // skipped) still leaves its (empty) results and report.
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&results)
+            .map_err(|e| format!("cannot create {}: {e}", results.display()))?;
         let mut modes = args.modes.clone();
         if modes.contains(&SweepMode::Numpy) && !numpy_available(&args.python) {
             eprintln!(
@@ -360,6 +367,9 @@ pub fn run(args: &SweepArgs) -> Result<(), String> {
             args.benchmarks.clone()
         };
         let total = chosen.len() * args.sizes.len() * modes.len();
+        if total == 0 {
+            eprintln!("note: nothing to run: every mode was skipped");
+        }
         let mut k = 0;
         for w in &chosen {
             for &log2 in &args.sizes {

@@ -435,14 +435,24 @@ fn sweep_numpy_mode_runs_or_is_skipped() {
         ],
     );
     assert!(o.status.success(), "{}\n{}", stdout(&o), stderr(&o));
-    let records = benchmarks::record::read_jsonl(&out.join("results.jsonl")).unwrap_or_default();
+    let records = benchmarks::record::read_jsonl(&out.join("results.jsonl")).unwrap();
+    let table = std::fs::read_to_string(out.join("table.md")).unwrap();
     if benchmarks::sweep::numpy_available(Path::new("python3")) {
         assert_eq!(records.len(), 1);
         assert_eq!(records[0].mode, "numpy");
         assert!(records[0].median_total_s > 0.0);
+        assert!(table.contains("| haversine | 2^10 |"), "{table}");
     } else {
+        eprintln!("numpy or scipy missing for python3: checking that the mode is skipped");
+        // Every mode skipped: an empty results file and a report that says so.
         assert!(records.is_empty());
+        assert_eq!(table, benchmarks::report::NOTHING_MEASURED);
         assert!(stderr(&o).contains("skipping mode numpy"), "{}", stderr(&o));
+        assert!(
+            stdout(&o).contains("Nothing was measured"),
+            "{}",
+            stdout(&o)
+        );
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
