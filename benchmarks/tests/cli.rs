@@ -9,7 +9,16 @@ const BENCH: &str = env!("CARGO_BIN_EXE_bach-bench");
 const SWEEP: &str = env!("CARGO_BIN_EXE_bach-sweep");
 
 fn run(bin: &str, args: &[&str]) -> Output {
-    Command::new(bin).args(args).output().expect("binary runs")
+    run_env(bin, args, &[])
+}
+
+/// [`run`] with `env` set.
+fn run_env(bin: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
+    Command::new(bin)
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .expect("binary runs")
 }
 
 fn stdout(o: &Output) -> String {
@@ -129,7 +138,11 @@ fn gpu_mode_code_is_right_on_a_simulated_device() {
 
 #[test]
 fn explain_prints_the_plan_and_the_measured_run() {
-    let o = run(
+    // Placement forced onto the simulated device: left to the cost model, a
+    // fast CPU (or CPU costs calibrated earlier and cached in the user's
+    // cache directory) keeps this small stage on the CPU.
+    let cache = scratch("explain-cache");
+    let o = run_env(
         BENCH,
         &[
             "-b",
@@ -141,7 +154,12 @@ fn explain_prints_the_plan_and_the_measured_run() {
             "--explain",
             "--simulated-device",
         ],
+        &[
+            ("BACH_DEVICE", "gpu"),
+            ("BACH_CACHE_DIR", cache.to_str().unwrap()),
+        ],
     );
+    std::fs::remove_dir_all(&cache).unwrap();
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let out = stdout(&o);
     assert!(
