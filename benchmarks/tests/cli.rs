@@ -8,14 +8,17 @@ use benchmarks::record::Record;
 const BENCH: &str = env!("CARGO_BIN_EXE_bach-bench");
 const SWEEP: &str = env!("CARGO_BIN_EXE_bach-sweep");
 
+/// Runs `bin` with the log filter from its flags (a RUST_LOG of the caller's
+/// would add log lines to stderr).
 fn run(bin: &str, args: &[&str]) -> Output {
     run_env(bin, args, &[])
 }
 
-/// [`run`] with `env` set.
+/// [`run`] with `env` set (after RUST_LOG is removed).
 fn run_env(bin: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
     Command::new(bin)
         .args(args)
+        .env_remove("RUST_LOG")
         .envs(env.iter().copied())
         .output()
         .expect("binary runs")
@@ -52,6 +55,8 @@ fn help_explains_every_flag() {
         "--seed",
         "--json",
         "--check",
+        "--verbose",
+        "RUST_LOG",
         "blackscholes",
         "haversine",
         "cpu",
@@ -71,6 +76,7 @@ fn help_explains_every_flag() {
         "--trials",
         "--out",
         "--numpy-script",
+        "--verbose",
     ] {
         assert!(stdout(&o).contains(flag), "bach-sweep --help lacks {flag}");
     }
@@ -500,4 +506,90 @@ fn check_catches_corruption_on_the_simulated_device_too() {
             stderr(&o)
         );
     }
+}
+
+#[test]
+fn verbose_flag_and_rust_log() {
+    let args = ["-b", "haversine", "-m", "cpu", "-s", "10"];
+    let with = |extra: &[&str], env: &[(&str, &str)]| {
+        let all: Vec<&str> = args.iter().chain(extra).copied().collect();
+        let o = run_env(BENCH, &all, env);
+        assert!(o.status.success(), "{extra:?} {env:?}: {}", stderr(&o));
+        assert!(stdout(&o).contains("Median Total:"), "{}", stdout(&o));
+        stderr(&o)
+    };
+    // Default: warnings only (none here).
+    assert!(with(&[], &[]).is_empty());
+    // -v: info of the benchmarks crate (the run's configuration).
+    for v in [
+        &["-v"][..],
+        &["-vv"],
+        &["-vvv"],
+        &["--verbose", "--verbose"],
+    ] {
+        let err = with(v, &[]);
+        assert!(
+            err.contains("INFO") && err.contains("benchmarks"),
+            "{v:?}: {err}"
+        );
+    }
+    // RUST_LOG replaces -v.
+    assert!(with(&["-vv"], &[("RUST_LOG", "off")]).is_empty());
+    let err = with(&[], &[("RUST_LOG", "benchmarks=info")]);
+    assert!(err.contains("INFO"), "{err}");
+    // A RUST_LOG that does not parse: one warning, and the run goes on as with -v.
+    for bad in ["benchmarks=loudest", "[{"] {
+        let err = with(&["-v"], &[("RUST_LOG", bad)]);
+        assert!(err.contains("ignoring RUST_LOG"), "{bad}: {err}");
+        assert!(err.contains("INFO"), "{bad}: {err}");
+    }
+    let err = with(&[], &[("RUST_LOG", "")]);
+    assert!(err.is_empty(), "an empty RUST_LOG is unset: {err}");
+}
+
+#[test]
+fn sweep_passes_verbosity_to_bach_bench() {
+    let dir = scratch("verbose");
+    let out = dir.join("out");
+    let sweep = |extra: &[&str], env: &[(&str, &str)]| {
+        let mut args = vec![
+            "--benchmarks",
+            "haversine",
+            "--modes",
+            "cpu",
+            "--sizes",
+            "10",
+            "--trials",
+            "1",
+            "--out",
+            out.to_str().unwrap(),
+            "--bench-bin",
+            BENCH,
+        ];
+        args.extend_from_slice(extra);
+        let o = run_env(SWEEP, &args, env);
+        assert!(o.status.success(), "{}\n{}", stdout(&o), stderr(&o));
+        assert!(
+            stdout(&o).contains("| haversine | 2^10 |"),
+            "{}",
+            stdout(&o)
+        );
+        stderr(&o)
+    };
+    assert!(
+        sweep(&[], &[]).is_empty(),
+        "no logs, no progress bar off a terminal"
+    );
+    // bach-bench's own log line comes through the sweep's stderr.
+    let err = sweep(&["-v"], &[]);
+    assert!(
+        err.contains("INFO") && err.contains("bach-bench: haversine"),
+        "{err}"
+    );
+    let err = sweep(&["-vv"], &[]);
+    assert!(err.contains("DEBUG") && err.contains("running"), "{err}");
+    assert!(sweep(&["-vv"], &[("RUST_LOG", "off")]).is_empty());
+    let err = sweep(&[], &[("RUST_LOG", "benchmarks=[")]);
+    assert!(err.contains("ignoring RUST_LOG"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
 }
