@@ -14,7 +14,8 @@
 #   tests/simulated_device        annotated-libs/tests/simulated_device.rs
 #   tests/gpu_device              annotated-libs/tests/gpu_device.rs (when it exists and builds)
 #   anchors/*.py                  benchmarks/anchors (numpy_workloads.py, gpu_workloads.py)
-#   MANIFEST.txt                  commit, toolchain, what was built, sizes, sha256sums
+#   MANIFEST.txt                  commit, toolchain, what was built, the newest glibc symbol
+#                                 version the binaries need (glibc_required), sizes, sha256sums
 #
 # The binaries are release builds with their debug info stripped (symbols kept, so
 # backtraces still name functions). NVRTC (libnvrtc, ~110 MB) is not in the bundle:
@@ -144,6 +145,10 @@ cp scripts/gpu-verify.sh "$bundle/gpu-verify.sh"
 chmod 755 "$bundle/gpu-verify.sh" "$bundle"/anchors/*.py
 
 commit="$(git rev-parse HEAD 2>/dev/null || echo unknown)"
+# The newest GLIBC_x.y symbol version the binaries ask for (gpu-verify.sh compares it with the
+# GPU machine's glibc).
+glibc_required="$(cat "$bundle"/bin/* "$bundle"/tests/* | grep -ao 'GLIBC_[0-9][0-9]*\.[0-9][0-9.]*' |
+    sed 's/^GLIBC_//' | sort -uV | tail -n 1 || true)"
 dirty="$(git status --porcelain 2>/dev/null | grep -q . && echo true || echo false)"
 {
     echo "bundle built $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(uname -srm)"
@@ -151,6 +156,7 @@ dirty="$(git status --porcelain 2>/dev/null | grep -q . && echo true || echo fal
     echo "git_dirty=$dirty"
     echo "rustc=$(rustc --version 2>/dev/null || echo unknown)"
     echo "workspace_tests_built=$workspace_ok"
+    echo "glibc_required=${glibc_required:-unknown}"
     echo "gpu_device=$([[ -n "$gpu_exe" ]] && echo built || echo absent)"
     echo "sources:"
     echo "  bin/bach-bench <- $bench_exe"

@@ -10,12 +10,14 @@
 #
 # Results go to $OUT (or ./gpu-results when OUT is unset): logs/NN-step.log (each step's
 # output), steps.tsv (one line per step: name, kind, workload, mode, status code, seconds,
-# log, command), bench.jsonl (bach-bench --json records), env.txt (nvidia-smi, NVRTC, CPU),
-# summary.md (median totals per workload and mode/library, ratios, test outcomes).
+# log, command), bench.jsonl (bach-bench --json records), env.txt (nvidia-smi, NVRTC, CPU,
+# glibc), summary.md (median totals per workload and mode/library, ratios, test outcomes),
+# bach-cache/ (BACH_CACHE_DIR: the kernels NVRTC compiled and the calibrated CPU and device
+# costs, kept as evidence). The Rust binaries log at RUST_LOG's level into their step's log.
 #
 # Steps (each bounded by a timeout; a failing step is recorded and the script goes on):
 #   a. bach-runtime lib tests `device::cuda::tests::gpu_` (BACH_REQUIRE_GPU=1 BACH_REQUIRE_NVRTC=1)
-#   b. annotated-libs tests: gpu_device (BACH_REQUIRE_GPU=1; when in the bundle), simulated_device
+#   b. annotated-libs tests: gpu_device (BACH_REQUIRE_GPU=1; when in the bundle)
 #   c. bach-bench -s 26 for blackscholes and haversine: gpu, bach (BACH_DEVICE=gpu, and =auto),
 #      fused (--trials 5 --check), cpu (--trials 1; no --check: it is the reference itself).
 #      The bach runs pass --explain (plan and measured stages; printed outside the clock).
@@ -27,6 +29,14 @@
 #   f. (only with GPU_VERIFY_PLACEMENT=1, in place of a to e) the placement sweep: Black-Scholes
 #      bach at 2^10, 2^12, ..., 2^28 with BACH_DEVICE=cpu, gpu and auto, 3 trials each; writes
 #      placement.md (median totals and auto / min(cpu, gpu); target <= 1.10 at every size)
+#   g. after the timed runs, on what is left of the budget: the CPU-only tests (annotated-libs
+#      simulated_device: the device executor on a simulated device; CI runs them too, here they
+#      run beside a real GPU). GPU_VERIFY_CPU_TESTS=0 leaves them out.
+#
+# Preflight (the first lines of env.txt, printed first; and header.txt): the NVIDIA driver version and the CUDA
+# version it supports (nvidia-smi), the glibc version (ldd --version, else getconf), and the
+# newest glibc symbol version the bundle's binaries need (MANIFEST.txt), with a warning when
+# this machine's glibc is older.
 #
 # NVRTC (needed by Bach's CUDA kernels; not in the bundle) is looked for, in order, in
 # $BACH_NVRTC_DIR, the `nvidia` Python packages (the nvidia-cuda-nvrtc wheels that PyTorch
@@ -43,8 +53,10 @@
 # GPU_VERIFY_TRIALS (default 5), GPU_VERIFY_BUDGET_S (the whole run's time budget, default
 # 450 s: a step that would start with less than 15 s left is skipped, and each step's timeout
 # is cut to what is left), PYTHON (default python3), BACH_NVRTC_DIR (a directory holding
-# libnvrtc.so*; searched first). For tests of the search: GPU_VERIFY_NVRTC_ROOTS (more
-# directories, colon-separated), GPU_VERIFY_NO_SYSTEM_SEARCH=1 (search only those two).
+# libnvrtc.so*; searched first), RUST_LOG (log filter of the Rust binaries; default
+# bach_runtime=info), BACH_CACHE_DIR (default $OUT/bach-cache), GPU_VERIFY_CPU_TESTS (0: skip
+# step g). For tests of the search: GPU_VERIFY_NVRTC_ROOTS (more directories, colon-separated),
+# GPU_VERIFY_NO_SYSTEM_SEARCH=1 (search only those two).
 #
 # Exit status: 0 when every step passed (Python libraries that are not installed count as
 # skipped, not failed), 1 when a step failed or timed out, 2 on a usage error or a missing
@@ -381,6 +393,11 @@ TRIALS="${GPU_VERIFY_TRIALS:-5}"
 BUDGET="${GPU_VERIFY_BUDGET_S:-450}"
 STEPS="$OUT_DIR/steps.tsv"
 : >"$STEPS"
+# What the runtime logs goes into each step's log; the compiled kernels and the calibrated
+# costs go into the results.
+export RUST_LOG="${RUST_LOG:-bach_runtime=info}"
+export BACH_CACHE_DIR="${BACH_CACHE_DIR:-$OUT_DIR/bach-cache}"
+mkdir -p "$BACH_CACHE_DIR" || exit 2
 : >"$OUT_DIR/bench.jsonl"
 START=$SECONDS
 STEP_NO=0
@@ -422,7 +439,27 @@ run_step() {
 
 # ---- environment ---------------------------------------------------------------------------
 
+# Preflight: driver, glibc (the bundle's binaries were linked against a glibc; an older one
+# here fails every Rust step at load time).
+driver_version="$(nvidia-smi --query-gpu=driver_version --format=csv,noheader 2>/dev/null | head -n 1)"
+cuda_by_driver="$(nvidia-smi 2>/dev/null | sed -n 's/.*CUDA Version: *\([0-9.]*\).*/\1/p' | head -n 1)"
+glibc_line="$(ldd --version 2>/dev/null | head -n 1)"
+[[ -n "$glibc_line" ]] || glibc_line="$(getconf GNU_LIBC_VERSION 2>/dev/null)"
+glibc_here="$(grep -o '[0-9][0-9]*\.[0-9][0-9]*' <<<"$glibc_line" | tail -n 1)"
+glibc_needed=""
+[[ -f "$BUNDLE/MANIFEST.txt" ]] && glibc_needed="$(sed -n 's/^glibc_required=//p' "$BUNDLE/MANIFEST.txt")"
+preflight=(
+    "NVIDIA driver: ${driver_version:-unknown (no nvidia-smi)}${cuda_by_driver:+ (supports CUDA $cuda_by_driver)}"
+    "glibc: ${glibc_line:-unknown}${glibc_needed:+ (the bundle needs $glibc_needed)}"
+    "RUST_LOG=$RUST_LOG BACH_CACHE_DIR=$BACH_CACHE_DIR"
+)
+if [[ -n "$glibc_here" && "$glibc_needed" =~ ^[0-9]+\.[0-9]+ ]] &&
+    [[ "$(printf '%s\n%s\n' "$glibc_needed" "$glibc_here" | sort -V | head -n 1)" != "$glibc_needed" ]]; then
+    preflight+=("WARNING: glibc $glibc_here is older than the $glibc_needed the bundle needs: the Rust steps will not load")
+fi
+
 {
+    printf '%s\n' "${preflight[@]}"
     echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
     echo "host: $(uname -srm); $(nproc) CPUs; $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -n 1)"
     echo "bundle: $BUNDLE"
@@ -464,6 +501,7 @@ gpu_name="$(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
     echo "- GPU: ${gpu_name:-none reported by nvidia-smi}"
     echo "- host: $(nproc) CPUs, $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -n 1)"
     echo "- $nvrtc_line"
+    printf -- '- %s\n' "${preflight[@]}"
     [[ -f "$BUNDLE/MANIFEST.txt" ]] && echo "- bundle: $(sed -n 's/^git_commit=//p' "$BUNDLE/MANIFEST.txt" | cut -c1-12), dirty $(sed -n 's/^git_dirty=//p' "$BUNDLE/MANIFEST.txt")"
     echo "- size 2^$LOG2, $TRIALS trials (cpu: 1); budget $BUDGET s; details: env.txt"
 } >"$OUT_DIR/header.txt"
@@ -508,9 +546,7 @@ if [[ -x "$BUNDLE/tests/gpu_device" ]]; then
 else
     echo "(no tests/gpu_device in the bundle: step b skipped)"
 fi
-if [[ -x "$BUNDLE/tests/simulated_device" ]]; then
-    run_step simulated-device-tests test - - 120 "${RUST[@]}" "$BUNDLE/tests/simulated_device"
-fi
+# The CPU-only tests (simulated_device) come after the timed runs: step g.
 
 # ---- c, d, e: timings ------------------------------------------------------------------------
 # Order: the GPU measurements first (c: gpu, bach gpu, bach auto; d: PyTorch, CuPy; e: paging),
@@ -562,6 +598,14 @@ for w in blackscholes haversine; do
     bench "$w-fused" "$w" fused 120 -- -m fused --trials "$TRIALS" --check
     bench "$w-cpu" "$w" cpu 120 -- -m cpu --trials 1
 done
+
+# ---- g: CPU-only tests, on what is left of the budget ------------------------------------------
+
+if [[ "${GPU_VERIFY_CPU_TESTS:-1}" == 0 ]]; then
+    echo "(GPU_VERIFY_CPU_TESTS=0: the CPU-only tests are not run)"
+elif [[ -x "$BUNDLE/tests/simulated_device" ]]; then
+    run_step simulated-device-tests test - - 120 "${RUST[@]}" "$BUNDLE/tests/simulated_device"
+fi
 
 # ---- summary -------------------------------------------------------------------------------
 

@@ -29,8 +29,6 @@ import math
 import sys
 import time
 
-import numpy as np
-
 WORKLOADS = ("blackscholes", "haversine")
 CHECK_ELEMS = 1 << 16
 TOLERANCE = 1e-9
@@ -39,6 +37,13 @@ TOLERANCE = 1e-9
 def die(msg, code=2):
     print(f"gpu_workloads.py: {msg}", file=sys.stderr)
     sys.exit(code)
+
+
+try:
+    import numpy as np
+except ImportError as e:
+    # The inputs and the check are NumPy's: without it no library can be timed.
+    die(f"NumPy is not installed ({e})")
 
 
 # ---- the formulas (numpy_workloads.py's, with the array library passed in) ----------------

@@ -1,14 +1,14 @@
 //! The `bach-bench` command line: flags, output, exit codes.
 
-use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::time::SystemTime;
 
 use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
-use clap::Parser;
+use clap::{ArgAction, Parser};
 
 use crate::bench::{self, Mode, Progress, Settings, TrialTimes};
 use crate::record::{self, Machine, Record};
+use crate::term::Bar;
 use crate::workloads::{self, Workload};
 
 /// Runs one of the paper's workloads in one mode and reports the median Init,
@@ -21,7 +21,8 @@ use crate::workloads::{self, Workload};
 /// `Median Init: S`, `Median Runtime: S` and `Median Total: S` (seconds).
 ///
 /// Bach's runtime also reads BACH_BATCH_SIZE, BACH_THREADS and
-/// BACH_CACHE_BYTES; --batch-size and --threads take precedence.
+/// BACH_CACHE_BYTES; --batch-size and --threads take precedence. Logs go to
+/// stderr: RUST_LOG sets their filter, else -v.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "bach-bench", version)]
 pub struct BenchArgs {
@@ -79,6 +80,12 @@ pub struct BenchArgs {
     /// and, after them, the last run with measured times per stage (bach mode).
     #[arg(long)]
     pub explain: bool,
+
+    /// More log output on stderr, from bach_runtime and the benchmarks: -v
+    /// info, -vv debug, -vvv trace (default: warnings only). RUST_LOG, when
+    /// set, replaces this filter (e.g. RUST_LOG=bach_runtime=debug).
+    #[arg(short = 'v', long = "verbose", action = ArgAction::Count)]
+    pub verbose: u8,
 }
 
 /// The workload registry as a clap value parser (so `--help` and the error for
@@ -152,39 +159,6 @@ impl BenchArgs {
     }
 }
 
-/// A one-line progress bar on stderr, drawn only when stderr is a terminal.
-struct Bar {
-    enabled: bool,
-    label: String,
-}
-
-impl Bar {
-    fn draw(&self, done: usize, total: usize) {
-        if !self.enabled {
-            return;
-        }
-        const WIDTH: usize = 30;
-        let filled = WIDTH * done / total.max(1);
-        let mut err = std::io::stderr().lock();
-        let _ = write!(
-            err,
-            "\r\x1b[2K{} [{}{}] {done}/{total} trials",
-            self.label,
-            "#".repeat(filled),
-            "-".repeat(WIDTH - filled)
-        );
-        let _ = err.flush();
-    }
-
-    fn clear(&self) {
-        if self.enabled {
-            let mut err = std::io::stderr().lock();
-            let _ = write!(err, "\r\x1b[2K");
-            let _ = err.flush();
-        }
-    }
-}
-
 /// Runs `bach-bench` with parsed flags: prints the trials and the three
 /// median lines, appends the JSON record. `Err` carries the one-line message.
 pub fn run_bench(args: &BenchArgs) -> Result<(), String> {
@@ -218,31 +192,43 @@ pub fn run_bench(args: &BenchArgs) -> Result<(), String> {
         header.push_str(&batch.map_or(", batch size auto".into(), |b| format!(", batch size {b}")));
     }
     println!("{header}");
-    let bar = Bar {
-        enabled: std::io::stderr().is_terminal(),
-        label: format!(
+    tracing::info!(config = ?env, "bach-bench: {header}");
+    // Drawn from the first trial on (not while inputs are made or the plan printed).
+    let trials = settings.trials;
+    let bar = Bar::new(
+        trials as u64,
+        "{prefix} [{bar:30}] {pos}/{len} trials ({elapsed} in this one)",
+        format!(
             "{} {} 2^{}",
             w.name,
             settings.mode.name(),
             settings.log2_size
         ),
-    };
-    let trials = settings.trials;
+    );
     let mut on_progress = |p: Progress| match p {
-        Progress::Start(i) => bar.draw(i, trials),
+        Progress::Start(i) => {
+            bar.show();
+            bar.bar().reset_elapsed();
+            bar.bar().set_position(i as u64);
+        }
         Progress::Done(i, t) => {
-            bar.clear();
-            println!(
-                "Trial {}/{trials}: Init {:.6} s, Runtime {:.6} s, Total {:.6} s",
-                i + 1,
-                t.init,
-                t.runtime,
-                t.total
-            );
+            crate::term::suspend(|| {
+                println!(
+                    "Trial {}/{trials}: Init {:.6} s, Runtime {:.6} s, Total {:.6} s",
+                    i + 1,
+                    t.init,
+                    t.runtime,
+                    t.total
+                )
+            });
+            bar.bar().set_position(i as u64 + 1);
+            if i + 1 == trials {
+                bar.bar().finish_and_clear();
+            }
         }
     };
     let result = bench::run(&settings, &mut on_progress);
-    bar.clear();
+    drop(bar);
     let outcome = result.map_err(|e| e.to_string())?;
     if outcome.checked {
         match outcome.tolerance {

@@ -14,4 +14,5 @@ pub mod inputs;
 pub mod record;
 pub mod report;
 pub mod sweep;
+pub mod term;
 pub mod workloads;

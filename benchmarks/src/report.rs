@@ -135,8 +135,15 @@ fn fmt_ratio(r: Option<f64>) -> String {
     r.map_or("—".into(), |r| format!("{r:.2}x"))
 }
 
-/// The markdown table: one row per workload and size.
+/// What the table says when there are no records.
+pub const NOTHING_MEASURED: &str = "Nothing was measured: no results.\n";
+
+/// The markdown table: one row per workload and size ([`NOTHING_MEASURED`]
+/// without records).
 pub fn table_markdown(records: &[Record]) -> String {
+    if records.is_empty() {
+        return NOTHING_MEASURED.to_string();
+    }
     let r = Results::new(records);
     let mut out = String::from(
         "Median Total seconds (Init + Runtime; Init is 0 except for bach, shown separately). \
@@ -379,6 +386,15 @@ mod tests {
         assert!(row.contains("| — |"), "{row}");
         // Registry order: blackscholes before haversine.
         assert!(t.find("| blackscholes").unwrap() < t.find("| haversine").unwrap());
+    }
+
+    #[test]
+    fn no_records_no_table_no_charts() {
+        assert_eq!(table_markdown(&[]), NOTHING_MEASURED);
+        let dir = std::env::temp_dir().join(format!("bach-report-empty-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        assert!(draw_charts(&[], &dir).unwrap().is_empty());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

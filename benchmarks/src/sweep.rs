@@ -2,15 +2,17 @@
 //! process (so every configuration starts with fresh memory), collected into
 //! `DIR/results.jsonl`, then `DIR/table.md` and SVG charts.
 
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::time::SystemTime;
 
-use clap::Parser;
+use clap::{ArgAction, Parser};
 
 use crate::cli::{positive, workload_parser};
 use crate::record::{self, Machine, Record};
 use crate::report;
+use crate::term::{self, Bar};
 use crate::workloads::{self, Workload};
 
 /// A mode of the sweep: the modes of `bach-bench`, and `numpy` (the NumPy
@@ -44,6 +46,9 @@ impl SweepMode {
 /// Runs `bach-bench` over workloads x modes x sizes (one process per
 /// configuration), appends each run's JSON line to DIR/results.jsonl, and
 /// writes `DIR/table.md`, `DIR/runtime_<workload>.svg` and `DIR/speedup_<workload>.svg`.
+///
+/// Logs go to stderr (RUST_LOG sets their filter, else -v; bach-bench gets the
+/// same -v); a progress bar is drawn there when stderr is a terminal.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "bach-sweep", version)]
 pub struct SweepArgs {
@@ -123,6 +128,12 @@ pub struct SweepArgs {
     /// Keep an existing DIR/results.jsonl and add to it (default: start afresh).
     #[arg(long)]
     pub append: bool,
+
+    /// More log output on stderr, from bach_runtime and the benchmarks, here
+    /// and in bach-bench: -v info, -vv debug, -vvv trace (default: warnings
+    /// only). RUST_LOG, when set, replaces this filter.
+    #[arg(short = 'v', long = "verbose", action = ArgAction::Count)]
+    pub verbose: u8,
 }
 
 /// `benchmarks/anchors/numpy_workloads.py` in the source tree this was built from.
@@ -217,6 +228,56 @@ fn bench_binary(args: &SweepArgs) -> Result<PathBuf, String> {
     }
 }
 
+/// What a finished child process left: its status, its stdout, and the last
+/// line of its stderr that starts with `error: ` (without that prefix).
+struct ChildOutput {
+    status: ExitStatus,
+    stdout: String,
+    error: Option<String>,
+}
+
+impl ChildOutput {
+    /// Why the child failed, in one line.
+    fn failure(&self) -> String {
+        self.error
+            .clone()
+            .unwrap_or_else(|| format!("exited with {}", self.status))
+    }
+}
+
+/// Runs `cmd` to the end. Its stderr is passed on, line by line as it comes
+/// (logs, warnings; with the progress bar lifted), except `error: ` lines: the
+/// failure is reported once, by the caller.
+fn run_child(mut cmd: Command) -> Result<ChildOutput, String> {
+    tracing::debug!("running {cmd:?}");
+    let name = cmd.get_program().to_string_lossy().into_owned();
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run {name}: {e}"))?;
+    let stderr = child.stderr.take().expect("stderr is piped");
+    let forward = std::thread::spawn(move || {
+        let mut error = None;
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            match line.strip_prefix("error: ") {
+                Some(msg) => error = Some(msg.trim().to_string()),
+                None => term::suspend(|| eprintln!("{line}")),
+            }
+        }
+        error
+    });
+    let out = child
+        .wait_with_output()
+        .map_err(|e| format!("cannot run {name}: {e}"))?;
+    let error = forward.join().unwrap_or(None);
+    Ok(ChildOutput {
+        status: out.status,
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        error,
+    })
+}
+
 /// Runs the numpy script for one configuration and appends its record.
 fn run_numpy(
     args: &SweepArgs,
@@ -225,18 +286,16 @@ fn run_numpy(
     trials: usize,
     results: &Path,
 ) -> Result<f64, String> {
-    let out = Command::new(&args.python)
-        .arg(&args.numpy_script)
-        .args([w.to_string(), log2.to_string(), trials.to_string()])
-        .stderr(Stdio::inherit())
-        .output()
-        .map_err(|e| format!("cannot run {}: {e}", args.python.display()))?;
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let mut cmd = Command::new(&args.python);
+    cmd.arg(&args.numpy_script)
+        .args([w.to_string(), log2.to_string(), trials.to_string()]);
+    let out = run_child(cmd)?;
+    let stdout = &out.stdout;
     if !out.status.success() {
-        return Err(format!("numpy script exited with {}", out.status));
+        return Err(format!("numpy script: {}", out.failure()));
     }
     let elements = 1u64 << log2;
-    let median = parse_numpy_median(&stdout, elements).ok_or_else(|| {
+    let median = parse_numpy_median(stdout, elements).ok_or_else(|| {
         format!(
             "no median_s= in the numpy script's output: {}",
             stdout.trim()
@@ -304,14 +363,12 @@ fn run_bench(
     if args.check {
         cmd.arg("--check");
     }
-    let out = cmd
-        .stderr(Stdio::piped())
-        .output()
-        .map_err(|e| format!("cannot run {}: {e}", bin.display()))?;
+    if let Some(v) = term::verbosity_flag(args.verbose) {
+        cmd.arg(v);
+    }
+    let out = run_child(cmd)?;
     if !out.status.success() {
-        let err = String::from_utf8_lossy(&out.stderr);
-        let last = err.lines().last().unwrap_or("failed").trim();
-        return Err(last.strip_prefix("error: ").unwrap_or(last).to_string());
+        return Err(out.failure());
     }
     // The record just appended has the full-precision median.
     let last = record::read_jsonl(results)
@@ -320,7 +377,7 @@ fn run_bench(
         .filter(|r| r.workload == w && r.mode == mode && r.log2_size == log2);
     match last {
         Some(r) => Ok(r.median_total_s),
-        None => parse_median(&String::from_utf8_lossy(&out.stdout), "Median Total:")
+        None => parse_median(&out.stdout, "Median Total:")
             .ok_or_else(|| "no `Median Total:` line in its output".to_string()),
     }
 }
@@ -339,6 +396,13 @@ pub fn run(args: &SweepArgs) -> Result<(), String> {
             std::fs::remove_file(&results)
                 .map_err(|e| format!("cannot remove {}: {e}", results.display()))?;
         }
+        // Created now, so that a sweep that measures nothing (every mode
+        // skipped) still leaves its (empty) results and report.
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&results)
+            .map_err(|e| format!("cannot create {}: {e}", results.display()))?;
         let mut modes = args.modes.clone();
         if modes.contains(&SweepMode::Numpy) && !numpy_available(&args.python) {
             eprintln!(
@@ -360,6 +424,15 @@ pub fn run(args: &SweepArgs) -> Result<(), String> {
             args.benchmarks.clone()
         };
         let total = chosen.len() * args.sizes.len() * modes.len();
+        if total == 0 {
+            eprintln!("note: nothing to run: every mode was skipped");
+        }
+        let bar = Bar::new(
+            total as u64,
+            "{prefix} [{bar:30}] {pos}/{len} runs, {elapsed_precise} elapsed, about {eta} left: {msg}",
+            "bach-sweep".into(),
+        );
+        bar.show();
         let mut k = 0;
         for w in &chosen {
             for &log2 in &args.sizes {
@@ -369,10 +442,14 @@ pub fn run(args: &SweepArgs) -> Result<(), String> {
                 };
                 for &mode in &modes {
                     k += 1;
+                    bar.bar()
+                        .set_message(format!("{} {} 2^{log2} x{trials}", w.name, mode.name()));
                     if args.wait_idle > 0.0 {
                         let waited = wait_for_idle(args.wait_idle);
                         if waited > 1.0 {
-                            println!("(waited {waited:.1} s for the machine to be idle)");
+                            term::suspend(|| {
+                                println!("(waited {waited:.1} s for the machine to be idle)")
+                            });
                         }
                     }
                     let started = std::time::Instant::now();
@@ -385,17 +462,19 @@ pub fn run(args: &SweepArgs) -> Result<(), String> {
                         w.name,
                         mode.name()
                     );
-                    match r {
-                        Ok(t) => println!(
+                    let line = match r {
+                        Ok(t) => format!(
                             "{label}: median total {} ({:.1} s wall)",
                             report::fmt_time(t),
                             started.elapsed().as_secs_f64()
                         ),
                         Err(e) => {
                             failures += 1;
-                            println!("{label}: FAILED: {e}");
+                            format!("{label}: FAILED: {e}")
                         }
-                    }
+                    };
+                    term::suspend(|| println!("{line}"));
+                    bar.bar().inc(1);
                 }
             }
         }

@@ -8,8 +8,20 @@ use benchmarks::record::Record;
 const BENCH: &str = env!("CARGO_BIN_EXE_bach-bench");
 const SWEEP: &str = env!("CARGO_BIN_EXE_bach-sweep");
 
+/// Runs `bin` with the log filter from its flags (a RUST_LOG of the caller's
+/// would add log lines to stderr).
 fn run(bin: &str, args: &[&str]) -> Output {
-    Command::new(bin).args(args).output().expect("binary runs")
+    run_env(bin, args, &[])
+}
+
+/// [`run`] with `env` set (after RUST_LOG is removed).
+fn run_env(bin: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
+    Command::new(bin)
+        .args(args)
+        .env_remove("RUST_LOG")
+        .envs(env.iter().copied())
+        .output()
+        .expect("binary runs")
 }
 
 fn stdout(o: &Output) -> String {
@@ -43,6 +55,8 @@ fn help_explains_every_flag() {
         "--seed",
         "--json",
         "--check",
+        "--verbose",
+        "RUST_LOG",
         "blackscholes",
         "haversine",
         "cpu",
@@ -62,6 +76,7 @@ fn help_explains_every_flag() {
         "--trials",
         "--out",
         "--numpy-script",
+        "--verbose",
     ] {
         assert!(stdout(&o).contains(flag), "bach-sweep --help lacks {flag}");
     }
@@ -129,7 +144,11 @@ fn gpu_mode_code_is_right_on_a_simulated_device() {
 
 #[test]
 fn explain_prints_the_plan_and_the_measured_run() {
-    let o = run(
+    // Placement forced onto the simulated device: left to the cost model, a
+    // fast CPU (or CPU costs calibrated earlier and cached in the user's
+    // cache directory) keeps this small stage on the CPU.
+    let cache = scratch("explain-cache");
+    let o = run_env(
         BENCH,
         &[
             "-b",
@@ -141,7 +160,12 @@ fn explain_prints_the_plan_and_the_measured_run() {
             "--explain",
             "--simulated-device",
         ],
+        &[
+            ("BACH_DEVICE", "gpu"),
+            ("BACH_CACHE_DIR", cache.to_str().unwrap()),
+        ],
     );
+    std::fs::remove_dir_all(&cache).unwrap();
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let out = stdout(&o);
     assert!(
@@ -435,14 +459,24 @@ fn sweep_numpy_mode_runs_or_is_skipped() {
         ],
     );
     assert!(o.status.success(), "{}\n{}", stdout(&o), stderr(&o));
-    let records = benchmarks::record::read_jsonl(&out.join("results.jsonl")).unwrap_or_default();
+    let records = benchmarks::record::read_jsonl(&out.join("results.jsonl")).unwrap();
+    let table = std::fs::read_to_string(out.join("table.md")).unwrap();
     if benchmarks::sweep::numpy_available(Path::new("python3")) {
         assert_eq!(records.len(), 1);
         assert_eq!(records[0].mode, "numpy");
         assert!(records[0].median_total_s > 0.0);
+        assert!(table.contains("| haversine | 2^10 |"), "{table}");
     } else {
+        eprintln!("numpy or scipy missing for python3: checking that the mode is skipped");
+        // Every mode skipped: an empty results file and a report that says so.
         assert!(records.is_empty());
+        assert_eq!(table, benchmarks::report::NOTHING_MEASURED);
         assert!(stderr(&o).contains("skipping mode numpy"), "{}", stderr(&o));
+        assert!(
+            stdout(&o).contains("Nothing was measured"),
+            "{}",
+            stdout(&o)
+        );
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -472,4 +506,90 @@ fn check_catches_corruption_on_the_simulated_device_too() {
             stderr(&o)
         );
     }
+}
+
+#[test]
+fn verbose_flag_and_rust_log() {
+    let args = ["-b", "haversine", "-m", "cpu", "-s", "10"];
+    let with = |extra: &[&str], env: &[(&str, &str)]| {
+        let all: Vec<&str> = args.iter().chain(extra).copied().collect();
+        let o = run_env(BENCH, &all, env);
+        assert!(o.status.success(), "{extra:?} {env:?}: {}", stderr(&o));
+        assert!(stdout(&o).contains("Median Total:"), "{}", stdout(&o));
+        stderr(&o)
+    };
+    // Default: warnings only (none here).
+    assert!(with(&[], &[]).is_empty());
+    // -v: info of the benchmarks crate (the run's configuration).
+    for v in [
+        &["-v"][..],
+        &["-vv"],
+        &["-vvv"],
+        &["--verbose", "--verbose"],
+    ] {
+        let err = with(v, &[]);
+        assert!(
+            err.contains("INFO") && err.contains("benchmarks"),
+            "{v:?}: {err}"
+        );
+    }
+    // RUST_LOG replaces -v.
+    assert!(with(&["-vv"], &[("RUST_LOG", "off")]).is_empty());
+    let err = with(&[], &[("RUST_LOG", "benchmarks=info")]);
+    assert!(err.contains("INFO"), "{err}");
+    // A RUST_LOG that does not parse: one warning, and the run goes on as with -v.
+    for bad in ["benchmarks=loudest", "[{"] {
+        let err = with(&["-v"], &[("RUST_LOG", bad)]);
+        assert!(err.contains("ignoring RUST_LOG"), "{bad}: {err}");
+        assert!(err.contains("INFO"), "{bad}: {err}");
+    }
+    let err = with(&[], &[("RUST_LOG", "")]);
+    assert!(err.is_empty(), "an empty RUST_LOG is unset: {err}");
+}
+
+#[test]
+fn sweep_passes_verbosity_to_bach_bench() {
+    let dir = scratch("verbose");
+    let out = dir.join("out");
+    let sweep = |extra: &[&str], env: &[(&str, &str)]| {
+        let mut args = vec![
+            "--benchmarks",
+            "haversine",
+            "--modes",
+            "cpu",
+            "--sizes",
+            "10",
+            "--trials",
+            "1",
+            "--out",
+            out.to_str().unwrap(),
+            "--bench-bin",
+            BENCH,
+        ];
+        args.extend_from_slice(extra);
+        let o = run_env(SWEEP, &args, env);
+        assert!(o.status.success(), "{}\n{}", stdout(&o), stderr(&o));
+        assert!(
+            stdout(&o).contains("| haversine | 2^10 |"),
+            "{}",
+            stdout(&o)
+        );
+        stderr(&o)
+    };
+    assert!(
+        sweep(&[], &[]).is_empty(),
+        "no logs, no progress bar off a terminal"
+    );
+    // bach-bench's own log line comes through the sweep's stderr.
+    let err = sweep(&["-v"], &[]);
+    assert!(
+        err.contains("INFO") && err.contains("bach-bench: haversine"),
+        "{err}"
+    );
+    let err = sweep(&["-vv"], &[]);
+    assert!(err.contains("DEBUG") && err.contains("running"), "{err}");
+    assert!(sweep(&["-vv"], &[("RUST_LOG", "off")]).is_empty());
+    let err = sweep(&[], &[("RUST_LOG", "benchmarks=[")]);
+    assert!(err.contains("ignoring RUST_LOG"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -6,6 +6,7 @@ use benchmarks::cli::{self, BenchArgs};
 
 fn main() -> ExitCode {
     let args: BenchArgs = cli::parse_or_exit();
+    benchmarks::term::init_logging(args.verbose);
     match cli::run_bench(&args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -7,6 +7,7 @@ use benchmarks::sweep::{self, SweepArgs};
 
 fn main() -> ExitCode {
     let args: SweepArgs = cli::parse_or_exit();
+    benchmarks::term::init_logging(args.verbose);
     match sweep::run(&args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
