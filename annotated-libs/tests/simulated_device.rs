@@ -666,8 +666,8 @@ fn in_memory_data_is_pipelined_and_paging_keeps_the_throughput() {
     let run = |capacity: usize| {
         let dev = Arc::new(SimulatedDevice::new(SimulatedDeviceConfig {
             capacity,
-            fail_alloc: None,
             costs,
+            ..Default::default()
         }));
         let g = graph_on(dev.clone());
         let (call, put) =

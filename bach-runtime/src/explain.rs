@@ -12,6 +12,9 @@ use crate::schedule::{Placement, Schedule};
 pub struct Explain {
     /// The stages, in execution order.
     pub stages: Vec<StageInfo>,
+    /// True when the plan and schedule were reused from an earlier evaluation
+    /// of the same shape of graph (the plan cache), not made anew.
+    pub reused_plan: bool,
 }
 
 /// One stage of a plan.
@@ -37,12 +40,18 @@ pub struct StageInfo {
     pub kept_on_device: usize,
     /// The cost model's prediction.
     pub cost: crate::cost::StageCost,
-    /// Seconds the stage took (only in [`Graph::last_run`]).
+    /// Seconds the stage took (only in [`Graph::last_run`](crate::Graph::last_run)).
     pub measured_s: Option<f64>,
 }
 
 impl fmt::Display for Explain {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.reused_plan {
+            writeln!(
+                f,
+                "(plan reused from an earlier evaluation of the same shape)"
+            )?;
+        }
         for (i, s) in self.stages.iter().enumerate() {
             write!(f, "stage {i}: {:?} on {:?}", s.kind, s.placement)?;
             if let Some(n) = s.elements {
@@ -96,7 +105,12 @@ impl fmt::Display for Explain {
 impl Explain {
     /// The stages of `plan` as `schedule` places them, with what happened
     /// when they ran (`report`, after an evaluation).
-    pub(crate) fn of(plan: &Plan, schedule: &Schedule, report: Option<&RunReport>) -> Explain {
+    pub(crate) fn of(
+        plan: &Plan,
+        schedule: &Schedule,
+        report: Option<&RunReport>,
+        reused_plan: bool,
+    ) -> Explain {
         let stages = (plan.stages.iter().zip(&schedule.stages))
             .enumerate()
             .map(|(i, (s, placed))| {
@@ -129,6 +143,9 @@ impl Explain {
                 }
             })
             .collect();
-        Explain { stages }
+        Explain {
+            stages,
+            reused_plan,
+        }
     }
 }

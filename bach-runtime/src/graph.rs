@@ -41,6 +41,7 @@ struct Session {
 /// The last evaluation: what was planned and what happened.
 struct LastRun {
     prepared: Arc<Prepared>,
+    reused: bool,
     report: RunReport,
 }
 
@@ -212,11 +213,11 @@ impl Graph {
         targets: &[(Arc<Node>, u32)],
         config: &Config,
         device: Option<&Arc<dyn Device>>,
-    ) -> Result<(Arc<Prepared>, Externals)> {
+    ) -> Result<(Arc<Prepared>, Externals, bool)> {
         let snapshot = plan::snapshot(targets)?;
         let (found, key) = lock(&self.inner.plans).find(&snapshot, config, device);
         if let Some(prepared) = found {
-            return Ok((prepared, snapshot.externals));
+            return Ok((prepared, snapshot.externals, true));
         }
         // With a device, calls it can and cannot run never share a stage.
         let capability = device.map(|_| crate::schedule::has_device_impl as fn(&PlanNode) -> bool);
@@ -229,7 +230,7 @@ impl Graph {
         let schedule = crate::schedule::schedule(&plan, &analyses, device.map(|d| &**d), config);
         let prepared = Arc::new(Prepared::new(plan, analyses, schedule, config, device));
         lock(&self.inner.plans).insert(key, prepared.clone());
-        Ok((prepared, snapshot.externals))
+        Ok((prepared, snapshot.externals, false))
     }
 
     /// Computes `handles` (a handle, a tuple, a vector or a slice of handles)
@@ -241,7 +242,7 @@ impl Graph {
         let targets = self.targets_of(&handles, "evaluate")?;
         let config = self.config();
         let device = self.device(&config)?;
-        let (prepared, externals) = self.prepare(&targets, &config, device.as_ref())?;
+        let (prepared, externals, reused) = self.prepare(&targets, &config, device.as_ref())?;
         let pool = self.pool(config.threads)?;
         let ctx = Context {
             config: &config,
@@ -267,6 +268,7 @@ impl Graph {
         }
         *lock(&self.inner.last_run) = Some(LastRun {
             prepared: prepared.clone(),
+            reused,
             report: outcome.report,
         });
         // Nothing but the nodes may hold the results now, so that `finish`
@@ -282,8 +284,13 @@ impl Graph {
         let targets = self.targets_of(handles, "explain")?;
         let config = self.config();
         let device = self.device(&config)?;
-        let (prepared, _) = self.prepare(&targets, &config, device.as_ref())?;
-        Ok(Explain::of(&prepared.plan, &prepared.schedule, None))
+        let (prepared, _, reused) = self.prepare(&targets, &config, device.as_ref())?;
+        Ok(Explain::of(
+            &prepared.plan,
+            &prepared.schedule,
+            None,
+            reused,
+        ))
     }
 
     /// The plan of this graph's last evaluation, with the measured seconds of
@@ -292,7 +299,12 @@ impl Graph {
         let last = lock(&self.inner.last_run);
         let last = last.as_ref()?;
         let p = &last.prepared;
-        Some(Explain::of(&p.plan, &p.schedule, Some(&last.report)))
+        Some(Explain::of(
+            &p.plan,
+            &p.schedule,
+            Some(&last.report),
+            last.reused,
+        ))
     }
 }
 

@@ -37,6 +37,10 @@ pub struct SimulatedDeviceConfig {
     /// Fail the allocation with this (0-based) index, to test recovery from
     /// out-of-memory errors.
     pub fail_alloc: Option<u64>,
+    /// Fail every kernel launch of this name with a device error (not an
+    /// out-of-memory), as a module that does not load or a failing launch
+    /// would: to test what evaluation does with a broken device.
+    pub fail_kernel: Option<String>,
     /// The costs placement assumes for this device, and its time model.
     pub costs: super::DeviceCosts,
 }
@@ -46,6 +50,7 @@ impl Default for SimulatedDeviceConfig {
         SimulatedDeviceConfig {
             capacity: 1 << 30,
             fail_alloc: None,
+            fail_kernel: None,
             costs: super::DeviceCosts::default(),
         }
     }
@@ -334,6 +339,12 @@ impl Device for SimulatedDevice {
     }
 
     fn launch_on(&self, queue: Queue, launch: &Launch<'_>) -> Result<()> {
+        if self.config.fail_kernel.as_deref() == Some(launch.kernel.as_str()) {
+            return Err(Error::Gpu(format!(
+                "launching `{}`: injected failure",
+                launch.kernel
+            )));
+        }
         let mut reads: Vec<&SimAlloc> = Vec::new();
         let mut writes: Vec<&SimAlloc> = Vec::new();
         for a in &launch.args {
@@ -510,8 +521,8 @@ mod tests {
     fn device() -> SimulatedDevice {
         SimulatedDevice::new(SimulatedDeviceConfig {
             capacity: 1 << 20,
-            fail_alloc: None,
             costs: costs(),
+            ..Default::default()
         })
     }
 
