@@ -252,8 +252,9 @@ fn stub(spec: &OffloadSpec, cpu_name: &Ident) -> TokenStream {
         {
             // `..DEFAULT` keeps stubs compiling when the runtime adds fields.
             #[allow(clippy::needless_update)]
-            let mut #call = ::bach_runtime::__private::CallBuilder::new(
-                ::bach_runtime::__private::OpInfo {
+            // A constant, so that every call refers to one static `OpInfo`.
+            let mut #call = ::bach_runtime::__private::CallBuilder::new({
+                const INFO: ::bach_runtime::__private::OpInfo = ::bach_runtime::__private::OpInfo {
                     name: #name_lit,
                     gpu_kernel: #gpu_kernel,
                     splittable: #splittable,
@@ -262,8 +263,9 @@ fn stub(spec: &OffloadSpec, cpu_name: &Ident) -> TokenStream {
                     #gpu_fn
                     #cpu_ns_per_element
                     ..::bach_runtime::__private::OpInfo::DEFAULT
-                }
-            );
+                };
+                &INFO
+            });
             #(#record)*
             // A `#[deprecated]` function is deprecated for its callers, not here.
             #[allow(deprecated)]
@@ -346,16 +348,17 @@ mod tests {
             ) -> ::bach_runtime::Lazy<'__bach, Array1<T>>
             {
                 #[allow(clippy::needless_update)]
-                let mut __call = ::bach_runtime::__private::CallBuilder::new(
-                    ::bach_runtime::__private::OpInfo {
+                let mut __call = ::bach_runtime::__private::CallBuilder::new({
+                    const INFO: ::bach_runtime::__private::OpInfo = ::bach_runtime::__private::OpInfo {
                         name: "add",
                         gpu_kernel: ::core::option::Option::Some("add"),
                         splittable: true,
                         alloc: false,
                         gpu_source: ::core::option::Option::Some(BACH_KERNELS),
                         ..::bach_runtime::__private::OpInfo::DEFAULT
-                    }
-                );
+                    };
+                    &INFO
+                });
                 __call.arg::<NdArraySplit, Array1<T>>(::bach_runtime::IntoArg::into_arg(a));
                 __call.arg::<NdArraySplit, Array1<T>>(::bach_runtime::IntoArg::into_arg(b));
                 #[allow(deprecated)]

@@ -53,7 +53,7 @@ pub(crate) struct PlanArg {
 /// One pending call, copied from the graph.
 #[derive(Clone, Debug)]
 pub(crate) struct PlanNode {
-    pub(crate) info: OpInfo,
+    pub(crate) info: &'static OpInfo,
     pub(crate) cpu: CpuFn,
     pub(crate) args: SmallVec<[PlanArg; 2]>,
     pub(crate) outputs: SmallVec<[&'static SplitVTable; 1]>,

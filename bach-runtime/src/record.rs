@@ -65,7 +65,7 @@ pub(crate) enum State {
 
 #[derive(Clone)]
 pub(crate) struct Call {
-    pub(crate) info: OpInfo,
+    pub(crate) info: &'static OpInfo,
     pub(crate) cpu: CpuFn,
     pub(crate) args: SmallVec<[CallArg; 2]>,
     /// A problem found while recording, reported when the call is evaluated.
@@ -262,7 +262,7 @@ impl<'a, T: Value> IntoArg<'a, T> for &mut Lazy<'a, T> {
 /// Records one call. Used by the code `#[offload]` generates; not a stable API.
 pub struct CallBuilder<'a> {
     graph: u64,
-    info: OpInfo,
+    info: &'static OpInfo,
     args: SmallVec<[CallArg; 2]>,
     outputs: SmallVec<[&'static SplitVTable; 1]>,
     error: Option<Error>,
@@ -271,7 +271,7 @@ pub struct CallBuilder<'a> {
 
 impl<'a> CallBuilder<'a> {
     /// Starts recording a call of `info` in the current graph.
-    pub fn new(info: OpInfo) -> Self {
+    pub fn new(info: &'static OpInfo) -> Self {
         CallBuilder {
             graph: current_id(),
             info,

@@ -101,7 +101,7 @@ fn array_from<T: Copy + Send + Sync + 'static>(b: &[u8], conv: fn(&[u8]) -> T) -
 /// implement it for your own types and call [`register_device_value`], and
 /// stages over them can run on a device (their split type still cuts them
 /// into pieces on the host).
-pub trait DeviceValue: crate::Value {
+pub trait DeviceValue: crate::value::Value {
     /// The element type on the device (selects the `_f32`/`_f64`/`_bool` kernel).
     const DTYPE: DType;
     /// The value's elements, in order, as bytes.

@@ -147,7 +147,7 @@ pub struct TransferStats {
     /// Most bytes allocated at once.
     pub peak_bytes: u64,
     /// Nanoseconds from the device's creation to the end of its last transfer
-    /// or launch, by its [`DeviceCosts`](crate::DeviceCosts) with the queues
+    /// or launch, by its [`DeviceCosts`](super::DeviceCosts) with the queues
     /// overlapping as their events allow (simulated devices; 0 elsewhere).
     pub modelled_ns: u64,
     /// Nanoseconds the transfers and launches would take one after another, with no overlap
@@ -311,7 +311,7 @@ pub trait Device: Send + Sync {
 pub(crate) fn check_range(what: &str, offset: usize, bytes: usize, len: usize) -> Result<()> {
     match offset.checked_add(bytes) {
         Some(end) if end <= len => Ok(()),
-        _ => Err(crate::Error::Gpu(format!(
+        _ => Err(crate::error::Error::Gpu(format!(
             "{what} of {bytes} bytes at offset {offset} overruns a {len}-byte buffer"
         ))),
     }
@@ -328,7 +328,7 @@ pub(crate) fn check_copy(
     bytes: usize,
 ) -> Result<()> {
     if std::ptr::eq(src, dst) {
-        return Err(crate::Error::Gpu(
+        return Err(crate::error::Error::Gpu(
             "a device copy within one buffer is not supported".into(),
         ));
     }
@@ -354,7 +354,7 @@ pub(crate) fn default_device() -> std::result::Result<std::sync::Arc<dyn Device>
 
 fn open_cuda() -> std::result::Result<std::sync::Arc<dyn Device>, String> {
     let device = CudaDevice::open(0).map_err(|e| match e {
-        crate::Error::GpuUnavailable(reason) => reason,
+        crate::error::Error::GpuUnavailable(reason) => reason,
         e => e.to_string(),
     })?;
     Ok(device)

@@ -15,7 +15,7 @@
 //!   race on a real device: it fails with an [`Error::Gpu`] naming both sides,
 //!   so the executor's missing events show up as failing tests here.
 //! - **Time.** Each queue has a timeline in modelled nanoseconds (from the
-//!   [`DeviceCosts`](crate::DeviceCosts)): work starts when its queue is free
+//!   [`DeviceCosts`](super::DeviceCosts)): work starts when its queue is free
 //!   and the events it waits for have completed. `TransferStats::modelled_ns`
 //!   is the end of the last work, so overlapping queues show up as a shorter
 //!   time than `serial_ns`, the sum of all work.
