@@ -36,6 +36,7 @@ mod cost;
 #[allow(dead_code)]
 pub(crate) mod cuda;
 mod device;
+mod disk_cache;
 mod error;
 mod eval;
 mod exec;

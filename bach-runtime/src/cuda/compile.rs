@@ -4,8 +4,8 @@
 //! [`compile`] is the entry point: for a device of compute capability `X.Y` it produces a
 //! CUBIN for `sm_XY` when NVRTC supports that architecture, and otherwise PTX for the
 //! newest architecture NVRTC supports below it (the driver JIT-compiles PTX for newer
-//! devices). Compiled code is cached under [`KernelCache::default_dir`], keyed by the
-//! source's hash, the target architecture and NVRTC's version, and written atomically
+//! devices). Compiled code is cached in the kernel directory of [`crate::disk_cache`], keyed
+//! by the source's hash, the target architecture and NVRTC's version, and written atomically
 //! (temporary file + rename), so concurrent processes never read a partial entry.
 //! [`compile_for_target`] compiles for an exact [`Target`] without any cache.
 //!
@@ -17,14 +17,14 @@
 use std::ffi::{c_char, CStr, CString};
 use std::fmt;
 use std::fs;
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use cudarc::nvrtc::{result as nvrtc, sys as nvrtc_sys};
 
 use super::discovery::{ensure_nvrtc, ComputeCapability};
 use super::error::CudaError;
+use crate::disk_cache::{self, sanitize_file_name, write_atomically};
 
 /// Options passed to NVRTC for every compilation, besides `-arch`.
 ///
@@ -400,19 +400,9 @@ impl CacheKey {
             hash.write(b"\0");
             hash.write(option.as_bytes());
         }
-        let stem: String = src
-            .name
-            .trim_end_matches(".cu")
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .take(40)
-            .collect();
+        // At most 40 bytes of the name: the hash identifies the entry, the name helps people.
+        let mut stem = sanitize_file_name(src.name.trim_end_matches(".cu"));
+        stem.truncate(40);
         Self {
             stem,
             source_hash: hash.finish(),
@@ -469,25 +459,10 @@ impl KernelCache {
         Self { dir: dir.into() }
     }
 
-    /// The default cache directory: `$BACH_CACHE_DIR/kernels`, else
-    /// `$XDG_CACHE_HOME/bach/kernels`, else `$HOME/.cache/bach/kernels` (empty variables
-    /// count as unset); `None` when none of these variables is set.
-    pub fn default_dir() -> Option<PathBuf> {
-        Self::dir_from(|name| std::env::var_os(name))
-    }
-
-    /// [`default_dir`](Self::default_dir) with the environment read through `env`.
-    fn dir_from(env: impl Fn(&str) -> Option<std::ffi::OsString>) -> Option<PathBuf> {
-        let var = |name| env(name).filter(|v| !v.is_empty()).map(PathBuf::from);
-        let root = var("BACH_CACHE_DIR")
-            .or_else(|| var("XDG_CACHE_HOME").map(|d| d.join("bach")))
-            .or_else(|| var("HOME").map(|d| d.join(".cache").join("bach")))?;
-        Some(root.join("kernels"))
-    }
-
-    /// A cache in [`default_dir`](Self::default_dir), if there is one.
+    /// A cache in the kernel directory of the disk cache (`<cache>/kernels`, see
+    /// [`crate::disk_cache`]), if there is one.
     pub fn from_env() -> Option<Self> {
-        Self::default_dir().map(Self::new)
+        disk_cache::kernels_dir().map(Self::new)
     }
 
     /// The cache's directory.
@@ -519,25 +494,9 @@ impl KernelCache {
     /// Stores `code` as the entry for `key`, atomically: it is written to a temporary file
     /// in the same directory, then renamed over the entry. Returns the entry's path.
     pub fn store(&self, key: &CacheKey, code: &[u8]) -> io::Result<PathBuf> {
-        static COUNTER: AtomicU64 = AtomicU64::new(0);
-        fs::create_dir_all(&self.dir)?;
         let path = self.path(key);
-        let tmp = self.dir.join(format!(
-            ".{}.tmp.{}.{}",
-            key.file_name(),
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        ));
-        let written = (|| {
-            let mut file = fs::File::create(&tmp)?;
-            file.write_all(code)?;
-            file.sync_all()?;
-            fs::rename(&tmp, &path)
-        })();
-        if written.is_err() {
-            let _ = fs::remove_file(&tmp);
-        }
-        written.map(|()| path)
+        write_atomically(&path, code)?;
+        Ok(path)
     }
 }
 
@@ -814,35 +773,6 @@ mod tests {
             key.file_name(),
             CacheKey::new(&a, Target::cubin(SM_90), v13).file_name()
         );
-    }
-
-    #[test]
-    fn the_cache_directory_follows_the_environment() {
-        let dir = |vars: &[(&str, &str)]| {
-            let vars: Vec<(String, String)> = vars
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect();
-            KernelCache::dir_from(|name| {
-                vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.into())
-            })
-        };
-        let all = [
-            ("BACH_CACHE_DIR", "/b"),
-            ("XDG_CACHE_HOME", "/x"),
-            ("HOME", "/h"),
-        ];
-        assert_eq!(dir(&all), Some(PathBuf::from("/b/kernels")));
-        assert_eq!(dir(&all[1..]), Some(PathBuf::from("/x/bach/kernels")));
-        assert_eq!(
-            dir(&all[2..]),
-            Some(PathBuf::from("/h/.cache/bach/kernels"))
-        );
-        assert_eq!(
-            dir(&[("BACH_CACHE_DIR", ""), ("HOME", "/h")]),
-            Some(PathBuf::from("/h/.cache/bach/kernels"))
-        );
-        assert_eq!(dir(&[]), None);
     }
 
     #[test]

@@ -62,8 +62,8 @@
 use std::collections::{HashMap, VecDeque};
 use std::ffi::{c_void, CString};
 use std::fmt;
-use std::io::{self, Write};
-use std::path::{Path, PathBuf};
+use std::io;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
@@ -81,6 +81,9 @@ use crate::cost::DeviceCosts;
 use crate::cuda::compile::{self, CodeKind, CompiledModule, KernelCache};
 use crate::cuda::discovery::{self, ComputeCapability, GpuUnavailable};
 use crate::cuda::error::CudaError;
+use crate::disk_cache::{
+    self, cost_cache_readable, sanitize_file_name, write_atomically, COST_CACHE_ENV,
+};
 use crate::error::{Error, Result};
 
 /// Threads per block of every launch.
@@ -1342,10 +1345,7 @@ impl CudaDevice {
             total >> 20
         );
         let disk = KernelCache::from_env();
-        let cost_cache_dir = disk
-            .as_ref()
-            .and_then(|d| d.dir().parent())
-            .map(|root| root.join("costs"));
+        let cost_cache_dir = disk_cache::costs_dir();
         Ok(Arc::new(CudaDevice {
             ordinal,
             name: info.name,
@@ -1801,8 +1801,6 @@ const LAUNCH_REPEATS: usize = 50;
 const THROUGHPUT_ELEMENTS: usize = 1 << 24;
 /// Launches for the throughput.
 const THROUGHPUT_REPEATS: usize = 3;
-/// The environment variable that turns reading the cost cache off (`off`).
-pub const COST_CACHE_ENV: &str = "BACH_COST_CACHE";
 /// The keys of a cost cache file, in the order they are written.
 const COST_KEYS: [&str; 4] = [
     "link_bytes_per_s",
@@ -1821,28 +1819,6 @@ pub(crate) fn median(values: &[f64]) -> Option<f64> {
         0 => None,
         _ if n % 2 == 1 => Some(finite[n / 2]),
         _ => Some(finite[n / 2 - 1] / 2.0 + finite[n / 2] / 2.0),
-    }
-}
-
-/// `name` as a portable file-name part: ASCII letters, digits, `-`, `_` and `.` are kept, runs
-/// of anything else become one `_`; no leading or trailing `_` or `.`; at most 64 bytes;
-/// `device` when nothing is left.
-pub(crate) fn sanitize_file_name(name: &str) -> String {
-    let mut out = String::with_capacity(name.len());
-    for c in name.chars() {
-        if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
-            out.push(c);
-        } else if !out.ends_with('_') {
-            out.push('_');
-        }
-    }
-    let mut out = out.trim_matches(['_', '.']).to_string();
-    out.truncate(64);
-    let out = out.trim_end_matches(['_', '.']);
-    if out.is_empty() {
-        "device".to_string()
-    } else {
-        out.to_string()
     }
 }
 
@@ -1913,41 +1889,6 @@ pub(crate) fn parse_costs(text: &str) -> std::result::Result<DeviceCosts, String
         launch_s: get(2)?,
         elements_per_s: get(3)?,
     })
-}
-
-/// Whether the cost cache may be read, given the value of [`COST_CACHE_ENV`]: not when it is
-/// `off` (or `0`, `false`, `no`; any case).
-pub(crate) fn cost_cache_readable(setting: Option<&str>) -> bool {
-    !setting.is_some_and(|v| {
-        matches!(
-            v.trim().to_ascii_lowercase().as_str(),
-            "off" | "0" | "false" | "no"
-        )
-    })
-}
-
-/// Writes `text` to `path` atomically: into a temporary file in the same directory (created
-/// if needed), then renamed over `path`.
-pub(crate) fn write_atomically(path: &Path, text: &str) -> io::Result<()> {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let file_name = path.file_name().and_then(|n| n.to_str()).unwrap_or("costs");
-    let tmp = dir.join(format!(
-        ".{file_name}.tmp.{}.{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
-    let written = (|| {
-        let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(text.as_bytes())?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if written.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    written
 }
 
 /// Device memory the calibration uses, straight from the driver (outside the caching allocator,
@@ -2893,29 +2834,7 @@ mod tests {
     }
 
     #[test]
-    fn device_names_are_sanitized_for_file_names() {
-        assert_eq!(
-            sanitize_file_name("NVIDIA H100 80GB HBM3"),
-            "NVIDIA_H100_80GB_HBM3"
-        );
-        assert_eq!(
-            sanitize_file_name("Tesla V100-SXM2-16GB"),
-            "Tesla_V100-SXM2-16GB"
-        );
-        assert_eq!(
-            sanitize_file_name("  NVIDIA  GeForce RTX 4090 "),
-            "NVIDIA_GeForce_RTX_4090"
-        );
-        assert_eq!(sanitize_file_name("../../etc/passwd"), "etc_passwd");
-        assert_eq!(
-            sanitize_file_name("a/b\\c:d*e?f\"g<h>i|j\0k"),
-            "a_b_c_d_e_f_g_h_i_j_k"
-        );
-        assert_eq!(sanitize_file_name("Gerät ü"), "Ger_t");
-        assert_eq!(sanitize_file_name(""), "device");
-        assert_eq!(sanitize_file_name(" / . "), "device");
-        let long = sanitize_file_name(&"x".repeat(500));
-        assert_eq!(long.len(), 64);
+    fn cost_cache_file_names_name_the_device_and_driver() {
         assert_eq!(
             cost_cache_file_name("NVIDIA H100 80GB HBM3", (9, 0), (13, 0)),
             "NVIDIA_H100_80GB_HBM3-cc90-driver13.0.txt"
@@ -3015,22 +2934,7 @@ mod tests {
         );
         let entries: Vec<_> = std::fs::read_dir(path.parent().unwrap()).unwrap().collect();
         assert_eq!(entries.len(), 1, "no temporary file left: {entries:?}");
-        // A directory in the way: an error, not a panic, and nothing left behind.
-        let blocked = dir.join("blocked");
-        std::fs::create_dir_all(blocked.join("sub")).unwrap();
-        assert!(write_atomically(&blocked, "x").is_err());
-        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 2);
         let _ = std::fs::remove_dir_all(dir);
-    }
-
-    #[test]
-    fn bach_cost_cache_off_disables_reading_the_cache() {
-        assert!(cost_cache_readable(None));
-        assert!(cost_cache_readable(Some("")));
-        assert!(cost_cache_readable(Some("on")));
-        for off in ["off", "OFF", " Off ", "0", "false", "no"] {
-            assert!(!cost_cache_readable(Some(off)), "{off:?}");
-        }
     }
 
     // ---- opening without a GPU -----------------------------------------------------------------
