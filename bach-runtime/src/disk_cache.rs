@@ -77,7 +77,10 @@ pub(crate) fn sanitize_file_name(name: &str) -> String {
 /// Writes `contents` to `path` atomically: into a temporary file in the same
 /// directory (created if needed), synced, then renamed over `path`. The
 /// temporary file is removed when any step fails.
-pub(crate) fn write_atomically(path: &Path, contents: impl AsRef<[u8]>) -> io::Result<()> {
+pub(crate) fn write_atomically<C>(path: &Path, contents: &C) -> io::Result<()>
+where
+    C: AsRef<[u8]> + ?Sized,
+{
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let dir = path.parent().unwrap_or(Path::new("."));
     fs::create_dir_all(dir)?;
