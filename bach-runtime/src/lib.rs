@@ -33,8 +33,6 @@ extern crate self as bach_runtime;
 
 mod config;
 mod cost;
-#[allow(dead_code)]
-pub(crate) mod cuda;
 mod device;
 mod disk_cache;
 mod error;
@@ -51,8 +49,10 @@ mod value;
 pub use bach_macros::offload;
 pub use config::{parse_bytes, Config, DevicePolicy};
 pub use cost::{recalibrate, DeviceCosts, StageCost};
-pub use cuda::discovery::{gpu_status, ComputeCapability, DeviceInfo, GpuStatus, GpuUnavailable};
 pub use device::codec::{register_device_value, DType, DeviceValue};
+pub use device::cuda::discovery::{
+    gpu_status, ComputeCapability, DeviceInfo, GpuStatus, GpuUnavailable,
+};
 pub use device::{
     CudaDevice, Device, DeviceBuffer, Event, GpuCall, GpuFn, KernelArg, KernelSource, Launch,
     LaunchShape, PendingDownload, Queue, SimulatedDevice, SimulatedDeviceConfig, TransferStats,
