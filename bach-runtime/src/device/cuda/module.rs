@@ -106,8 +106,7 @@ pub(super) fn compile_source(
     cc: ComputeCapability,
     disk: Option<&KernelCache>,
 ) -> Result<CompiledModule> {
-    let module = compile::compile(&compile::KernelSource::new(src.name, src.code), cc, disk)
-        .map_err(from_cuda)?;
+    let module = compile::compile(src, cc, disk).map_err(from_cuda)?;
     if module.target.kind == CodeKind::Ptx {
         tracing::info!(
             "{}: NVRTC has no CUBIN target for sm_{}; the driver JIT-compiles PTX for {}",

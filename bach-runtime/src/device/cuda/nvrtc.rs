@@ -24,6 +24,7 @@ use cudarc::nvrtc::{result as nvrtc, sys as nvrtc_sys};
 
 use super::discovery::{ensure_nvrtc, ComputeCapability};
 use super::error::CudaError;
+use crate::device::KernelSource;
 use crate::disk_cache::{self, sanitize_file_name, write_atomically};
 
 /// Options passed to NVRTC for every compilation, besides `-arch`.
@@ -31,23 +32,6 @@ use crate::disk_cache::{self, sanitize_file_name, write_atomically};
 /// `--fmad=false` forbids contracting `a * b + c` into a fused multiply-add, so that
 /// kernels round exactly like the CPU implementations they mirror.
 pub const DEFAULT_OPTIONS: &[&str] = &["--fmad=false"];
-
-/// A kernel source to compile: `name` (e.g. `numpy.cu`) appears in NVRTC's diagnostics,
-/// in errors and in cache file names.
-#[derive(Debug, Clone, Copy)]
-pub struct KernelSource<'a> {
-    /// The source's name, e.g. `numpy.cu`.
-    pub name: &'a str,
-    /// The CUDA C++ source text.
-    pub code: &'a str,
-}
-
-impl<'a> KernelSource<'a> {
-    /// A source named `name` with text `code`.
-    pub const fn new(name: &'a str, code: &'a str) -> Self {
-        Self { name, code }
-    }
-}
 
 /// The kind of code NVRTC produces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -247,10 +231,7 @@ fn c_chars_to_string(chars: Vec<c_char>) -> String {
 ///
 /// A source NVRTC rejects gives [`CudaError::Compile`], carrying the source's name, the
 /// target and NVRTC's log.
-pub fn compile_for_target(
-    src: &KernelSource<'_>,
-    target: Target,
-) -> Result<CompiledModule, CudaError> {
+pub fn compile_for_target(src: &KernelSource, target: Target) -> Result<CompiledModule, CudaError> {
     ensure_nvrtc()?;
     let nul = || CudaError::NulInSource {
         source_name: src.name.to_string(),
@@ -319,7 +300,7 @@ pub fn compile_for_target(
 /// NVRTC version for the same target is read back instead of compiled, and a new one is
 /// stored (failures to read or write the cache are logged and otherwise ignored).
 pub fn compile(
-    src: &KernelSource<'_>,
+    src: &KernelSource,
     cc: ComputeCapability,
     cache: Option<&KernelCache>,
 ) -> Result<CompiledModule, CudaError> {
@@ -384,7 +365,7 @@ pub struct CacheKey {
 
 impl CacheKey {
     /// The key of `src` compiled for `target` by NVRTC `nvrtc`.
-    pub fn new(src: &KernelSource<'_>, target: Target, nvrtc: NvrtcVersion) -> Self {
+    pub fn new(src: &KernelSource, target: Target, nvrtc: NvrtcVersion) -> Self {
         let mut hash = Fnv128::new();
         hash.write(b"bach-kernel-cache-v1\0");
         hash.write(src.name.as_bytes());

@@ -36,7 +36,7 @@ fn every_numpy_cu_kernel_compiles_through_the_launch_path() {
     let (disk, dir) = temp_cache("numpy");
     // The names every module must define: the PTX entries of the whole source.
     let ptx = compile::compile_for_target(
-        &compile::KernelSource::new(NUMPY_CU.name, NUMPY_CU.code),
+        &NUMPY_CU,
         compile::Target::ptx(ComputeCapability::new(8, 0)),
     )
     .unwrap_or_else(|e| panic!("{e}"));

@@ -2,16 +2,13 @@
 //! `BACH_REQUIRE_NVRTC=1` (set in CI), which makes them fail.
 
 use super::*;
-use crate::device::cuda::tests::nvrtc_or_skip;
+use crate::device::cuda::tests::{nvrtc_or_skip, NUMPY_CU};
 
-const NUMPY_CU: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../annotated-libs/kernels/numpy.cu"
-);
 const SM_90: ComputeCapability = ComputeCapability::new(9, 0);
 
-fn numpy_cu() -> String {
-    fs::read_to_string(NUMPY_CU).unwrap_or_else(|e| panic!("reading {NUMPY_CU}: {e}"))
+/// A kernel source named `name` with text `code`.
+const fn source(name: &'static str, code: &'static str) -> KernelSource {
+    KernelSource { name, code }
 }
 
 /// Every kernel `numpy.cu` must define (see the naming convention at its top).
@@ -73,8 +70,7 @@ fn numpy_cu_compiles_to_cubin_and_ptx_for_sm_90() {
     if !nvrtc_or_skip() {
         return;
     }
-    let code = numpy_cu();
-    let src = KernelSource::new("numpy.cu", &code);
+    let src = NUMPY_CU;
     eprintln!(
         "NVRTC {}, archs {:?}",
         nvrtc_version().unwrap(),
@@ -114,7 +110,7 @@ fn a_broken_source_gives_an_error_with_the_log() {
     if !nvrtc_or_skip() {
         return;
     }
-    let src = KernelSource::new(
+    let src = source(
         "broken.cu",
         "extern \"C\" __global__ void k(float* x) { x[0] = undefined_thing; }",
     );
@@ -150,8 +146,7 @@ fn compile_uses_and_fills_the_cache() {
     let dir = std::env::temp_dir().join(format!("bach-kernel-cache-test-{}", std::process::id()));
     let _ = fs::remove_dir_all(&dir);
     let cache = KernelCache::new(&dir);
-    let code = numpy_cu();
-    let src = KernelSource::new("numpy.cu", &code);
+    let src = NUMPY_CU;
 
     let first = compile(&src, SM_90, Some(&cache)).unwrap();
     assert_eq!(first.target, Target::cubin(SM_90));
@@ -176,8 +171,11 @@ fn compile_uses_and_fills_the_cache() {
     );
 
     // A different source is a different entry.
-    let other = format!("{code}\n// changed\n");
-    let third = compile(&KernelSource::new("numpy.cu", &other), SM_90, Some(&cache)).unwrap();
+    let other = concat!(
+        include_str!("../../../../../annotated-libs/kernels/numpy.cu"),
+        "\n// changed\n"
+    );
+    let third = compile(&source("numpy.cu", other), SM_90, Some(&cache)).unwrap();
     assert!(!third.from_cache);
     fs::remove_dir_all(&dir).unwrap();
 }
@@ -187,7 +185,7 @@ fn an_arch_newer_than_nvrtc_falls_back_to_ptx() {
     if !nvrtc_or_skip() {
         return;
     }
-    let src = KernelSource::new(
+    let src = source(
         "tiny.cu",
         "extern \"C\" __global__ void k(float* x) { x[0] = 1.0f; }",
     );
@@ -220,7 +218,7 @@ fn cache_keys_differ_by_source_target_and_version() {
         major: 13,
         minor: 0,
     };
-    let a = KernelSource::new("numpy.cu", "a");
+    let a = source("numpy.cu", "a");
     let key = CacheKey::new(&a, Target::cubin(SM_90), v13);
     assert!(key.file_name().starts_with("numpy-"));
     assert!(
@@ -230,11 +228,7 @@ fn cache_keys_differ_by_source_target_and_version() {
     );
     assert_ne!(
         key,
-        CacheKey::new(
-            &KernelSource::new("numpy.cu", "b"),
-            Target::cubin(SM_90),
-            v13
-        )
+        CacheKey::new(&source("numpy.cu", "b"), Target::cubin(SM_90), v13)
     );
     assert_ne!(
         key.file_name(),
@@ -261,7 +255,7 @@ fn cache_store_is_atomic_and_load_reads_back() {
     let _ = fs::remove_dir_all(&dir);
     let cache = KernelCache::new(&dir);
     let key = CacheKey::new(
-        &KernelSource::new("x.cu", "x"),
+        &source("x.cu", "x"),
         Target::ptx(SM_90),
         NvrtcVersion {
             major: 13,
@@ -282,7 +276,7 @@ fn without_nvrtc_compilation_reports_why() {
     let Err(reason) = ensure_nvrtc() else {
         return;
     };
-    let err = compile(&KernelSource::new("x.cu", ""), SM_90, None).unwrap_err();
+    let err = compile(&source("x.cu", ""), SM_90, None).unwrap_err();
     assert!(
         matches!(&err, CudaError::Unavailable(r) if *r == reason),
         "{err:?}"
