@@ -11,12 +11,13 @@
 //! [`PendingDownload`](crate::PendingDownload);
 //! [`Device::finish_download`](crate::Device::finish_download) waits for each chunk's event and
 //! copies it out. A pending download dropped unfinished returns its chunks with their events,
-//! which the pool respects. Without pinned memory, transfers fall back to synchronous copies
-//! from pageable memory.
+//! which the pool respects. When a chunk cannot be allocated (pinned memory is a shared,
+//! limited resource), transfers that would need a new chunk fall back to synchronous copies
+//! from pageable memory for [`STAGING_RETRY`], while the idle chunks keep serving.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use cudarc::driver::result as driver;
 use cudarc::driver::sys as driver_sys;
@@ -34,8 +35,8 @@ pub const STAGING_CHUNK: usize = 8 << 20;
 /// Most staging chunks the pool keeps (512 MiB of pinned memory); a transfer that finds them
 /// all held by pending downloads gets extra chunks, freed when given back.
 pub const STAGING_MAX_CHUNKS: usize = 64;
-/// How long transfers go through pageable memory after pinned memory could not be allocated.
-const STAGING_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
+/// How long the pool allocates no new chunk after pinned memory could not be allocated.
+const STAGING_RETRY: Duration = Duration::from_secs(1);
 /// Host copies of at least this many bytes (into or out of staging chunks) run in parallel.
 const PARALLEL_COPY_MIN: usize = 1 << 20;
 /// The piece of a parallel host copy each task copies.
@@ -81,49 +82,65 @@ pub(super) enum ChunkTake<C> {
     /// The pool is full and every chunk is in use (held by pending downloads): allocate a chunk
     /// outside the pool, freed instead of given back.
     Overflow,
+    /// A new chunk would be needed, but allocating pinned memory failed less than the pool's
+    /// back-off ago: copy through pageable memory instead.
+    Pageable,
 }
 
 /// The pinned staging pool's bookkeeping, independent of CUDA: idle chunks oldest first (in
-/// the order they were given back), and how many chunks the pool holds in all (idle or in
-/// use), at most `cap`.
+/// the order they were given back), how many chunks the pool holds in all (idle or in use),
+/// at most `cap`, and until when it allocates no new chunk after an allocation failed (pinned
+/// memory is a shared, limited resource: a failure may be transient, so it is retried after
+/// `retry`).
 #[derive(Debug)]
 pub(super) struct ChunkPool<C> {
     idle: VecDeque<C>,
     chunks: usize,
     cap: usize,
+    retry: Duration,
+    no_allocation_until: Option<Instant>,
 }
 
 impl<C> ChunkPool<C> {
-    /// An empty pool of at most `cap` chunks.
-    pub(super) fn new(cap: usize) -> Self {
+    /// An empty pool of at most `cap` chunks that waits `retry` after a failed allocation
+    /// before it allocates again.
+    pub(super) fn new(cap: usize, retry: Duration) -> Self {
         ChunkPool {
             idle: VecDeque::new(),
             chunks: 0,
             cap,
+            retry,
+            no_allocation_until: None,
         }
     }
 
-    /// Takes a chunk: the oldest idle one that is `ready` (its last copy has completed), else a
-    /// new one while the pool has fewer than `cap`, else the oldest idle one to wait for, else
-    /// (all in use) one outside the pool.
-    pub(super) fn take(&mut self, mut ready: impl FnMut(&C) -> bool) -> ChunkTake<C> {
+    /// Takes a chunk at time `now`: the oldest idle one that is `ready` (its last copy has
+    /// completed), else a new one while the pool has fewer than `cap`, else the oldest idle one
+    /// to wait for, else (all in use) one outside the pool. Within `retry` of a failed
+    /// allocation the idle chunks still serve (ready or waited for), and only a transfer that
+    /// would need a new chunk copies through pageable memory.
+    pub(super) fn take(&mut self, mut ready: impl FnMut(&C) -> bool, now: Instant) -> ChunkTake<C> {
         if let Some(i) = self.idle.iter().position(&mut ready) {
             let chunk = self.idle.remove(i).expect("the position is in range");
             return ChunkTake::Ready(chunk);
         }
-        if self.chunks < self.cap {
+        let backing_off = self.no_allocation_until.is_some_and(|until| now < until);
+        if self.chunks < self.cap && !backing_off {
             self.chunks += 1;
             return ChunkTake::Allocate;
         }
         match self.idle.pop_front() {
             Some(chunk) => ChunkTake::WaitFor(chunk),
+            None if backing_off => ChunkTake::Pageable,
             None => ChunkTake::Overflow,
         }
     }
 
-    /// The allocation [`take`](Self::take) asked for failed: the pool holds one chunk less.
-    pub(super) fn allocation_failed(&mut self) {
+    /// The allocation [`take`](Self::take) asked for failed at time `now`: the pool holds one
+    /// chunk less, and allocates none for `retry`.
+    pub(super) fn allocation_failed(&mut self, now: Instant) {
         self.chunks = self.chunks.saturating_sub(1);
+        self.no_allocation_until = Some(now + self.retry);
     }
 
     /// A chunk of the pool (not an overflow chunk) is idle again.
@@ -257,19 +274,11 @@ pub(super) struct StagingChunk {
 }
 
 /// The pinned staging pool (see the module docs).
-pub(super) struct Staging {
-    pool: ChunkPool<Pinned>,
-    /// Pinned memory could not be allocated: copy from pageable memory instead, until then
-    /// (a failure may be transient: pinned memory is a shared, limited resource).
-    unavailable_until: Option<Instant>,
-}
+pub(super) type Staging = ChunkPool<Pinned>;
 
 impl Default for Staging {
     fn default() -> Self {
-        Staging {
-            pool: ChunkPool::new(STAGING_MAX_CHUNKS),
-            unavailable_until: None,
-        }
+        ChunkPool::new(STAGING_MAX_CHUNKS, STAGING_RETRY)
     }
 }
 
@@ -278,16 +287,7 @@ impl Shared {
     /// pinned memory can be allocated (the caller copies through pageable memory).
     pub(super) fn take_chunk(&self) -> Result<Option<StagingChunk>> {
         self.bind()?;
-        let decision = {
-            let mut staging = lock(&self.staging);
-            if staging
-                .unavailable_until
-                .is_some_and(|until| Instant::now() < until)
-            {
-                return Ok(None);
-            }
-            staging.pool.take(Pinned::is_idle)
-        };
+        let decision = lock(&self.staging).take(Pinned::is_idle, Instant::now());
         match decision {
             ChunkTake::Ready(pinned) => Ok(Some(StagingChunk {
                 pinned,
@@ -295,7 +295,7 @@ impl Shared {
             })),
             ChunkTake::WaitFor(pinned) => {
                 if let Err(e) = pinned.wait() {
-                    lock(&self.staging).pool.give_back(pinned);
+                    lock(&self.staging).give_back(pinned);
                     return Err(e);
                 }
                 Ok(Some(StagingChunk {
@@ -312,9 +312,7 @@ impl Shared {
                     tracing::warn!(
                         "no pinned staging memory ({e}); copying through pageable memory"
                     );
-                    let mut staging = lock(&self.staging);
-                    staging.pool.allocation_failed();
-                    staging.unavailable_until = Some(Instant::now() + STAGING_RETRY);
+                    lock(&self.staging).allocation_failed(Instant::now());
                     Ok(None)
                 }
             },
@@ -330,6 +328,7 @@ impl Shared {
                     Ok(None)
                 }
             },
+            ChunkTake::Pageable => Ok(None),
         }
     }
 
@@ -337,7 +336,7 @@ impl Shared {
     /// for an overflow chunk, to the driver once its last copy has completed.
     pub(super) fn return_chunk(&self, chunk: StagingChunk) {
         if chunk.pooled {
-            lock(&self.staging).pool.give_back(chunk.pinned);
+            lock(&self.staging).give_back(chunk.pinned);
         }
         // An overflow chunk is dropped here: `Pinned::drop` waits for its event, then frees it.
     }
@@ -345,7 +344,7 @@ impl Shared {
     /// Leaks a staging chunk a copy may still use (see [`Pinned::fence`]).
     pub(super) fn leak_chunk(&self, chunk: StagingChunk) {
         if chunk.pooled {
-            lock(&self.staging).pool.forget();
+            lock(&self.staging).forget();
         }
         std::mem::forget(chunk);
     }
@@ -393,7 +392,7 @@ impl CudaDevice {
     #[cfg(test)]
     pub(super) fn staging_chunks(&self) -> (usize, usize) {
         let staging = lock(&self.shared.staging);
-        (staging.pool.chunks(), staging.pool.idle_chunks())
+        (staging.chunks(), staging.idle_chunks())
     }
 
     /// Copies `src` into the device at `dst` on `queue`'s stream through pinned staging chunks

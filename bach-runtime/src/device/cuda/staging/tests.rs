@@ -2,6 +2,7 @@
 //! `cuda/tests.rs`).
 
 use std::collections::VecDeque;
+use std::time::{Duration, Instant};
 
 use super::*;
 
@@ -59,39 +60,69 @@ fn host_copies_of_unequal_lengths_panic() {
     copy_bytes(&mut [0u8; 3], &[1u8; 4]);
 }
 
+const RETRY: Duration = Duration::from_secs(1);
+
 #[test]
 fn the_chunk_pool_takes_ready_chunks_then_grows_then_waits() {
-    let mut pool = ChunkPool::<u32>::new(3);
+    let now = Instant::now();
+    let mut pool = ChunkPool::<u32>::new(3, RETRY);
     let never = |_: &u32| false;
-    assert_eq!(pool.take(never), ChunkTake::Allocate);
-    assert_eq!(pool.take(never), ChunkTake::Allocate);
-    assert_eq!(pool.take(never), ChunkTake::Allocate);
+    assert_eq!(pool.take(never, now), ChunkTake::Allocate);
+    assert_eq!(pool.take(never, now), ChunkTake::Allocate);
+    assert_eq!(pool.take(never, now), ChunkTake::Allocate);
     assert_eq!((pool.chunks(), pool.idle_chunks()), (3, 0));
     // Full, nothing idle: a chunk outside the pool.
-    assert_eq!(pool.take(never), ChunkTake::Overflow);
+    assert_eq!(pool.take(never, now), ChunkTake::Overflow);
     assert_eq!(pool.chunks(), 3);
     for c in [1, 2, 3] {
         pool.give_back(c);
     }
     // The oldest ready one, not merely the oldest.
-    assert_eq!(pool.take(|c| *c >= 2), ChunkTake::Ready(2));
-    assert_eq!(pool.take(|_| true), ChunkTake::Ready(1));
+    assert_eq!(pool.take(|c| *c >= 2, now), ChunkTake::Ready(2));
+    assert_eq!(pool.take(|_| true, now), ChunkTake::Ready(1));
     // None ready and full: wait for the oldest idle one.
     pool.give_back(1);
-    assert_eq!(pool.take(never), ChunkTake::WaitFor(3));
+    assert_eq!(pool.take(never, now), ChunkTake::WaitFor(3));
     assert_eq!((pool.chunks(), pool.idle_chunks()), (3, 1));
     // A failed allocation does not count; a forgotten chunk neither.
-    let mut pool = ChunkPool::<u32>::new(2);
-    assert_eq!(pool.take(never), ChunkTake::Allocate);
-    pool.allocation_failed();
+    let mut pool = ChunkPool::<u32>::new(2, RETRY);
+    assert_eq!(pool.take(never, now), ChunkTake::Allocate);
+    pool.allocation_failed(now);
     assert_eq!(pool.chunks(), 0);
-    assert_eq!(pool.take(never), ChunkTake::Allocate);
+    let later = now + RETRY;
+    assert_eq!(pool.take(never, later), ChunkTake::Allocate);
     pool.forget();
     assert_eq!(pool.chunks(), 0);
-    assert_eq!(pool.take(never), ChunkTake::Allocate);
+    assert_eq!(pool.take(never, later), ChunkTake::Allocate);
     pool.give_back(7);
     assert_eq!((pool.chunks(), pool.idle_chunks()), (1, 1));
-    assert_eq!(pool.take(|_| true), ChunkTake::Ready(7));
+    assert_eq!(pool.take(|_| true, later), ChunkTake::Ready(7));
+}
+
+#[test]
+fn after_a_failed_allocation_idle_chunks_still_serve_and_only_new_ones_wait() {
+    let start = Instant::now();
+    let soon = start + Duration::from_millis(1);
+    let mut pool = ChunkPool::<u32>::new(4, RETRY);
+    let never = |_: &u32| false;
+    assert_eq!(pool.take(never, start), ChunkTake::Allocate);
+    pool.give_back(1);
+    // The second chunk cannot be allocated.
+    assert_eq!(pool.take(never, start), ChunkTake::Allocate);
+    pool.allocation_failed(start);
+    // Within the back-off: an idle chunk whose copy is done is used,
+    assert_eq!(pool.take(|_| true, soon), ChunkTake::Ready(1));
+    // one still copying is waited for rather than copying through pageable memory,
+    pool.give_back(1);
+    assert_eq!(pool.take(never, soon), ChunkTake::WaitFor(1));
+    // and only a transfer that would need a new chunk goes through pageable memory, without
+    // the pool counting a chunk for it.
+    assert_eq!(pool.take(never, soon), ChunkTake::Pageable);
+    assert_eq!(pool.take(|_| true, soon), ChunkTake::Pageable);
+    assert_eq!((pool.chunks(), pool.idle_chunks()), (1, 0));
+    // After the back-off the pool grows again.
+    assert_eq!(pool.take(never, start + RETRY), ChunkTake::Allocate);
+    assert_eq!(pool.chunks(), 2);
 }
 
 #[test]
@@ -100,13 +131,14 @@ fn the_chunk_pool_does_not_grow_over_1000_pipelined_cycles() {
     // copy takes one tick, and the clock only advances when the host waits (for a chunk, or
     // to finish a download). Each cycle uploads two chunks and starts a download of three;
     // downloads are finished two cycles later, as a pipelined executor does.
-    let mut pool = ChunkPool::<usize>::new(STAGING_MAX_CHUNKS);
+    let mut pool = ChunkPool::<usize>::new(STAGING_MAX_CHUNKS, RETRY);
+    let start = Instant::now();
     let mut busy: Vec<u64> = Vec::new();
     let mut now = 0u64;
     let mut enqueued = 0u64;
     let mut take = |pool: &mut ChunkPool<usize>, busy: &mut Vec<u64>, now: &mut u64| {
         let current = *now;
-        let c = match pool.take(|&c| busy[c] <= current) {
+        let c = match pool.take(|&c| busy[c] <= current, start) {
             ChunkTake::Ready(c) => c,
             ChunkTake::Allocate => {
                 busy.push(0);
@@ -116,7 +148,7 @@ fn the_chunk_pool_does_not_grow_over_1000_pipelined_cycles() {
                 *now = (*now).max(busy[c]);
                 c
             }
-            ChunkTake::Overflow => panic!("the pool is never all held"),
+            ChunkTake::Overflow | ChunkTake::Pageable => panic!("the pool is never all held"),
         };
         assert!(busy[c] <= *now, "a chunk handed out while its copy runs");
         enqueued += 1;
