@@ -46,12 +46,16 @@ const BANDWIDTH_REPEATS: usize = 3;
 const LATENCY_BYTES: usize = 1 << 10;
 /// Round trips for the latency.
 const LATENCY_REPEATS: usize = 20;
-/// Launches on one element for the launch overhead.
+/// Back-to-back launches on one element in one launch overhead sample.
 const LAUNCH_REPEATS: usize = 50;
+/// Launch overhead samples (the median counts).
+const LAUNCH_BATCHES: usize = 3;
 /// Elements of one throughput launch.
 const THROUGHPUT_ELEMENTS: usize = 1 << 24;
-/// Launches for the throughput.
-const THROUGHPUT_REPEATS: usize = 3;
+/// Back-to-back launches on [`THROUGHPUT_ELEMENTS`] in one throughput sample.
+const THROUGHPUT_REPEATS: usize = 4;
+/// Throughput samples (the median counts).
+const THROUGHPUT_BATCHES: usize = 3;
 /// The keys of a cost cache file, in the order they are written.
 const COST_KEYS: [&str; 4] = [
     "link_bytes_per_s",
@@ -182,6 +186,197 @@ fn seconds_since(start: Instant) -> f64 {
     start.elapsed().as_secs_f64()
 }
 
+/// What the calibration measures with, all on one queue: copies through the staging path,
+/// launches of the calibration kernel, waiting for that queue (and no other), and a clock.
+/// [`DeviceBench`] is a CUDA device's; tests drive [`measure`] with a model of a device.
+pub(super) trait Bench {
+    /// Enqueues an upload of `bytes`; returns once the source may be reused.
+    fn upload(&mut self, bytes: usize) -> Result<()>;
+    /// Downloads `bytes` and waits for them.
+    fn download(&mut self, bytes: usize) -> Result<()>;
+    /// Enqueues the calibration kernel on `elements` elements.
+    fn launch(&mut self, elements: usize) -> Result<()>;
+    /// Waits for the work enqueued so far.
+    fn sync(&mut self) -> Result<()>;
+    /// Seconds since a fixed point in time.
+    fn seconds(&self) -> f64;
+}
+
+/// The micro-benchmarks:
+/// - bandwidth each way: the median of [`BANDWIDTH_REPEATS`] copies of [`BANDWIDTH_BYTES`]
+///   through the staging path of `upload_on` and `start_download`, after one each way that
+///   allocates the staging chunks; the link figure is the harmonic mean of the two directions;
+/// - latency: the median of [`LATENCY_REPEATS`] uploads of [`LATENCY_BYTES`], each waited for;
+/// - launch overhead: the median of [`LAUNCH_BATCHES`] batches of [`LAUNCH_REPEATS`]
+///   back-to-back launches on one element, per launch ([`back_to_back`]);
+/// - throughput: the median of [`THROUGHPUT_BATCHES`] batches of [`THROUGHPUT_REPEATS`]
+///   back-to-back launches on [`THROUGHPUT_ELEMENTS`], per launch: one kernel's time, since
+///   each launch is enqueued while the kernel before it runs.
+///
+/// Only the queue the work runs on is waited for: waiting for the device's other (idle)
+/// queues too would add their round trips to every sample.
+pub(super) fn measure(bench: &mut impl Bench) -> Result<DeviceCosts> {
+    bench.upload(BANDWIDTH_BYTES)?;
+    bench.sync()?;
+    bench.download(BANDWIDTH_BYTES)?;
+    let mut up = Vec::with_capacity(BANDWIDTH_REPEATS);
+    for _ in 0..BANDWIDTH_REPEATS {
+        let start = bench.seconds();
+        bench.upload(BANDWIDTH_BYTES)?;
+        bench.sync()?;
+        up.push(BANDWIDTH_BYTES as f64 / (bench.seconds() - start));
+    }
+    let mut down = Vec::with_capacity(BANDWIDTH_REPEATS);
+    for _ in 0..BANDWIDTH_REPEATS {
+        let start = bench.seconds();
+        bench.download(BANDWIDTH_BYTES)?;
+        down.push(BANDWIDTH_BYTES as f64 / (bench.seconds() - start));
+    }
+    let up = median(&up).unwrap_or(f64::NAN);
+    let down = median(&down).unwrap_or(f64::NAN);
+    tracing::debug!("{:.1} GB/s up, {:.1} GB/s down", up / 1e9, down / 1e9);
+
+    let mut latency = Vec::with_capacity(LATENCY_REPEATS);
+    for _ in 0..LATENCY_REPEATS {
+        let start = bench.seconds();
+        bench.upload(LATENCY_BYTES)?;
+        bench.sync()?;
+        latency.push(bench.seconds() - start);
+    }
+
+    // The first launch loads the module.
+    bench.launch(1)?;
+    let launches = (0..LAUNCH_BATCHES)
+        .map(|_| back_to_back(bench, 1, LAUNCH_REPEATS))
+        .collect::<Result<Vec<f64>>>()?;
+    bench.launch(THROUGHPUT_ELEMENTS)?;
+    let kernels = (0..THROUGHPUT_BATCHES)
+        .map(|_| back_to_back(bench, THROUGHPUT_ELEMENTS, THROUGHPUT_REPEATS))
+        .collect::<Result<Vec<f64>>>()?;
+
+    let kernel_s = median(&kernels).unwrap_or(f64::NAN);
+    let costs = DeviceCosts {
+        link_bytes_per_s: 2.0 / (1.0 / up + 1.0 / down),
+        link_latency_s: median(&latency).unwrap_or(f64::NAN),
+        launch_s: median(&launches).unwrap_or(f64::NAN),
+        elements_per_s: THROUGHPUT_ELEMENTS as f64 / kernel_s,
+    };
+    let values = [
+        costs.link_bytes_per_s,
+        costs.link_latency_s,
+        costs.launch_s,
+        costs.elements_per_s,
+    ];
+    if values.iter().all(|v| v.is_finite() && *v > 0.0) {
+        Ok(costs)
+    } else {
+        Err(Error::Gpu(format!(
+            "the cost calibration measured nonsense: {costs:?}"
+        )))
+    }
+}
+
+/// Seconds per launch of `launches` back-to-back launches on `elements` elements: the queue is
+/// waited for once before the first and once after the last, so a launch costs what it costs
+/// in a stream of launches (its enqueue overlaps the kernel before it), not a round trip to
+/// the device each.
+pub(super) fn back_to_back(
+    bench: &mut impl Bench,
+    elements: usize,
+    launches: usize,
+) -> Result<f64> {
+    bench.sync()?;
+    let start = bench.seconds();
+    for _ in 0..launches {
+        bench.launch(elements)?;
+    }
+    bench.sync()?;
+    Ok((bench.seconds() - start) / launches as f64)
+}
+
+/// The calibration on a CUDA device: its compute queue, three blocks of
+/// [`THROUGHPUT_ELEMENTS`] `f64`s for the kernel (the first also the target of the copies),
+/// and a host buffer of [`BANDWIDTH_BYTES`].
+struct DeviceBench<'d> {
+    device: &'d CudaDevice,
+    queue: Queue,
+    host: Vec<u8>,
+    a: CalibrationBlock<'d>,
+    b: CalibrationBlock<'d>,
+    out: CalibrationBlock<'d>,
+    start: Instant,
+}
+
+impl<'d> DeviceBench<'d> {
+    fn new(device: &'d CudaDevice) -> Result<Self> {
+        let shared = &*device.shared;
+        let bytes = THROUGHPUT_ELEMENTS * 8;
+        let (a, b, out) = (
+            CalibrationBlock::new(shared, bytes)?,
+            CalibrationBlock::new(shared, bytes)?,
+            CalibrationBlock::new(shared, bytes)?,
+        );
+        let queue = Queue::Compute;
+        shared.bind()?;
+        for block in [&a, &b] {
+            // SAFETY: `block` holds `bytes` of device memory allocated above, used by nothing
+            // else; the kernels that read it are enqueued after this on the same stream.
+            unsafe {
+                driver::memset_d8_async(block.ptr, 0, bytes, shared.stream(queue).cu_stream())
+            }
+            .map_err(|e| gpu_err("clearing the cost calibration's inputs", e))?;
+        }
+        Ok(DeviceBench {
+            device,
+            queue,
+            host: vec![1u8; BANDWIDTH_BYTES],
+            a,
+            b,
+            out,
+            start: Instant::now(),
+        })
+    }
+}
+
+impl Bench for DeviceBench<'_> {
+    fn upload(&mut self, bytes: usize) -> Result<()> {
+        self.device
+            .copy_in(self.queue, &self.host[..bytes], self.a.ptr)
+    }
+
+    fn download(&mut self, bytes: usize) -> Result<()> {
+        self.device
+            .copy_out(self.queue, self.a.ptr, &mut self.host[..bytes])
+    }
+
+    fn launch(&mut self, elements: usize) -> Result<()> {
+        let params = vec![
+            Param::U64(elements as u64),
+            Param::U64(self.a.ptr),
+            Param::U64(self.b.ptr),
+            Param::U64(self.out.ptr),
+        ];
+        self.device.launch_params(
+            self.queue,
+            &CALIBRATION_KERNELS,
+            CALIBRATION_KERNEL,
+            elements,
+            params,
+            LaunchShape::Elementwise,
+        )
+    }
+
+    fn sync(&mut self) -> Result<()> {
+        self.device
+            .shared
+            .synchronize_queue(self.queue, "waiting during the cost calibration")
+    }
+
+    fn seconds(&self) -> f64 {
+        seconds_since(self.start)
+    }
+}
+
 impl CudaDevice {
     /// The costs of [`Device::costs`](crate::Device::costs): calibrated on first call, read
     /// from the cost cache when it has an entry for this device model and driver (unless
@@ -284,9 +479,10 @@ impl CudaDevice {
     fn measure_costs(&self) -> Result<DeviceCosts> {
         self.cost_measurements.fetch_add(1, Ordering::Relaxed);
         let start = Instant::now();
-        let costs =
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.run_calibration()))
-                .unwrap_or_else(|_| Err(Error::Gpu("the cost calibration panicked".into())))?;
+        let costs = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            measure(&mut DeviceBench::new(self)?)
+        }))
+        .unwrap_or_else(|_| Err(Error::Gpu("the cost calibration panicked".into())))?;
         tracing::info!(
             "{}: calibrated in {:.0} ms: {:.1} GB/s, {:.1} us per transfer, {:.1} us per launch, {:.2e} elements/s",
             self.name,
@@ -297,126 +493,6 @@ impl CudaDevice {
             costs.elements_per_s
         );
         Ok(costs)
-    }
-
-    /// The micro-benchmarks, on the compute stream: bandwidth each way (median of 3 copies of
-    /// 64 MiB through the staging path of `upload_on` and `start_download`; the link figure is the harmonic mean of the two
-    /// directions), latency (median of 20 uploads of 1 KiB, each synchronized), launch overhead
-    /// (median of 50 synchronized launches on 1 element) and throughput (median of 3
-    /// synchronized launches on 2^24 elements, less the launch overhead).
-    fn run_calibration(&self) -> Result<DeviceCosts> {
-        let shared = &*self.shared;
-        let sync = || shared.synchronize("synchronizing during the cost calibration");
-        let n = THROUGHPUT_ELEMENTS;
-        let a = CalibrationBlock::new(shared, n * 8)?;
-        let b = CalibrationBlock::new(shared, n * 8)?;
-        let out = CalibrationBlock::new(shared, n * 8)?;
-
-        // Bandwidth, after a copy each way that allocates the staging chunks.
-        let queue = Queue::Compute;
-        let mut host = vec![1u8; BANDWIDTH_BYTES];
-        shared.bind()?;
-        self.copy_in(queue, &host, a.ptr)?;
-        sync()?;
-        self.copy_out(queue, a.ptr, &mut host)?;
-        let mut up = Vec::with_capacity(BANDWIDTH_REPEATS);
-        let mut down = Vec::with_capacity(BANDWIDTH_REPEATS);
-        for _ in 0..BANDWIDTH_REPEATS {
-            let t = Instant::now();
-            self.copy_in(queue, &host, a.ptr)?;
-            sync()?;
-            up.push(BANDWIDTH_BYTES as f64 / seconds_since(t));
-        }
-        for _ in 0..BANDWIDTH_REPEATS {
-            let t = Instant::now();
-            self.copy_out(queue, a.ptr, &mut host)?;
-            down.push(BANDWIDTH_BYTES as f64 / seconds_since(t));
-        }
-        let up = median(&up).unwrap_or(f64::NAN);
-        let down = median(&down).unwrap_or(f64::NAN);
-        let link_bytes_per_s = 2.0 / (1.0 / up + 1.0 / down);
-        tracing::debug!(
-            "{}: {:.1} GB/s up, {:.1} GB/s down",
-            self.name,
-            up / 1e9,
-            down / 1e9
-        );
-
-        // Latency: small uploads, each waited for.
-        let mut latency = Vec::with_capacity(LATENCY_REPEATS);
-        for _ in 0..LATENCY_REPEATS {
-            let t = Instant::now();
-            self.copy_in(queue, &host[..LATENCY_BYTES], a.ptr)?;
-            sync()?;
-            latency.push(seconds_since(t));
-        }
-
-        // Launch overhead: the kernel on one element (the first launch loads the module).
-        let stream = shared.stream(queue).cu_stream();
-        for block in [&a, &b] {
-            // SAFETY: `block` holds `n * 8` bytes of device memory allocated above.
-            unsafe { driver::memset_d8_async(block.ptr, 0, n * 8, stream) }
-                .map_err(|e| gpu_err("clearing the cost calibration's inputs", e))?;
-        }
-        let launch = |elements: usize| {
-            let params = vec![
-                Param::U64(elements as u64),
-                Param::U64(a.ptr),
-                Param::U64(b.ptr),
-                Param::U64(out.ptr),
-            ];
-            self.launch_params(
-                queue,
-                &CALIBRATION_KERNELS,
-                CALIBRATION_KERNEL,
-                elements,
-                params,
-                LaunchShape::Elementwise,
-            )
-        };
-        launch(1)?;
-        sync()?;
-        let mut launches = Vec::with_capacity(LAUNCH_REPEATS);
-        for _ in 0..LAUNCH_REPEATS {
-            let t = Instant::now();
-            launch(1)?;
-            sync()?;
-            launches.push(seconds_since(t));
-        }
-        let launch_s = median(&launches).unwrap_or(f64::NAN);
-
-        // Throughput, after a warm-up launch.
-        launch(n)?;
-        sync()?;
-        let mut kernel = Vec::with_capacity(THROUGHPUT_REPEATS);
-        for _ in 0..THROUGHPUT_REPEATS {
-            let t = Instant::now();
-            launch(n)?;
-            sync()?;
-            kernel.push(seconds_since(t));
-        }
-        let kernel_s = median(&kernel).unwrap_or(f64::NAN);
-        let compute_s = (kernel_s - launch_s).max(kernel_s / 2.0);
-
-        let costs = DeviceCosts {
-            link_bytes_per_s,
-            link_latency_s: median(&latency).unwrap_or(f64::NAN),
-            launch_s,
-            elements_per_s: n as f64 / compute_s,
-        };
-        let values = [
-            costs.link_bytes_per_s,
-            costs.link_latency_s,
-            costs.launch_s,
-            costs.elements_per_s,
-        ];
-        if values.iter().all(|v| v.is_finite() && *v > 0.0) {
-            Ok(costs)
-        } else {
-            Err(Error::Gpu(format!(
-                "the cost calibration measured nonsense: {costs:?}"
-            )))
-        }
     }
 }
 
