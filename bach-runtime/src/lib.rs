@@ -51,7 +51,7 @@ pub use config::{parse_bytes, Config, DevicePolicy};
 pub use cost::{recalibrate, DeviceCosts, StageCost};
 pub use device::codec::{register_device_value, DType, DeviceValue};
 pub use device::cuda::discovery::{
-    gpu_status, ComputeCapability, DeviceInfo, GpuStatus, GpuUnavailable,
+    gpu_status, ComputeCapability, DeviceInfo, GpuStatus, GpuUnavailable, NvrtcVersion,
 };
 pub use device::{
     CudaDevice, Device, DeviceBuffer, Event, GpuCall, GpuFn, KernelArg, KernelSource, Launch,

@@ -9,9 +9,8 @@
 //! (temporary file + rename), so concurrent processes never read a partial entry.
 //! [`compile_for_target`] compiles for an exact [`Target`] without any cache.
 //!
-//! Every function checks that NVRTC can be loaded first
-//! ([`ensure_nvrtc`]) and returns
-//! [`GpuUnavailable::NoNvrtc`](super::discovery::GpuUnavailable::NoNvrtc) instead of
+//! Every function checks that NVRTC can be loaded first ([`ensure_nvrtc`]) and returns why
+//! not ([`GpuUnavailable`](super::discovery::GpuUnavailable): missing, or too old) instead of
 //! panicking when it cannot. NVRTC needs no GPU.
 
 use std::ffi::{c_char, CStr, CString};
@@ -22,7 +21,7 @@ use std::path::{Path, PathBuf};
 
 use cudarc::nvrtc::{result as nvrtc, sys as nvrtc_sys};
 
-use super::discovery::{ensure_nvrtc, ComputeCapability};
+use super::discovery::{ensure_nvrtc, ComputeCapability, NvrtcVersion};
 use super::error::CudaError;
 use crate::device::KernelSource;
 use crate::disk_cache::{self, sanitize_file_name, write_atomically};
@@ -93,21 +92,6 @@ impl fmt::Display for Target {
             CodeKind::Ptx => "PTX",
         };
         write!(f, "{} ({kind})", self.arch_name())
-    }
-}
-
-/// NVRTC's version (`nvrtcVersion`), e.g. 13.0.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct NvrtcVersion {
-    /// Major version.
-    pub major: u32,
-    /// Minor version.
-    pub minor: u32,
-}
-
-impl fmt::Display for NvrtcVersion {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}.{}", self.major, self.minor)
     }
 }
 
