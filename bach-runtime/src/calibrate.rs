@@ -26,8 +26,8 @@ type CpuCostTable = Mutex<HashMap<String, f64>>;
 fn cpu_table() -> &'static CpuCostTable {
     static TABLE: OnceLock<CpuCostTable> = OnceLock::new();
     TABLE.get_or_init(|| {
-        let readable = crate::device::cuda::cost_cache_readable(
-            std::env::var(crate::device::cuda::COST_CACHE_ENV)
+        let readable = crate::disk_cache::cost_cache_readable(
+            std::env::var(crate::disk_cache::COST_CACHE_ENV)
                 .ok()
                 .as_deref(),
         );
@@ -45,7 +45,7 @@ fn cpu_table() -> &'static CpuCostTable {
 /// beside the compiled kernels (`BACH_CACHE_DIR`, else `$XDG_CACHE_HOME/bach`,
 /// else `~/.cache/bach`).
 fn cpu_cache_path() -> Option<std::path::PathBuf> {
-    let kernels = crate::cuda::compile::KernelCache::default_dir()?;
+    let costs = crate::disk_cache::costs_dir()?;
     let model = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|t| {
@@ -55,8 +55,8 @@ fn cpu_cache_path() -> Option<std::path::PathBuf> {
         })
         .unwrap_or_else(|| std::env::consts::ARCH.to_string());
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let name = crate::device::cuda::sanitize_file_name(&format!("cpu-{model}-{cores}"));
-    Some(kernels.parent()?.join("costs").join(format!("{name}.txt")))
+    let name = crate::disk_cache::sanitize_file_name(&format!("cpu-{model}-{cores}"));
+    Some(costs.join(format!("{name}.txt")))
 }
 
 /// `key<TAB>seconds` lines; malformed lines are skipped.
@@ -241,7 +241,7 @@ fn cpu_seconds_per_element(node: &PlanNode) -> f64 {
     let mut table = cpu_table().lock().unwrap_or_else(|e| e.into_inner());
     table.insert(key, measured);
     if let Some(path) = cpu_cache_path() {
-        if let Err(e) = crate::device::cuda::write_atomically(&path, &format_cpu_costs(&table)) {
+        if let Err(e) = crate::disk_cache::write_atomically(&path, &format_cpu_costs(&table)) {
             tracing::debug!("cannot cache CPU costs in {}: {e}", path.display());
         }
     }

@@ -36,9 +36,8 @@ mod cache;
 mod calibrate;
 mod config;
 mod cost;
-#[allow(dead_code)]
-pub(crate) mod cuda;
 mod device;
+mod disk_cache;
 mod error;
 mod eval;
 mod exec;
@@ -58,8 +57,10 @@ pub use bach_macros::offload;
 pub use calibrate::recalibrate;
 pub use config::{parse_bytes, Config, DevicePolicy};
 pub use cost::StageCost;
-pub use cuda::discovery::{gpu_status, ComputeCapability, DeviceInfo, GpuStatus, GpuUnavailable};
 pub use device::codec::{register_device_value, DType, DeviceValue};
+pub use device::cuda::discovery::{
+    gpu_status, ComputeCapability, DeviceInfo, GpuStatus, GpuUnavailable, NvrtcVersion,
+};
 pub use device::{
     CudaDevice, Device, DeviceBuffer, DeviceCosts, Event, GpuCall, GpuFn, KernelArg, KernelSource,
     Launch, LaunchShape, PendingDownload, Queue, SimulatedDevice, SimulatedDeviceConfig,

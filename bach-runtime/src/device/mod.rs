@@ -1,5 +1,5 @@
 //! Accelerator devices: the [`Device`] trait, implemented side by side by the
-//! CUDA device (`cuda.rs`, through cudarc) and by [`SimulatedDevice`] (host
+//! CUDA device (`cuda/`, through cudarc) and by [`SimulatedDevice`] (host
 //! memory with a hard capacity and counted transfers, for tests).
 //!
 //! The device executor (`exec/device.rs`) only talks to this trait: it

@@ -3,10 +3,14 @@
 //!
 //! cudarc loads both libraries lazily and *panics* on first use when a library is missing,
 //! or when it is present but lacks a symbol of the CUDA 13.0 API cudarc was built for
-//! (an older driver). Every function here checks loadability first (cudarc's
+//! (an older driver or NVRTC). Every function here checks loadability first (cudarc's
 //! `is_culib_present`, itself guarded with [`std::panic::catch_unwind`]), so none of them
-//! panics on a machine without CUDA. Results are probed once per process and cached.
+//! panics on a machine without CUDA. NVRTC's version is read before cudarc loads it (a plain
+//! `dlopen` of the library cudarc would pick, and `nvrtcVersion`, which every NVRTC has): one
+//! older than [`MIN_NVRTC`] is [`GpuUnavailable::NvrtcTooOld`], and cudarc never touches
+//! it. Results are probed once per process and cached.
 
+use std::ffi::c_int;
 use std::fmt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::OnceLock;
@@ -30,10 +34,64 @@ pub enum GpuUnavailable {
          and add its directory to LD_LIBRARY_PATH"
     )]
     NoNvrtc,
+    /// NVRTC is older than the [`MIN_NVRTC`] the CUDA bindings need.
+    #[error(
+        "NVRTC {found} is too old: compiling kernels needs NVRTC {required} or newer; install \
+         a CUDA 13 libnvrtc (e.g. with .ci/install-nvrtc.sh) and add its directory to \
+         LD_LIBRARY_PATH"
+    )]
+    NvrtcTooOld {
+        /// The version of the NVRTC found.
+        found: NvrtcVersion,
+        /// The oldest version that works ([`MIN_NVRTC`]).
+        required: NvrtcVersion,
+    },
     /// The driver is present but unusable: too old for the CUDA 13 API, or a driver call
     /// (e.g. `cuInit`) failed. The string says which and why.
     #[error("CUDA driver error: {0}")]
     DriverError(String),
+}
+
+/// NVRTC's version (`nvrtcVersion`), e.g. 13.0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct NvrtcVersion {
+    /// Major version.
+    pub major: u32,
+    /// Minor version.
+    pub minor: u32,
+}
+
+impl NvrtcVersion {
+    /// Version `major.minor`.
+    pub const fn new(major: u32, minor: u32) -> Self {
+        Self { major, minor }
+    }
+}
+
+impl fmt::Display for NvrtcVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.major, self.minor)
+    }
+}
+
+/// The oldest NVRTC the CUDA bindings can load. cudarc's `cuda-13000` bindings (the feature
+/// bach-runtime enables) resolve every NVRTC function they know when the library is loaded,
+/// and panic on a missing one. Besides the functions every NVRTC has, they include
+/// `nvrtcGetLTOIR`, `nvrtcGetLTOIRSize`, `nvrtcGetOptiXIR` and `nvrtcGetOptiXIRSize`, which
+/// NVRTC has since CUDA 12.0 (and no longer `nvrtcGetNVVM`, which CUDA 13 removed).
+pub const MIN_NVRTC: NvrtcVersion = NvrtcVersion::new(12, 0);
+
+/// `Ok` when the CUDA bindings can use an NVRTC of version `found`, else
+/// [`GpuUnavailable::NvrtcTooOld`].
+pub fn check_nvrtc_version(found: NvrtcVersion) -> Result<(), GpuUnavailable> {
+    if found >= MIN_NVRTC {
+        Ok(())
+    } else {
+        Err(GpuUnavailable::NvrtcTooOld {
+            found,
+            required: MIN_NVRTC,
+        })
+    }
 }
 
 /// A device's compute capability, e.g. 9.0 for an H100.
@@ -91,6 +149,14 @@ enum LibState {
     Incompatible(String),
 }
 
+/// NVRTC, as probed once: too old for the bindings ([`check_nvrtc_version`]), or what
+/// cudarc's probe made of it.
+#[derive(Debug, Clone)]
+enum NvrtcState {
+    TooOld(NvrtcVersion),
+    Probed(LibState),
+}
+
 fn probe(is_present: unsafe fn() -> bool) -> LibState {
     // SAFETY: `is_culib_present` only dlopens candidate names and resolves symbols.
     match catch_unwind(AssertUnwindSafe(|| unsafe { is_present() })) {
@@ -112,9 +178,58 @@ fn driver_state() -> &'static LibState {
     STATE.get_or_init(|| probe(driver_sys::is_culib_present))
 }
 
-fn nvrtc_state() -> &'static LibState {
-    static STATE: OnceLock<LibState> = OnceLock::new();
-    STATE.get_or_init(|| probe(nvrtc_sys::is_culib_present))
+fn nvrtc_state() -> &'static NvrtcState {
+    static STATE: OnceLock<NvrtcState> = OnceLock::new();
+    STATE.get_or_init(|| match loadable_nvrtc_version() {
+        Some(found) if check_nvrtc_version(found).is_err() => NvrtcState::TooOld(found),
+        _ => NvrtcState::Probed(probe(nvrtc_sys::is_culib_present)),
+    })
+}
+
+/// The file names cudarc tries for NVRTC, in its order (cudarc 0.17's
+/// `get_lib_name_candidates("nvrtc")` for CUDA 13.0, the version of its `cuda-13000`
+/// feature), so that the library whose version is checked is the one cudarc would load.
+fn nvrtc_candidates() -> Vec<String> {
+    use std::env::consts::{DLL_PREFIX, DLL_SUFFIX};
+    let (lib, major, minor) = ("nvrtc", 13, 0);
+    let bits = if cfg!(target_pointer_width = "32") {
+        32
+    } else {
+        64
+    };
+    vec![
+        format!("{DLL_PREFIX}{lib}{DLL_SUFFIX}"),
+        format!("{DLL_PREFIX}{lib}{bits}{DLL_SUFFIX}"),
+        format!("{DLL_PREFIX}{lib}{bits}_{major}{DLL_SUFFIX}"),
+        format!("{DLL_PREFIX}{lib}{bits}_{major}{minor}{DLL_SUFFIX}"),
+        format!("{DLL_PREFIX}{lib}{bits}_{major}{minor}_0{DLL_SUFFIX}"),
+        format!("{DLL_PREFIX}{lib}{bits}_{major}0_{minor}{DLL_SUFFIX}"),
+        format!("{DLL_PREFIX}{lib}{bits}_10{DLL_SUFFIX}"),
+        format!("{DLL_PREFIX}{lib}{bits}_{major}0_0{DLL_SUFFIX}"),
+        format!("{DLL_PREFIX}{lib}{bits}_9{DLL_SUFFIX}"),
+        format!("{DLL_PREFIX}{lib}{DLL_SUFFIX}.{major}"),
+        format!("{DLL_PREFIX}{lib}{DLL_SUFFIX}.11"),
+        format!("{DLL_PREFIX}{lib}{DLL_SUFFIX}.10"),
+        format!("{DLL_PREFIX}{lib}{DLL_SUFFIX}.1"),
+    ]
+}
+
+/// The version of the NVRTC cudarc would load (the first of [`nvrtc_candidates`] that can be
+/// opened), read with `nvrtcVersion` alone; `None` when there is none, or it cannot say.
+fn loadable_nvrtc_version() -> Option<NvrtcVersion> {
+    type VersionFn = unsafe extern "C" fn(*mut c_int, *mut c_int) -> c_int;
+    let library = nvrtc_candidates().into_iter().find_map(|name| {
+        // SAFETY: loading NVRTC runs no initialisation code with preconditions; the library
+        // is only asked for `nvrtcVersion` below.
+        unsafe { libloading::Library::new(name) }.ok()
+    })?;
+    // SAFETY: `nvrtcVersion` has this signature in every NVRTC
+    // (`nvrtcResult nvrtcVersion(int* major, int* minor)`; NVRTC_SUCCESS is 0).
+    let version = unsafe { library.get::<VersionFn>(b"nvrtcVersion\0") }.ok()?;
+    let (mut major, mut minor) = (0, 0);
+    // SAFETY: both are valid out-pointers; `library` stays loaded during the call.
+    let status = unsafe { version(&mut major, &mut minor) };
+    (status == 0 && major >= 0 && minor >= 0).then(|| NvrtcVersion::new(major as u32, minor as u32))
 }
 
 /// Whether a CUDA driver library (`libcuda`) with the CUDA 13 API can be loaded.
@@ -123,19 +238,18 @@ pub fn libcuda_present() -> bool {
     matches!(driver_state(), LibState::Present)
 }
 
-/// Whether NVRTC (`libnvrtc`, CUDA 13) can be loaded. Never panics. Needs no GPU: NVRTC
-/// compiles kernels on the host.
-pub fn nvrtc_present() -> bool {
-    matches!(nvrtc_state(), LibState::Present)
-}
-
-/// `Ok` when NVRTC can be loaded (so that calls into `cudarc::nvrtc` will not panic),
-/// else [`GpuUnavailable::NoNvrtc`].
+/// `Ok` when NVRTC can be loaded (so that calls into `cudarc::nvrtc` will not panic), else
+/// [`GpuUnavailable::NoNvrtc`], or [`GpuUnavailable::NvrtcTooOld`] for an NVRTC older than
+/// [`MIN_NVRTC`].
 pub fn ensure_nvrtc() -> Result<(), GpuUnavailable> {
     match nvrtc_state() {
-        LibState::Present => Ok(()),
-        LibState::Absent => Err(GpuUnavailable::NoNvrtc),
-        LibState::Incompatible(msg) => {
+        NvrtcState::Probed(LibState::Present) => Ok(()),
+        NvrtcState::Probed(LibState::Absent) => Err(GpuUnavailable::NoNvrtc),
+        &NvrtcState::TooOld(found) => Err(GpuUnavailable::NvrtcTooOld {
+            found,
+            required: MIN_NVRTC,
+        }),
+        NvrtcState::Probed(LibState::Incompatible(msg)) => {
             tracing::warn!("libnvrtc is present but unusable: {msg}");
             Err(GpuUnavailable::NoNvrtc)
         }
@@ -247,6 +361,10 @@ fn reason_phrase(reason: &GpuUnavailable) -> String {
             "libnvrtc.so (CUDA 13) not found; it compiles the kernels (see .ci/install-nvrtc.sh)"
                 .to_string()
         }
+        GpuUnavailable::NvrtcTooOld { found, required } => format!(
+            "libnvrtc.so is NVRTC {found}, older than the {required} that compiles the kernels \
+             (see .ci/install-nvrtc.sh)"
+        ),
         GpuUnavailable::DriverError(msg) => msg.clone(),
     }
 }
@@ -291,87 +409,4 @@ pub fn gpu_status() -> GpuStatus {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn probing_never_panics_and_agrees_with_itself() {
-        let cuda = libcuda_present();
-        let _ = nvrtc_present();
-        match devices() {
-            Ok(devs) => {
-                assert!(cuda);
-                assert!(!devs.is_empty());
-                for d in &devs {
-                    assert!(d.compute_capability.major >= 3, "{d:?}");
-                    assert!(d.total_memory > 0, "{d:?}");
-                }
-            }
-            Err(GpuUnavailable::NoDriver) => assert!(!cuda),
-            Err(reason) => eprintln!("no GPU: {reason}"),
-        }
-        if let Err(reason) = availability() {
-            assert!(!reason.to_string().is_empty());
-        }
-    }
-
-    #[test]
-    fn compute_capability_arch_round_trips() {
-        let cc = ComputeCapability::new(9, 0);
-        assert_eq!(cc.arch(), 90);
-        assert_eq!(
-            ComputeCapability::from_arch(86),
-            ComputeCapability::new(8, 6)
-        );
-        assert_eq!(
-            ComputeCapability::from_arch(120),
-            ComputeCapability::new(12, 0)
-        );
-        assert_eq!(cc.to_string(), "9.0");
-    }
-
-    #[test]
-    fn gpu_status_says_why_in_one_line() {
-        let status = gpu_status();
-        let text = status.to_string();
-        match &status.unavailable {
-            Some(_) => {
-                assert!(!status.is_available());
-                assert!(text.starts_with("no GPU: "), "{text}");
-                assert!(
-                    text.lines()
-                        .next()
-                        .unwrap()
-                        .ends_with("(running on the CPU)"),
-                    "{text}"
-                );
-            }
-            None => assert!(
-                status.is_available() && text.starts_with("GPU available"),
-                "{text}"
-            ),
-        }
-        if !libcuda_present() {
-            assert_eq!(status.unavailable, Some(GpuUnavailable::NoDriver));
-            assert_eq!(text, "no GPU: libcuda.so not found (running on the CPU)");
-        }
-        let fake = GpuStatus {
-            devices: vec![DeviceInfo {
-                ordinal: 0,
-                name: "NVIDIA H100 80GB HBM3".into(),
-                compute_capability: ComputeCapability::new(9, 0),
-                total_memory: 80 << 30,
-            }],
-            unavailable: Some(GpuUnavailable::NoNvrtc),
-        };
-        let text = fake.to_string();
-        assert!(
-            text.starts_with("no GPU: libnvrtc.so (CUDA 13) not found"),
-            "{text}"
-        );
-        assert!(
-            text.ends_with("device 0: NVIDIA H100 80GB HBM3 (compute capability 9.0, 80.0 GiB)"),
-            "{text}"
-        );
-    }
-}
+mod tests;

@@ -1,6 +1,13 @@
-//! [`CudaError`]: the error type of the CUDA backend (discovery and NVRTC compilation).
+//! The CUDA backend's errors: [`CudaError`] (discovery and NVRTC compilation), and how driver
+//! and backend errors become the runtime's [`Error`]: `Error::GpuUnavailable` when the GPU
+//! cannot be used at all, else `Error::Gpu` with what was being done and the driver's words.
 
-use super::discovery::GpuUnavailable;
+use std::fmt;
+
+use cudarc::driver::result::DriverError;
+
+use super::discovery::{self, GpuUnavailable};
+use crate::error::Error;
 
 /// An error of the CUDA backend.
 #[derive(Debug, thiserror::Error)]
@@ -59,13 +66,42 @@ pub enum CudaError {
         /// The name of the source.
         source_name: String,
     },
+}
 
-    /// A CUDA driver call failed.
-    #[error("CUDA driver call `{call}` failed: {status}")]
-    Driver {
-        /// The driver function, e.g. `cuDeviceGetName`.
-        call: &'static str,
-        /// The driver's error.
-        status: String,
-    },
+/// A driver error as text: its name (`CUDA_ERROR_OUT_OF_MEMORY`) and, when the driver is
+/// loaded, its description. Never calls into a driver that is not loaded.
+pub(super) fn driver_error_text(e: DriverError) -> String {
+    let name = format!("{:?}", e.0);
+    if !discovery::libcuda_present() {
+        return name;
+    }
+    match e.error_string() {
+        Ok(s) => format!("{name} ({})", s.to_string_lossy()),
+        Err(_) => name,
+    }
+}
+
+/// `Error::Gpu` for a failed driver call: `what` says which operation (and on what).
+pub(super) fn gpu_err(what: impl fmt::Display, e: DriverError) -> Error {
+    Error::Gpu(format!("{what}: {}", driver_error_text(e)))
+}
+
+/// The runtime's error for an error of the CUDA backend: `GpuUnavailable` when the GPU cannot
+/// be used at all, else `Gpu` with the full message (for a compile error, NVRTC's log).
+pub(super) fn from_cuda(e: CudaError) -> Error {
+    match e {
+        CudaError::Unavailable(reason) => Error::GpuUnavailable(reason.to_string()),
+        other => Error::Gpu(other.to_string()),
+    }
+}
+
+/// The error of a launch of a kernel that its source does not define.
+pub(super) fn kernel_not_found(kernel: &str, source: &str) -> Error {
+    Error::Gpu(format!("kernel `{kernel}` not found in {source}"))
+}
+
+/// `Error::GpuUnavailable` for `reason`, logged: the caller runs on the CPU.
+pub(super) fn unavailable(reason: GpuUnavailable) -> Error {
+    tracing::info!("no GPU: {reason}; running on the CPU");
+    Error::GpuUnavailable(reason.to_string())
 }
