@@ -236,8 +236,8 @@ note_of() { # LOG KIND RC
             [[ -n "$check" ]] && n="check $check"
             if [[ -f "$log" ]] && grep -q '^Last run:' "$log"; then
                 stages="$(sed -n '/^Last run:/,$p' "$log" | grep -c '^stage [0-9]*:')"
-                gpu_stages="$(sed -n '/^Last run:/,$p' "$log" | grep -c '^stage [0-9]*:.* on Gpu')"
-                n="${n:+$n; }$gpu_stages/$stages stages on Gpu"
+                gpu_stages="$(sed -n '/^Last run:/,$p' "$log" | grep -c '^stage [0-9]*:.* on Device')"
+                n="${n:+$n; }$gpu_stages/$stages stages on the device"
             fi
             err="$(grab 's/^error: \(.*\)/\1/p' "$log")"
             [[ -n "$err" ]] && n="${n:+$n; }error: $err"

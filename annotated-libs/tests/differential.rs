@@ -303,7 +303,7 @@ proptest! {
         let inputs: Vec<Array1<f64>> = (0..3).map(|i| data(n, seed ^ i)).collect();
         let eager = run_eager(&inputs, &steps);
         let device = Arc::new(SimulatedDevice::new(SimulatedDeviceConfig { capacity, fail_alloc, ..Default::default() }));
-        let graph = Graph::with_config(Config { device: DevicePolicy::Gpu, ..Config::default() });
+        let graph = Graph::with_config(Config { device: DevicePolicy::Device, ..Config::default() });
         graph.set_device(Some(device.clone()));
         let (lazy, sums) = graph.enter(|| {
             let handles = record(&inputs, &steps);
@@ -365,7 +365,7 @@ proptest! {
         let inputs: Vec<Array1<f64>> = (0..3).map(|i| data(n, seed ^ i)).collect();
         let eager = run_eager(&inputs, &steps);
         let device = Arc::new(SimulatedDevice::new(SimulatedDeviceConfig { capacity, fail_alloc, ..Default::default() }));
-        let graph = Graph::with_config(Config { device: DevicePolicy::Gpu, gpu_memory: budget, ..Config::default() });
+        let graph = Graph::with_config(Config { device: DevicePolicy::Device, device_memory: budget, ..Config::default() });
         graph.set_device(Some(device.clone()));
         // The last value and a random few of the others.
         let last = eager.len() - 1;

@@ -34,7 +34,7 @@ fn gpu() -> Option<Arc<CudaDevice>> {
 /// A graph whose eligible stages all run on `dev`.
 fn gpu_graph(dev: &Arc<CudaDevice>) -> Graph {
     let g = Graph::with_config(Config {
-        device: DevicePolicy::Gpu,
+        device: DevicePolicy::Device,
         ..Config::default()
     });
     g.set_device(Some(dev.clone()));
@@ -103,7 +103,7 @@ fn on_gpu<T: bach_runtime::Value>(g: &Graph, h: Lazy<'_, T>) -> T {
     let v = g.evaluate(h).expect("evaluates on the GPU");
     let run = g.last_run().expect("a run");
     assert!(
-        run.stages.iter().all(|s| s.placement == Placement::Gpu),
+        run.stages.iter().all(|s| s.placement == Placement::Device),
         "{run}"
     );
     v
@@ -269,8 +269,8 @@ fn workloads_on_the_gpu_match_the_cpu_including_paging() {
     // In memory, then with a budget of 1/8 of the data (paging).
     for budget in [None, Some(7 * 8 * n / 8)] {
         let g = Graph::with_config(Config {
-            device: DevicePolicy::Gpu,
-            gpu_memory: budget,
+            device: DevicePolicy::Device,
+            device_memory: budget,
             ..Config::default()
         });
         g.set_device(Some(dev.clone()));
@@ -294,7 +294,7 @@ fn workloads_on_the_gpu_match_the_cpu_including_paging() {
             .unwrap()
             .stages
             .iter()
-            .all(|s| s.placement == Placement::Gpu));
+            .all(|s| s.placement == Placement::Device));
     }
 }
 
@@ -309,8 +309,8 @@ fn pipelined_batches_and_values_kept_on_the_gpu_match_the_cpu() {
     let z_ref = cpu::subtract_scalar(&sq, cpu::sum(&sq));
     for budget in [None, Some(64 << 20)] {
         let g = Graph::with_config(Config {
-            device: DevicePolicy::Gpu,
-            gpu_memory: budget,
+            device: DevicePolicy::Device,
+            device_memory: budget,
             ..Config::default()
         });
         g.set_device(Some(dev.clone()));

@@ -173,7 +173,7 @@ fn a_failing_device_stage_runs_on_the_cpu_under_auto_and_says_why() {
     let a = uniform(1 << 16, 0.0, 4.0, 12);
     let b = uniform(1 << 16, 0.0, 4.0, 13);
     let planned = g.enter(|| g.explain(&program(&a, &b))).unwrap();
-    assert_eq!(planned.stages[0].placement, Placement::Gpu, "{planned}");
+    assert_eq!(planned.stages[0].placement, Placement::Device, "{planned}");
     let (r, s) = g.enter(|| g.evaluate(program(&a, &b))).unwrap();
     assert_eq!(bits(&r), bits(&eager(&a, &b)));
     assert!((s - r.sum()).abs() <= 1e-9 * r.sum().abs());
@@ -189,7 +189,7 @@ fn a_failing_device_stage_runs_on_the_cpu_under_auto_and_says_why() {
 #[test]
 fn a_failing_device_stage_is_an_error_when_the_device_is_forced() {
     let g = Graph::with_config(Config {
-        device: DevicePolicy::Gpu,
+        device: DevicePolicy::Device,
         ..Config::default()
     });
     g.set_device(Some(broken_device()));
@@ -197,7 +197,7 @@ fn a_failing_device_stage_is_an_error_when_the_device_is_forced() {
     let b = uniform(4096, 0.0, 4.0, 15);
     let err = g.enter(|| g.evaluate(program(&a, &b))).unwrap_err();
     assert!(
-        matches!(&err, Error::Gpu(m) if m.contains("sqrt_f64")),
+        matches!(&err, Error::Device(m) if m.contains("sqrt_f64")),
         "{err}"
     );
 }

@@ -24,11 +24,11 @@ fn graph_on(device: Arc<SimulatedDevice>) -> Graph {
     graph_with_budget(device, None)
 }
 
-/// [`graph_on`] any device, with a device memory budget (`Config::gpu_memory`).
-fn graph_with_budget(device: Arc<dyn Device>, gpu_memory: Option<usize>) -> Graph {
+/// [`graph_on`] any device, with a device memory budget (`Config::device_memory`).
+fn graph_with_budget(device: Arc<dyn Device>, device_memory: Option<usize>) -> Graph {
     let g = Graph::with_config(Config {
-        device: DevicePolicy::Gpu,
-        gpu_memory,
+        device: DevicePolicy::Device,
+        device_memory,
         ..Config::default()
     });
     g.set_device(Some(device));
@@ -53,7 +53,7 @@ fn blackscholes_runs_on_the_device_and_matches_the_cpu_at_every_capacity() {
                 let (c, p) = workloads::bach::blackscholes(&x[0], &x[1], &x[2], &x[3], &x[4]);
                 let e = g.explain(&(c.clone(), p.clone())).unwrap();
                 assert_eq!(e.stages.len(), 1, "{e}");
-                assert_eq!(e.stages[0].placement, Placement::Gpu, "{e}");
+                assert_eq!(e.stages[0].placement, Placement::Device, "{e}");
                 evaluate((c, p))
             })
             .unwrap();
@@ -179,10 +179,10 @@ fn stages_without_kernels_stay_on_the_cpu_and_the_rest_goes_to_the_device() {
             assert_eq!(
                 stages,
                 [
-                    (Placement::Gpu, vec!["multiply"]),
+                    (Placement::Device, vec!["multiply"]),
                     (Placement::Cpu, vec!["moments"]),
                     (Placement::Cpu, vec!["moments_mean"]),
-                    (Placement::Gpu, vec!["multiply_scalar"]),
+                    (Placement::Device, vec!["multiply_scalar"]),
                 ],
                 "{e}"
             );
@@ -225,12 +225,12 @@ fn cpu_policy_ignores_the_device_and_gpu_policy_without_one_is_an_error() {
 
     // No device attached, and this machine has no GPU driver: forcing the GPU fails clearly.
     let forced = Graph::with_config(Config {
-        device: DevicePolicy::Gpu,
+        device: DevicePolicy::Device,
         ..Config::default()
     });
     if bach_runtime::gpu_status().devices.is_empty() {
         match forced.enter(|| evaluate(np::sqrt(&a))) {
-            Err(Error::GpuUnavailable(reason)) => assert!(!reason.is_empty()),
+            Err(Error::DeviceUnavailable(reason)) => assert!(!reason.is_empty()),
             other => panic!("expected GpuUnavailable, got {other:?}"),
         }
     }
@@ -282,14 +282,16 @@ fn placement_moves_from_cpu_to_device_as_size_grows() {
         placements.push(s.placement);
     }
     assert_eq!(placements[0], Placement::Cpu, "{placements:?}");
-    assert_eq!(placements[3], Placement::Gpu, "{placements:?}");
+    assert_eq!(placements[3], Placement::Device, "{placements:?}");
     // Once it moves to the device it stays there as size grows.
     let first_gpu = placements
         .iter()
-        .position(|p| *p == Placement::Gpu)
+        .position(|p| *p == Placement::Device)
         .unwrap();
     assert!(
-        placements[first_gpu..].iter().all(|p| *p == Placement::Gpu),
+        placements[first_gpu..]
+            .iter()
+            .all(|p| *p == Placement::Device),
         "{placements:?}"
     );
 }
@@ -318,7 +320,7 @@ fn reductions_run_on_the_device_and_merge_partials() {
             let mn = np::min(&a);
             let e = g.explain(&(s.clone(), mn.clone())).unwrap();
             assert!(
-                e.stages.iter().all(|s| s.placement == Placement::Gpu),
+                e.stages.iter().all(|s| s.placement == Placement::Device),
                 "{e}"
             );
             (g.evaluate(s), g.evaluate(mn))
@@ -342,7 +344,7 @@ fn reductions_run_on_the_device_and_merge_partials() {
 }
 
 /// `a * s + b`, on the device as two kernels through a temporary buffer.
-fn axpy_on_device(call: &bach_runtime::GpuCall<'_>) -> bach_runtime::Result<()> {
+fn axpy_on_device(call: &bach_runtime::DeviceCall<'_>) -> bach_runtime::Result<()> {
     use bach_runtime::{KernelArg, Launch};
     let n = call.n;
     let s = match call.scalars[0] {
@@ -400,7 +402,7 @@ fn gpu_fn_functions_run_on_the_device() {
             let y = np::sqrt(&np::abs(&axpy(&a, &b, 2.5)));
             let e = g.explain(&y).unwrap();
             assert_eq!(e.stages.len(), 1, "{e}");
-            assert_eq!(e.stages[0].placement, Placement::Gpu, "{e}");
+            assert_eq!(e.stages[0].placement, Placement::Device, "{e}");
             evaluate(y)
         })
         .unwrap();
@@ -416,7 +418,7 @@ fn gpu_fn_functions_run_on_the_device() {
 }
 
 /// `sqrt(|a|)` through the call's own host stand-in.
-fn via_host(call: &bach_runtime::GpuCall<'_>) -> bach_runtime::Result<()> {
+fn via_host(call: &bach_runtime::DeviceCall<'_>) -> bach_runtime::Result<()> {
     call.device.launch(&bach_runtime::Launch {
         source: annotated_libs::numpy::BACH_KERNELS,
         kernel: "root_abs_f64".into(),
@@ -535,7 +537,7 @@ fn registered_user_types_run_on_the_device() {
         .enter(|| {
             let h = warmer(&warmer(&t, 1.5), -0.25);
             let e = g.explain(&h).unwrap();
-            assert_eq!(e.stages[0].placement, Placement::Gpu, "{e}");
+            assert_eq!(e.stages[0].placement, Placement::Device, "{e}");
             evaluate(h)
         })
         .unwrap();
@@ -555,7 +557,7 @@ fn the_cost_model_predicts_the_pipelined_device_time() {
             g.enter(|| workloads::bach::blackscholes(&x[0], &x[1], &x[2], &x[3], &x[4]));
         let e = g.explain(&(call.clone(), put.clone())).unwrap();
         let stage = &e.stages[0];
-        assert_eq!(stage.placement, Placement::Gpu, "{e}");
+        assert_eq!(stage.placement, Placement::Device, "{e}");
         g.evaluate((call, put)).unwrap();
         let stats = dev.stats();
         let batches = stats.uploads / 5;
@@ -619,7 +621,7 @@ fn intermediates_between_device_stages_stay_on_the_device() {
         let (z, e) = square_minus_sum(&g, &a);
         assert_eq!(e.stages.len(), 2, "{e}");
         assert!(
-            e.stages.iter().all(|s| s.placement == Placement::Gpu),
+            e.stages.iter().all(|s| s.placement == Placement::Device),
             "{e}"
         );
         assert_eq!(e.stages[0].kept_on_device, kept as usize, "{e}");
@@ -812,7 +814,7 @@ fn a_forced_device_stage_of_unknown_size_is_not_cut_into_one_element_batches() {
             let y = np::sqrt(&np::mean_axis0(&m));
             let e = g.explain(&y).unwrap();
             let last = e.stages.last().unwrap();
-            assert_eq!(last.placement, Placement::Gpu, "{e}");
+            assert_eq!(last.placement, Placement::Device, "{e}");
             assert_ne!(last.batch_size, Some(1), "{e}");
             evaluate(y)
         })
@@ -856,7 +858,7 @@ fn a_value_a_cpu_stage_also_reads_is_uploaded_again_and_the_plan_says_so() {
         .iter()
         .find(|s| s.ops == ["subtract_scalar"])
         .unwrap();
-    assert_eq!(sub.placement, Placement::Gpu, "{e}");
+    assert_eq!(sub.placement, Placement::Device, "{e}");
     assert!(e.stages.iter().all(|s| s.kept_on_device == 0), "{e}");
     let n8 = 8 * n as u64;
     assert_eq!(sub.cost.bytes_up, n8, "sq goes up again: {e}");
@@ -865,7 +867,7 @@ fn a_value_a_cpu_stage_also_reads_is_uploaded_again_and_the_plan_says_so() {
     let batches: u64 = e
         .stages
         .iter()
-        .filter(|s| s.placement == Placement::Gpu)
+        .filter(|s| s.placement == Placement::Device)
         .map(|s| s.cost.batches)
         .sum();
     assert_eq!(dev.stats().uploads, batches, "{e}");
@@ -985,7 +987,7 @@ fn a_memory_budget_is_never_exceeded_even_below_one_batch_in_flight() {
     );
     assert_eq!(
         *placements.last().unwrap(),
-        Placement::Gpu,
+        Placement::Device,
         "{placements:?}"
     );
 }

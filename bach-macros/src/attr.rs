@@ -121,7 +121,7 @@ enum OptionItem {
     SplitOverrides(Keyed<Vec<SplitOverride>>),
     Ret(Keyed<Path>),
     Gpu(Keyed<LitStr>),
-    GpuFn(Keyed<ExprPath>),
+    DeviceFn(Keyed<ExprPath>),
     GpuSource(Keyed<ExprPath>),
     Alloc(Keyed<()>),
     Unsplittable(Keyed<()>),
@@ -158,7 +158,7 @@ pub(crate) fn parse(attr: TokenStream, errors: &mut Vec<syn::Error>) -> OffloadO
             }
             OptionItem::Ret(v) => set_once(&mut o.ret, v, "ret", errors),
             OptionItem::Gpu(v) => set_once(&mut o.gpu, v, "gpu", errors),
-            OptionItem::GpuFn(v) => set_once(&mut o.gpu_fn, v, "gpu_fn", errors),
+            OptionItem::DeviceFn(v) => set_once(&mut o.gpu_fn, v, "gpu_fn", errors),
             OptionItem::GpuSource(v) => set_once(&mut o.gpu_source, v, "gpu_source", errors),
             OptionItem::Alloc(v) => set_once(&mut o.alloc, v, "alloc", errors),
             OptionItem::Unsplittable(v) => set_once(&mut o.unsplittable, v, "unsplittable", errors),
@@ -263,7 +263,7 @@ fn parse_option(input: ParseStream, errors: &mut Vec<syn::Error>) -> syn::Result
         Ok(OptionItem::Gpu(value(input, key)?))
     } else if lookahead.peek(kw::gpu_fn) {
         let key = input.parse::<kw::gpu_fn>()?.span;
-        Ok(OptionItem::GpuFn(value(input, key)?))
+        Ok(OptionItem::DeviceFn(value(input, key)?))
     } else if lookahead.peek(kw::gpu_source) {
         let key = input.parse::<kw::gpu_source>()?.span;
         Ok(OptionItem::GpuSource(value(input, key)?))

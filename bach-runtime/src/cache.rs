@@ -144,7 +144,7 @@ fn shape_hash(snapshot: &Snapshot, context: &Context) -> u64 {
         }
     }
     let c = &context.config;
-    (c.batch_size, c.threads, c.cache_bytes, c.gpu_memory).hash(&mut h);
+    (c.batch_size, c.threads, c.cache_bytes, c.device_memory).hash(&mut h);
     (c.device as u8).hash(&mut h);
     (context.device, context.generation).hash(&mut h);
     h.finish()

@@ -17,7 +17,7 @@ pub struct Config {
     /// Device memory Bach may use, in bytes (`BACH_GPU_MEMORY`, with an optional
     /// K/M/G suffix). Lets a large GPU behave like a small one. `None`: what the
     /// device reports free.
-    pub gpu_memory: Option<usize>,
+    pub device_memory: Option<usize>,
 }
 
 /// Where stages may run.
@@ -28,9 +28,10 @@ pub enum DevicePolicy {
     Auto,
     /// Always on the CPU.
     Cpu,
-    /// On the GPU; evaluation fails when no GPU is available. Stages that no
-    /// GPU kernel implements still run on the CPU.
-    Gpu,
+    /// On the device (`BACH_DEVICE=gpu`); evaluation fails when no device is
+    /// available, and a device error is an error. Stages that no kernel
+    /// implements still run on the CPU.
+    Device,
 }
 
 impl std::str::FromStr for DevicePolicy {
@@ -39,7 +40,7 @@ impl std::str::FromStr for DevicePolicy {
         match s.trim().to_ascii_lowercase().as_str() {
             "auto" | "" => Ok(DevicePolicy::Auto),
             "cpu" => Ok(DevicePolicy::Cpu),
-            "gpu" | "cuda" => Ok(DevicePolicy::Gpu),
+            "gpu" | "cuda" | "device" => Ok(DevicePolicy::Device),
             other => Err(format!(
                 "unknown device policy `{other}`: expected auto, cpu or gpu"
             )),
@@ -66,7 +67,7 @@ impl Default for Config {
             threads: None,
             cache_bytes: l2_cache_bytes().unwrap_or(1 << 20),
             device: DevicePolicy::Auto,
-            gpu_memory: None,
+            device_memory: None,
         }
     }
 }
@@ -114,8 +115,8 @@ impl Config {
             }
         }
         if let Ok(v) = std::env::var("BACH_GPU_MEMORY") {
-            c.gpu_memory = parse_bytes(&v);
-            if c.gpu_memory.is_none() {
+            c.device_memory = parse_bytes(&v);
+            if c.device_memory.is_none() {
                 tracing::warn!("ignoring BACH_GPU_MEMORY={v:?}: expected bytes, e.g. 2G");
             }
         }
@@ -141,7 +142,7 @@ mod tests {
         assert_eq!(parse_bytes("2G"), Some(2 << 30));
         assert_eq!(parse_bytes("64m"), Some(64 << 20));
         assert_eq!(parse_bytes("x"), None);
-        assert_eq!("GPU".parse::<DevicePolicy>(), Ok(DevicePolicy::Gpu));
+        assert_eq!("GPU".parse::<DevicePolicy>(), Ok(DevicePolicy::Device));
         assert!("tpu".parse::<DevicePolicy>().is_err());
     }
 }

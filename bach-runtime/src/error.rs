@@ -69,12 +69,16 @@ pub enum Error {
         /// Bytes free on the device at the time.
         free: usize,
     },
-    /// The GPU was required but cannot be used.
-    #[error("GPU unavailable: {0}")]
-    GpuUnavailable(String),
-    /// A GPU operation failed.
-    #[error("GPU error: {0}")]
-    Gpu(String),
+    /// A device was required (`BACH_DEVICE=gpu`) but none can be used.
+    #[error("device unavailable: {0}")]
+    DeviceUnavailable(String),
+    /// A device operation failed (a driver call, a module that will not
+    /// load, a launch, a transfer).
+    #[error("device error: {0}")]
+    Device(String),
+    /// The worker threads could not be started.
+    #[error("cannot start the worker threads: {0}")]
+    ThreadPool(String),
 }
 
 impl Error {

@@ -84,12 +84,12 @@ impl fmt::Display for Explain {
                     s.cost.bytes_down
                 )?;
             }
-            if let (Placement::Gpu, Some(floor)) = (s.placement, s.cost.link_floor_s) {
+            if let (Placement::Device, Some(floor)) = (s.placement, s.cost.link_floor_s) {
                 write!(f, "; link floor {:.3} ms", floor * 1e3)?;
             }
             if let Some(m) = s.measured_s {
                 write!(f, "; measured {:.3} ms", m * 1e3)?;
-                if let (Placement::Gpu, Some(floor)) = (s.placement, s.cost.link_floor_s) {
+                if let (Placement::Device, Some(floor)) = (s.placement, s.cost.link_floor_s) {
                     if floor > 0.0 {
                         write!(f, " ({:.2}x the link floor)", m / floor)?;
                     }

@@ -166,7 +166,7 @@ impl Graph {
         }
         match (crate::device::default_device(), config.device) {
             (Ok(d), _) => Ok(Some(d)),
-            (Err(reason), DevicePolicy::Gpu) => Err(Error::GpuUnavailable(reason)),
+            (Err(reason), DevicePolicy::Device) => Err(Error::DeviceUnavailable(reason)),
             (Err(_), _) => Ok(None),
         }
     }
@@ -183,7 +183,7 @@ impl Graph {
         let p = rayon::ThreadPoolBuilder::new()
             .num_threads(n)
             .build()
-            .map_err(|e| Error::Gpu(format!("cannot start {n} worker threads: {e}")))?;
+            .map_err(|e| Error::ThreadPool(format!("{n} threads: {e}")))?;
         let p = Arc::new(p);
         *pool = Some((n, p.clone()));
         Ok(Some(p))

@@ -62,9 +62,9 @@ pub use device::cuda::discovery::{
     gpu_status, ComputeCapability, DeviceInfo, GpuStatus, GpuUnavailable, NvrtcVersion,
 };
 pub use device::{
-    CudaDevice, Device, DeviceBuffer, DeviceCosts, Event, GpuCall, GpuFn, KernelArg, KernelSource,
-    Launch, LaunchShape, PendingDownload, Queue, SimulatedDevice, SimulatedDeviceConfig,
-    TransferStats,
+    CudaDevice, Device, DeviceBuffer, DeviceCall, DeviceCosts, DeviceFn, Event, KernelArg,
+    KernelSource, Launch, LaunchShape, PendingDownload, Queue, SimulatedDevice,
+    SimulatedDeviceConfig, TransferStats,
 };
 pub use error::{Error, Result};
 pub use eval::Evaluate;

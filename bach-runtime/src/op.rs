@@ -23,7 +23,7 @@ pub struct OpInfo {
     pub gpu_source: Option<crate::device::KernelSource>,
     /// A Rust function implementing the call on device values (`gpu_fn = path`),
     /// for what one elementwise kernel cannot do.
-    pub gpu_fn: Option<crate::device::GpuFn>,
+    pub gpu_fn: Option<crate::device::DeviceFn>,
     /// The annotator's estimate of the CPU cost, nanoseconds per element on
     /// one core (`cost = ...`); `None`: measured by calibration.
     pub cpu_ns_per_element: Option<f64>,

@@ -5,7 +5,7 @@
 //!
 //! A stage can run on the device when every call has a device implementation
 //! and every value a byte codec ([`ineligible`]); it does when the cost model
-//! predicts it faster (`DevicePolicy::Auto`) or always (`DevicePolicy::Gpu`).
+//! predicts it faster (`DevicePolicy::Auto`) or always (`DevicePolicy::Device`).
 //!
 //! Stages are placed in order, so a stage knows where its inputs live: an
 //! array an earlier device stage produced counts as already on the device.
@@ -35,8 +35,8 @@ use crate::split::{NdArraySplit, SplitKind, SplitVTable};
 pub enum Placement {
     /// The host CPU, with rayon workers.
     Cpu,
-    /// A GPU.
-    Gpu,
+    /// The device (a GPU; the simulated device in tests).
+    Device,
 }
 
 /// Where and how one stage runs.
@@ -122,7 +122,7 @@ pub(crate) fn schedule(
     if schedule
         .stages
         .iter()
-        .any(|s| s.placement == Placement::Gpu)
+        .any(|s| s.placement == Placement::Device)
     {
         placer.settle(&mut schedule);
     }
@@ -146,14 +146,14 @@ struct Placer<'p> {
 impl Placer<'_> {
     fn memory(&self) -> usize {
         *self.free.get_or_init(|| {
-            (self.config.gpu_memory)
+            (self.config.device_memory)
                 .unwrap_or(usize::MAX)
                 .min(self.device.free_memory())
         })
     }
 
     fn forced(&self) -> bool {
-        self.config.device == DevicePolicy::Gpu
+        self.config.device == DevicePolicy::Device
     }
 
     fn predict(
@@ -209,14 +209,14 @@ impl Placer<'_> {
         let on_device = |(p, o): ValueId| {
             let producer = plan.stage_of[p];
             producer < i
-                && placed[producer].placement == Placement::Gpu
+                && placed[producer].placement == Placement::Device
                 && may_stay_on_device(plan, p, o)
         };
         let cost = self.predict(i, Some(n.div_ceil(batch).max(1)), &on_device);
         let device_s = cost.device_s();
         if self.forced() {
             return StageSchedule {
-                placement: Placement::Gpu,
+                placement: Placement::Device,
                 reason: format!(
                     "GPU forced; every call has a kernel on {}",
                     self.device.name()
@@ -230,7 +230,7 @@ impl Placer<'_> {
         }
         match device_s {
             Some(dev_s) if dev_s < cost.cpu_s => StageSchedule {
-                placement: Placement::Gpu,
+                placement: Placement::Device,
                 reason: device_wins(self.device, dev_s, cost.cpu_s),
                 batch: device_batch(stage.count, &cost),
                 cost,
@@ -249,7 +249,7 @@ impl Placer<'_> {
             schedule.kept = kept_outputs(plan, &schedule.stages, memory / 4);
             let mut moved = false;
             for i in 0..plan.stages.len() {
-                if schedule.stages[i].placement != Placement::Gpu {
+                if schedule.stages[i].placement != Placement::Device {
                     continue;
                 }
                 let stage = &plan.stages[i];
@@ -350,7 +350,7 @@ fn may_stay_on_device(plan: &Plan, p: usize, o: u32) -> bool {
 /// The escaping outputs of device stages that stay on the device: every
 /// reader is in a later device stage, and together they take at most `room` bytes.
 fn kept_outputs(plan: &Plan, placed: &[StageSchedule], room: usize) -> FastSet<ValueId> {
-    let on_device = |s: usize| placed[s].placement == Placement::Gpu;
+    let on_device = |s: usize| placed[s].placement == Placement::Device;
     let mut keep = FastSet::default();
     let mut used = 0usize;
     let mut values: Vec<ValueId> = plan.escaping.iter().copied().collect();

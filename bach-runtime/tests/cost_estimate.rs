@@ -66,7 +66,7 @@ fn the_estimate_is_the_cpu_prediction_and_sends_the_stage_to_the_device() {
         "predicted {} s on the CPU, expected {expected} s\n{e}",
         stage.cost.cpu_s
     );
-    assert_eq!(stage.placement, Placement::Gpu, "{e}");
+    assert_eq!(stage.placement, Placement::Device, "{e}");
 }
 
 #[test]

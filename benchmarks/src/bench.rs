@@ -276,14 +276,14 @@ pub fn run(
                 if plan
                     .stages
                     .iter()
-                    .any(|s| s.placement == bach_runtime::Placement::Gpu)
+                    .any(|s| s.placement == bach_runtime::Placement::Device)
                 {
                     let small: Vec<Array1<f64>> = inputs
                         .iter()
                         .map(|a| a.slice(ndarray::s![..a.len().min(1024)]).to_owned())
                         .collect();
                     let forced = Graph::with_config(Config {
-                        device: bach_runtime::DevicePolicy::Gpu,
+                        device: bach_runtime::DevicePolicy::Device,
                         ..warm_up_config.clone()
                     });
                     if let Some(d) = &simulated {
@@ -309,7 +309,7 @@ pub fn run(
             ran_on_device = last.as_ref().is_some_and(|e| {
                 e.stages
                     .iter()
-                    .any(|s| s.placement == bach_runtime::Placement::Gpu)
+                    .any(|s| s.placement == bach_runtime::Placement::Device)
             });
             if settings.explain {
                 if let Some(e) = last {

@@ -106,12 +106,12 @@ pub struct Launch<'b> {
 }
 
 /// A computation over host copies of device buffers: input bytes in, output
-/// bytes out (see [`Launch::reference`] and [`GpuCall::host`]).
+/// bytes out (see [`Launch::reference`] and [`DeviceCall::host`]).
 pub type HostFn<'b> = dyn Fn(&[&[u8]]) -> Result<Vec<Vec<u8>>> + Sync + 'b;
 
-/// One call of a [`GpuFn`]: the device, this batch's buffers and the call's
+/// One call of a [`DeviceFn`]: the device, this batch's buffers and the call's
 /// scalars. The function writes its result into `output`.
-pub struct GpuCall<'b> {
+pub struct DeviceCall<'b> {
     /// The device the stage runs on.
     pub device: &'b dyn Device,
     /// Elements in this batch.
@@ -129,7 +129,7 @@ pub struct GpuCall<'b> {
 
 /// A Rust function implementing an annotated function on device values
 /// (`#[offload(gpu_fn = path)]`).
-pub type GpuFn = fn(&GpuCall<'_>) -> Result<()>;
+pub type DeviceFn = fn(&DeviceCall<'_>) -> Result<()>;
 
 /// Transfers and launches a device has performed (for tests and `explain`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -311,7 +311,7 @@ pub trait Device: Send + Sync {
 pub(crate) fn check_range(what: &str, offset: usize, bytes: usize, len: usize) -> Result<()> {
     match offset.checked_add(bytes) {
         Some(end) if end <= len => Ok(()),
-        _ => Err(crate::error::Error::Gpu(format!(
+        _ => Err(crate::error::Error::Device(format!(
             "{what} of {bytes} bytes at offset {offset} overruns a {len}-byte buffer"
         ))),
     }
@@ -328,7 +328,7 @@ pub(crate) fn check_copy(
     bytes: usize,
 ) -> Result<()> {
     if std::ptr::eq(src, dst) {
-        return Err(crate::error::Error::Gpu(
+        return Err(crate::error::Error::Device(
             "a device copy within one buffer is not supported".into(),
         ));
     }
@@ -354,7 +354,7 @@ pub(crate) fn default_device() -> std::result::Result<std::sync::Arc<dyn Device>
 
 fn open_cuda() -> std::result::Result<std::sync::Arc<dyn Device>, String> {
     let device = CudaDevice::open(0).map_err(|e| match e {
-        crate::error::Error::GpuUnavailable(reason) => reason,
+        crate::error::Error::DeviceUnavailable(reason) => reason,
         e => e.to_string(),
     })?;
     Ok(device)

@@ -12,7 +12,7 @@
 //!   read per queue. Work that touches a buffer in a way not ordered after a
 //!   conflicting earlier access (a kernel reading an upload it did not wait
 //!   for, an upload overwriting a buffer a kernel may still read) is a data
-//!   race on a real device: it fails with an [`Error::Gpu`] naming both sides,
+//!   race on a real device: it fails with an [`Error::Device`] naming both sides,
 //!   so the executor's missing events show up as failing tests here.
 //! - **Time.** Each queue has a timeline in modelled nanoseconds (from the
 //!   [`DeviceCosts`](super::DeviceCosts)): work starts when its queue is free
@@ -190,7 +190,7 @@ impl SimulatedDevice {
             .downcast_ref::<SimAlloc>()
             .filter(|a| Arc::ptr_eq(&a.counters, &self.counters))
             .ok_or_else(|| {
-                Error::Gpu("a buffer of another device was given to a simulated device".into())
+                Error::Device("a buffer of another device was given to a simulated device".into())
             })
     }
 
@@ -200,7 +200,7 @@ impl SimulatedDevice {
             .downcast_ref::<SimEvent>()
             .filter(|e| e.device == self.id())
             .ok_or_else(|| {
-                Error::Gpu("an event of another device was given to a simulated device".into())
+                Error::Device("an event of another device was given to a simulated device".into())
             })
     }
 
@@ -227,7 +227,7 @@ impl SimulatedDevice {
         let agent = queue.index();
         let mut clocks = lock(&self.counters.clocks);
         let race = |earlier: &Stamp| {
-            Error::Gpu(format!(
+            Error::Device(format!(
                 "data race on the simulated device: {what} on the {} queue is not ordered after the {} on the {} queue (a missing event wait)",
                 agent_name(agent),
                 earlier.what,
@@ -340,7 +340,7 @@ impl Device for SimulatedDevice {
 
     fn launch_on(&self, queue: Queue, launch: &Launch<'_>) -> Result<()> {
         if self.config.fail_kernel.as_deref() == Some(launch.kernel.as_str()) {
-            return Err(Error::Gpu(format!(
+            return Err(Error::Device(format!(
                 "launching `{}`: injected failure",
                 launch.kernel
             )));
@@ -363,7 +363,7 @@ impl Device for SimulatedDevice {
         let views: Vec<&[u8]> = inputs.iter().map(Vec::as_slice).collect();
         let results = (launch.reference)(&views)?;
         if results.len() != writes.len() {
-            return Err(Error::Gpu(format!(
+            return Err(Error::Device(format!(
                 "kernel `{}` produced {} outputs for {} output buffers",
                 launch.kernel,
                 results.len(),
@@ -373,7 +373,7 @@ impl Device for SimulatedDevice {
         for (bytes, out) in results.iter().zip(writes) {
             let mut d = lock(&out.data);
             if bytes.len() > d.len() {
-                return Err(Error::Gpu(format!(
+                return Err(Error::Device(format!(
                     "kernel `{}` overflowed its output buffer",
                     launch.kernel
                 )));
@@ -434,10 +434,10 @@ impl Device for SimulatedDevice {
             .ok()
             .filter(|d| d.done.device == self.id())
             .ok_or_else(|| {
-                Error::Gpu("a download of another device was given to a simulated device".into())
+                Error::Device("a download of another device was given to a simulated device".into())
             })?;
         if dst.len() != download.bytes.len() {
-            return Err(Error::Gpu(format!(
+            return Err(Error::Device(format!(
                 "a download of {} bytes finished into {} bytes",
                 download.bytes.len(),
                 dst.len()

@@ -22,7 +22,7 @@ use super::{call_cpu, share, Materialized};
 use crate::analysis::{Source, StageAnalysis, Step};
 use crate::device::codec::{array_dtype, codec, value_dtype, Codec, DType};
 use crate::device::{
-    Device, DeviceBuffer, GpuCall, KernelArg, Launch, LaunchShape, PendingDownload, Queue,
+    Device, DeviceBuffer, DeviceCall, KernelArg, Launch, LaunchShape, PendingDownload, Queue,
 };
 use crate::error::{Error, Result};
 use crate::fasthash::FastSet;
@@ -479,7 +479,7 @@ fn launch_step(
         // The buffers hold this batch only: element 0 is `range.start`.
         let host =
             |inputs: &[&[u8]]| -> Result<Vec<Vec<u8>>> { emulate(pn, layout, st, 0..n, inputs) };
-        return f(&GpuCall {
+        return f(&DeviceCall {
             device,
             n,
             inputs,

@@ -75,9 +75,10 @@ pub(crate) fn run(
         let started = std::time::Instant::now();
         let mut fallback = None;
         let outputs = match (schedule.stages[i].placement, ctx.device) {
-            (Placement::Gpu, Some(d)) => {
+            (Placement::Device, Some(d)) => {
                 let kept: usize = resident.values().map(|a| a.buf.len()).sum();
-                let budget = (ctx.config.gpu_memory).map_or(usize::MAX, |b| b.saturating_sub(kept));
+                let budget =
+                    (ctx.config.device_memory).map_or(usize::MAX, |b| b.saturating_sub(kept));
                 let ran = device::run_partitioned(
                     plan,
                     &analyses[i],
@@ -148,7 +149,7 @@ fn device_fallback(e: &Error, policy: DevicePolicy) -> Option<String> {
         Error::DeviceOutOfMemory { requested, free } => Some(format!(
             "device out of memory ({requested} bytes requested, {free} free): ran on the CPU"
         )),
-        Error::Gpu(message) if policy == DevicePolicy::Auto => {
+        Error::Device(message) if policy == DevicePolicy::Auto => {
             Some(format!("device error ({message}): ran on the CPU"))
         }
         _ => None,

@@ -270,7 +270,7 @@ pub(super) fn measure(bench: &mut impl Bench) -> Result<DeviceCosts> {
     if values.iter().all(|v| v.is_finite() && *v > 0.0) {
         Ok(costs)
     } else {
-        Err(Error::Gpu(format!(
+        Err(Error::Device(format!(
             "the cost calibration measured nonsense: {costs:?}"
         )))
     }
@@ -482,7 +482,7 @@ impl CudaDevice {
         let costs = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             measure(&mut DeviceBench::new(self)?)
         }))
-        .unwrap_or_else(|_| Err(Error::Gpu("the cost calibration panicked".into())))?;
+        .unwrap_or_else(|_| Err(Error::Device("the cost calibration panicked".into())))?;
         tracing::info!(
             "{}: calibrated in {:.0} ms: {:.1} GB/s, {:.1} us per transfer, {:.1} us per launch, {:.2e} elements/s",
             self.name,

@@ -1,6 +1,6 @@
 //! The CUDA backend's errors: [`CudaError`] (discovery and NVRTC compilation), and how driver
-//! and backend errors become the runtime's [`Error`]: `Error::GpuUnavailable` when the GPU
-//! cannot be used at all, else `Error::Gpu` with what was being done and the driver's words.
+//! and backend errors become the runtime's [`Error`]: `Error::DeviceUnavailable` when the GPU
+//! cannot be used at all, else `Error::Device` with what was being done and the driver's words.
 
 use std::fmt;
 
@@ -81,27 +81,27 @@ pub(super) fn driver_error_text(e: DriverError) -> String {
     }
 }
 
-/// `Error::Gpu` for a failed driver call: `what` says which operation (and on what).
+/// `Error::Device` for a failed driver call: `what` says which operation (and on what).
 pub(super) fn gpu_err(what: impl fmt::Display, e: DriverError) -> Error {
-    Error::Gpu(format!("{what}: {}", driver_error_text(e)))
+    Error::Device(format!("{what}: {}", driver_error_text(e)))
 }
 
 /// The runtime's error for an error of the CUDA backend: `GpuUnavailable` when the GPU cannot
 /// be used at all, else `Gpu` with the full message (for a compile error, NVRTC's log).
 pub(super) fn from_cuda(e: CudaError) -> Error {
     match e {
-        CudaError::Unavailable(reason) => Error::GpuUnavailable(reason.to_string()),
-        other => Error::Gpu(other.to_string()),
+        CudaError::Unavailable(reason) => Error::DeviceUnavailable(reason.to_string()),
+        other => Error::Device(other.to_string()),
     }
 }
 
 /// The error of a launch of a kernel that its source does not define.
 pub(super) fn kernel_not_found(kernel: &str, source: &str) -> Error {
-    Error::Gpu(format!("kernel `{kernel}` not found in {source}"))
+    Error::Device(format!("kernel `{kernel}` not found in {source}"))
 }
 
-/// `Error::GpuUnavailable` for `reason`, logged: the caller runs on the CPU.
+/// `Error::DeviceUnavailable` for `reason`, logged: the caller runs on the CPU.
 pub(super) fn unavailable(reason: GpuUnavailable) -> Error {
     tracing::info!("no GPU: {reason}; running on the CPU");
-    Error::GpuUnavailable(reason.to_string())
+    Error::DeviceUnavailable(reason.to_string())
 }

@@ -38,7 +38,7 @@ pub(super) fn grid_blocks(
     sm_count: u32,
 ) -> Result<u32> {
     match shape {
-        LaunchShape::Reduction { partials: 0 } => Err(Error::Gpu(format!(
+        LaunchShape::Reduction { partials: 0 } => Err(Error::Device(format!(
             "reduction kernel `{kernel}` launched with no partials"
         ))),
         LaunchShape::Reduction { partials } => Ok(partials.min(i32::MAX as usize) as u32),

@@ -1,7 +1,7 @@
 //! [`CudaDevice`]: the [`Device`] trait on a CUDA GPU, through cudarc's driver API.
 //!
 //! Opening checks the driver and NVRTC with [`discovery`] first, so a machine without `libcuda`
-//! (or without a device, or without a usable NVRTC) gets `Error::GpuUnavailable`, never a
+//! (or without a device, or without a usable NVRTC) gets `Error::DeviceUnavailable`, never a
 //! panic. The device is put together from one module per concern:
 //!
 //! - [`shared`]: the context, one stream per [`Queue`] and the event pool, shared with the
@@ -91,9 +91,9 @@ impl CudaDevice {
     /// Opens CUDA device `ordinal`: a context, one stream per [`Queue`], and the device's
     /// properties.
     ///
-    /// Returns `Error::GpuUnavailable` (never panics) when there is no usable driver or device,
+    /// Returns `Error::DeviceUnavailable` (never panics) when there is no usable driver or device,
     /// when NVRTC (which compiles the kernels) cannot be loaded, or when `ordinal` does not
-    /// exist; `Error::Gpu` when the driver fails.
+    /// exist; `Error::Device` when the driver fails.
     pub fn open(ordinal: usize) -> Result<Arc<CudaDevice>> {
         let devices = match discovery::availability() {
             Ok(devices) => devices,
@@ -225,13 +225,13 @@ impl CudaDevice {
 
     fn alloc_of<'b>(&self, buf: &'b DeviceBuffer) -> Result<&'b CudaAlloc> {
         let alloc = buf.raw.downcast_ref::<CudaAlloc>().ok_or_else(|| {
-            Error::Gpu(format!(
+            Error::Device(format!(
                 "a buffer of another device was given to {}",
                 self.name()
             ))
         })?;
         if !Arc::ptr_eq(&alloc.shared, &self.shared) {
-            return Err(Error::Gpu(format!(
+            return Err(Error::Device(format!(
                 "a buffer of another CUDA device was given to {}",
                 self.name()
             )));
@@ -241,13 +241,13 @@ impl CudaDevice {
 
     fn fence_of<'e>(&self, event: &'e Event) -> Result<&'e CudaEvent> {
         let fence = event.raw.downcast_ref::<CudaFence>().ok_or_else(|| {
-            Error::Gpu(format!(
+            Error::Device(format!(
                 "an event of another device was given to {}",
                 self.name()
             ))
         })?;
         if !Arc::ptr_eq(&fence.shared, &self.shared) {
-            return Err(Error::Gpu(format!(
+            return Err(Error::Device(format!(
                 "an event of another CUDA device was given to {}",
                 self.name()
             )));
@@ -255,7 +255,7 @@ impl CudaDevice {
         fence
             .event
             .as_ref()
-            .ok_or_else(|| Error::Gpu("an event that was given back".into()))
+            .ok_or_else(|| Error::Device("an event that was given back".into()))
     }
 
     fn update(&self, f: impl FnOnce(&mut TransferStats)) {
@@ -419,19 +419,19 @@ impl Device for CudaDevice {
     fn finish_download(&self, pending: PendingDownload, dst: &mut [u8]) -> Result<()> {
         let PendingDownload { bytes, raw } = pending;
         let mut download = raw.downcast::<CudaDownload>().map_err(|_| {
-            Error::Gpu(format!(
+            Error::Device(format!(
                 "a download of another device was given to {}",
                 self.name()
             ))
         })?;
         if !Arc::ptr_eq(&download.shared, &self.shared) {
-            return Err(Error::Gpu(format!(
+            return Err(Error::Device(format!(
                 "a download of another CUDA device was given to {}",
                 self.name()
             )));
         }
         if dst.len() != bytes {
-            return Err(Error::Gpu(format!(
+            return Err(Error::Device(format!(
                 "a download of {bytes} bytes finished into {} bytes",
                 dst.len()
             )));

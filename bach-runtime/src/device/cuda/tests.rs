@@ -45,7 +45,7 @@ fn reductions_get_one_block_per_partial() {
     let none = LaunchShape::Reduction { partials: 0 };
     assert_eq!(
         grid_blocks("sum_f64", 1, none, 132),
-        Err(Error::Gpu(
+        Err(Error::Device(
             "reduction kernel `sum_f64` launched with no partials".into()
         ))
     );
@@ -55,11 +55,11 @@ fn reductions_get_one_block_per_partial() {
 fn error_messages_carry_their_context() {
     assert_eq!(
         kernel_not_found("add_f64", "numpy.cu"),
-        Error::Gpu("kernel `add_f64` not found in numpy.cu".into())
+        Error::Device("kernel `add_f64` not found in numpy.cu".into())
     );
     let oom = DriverError(driver_sys::CUresult::CUDA_ERROR_OUT_OF_MEMORY);
-    let Error::Gpu(text) = gpu_err("allocating 4096 bytes", oom) else {
-        panic!("a driver error is Error::Gpu")
+    let Error::Device(text) = gpu_err("allocating 4096 bytes", oom) else {
+        panic!("a driver error is Error::Device")
     };
     assert!(
         text.starts_with("allocating 4096 bytes: CUDA_ERROR_OUT_OF_MEMORY"),
@@ -67,7 +67,7 @@ fn error_messages_carry_their_context() {
     );
     assert_eq!(
         from_cuda(CudaError::Unavailable(GpuUnavailable::NoNvrtc)),
-        Error::GpuUnavailable(GpuUnavailable::NoNvrtc.to_string())
+        Error::DeviceUnavailable(GpuUnavailable::NoNvrtc.to_string())
     );
 }
 
@@ -76,13 +76,16 @@ fn open_without_a_gpu_is_gpu_unavailable_not_a_panic() {
     match discovery::availability() {
         Err(reason) => {
             let err = CudaDevice::open(0).unwrap_err();
-            assert_eq!(err, Error::GpuUnavailable(reason.to_string()));
-            assert!(err.to_string().starts_with("GPU unavailable: "), "{err}");
+            assert_eq!(err, Error::DeviceUnavailable(reason.to_string()));
+            assert!(err.to_string().starts_with("device unavailable: "), "{err}");
             eprintln!("no GPU here: {err}");
         }
         Ok(devices) => {
             let missing = CudaDevice::open(devices.len()).unwrap_err();
-            assert!(matches!(missing, Error::GpuUnavailable(_)), "{missing:?}");
+            assert!(
+                matches!(missing, Error::DeviceUnavailable(_)),
+                "{missing:?}"
+            );
         }
     }
 }
@@ -203,18 +206,18 @@ fn gpu_alloc_upload_download_roundtrip() {
     let small = device.alloc(16).unwrap();
     assert!(matches!(
         device.upload(&[0u8; 17], &small),
-        Err(Error::Gpu(_))
+        Err(Error::Device(_))
     ));
     assert!(matches!(
         device.download(&small, &mut [0u8; 17]),
-        Err(Error::Gpu(_))
+        Err(Error::Device(_))
     ));
     let simulated = crate::device::SimulatedDevice::with_capacity(1024)
         .alloc(16)
         .unwrap();
     assert!(matches!(
         device.upload(&[0u8; 4], &simulated),
-        Err(Error::Gpu(_))
+        Err(Error::Device(_))
     ));
     let stats = device.stats();
     assert_eq!(stats.uploads - before.uploads, 8);
@@ -343,7 +346,7 @@ fn gpu_sum_f64_writes_one_partial_per_output_entry() {
             LaunchShape::Reduction { partials: 0 },
             vec![KernelArg::In(&da), KernelArg::Out(&none)]
         ),
-        Err(Error::Gpu(_))
+        Err(Error::Device(_))
     ));
 }
 
@@ -362,7 +365,7 @@ fn gpu_missing_kernel_is_an_error() {
     .unwrap_err();
     assert_eq!(
         err,
-        Error::Gpu("kernel `add_f128` not found in numpy.cu".into())
+        Error::Device("kernel `add_f128` not found in numpy.cu".into())
     );
     // The device still works.
     launch(
@@ -763,14 +766,14 @@ fn gpu_a_pending_download_may_be_dropped_unfinished() {
     let pending = device.start_download(Queue::Download, &buf, 16).unwrap();
     assert!(matches!(
         device.finish_download(pending, &mut [0u8; 15]),
-        Err(Error::Gpu(_))
+        Err(Error::Device(_))
     ));
     let sim = crate::device::SimulatedDevice::with_capacity(1024);
     let sim_buf = sim.alloc(16).unwrap();
     let foreign = sim.start_download(Queue::Download, &sim_buf, 16).unwrap();
     assert!(matches!(
         device.finish_download(foreign, &mut [0u8; 16]),
-        Err(Error::Gpu(_))
+        Err(Error::Device(_))
     ));
     // A pending download may outlive its device.
     let late = device.start_download(Queue::Download, &buf, bytes).unwrap();
@@ -866,15 +869,15 @@ fn gpu_events_order_queues_and_belong_to_their_device() {
     let foreign = other.record(Queue::Compute).unwrap();
     assert!(matches!(
         device.wait(Queue::Compute, &foreign),
-        Err(Error::Gpu(_))
+        Err(Error::Device(_))
     ));
-    assert!(matches!(device.host_wait(&foreign), Err(Error::Gpu(_))));
+    assert!(matches!(device.host_wait(&foreign), Err(Error::Device(_))));
     let simulated = crate::device::SimulatedDevice::with_capacity(1024)
         .record(Queue::Compute)
         .unwrap();
     assert!(matches!(
         device.wait(Queue::Upload, &simulated),
-        Err(Error::Gpu(_))
+        Err(Error::Device(_))
     ));
     drop(other);
     drop(foreign); // outlives its device

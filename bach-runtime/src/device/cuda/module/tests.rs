@@ -142,8 +142,8 @@ fn a_broken_source_fails_once_with_the_nvrtc_log() {
     let err = cache
         .get(&BROKEN, |_| panic!("nothing to load"))
         .unwrap_err();
-    let Error::Gpu(text) = &err else {
-        panic!("expected Error::Gpu, got {err:?}")
+    let Error::Device(text) = &err else {
+        panic!("expected Error::Device, got {err:?}")
     };
     assert!(
         text.contains("broken.cu") && text.contains("undefined_thing"),
@@ -168,5 +168,5 @@ fn without_nvrtc_the_launch_path_reports_gpu_unavailable() {
     };
     let cache = ModuleCache::<CompiledModule>::new(ComputeCapability::new(9, 0), None);
     let err = cache.get(&NUMPY_CU, |m| Ok(m.clone())).unwrap_err();
-    assert_eq!(err, Error::GpuUnavailable(reason.to_string()));
+    assert_eq!(err, Error::DeviceUnavailable(reason.to_string()));
 }
