@@ -1,6 +1,6 @@
 // numpy.cu: CUDA kernels for the NumPy-style operations of `annotated_libs::cpu::numpy`.
 //
-// Compiled at run time with NVRTC (see `bach-runtime/src/cuda/compile.rs`). The same file
+// Compiled at run time with NVRTC (see `bach-runtime/src/device/cuda/nvrtc.rs`). The same file
 // also compiles as plain host C++ when `host_emulation.h` is force-included
 // (`g++ -include host_emulation.h -x c++ numpy.cu`); the kernel tests in
 // `annotated-libs/tests/kernels_host.rs` use that to check the arithmetic without a GPU.

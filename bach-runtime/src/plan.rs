@@ -169,15 +169,14 @@ pub(crate) fn snapshot(targets: &[(Arc<Node>, u32)]) -> Result<Snapshot> {
                 let State::Pending(call) = &*state else {
                     continue;
                 };
-                let pending: SmallVec<[Arc<Node>; 4]> = (call.args.iter().rev())
-                    .filter_map(|a| match &a.input {
-                        ArgInput::Node(m, _) if !index.contains_key(&m.id) => Some(m.clone()),
-                        _ => None,
-                    })
-                    .collect();
-                drop(state);
-                stack.push(Visit::Exit(n));
-                stack.extend(pending.into_iter().map(Visit::Enter));
+                stack.push(Visit::Exit(n.clone()));
+                for a in call.args.iter().rev() {
+                    if let ArgInput::Node(m, _) = &a.input {
+                        if !index.contains_key(&m.id) {
+                            stack.push(Visit::Enter(m.clone()));
+                        }
+                    }
+                }
             }
             Visit::Exit(n) => {
                 let state = n.lock();
