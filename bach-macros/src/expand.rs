@@ -274,10 +274,10 @@ fn stub(spec: &OffloadSpec, cpu_name: &Ident) -> TokenStream {
                     #(#unpack)*
                     #allow_unit
                     let #ret_var: #ret_ty = #cpu_name #turbofish (#(#call_args),*);
-                    ::core::result::Result::Ok(::std::vec![
+                    ::core::result::Result::Ok(::bach_runtime::__private::pieces([
                         #ret_piece
                         #(, #mutated)*
-                    ])
+                    ]))
                 }
             );
             #(#write_back)*
@@ -367,7 +367,7 @@ mod tests {
                         let a: &Array1<T> = __args.get::<Array1<T>>(0)?;
                         let b: &Array1<T> = __args.get::<Array1<T>>(1)?;
                         let __ret: Array1<T> = __bach_cpu_add::<T>(a, b);
-                        ::core::result::Result::Ok(::std::vec![::bach_runtime::__private::piece::<Array1<T>>(__ret)])
+                        ::core::result::Result::Ok(::bach_runtime::__private::pieces([::bach_runtime::__private::piece::<Array1<T>>(__ret)]))
                     }
                 );
                 __rec.output::<Array1<T>>(0)
@@ -499,11 +499,11 @@ mod tests {
         );
         assert_contains(
             &out,
-            quote!(::std::vec![
+            quote!(::bach_runtime::__private::pieces([
                 ::bach_runtime::__private::piece::<f64>(__ret),
                 ::bach_runtime::__private::piece_box::<Vec<T>>(x),
                 ::bach_runtime::__private::piece_box::<Vec<T>>(y)
-            ]),
+            ])),
         );
         assert_contains(
             &out,

@@ -83,7 +83,7 @@ pub use value::Value;
 /// change in any release.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::op::{piece, piece_box, Args, CpuFn, OpInfo};
+    pub use crate::op::{piece, piece_box, pieces, Args, CpuFn, OpInfo, Pieces};
     pub use crate::record::{CallBuilder, Recorded};
     pub use crate::value::Piece;
 }

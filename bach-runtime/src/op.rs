@@ -65,7 +65,16 @@ impl OpInfo {
 /// The CPU implementation of a call, over type-erased pieces: returns the
 /// return value's piece first, then the pieces of mutated arguments in
 /// declaration order.
-pub type CpuFn = fn(&mut Args<'_>) -> Result<Vec<Piece>>;
+pub type CpuFn = fn(&mut Args<'_>) -> Result<Pieces>;
+
+/// The pieces a [`CpuFn`] returns: inline for a return value and one mutated
+/// argument, so that most calls allocate no list.
+pub type Pieces = smallvec::SmallVec<[Piece; 2]>;
+
+/// The pieces of one call, in order (used by generated code).
+pub fn pieces<const N: usize>(pieces: [Piece; N]) -> Pieces {
+    pieces.into_iter().collect()
+}
 
 /// The pieces one call of a [`CpuFn`] works on, indexed by parameter position.
 pub struct Args<'x> {

@@ -186,7 +186,7 @@ pub(crate) fn call_cpu(
     info: &OpInfo,
     cpu: crate::op::CpuFn,
     args: &mut Args<'_>,
-) -> Result<Vec<Piece>> {
+) -> Result<crate::op::Pieces> {
     crate::error::guard(|| info.name, || cpu(args))
 }
 
