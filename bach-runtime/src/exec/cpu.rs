@@ -61,6 +61,9 @@ pub(crate) fn run_partitioned(
     // fixed costs). The split-type contract makes the piece for `0..total` the
     // value itself.
     let single = batches == 1;
+    if !single {
+        super::host_memory::keep_freed_batches();
+    }
 
     let run_batch = |b: usize| -> Result<Vec<(usize, Piece)>> {
         let range = (b * batch).min(total)..((b + 1) * batch).min(total);

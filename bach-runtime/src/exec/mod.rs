@@ -7,6 +7,7 @@
 
 pub(crate) mod cpu;
 pub(crate) mod device;
+mod host_memory;
 pub(crate) mod layout;
 mod merge;
 
