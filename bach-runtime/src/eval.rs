@@ -29,7 +29,9 @@ pub trait Evaluate {
 fn into_value<T: Value>(held: Held) -> Result<T> {
     let mismatch = || Error::internal(format!("a result of type `{}`", std::any::type_name::<T>()));
     match held {
-        Held::Borrowed(_) => held.get().downcast_ref::<T>().cloned().ok_or_else(mismatch),
+        Held::Borrowed(_) | Held::F64(_) | Held::F32(_) | Held::Usize(_) => {
+            held.get().downcast_ref::<T>().cloned().ok_or_else(mismatch)
+        }
         Held::Shared(arc) => {
             let arc = arc.downcast::<T>().map_err(|_| mismatch())?;
             // Moved out when nothing else holds it (the common case for a

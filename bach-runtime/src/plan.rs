@@ -185,7 +185,7 @@ pub(crate) fn snapshot(targets: &[(Arc<Node>, u32)]) -> Result<Snapshot> {
                     continue;
                 };
                 if let Some(e) = &call.error {
-                    return Err(e.clone());
+                    return Err((**e).clone());
                 }
                 let mut args = SmallVec::with_capacity(call.args.len());
                 for a in &call.args {

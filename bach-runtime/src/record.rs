@@ -69,7 +69,8 @@ pub(crate) struct Call {
     pub(crate) cpu: CpuFn,
     pub(crate) args: SmallVec<[CallArg; 2]>,
     /// A problem found while recording, reported when the call is evaluated.
-    pub(crate) error: Option<Error>,
+    /// Boxed: rare, and it would double the size of every node.
+    pub(crate) error: Option<Box<Error>>,
 }
 
 #[derive(Clone)]
@@ -265,7 +266,7 @@ pub struct CallBuilder<'a> {
     info: &'static OpInfo,
     args: SmallVec<[CallArg; 2]>,
     outputs: SmallVec<[&'static SplitVTable; 1]>,
-    error: Option<Error>,
+    error: Option<Box<Error>>,
     _marker: PhantomData<&'a ()>,
 }
 
@@ -284,11 +285,11 @@ impl<'a> CallBuilder<'a> {
 
     fn input<T>(&mut self, handle: &Lazy<'a, T>) -> ArgInput {
         if handle.node.graph != self.graph && self.error.is_none() {
-            self.error = Some(Error::ForeignGraph {
+            self.error = Some(Box::new(Error::ForeignGraph {
                 context: format!("argument {} of `{}`", self.args.len(), self.info.name),
                 handle_graph: handle.node.graph,
                 graph: self.graph,
-            });
+            }));
         }
         ArgInput::Node(handle.node.clone(), handle.output)
     }
@@ -296,7 +297,7 @@ impl<'a> CallBuilder<'a> {
     /// Records the next argument, split by `S`.
     pub fn arg<S: SplitType<T>, T: Value>(&mut self, arg: Arg<'a, T>) {
         let input = match arg {
-            Arg::Owned(v) => ArgInput::Value(Held::Shared(Arc::new(v))),
+            Arg::Owned(v) => ArgInput::Value(Held::owned(v)),
             Arg::Borrowed(r) => {
                 let ptr: &'a (dyn std::any::Any + Send + Sync) = r;
                 ArgInput::Value(Held::Borrowed(ptr as *const _))

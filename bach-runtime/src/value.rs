@@ -18,6 +18,13 @@ pub(crate) enum Held {
     Borrowed(*const (dyn Any + Send + Sync)),
     /// Owned by the graph.
     Shared(std::sync::Arc<dyn Any + Send + Sync>),
+    /// A scalar passed by value (most stubs take some), held inline: no
+    /// allocation for it.
+    F64(f64),
+    /// See [`Held::F64`].
+    F32(f32),
+    /// See [`Held::F64`].
+    Usize(usize),
 }
 
 // SAFETY: `Borrowed` points at a `Send + Sync` value that outlives every handle
@@ -32,6 +39,24 @@ impl Held {
             // can reach this `Held`, and evaluation runs while a handle is borrowed.
             Held::Borrowed(p) => unsafe { &**p },
             Held::Shared(a) => &**a,
+            Held::F64(x) => x,
+            Held::F32(x) => x,
+            Held::Usize(x) => x,
+        }
+    }
+
+    /// An owned value: inline when it is one of the scalars [`Held`] holds
+    /// inline, shared otherwise.
+    pub(crate) fn owned<T: Any + Send + Sync>(value: T) -> Held {
+        let any: &dyn Any = &value;
+        if let Some(x) = any.downcast_ref::<f64>() {
+            Held::F64(*x)
+        } else if let Some(x) = any.downcast_ref::<f32>() {
+            Held::F32(*x)
+        } else if let Some(x) = any.downcast_ref::<usize>() {
+            Held::Usize(*x)
+        } else {
+            Held::Shared(std::sync::Arc::new(value))
         }
     }
 }
