@@ -201,3 +201,27 @@ fn a_failing_device_stage_is_an_error_when_the_device_is_forced() {
         "{err}"
     );
 }
+
+#[test]
+fn many_distinct_inputs_and_one_read_many_times() {
+    // Past the planner's linear search of externals (32 values): 40 arrays,
+    // the first of them read by every call.
+    let g = cpu_graph();
+    let xs: Vec<Array1<f64>> = (0..40).map(|i| uniform(1500, -1.0, 1.0, 40 + i)).collect();
+    for _ in 0..2 {
+        let total = g
+            .enter(|| {
+                let mut acc = np::add(&xs[0], &xs[1]);
+                for x in &xs[2..] {
+                    acc = np::add(&np::add(&acc, x), &xs[0]);
+                }
+                g.evaluate(acc)
+            })
+            .unwrap();
+        let mut want = cpu::add(&xs[0], &xs[1]);
+        for x in &xs[2..] {
+            want = cpu::add(&cpu::add(&want, x), &xs[0]);
+        }
+        assert_eq!(bits(&total), bits(&want));
+    }
+}

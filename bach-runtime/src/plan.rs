@@ -238,9 +238,15 @@ pub(crate) fn snapshot(targets: &[(Arc<Node>, u32)]) -> Result<Snapshot> {
 #[derive(Default)]
 struct ExternalSet {
     values: Externals,
-    /// By the value's address (and type: a struct and its first field share one).
+    /// Each value's address and type (a struct and its first field share an
+    /// address) with its index: searched in order, as graphs read few
+    /// distinct values; a map past `LINEAR_MAX` of them.
+    seen: Vec<(usize, std::any::TypeId, usize)>,
     index: FastMap<(usize, std::any::TypeId), usize>,
 }
+
+/// Distinct values found by a linear search before a map takes over.
+const LINEAR_MAX: usize = 32;
 
 impl ExternalSet {
     /// The external for output `o` of `node`, a node materialised before this
@@ -256,13 +262,31 @@ impl ExternalSet {
 
     /// The external for `held`.
     fn of_value(&mut self, held: &Held) -> Input {
+        let values = &mut self.values.0;
+        if matches!(held, Held::F64(_) | Held::F32(_) | Held::Usize(_)) {
+            // A scalar held inline belongs to one argument: nothing shares it.
+            values.push(held.clone());
+            return Input::External(values.len() - 1);
+        }
         let value = held.get();
-        let key = (
+        let (address, type_id) = (
             value as *const dyn std::any::Any as *const () as usize,
             value.type_id(),
         );
-        let values = &mut self.values.0;
-        let k = *self.index.entry(key).or_insert_with(|| {
+        if self.seen.len() < LINEAR_MAX {
+            if let Some(&(_, _, k)) =
+                (self.seen.iter()).find(|(a, t, _)| *a == address && *t == type_id)
+            {
+                return Input::External(k);
+            }
+            values.push(held.clone());
+            self.seen.push((address, type_id, values.len() - 1));
+            if self.seen.len() == LINEAR_MAX {
+                self.index = self.seen.iter().map(|&(a, t, k)| ((a, t), k)).collect();
+            }
+            return Input::External(values.len() - 1);
+        }
+        let k = *self.index.entry((address, type_id)).or_insert_with(|| {
             values.push(held.clone());
             values.len() - 1
         });
