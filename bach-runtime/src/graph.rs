@@ -165,8 +165,8 @@ impl Graph {
             return Ok(Some(d));
         }
         match (crate::device::default_device(), config.device) {
-            (Ok(d), _) => Ok(Some(d)),
-            (Err(reason), DevicePolicy::Device) => Err(Error::DeviceUnavailable(reason)),
+            (Ok(d), _) => Ok(Some(d.clone())),
+            (Err(reason), DevicePolicy::Device) => Err(Error::DeviceUnavailable(reason.clone())),
             (Err(_), _) => Ok(None),
         }
     }
@@ -192,7 +192,7 @@ impl Graph {
     /// The (node, output) pairs `handles` stand for, all of which must belong
     /// to this graph (`context` names the caller in the error).
     fn targets_of<E: Evaluate>(&self, handles: &E, context: &str) -> Result<Vec<(Arc<Node>, u32)>> {
-        let mut wanted = Vec::new();
+        let mut wanted = Vec::with_capacity(4);
         handles.targets(&mut wanted);
         let targets: Vec<(Arc<Node>, u32)> =
             wanted.into_iter().map(|Target(n, o)| (n, o)).collect();

@@ -146,18 +146,19 @@ pub(crate) fn snapshot(targets: &[(Arc<Node>, u32)]) -> Result<Snapshot> {
     let mut index: FastMap<u64, Option<usize>> =
         FastMap::with_capacity_and_hasher(64, Default::default());
     let mut nodes: Vec<PlanNode> = Vec::with_capacity(64);
-    let mut externals = ExternalSet::default();
+    let mut externals = ExternalSet {
+        values: Externals(Vec::with_capacity(16)),
+        seen: Vec::with_capacity(16),
+        index: FastMap::default(),
+    };
 
     // Iterative post-order DFS: a node is emitted after all its inputs.
     enum Visit {
         Enter(Arc<Node>),
         Exit(Arc<Node>),
     }
-    let mut stack: Vec<Visit> = targets
-        .iter()
-        .map(|(n, _)| Visit::Enter(n.clone()))
-        .rev()
-        .collect();
+    let mut stack: Vec<Visit> = Vec::with_capacity(64);
+    stack.extend(targets.iter().rev().map(|(n, _)| Visit::Enter(n.clone())));
     while let Some(v) = stack.pop() {
         match v {
             Visit::Enter(n) => {
@@ -235,7 +236,6 @@ pub(crate) fn snapshot(targets: &[(Arc<Node>, u32)]) -> Result<Snapshot> {
 }
 
 /// Externals collected during the walk, each value once.
-#[derive(Default)]
 struct ExternalSet {
     values: Externals,
     /// Each value's address and type (a struct and its first field share an

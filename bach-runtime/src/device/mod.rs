@@ -338,18 +338,16 @@ pub(crate) fn check_copy(
 
 /// The process's GPU, discovered on first need: the first CUDA device, or why
 /// there is none (no driver, no device, no NVRTC). Never panics.
-pub(crate) fn default_device() -> std::result::Result<std::sync::Arc<dyn Device>, String> {
+pub(crate) fn default_device() -> &'static std::result::Result<std::sync::Arc<dyn Device>, String> {
     static DEVICE: std::sync::OnceLock<std::result::Result<std::sync::Arc<dyn Device>, String>> =
         std::sync::OnceLock::new();
-    DEVICE
-        .get_or_init(|| {
-            let found = open_cuda();
-            if let Err(reason) = &found {
-                tracing::info!("no GPU: {reason}; running on the CPU");
-            }
-            found
-        })
-        .clone()
+    DEVICE.get_or_init(|| {
+        let found = open_cuda();
+        if let Err(reason) = &found {
+            tracing::info!("no GPU: {reason}; running on the CPU");
+        }
+        found
+    })
 }
 
 fn open_cuda() -> std::result::Result<std::sync::Arc<dyn Device>, String> {

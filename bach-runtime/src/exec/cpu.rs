@@ -184,7 +184,7 @@ pub(crate) fn run_partitioned(
             pieces[s].push(p);
         }
     }
-    let mut results = Vec::new();
+    let mut results = Vec::with_capacity(slots_of_stage.len());
     for (s, (slot, sink)) in slots_of_stage.iter().zip(sinks).enumerate() {
         let assembler = match sink {
             Sink::None => continue,
