@@ -29,8 +29,8 @@ use cudarc::driver::sys as driver_sys;
 use cudarc::driver::CudaEvent;
 
 use super::error::{driver_error_text, gpu_err};
-use super::shared::Shared;
-use super::{lock, CudaDevice};
+use super::lock;
+use super::streams::Streams;
 use crate::device::{Queue, TransferStats};
 use crate::error::{Error, Result};
 
@@ -283,14 +283,36 @@ pub(super) struct State {
     pub(super) stats: TransferStats,
 }
 
-impl Shared {
+/// The caching allocator of a device: its state, and the streams that use its blocks. Every
+/// buffer holds it (and so does the device): it drops once no buffer refers to a block any
+/// more.
+///
+/// Lock order: `state`, then the event pool of `streams`.
+pub(super) struct Allocator {
+    pub(super) streams: Arc<Streams>,
+    pub(super) state: Mutex<State>,
+}
+
+impl Allocator {
+    /// An allocator without blocks or a budget, for work on `streams`.
+    pub(super) fn new(streams: Arc<Streams>) -> Self {
+        Allocator {
+            streams,
+            state: Mutex::new(State {
+                pool: SizeClassPool::new(),
+                live_requested: 0,
+                stats: TransferStats::default(),
+            }),
+        }
+    }
+
     /// The fences of a dropped block: for each queue in `uses`, the event recorded after the
     /// block's last use there, or, when there is none (recording it failed), an event
     /// recorded on that stream now, after everything it was given so far (including every use
     /// of the block, since the buffer is being dropped). A stream whose event cannot be
     /// recorded is waited for on the host instead. `None` when even that fails: the block must
     /// not be reused.
-    pub(super) fn fences(self: &Arc<Self>, uses: Uses) -> Option<Vec<(Queue, Arc<UseFence>)>> {
+    pub(super) fn fences(&self, uses: Uses) -> Option<Vec<(Queue, Arc<UseFence>)>> {
         let mut fences = Vec::with_capacity(3);
         let Uses { queues, mut last } = uses;
         for queue in queues.queues() {
@@ -298,10 +320,13 @@ impl Shared {
                 fences.push((queue, fence));
                 continue;
             }
-            match self.record_event(queue) {
-                Ok(event) => fences.push((queue, UseFence::new(event, self))),
+            match self.streams.record_event(queue) {
+                Ok(event) => fences.push((queue, UseFence::new(event, &self.streams))),
                 Err(e) => {
-                    if let Err(sync) = self.synchronize_queue(queue, "waiting for a freed block") {
+                    if let Err(sync) = self
+                        .streams
+                        .synchronize_queue(queue, "waiting for a freed block")
+                    {
                         tracing::warn!(
                             "leaking a device block: no fence ({e}) and no synchronization ({sync})"
                         );
@@ -325,7 +350,7 @@ impl Shared {
                 continue;
             };
             if *used_on != queue && !fence.is_complete() {
-                if let Err(e) = self.stream(queue).wait(fence) {
+                if let Err(e) = self.streams.stream(queue).wait(fence) {
                     if let Err(e2) = fence.synchronize() {
                         return Err(gpu_err(
                             format_args!(
@@ -350,7 +375,8 @@ impl Shared {
         if blocks.is_empty() {
             return Ok(0);
         }
-        self.synchronize("synchronizing before freeing cached device memory")?;
+        self.streams
+            .synchronize("synchronizing before freeing cached device memory")?;
         let mut freed = 0;
         for (class, block) in blocks {
             // SAFETY: `block.ptr` came from `malloc_sync`, is in no live buffer (it was cached),
@@ -370,7 +396,7 @@ pub(super) struct CudaAlloc {
     pub(super) ptr: driver_sys::CUdeviceptr,
     pub(super) class: usize,
     pub(super) bytes: usize,
-    pub(super) shared: Arc<Shared>,
+    pub(super) allocator: Arc<Allocator>,
     /// Which queues used the block, and after which event each last did.
     pub(super) uses: Mutex<Uses>,
 }
@@ -386,26 +412,27 @@ pub(super) struct Uses {
 }
 
 /// An event recorded after work that used some blocks, shared by their fences. Its event
-/// goes back to the device's pool when the last holder drops it. It holds the device weakly:
-/// the pool's own blocks hold fences, and a strong reference would keep the device alive.
+/// goes back to the device's event pool when the last holder drops it. It holds the streams
+/// weakly, so that fences (which the allocator's own cached blocks hold) never keep them alive
+/// on their own; once the streams are gone, the event is destroyed instead.
 pub(super) struct UseFence {
     pub(super) event: Option<CudaEvent>,
-    pub(super) shared: std::sync::Weak<Shared>,
+    pub(super) streams: std::sync::Weak<Streams>,
 }
 
 impl UseFence {
-    fn new(event: CudaEvent, shared: &Arc<Shared>) -> Arc<UseFence> {
+    fn new(event: CudaEvent, streams: &Arc<Streams>) -> Arc<UseFence> {
         Arc::new(UseFence {
             event: Some(event),
-            shared: Arc::downgrade(shared),
+            streams: Arc::downgrade(streams),
         })
     }
 }
 
 impl Drop for UseFence {
     fn drop(&mut self) {
-        if let (Some(event), Some(shared)) = (self.event.take(), self.shared.upgrade()) {
-            shared.recycle_event(event);
+        if let (Some(event), Some(streams)) = (self.event.take(), self.streams.upgrade()) {
+            streams.recycle_event(event);
         }
     }
 }
@@ -424,18 +451,18 @@ impl CudaAlloc {
     }
 }
 
-impl Shared {
+impl Allocator {
     /// After work on `queue` that used `allocs` was enqueued: one event after it, remembered
     /// by each block as its last use there, so that a later reuse of the block waits for that
     /// work only (not for whatever the stream runs by the time the buffer is dropped). When
     /// the event cannot be recorded, the blocks keep no last use and the drop records one.
-    pub(super) fn mark_used(self: &Arc<Self>, queue: Queue, allocs: &[&CudaAlloc]) {
+    pub(super) fn mark_used(&self, queue: Queue, allocs: &[&CudaAlloc]) {
         if allocs.is_empty() {
             return;
         }
-        match self.record_event(queue) {
+        match self.streams.record_event(queue) {
             Ok(event) => {
-                let fence = UseFence::new(event, self);
+                let fence = UseFence::new(event, &self.streams);
                 for alloc in allocs {
                     alloc.used(queue, &fence);
                 }
@@ -449,8 +476,8 @@ impl Drop for CudaAlloc {
     fn drop(&mut self) {
         let uses = std::mem::take(self.uses.get_mut().unwrap_or_else(|e| e.into_inner()));
         // Taken before the block is visible in the free list, so a reuse always finds them.
-        let fences = self.shared.fences(uses);
-        let mut state = lock(&self.shared.state);
+        let fences = self.allocator.fences(uses);
+        let mut state = lock(&self.allocator.state);
         state.live_requested = state.live_requested.saturating_sub(self.bytes);
         match fences {
             Some(fences) => state.pool.give_back(
@@ -480,15 +507,15 @@ pub struct AllocatorStats {
     pub driver_allocations: u64,
 }
 
-impl CudaDevice {
+impl Allocator {
     /// A block of at least `bytes` for work on `queue`: a cached block of its size class (its
     /// earlier uses on other queues ordered before the first use on `queue`), else a fresh one.
-    pub(super) fn alloc_block(&self, queue: Queue, bytes: usize) -> Result<CudaAlloc> {
-        let mut state = lock(&self.shared.state);
+    pub(super) fn alloc_block(self: &Arc<Self>, queue: Queue, bytes: usize) -> Result<CudaAlloc> {
+        let mut state = lock(&self.state);
         let Some(class) = SizeClassPool::<()>::class_size(bytes) else {
             return Err(Error::DeviceOutOfMemory {
                 requested: bytes,
-                free: state.pool.free_memory(self.driver_free()),
+                free: state.pool.free_memory(self.streams.driver_free()),
             });
         };
         let ptr = match state.pool.plan(class) {
@@ -506,9 +533,9 @@ impl CudaDevice {
                     .expect("the plan saw a cached block");
                 // The block's earlier uses on other queues come first, on the device.
                 if let Err(e) = self
-                    .shared
+                    .streams
                     .bind()
-                    .and_then(|()| self.shared.order_reuse(queue, &mut block))
+                    .and_then(|()| self.order_reuse(queue, &mut block))
                 {
                     state.pool.give_back(class, block);
                     return Err(e);
@@ -517,7 +544,7 @@ impl CudaDevice {
             }
             plan => {
                 if plan == AllocPlan::DrainThenFresh {
-                    self.shared.release_cached(&mut state)?;
+                    self.release_cached(&mut state)?;
                 }
                 // A fresh block: no work has used it.
                 let ptr = self.driver_alloc(&mut state, class, bytes)?;
@@ -532,7 +559,7 @@ impl CudaDevice {
             ptr,
             class,
             bytes,
-            shared: self.shared.clone(),
+            allocator: self.clone(),
             uses: Mutex::new(Uses {
                 queues: QueueMask::of(queue),
                 last: Default::default(),
@@ -548,10 +575,10 @@ impl CudaDevice {
         class: usize,
         bytes: usize,
     ) -> Result<driver_sys::CUdeviceptr> {
-        self.shared.bind()?;
+        self.streams.bind()?;
         // SAFETY: allocates `class` bytes of device memory in the bound context; the block is
         // owned by the pool (live in a `CudaAlloc` or cached) until freed by `release_cached`
-        // or `Shared::drop`.
+        // or `Allocator::drop`.
         match unsafe { driver::malloc_sync(class) } {
             Ok(ptr) => return Ok(ptr),
             Err(e) if e.0 != driver_sys::CUresult::CUDA_ERROR_OUT_OF_MEMORY => {
@@ -562,7 +589,7 @@ impl CudaDevice {
             }
             Err(_) => {}
         }
-        let freed = self.shared.release_cached(state)?;
+        let freed = self.release_cached(state)?;
         tracing::info!(
             "device out of memory for {class} bytes: released {freed} cached bytes and retrying"
         );
@@ -572,13 +599,37 @@ impl CudaDevice {
             Err(e) if e.0 == driver_sys::CUresult::CUDA_ERROR_OUT_OF_MEMORY => {
                 Err(Error::DeviceOutOfMemory {
                     requested: bytes,
-                    free: state.pool.free_memory(self.driver_free()),
+                    free: state.pool.free_memory(self.streams.driver_free()),
                 })
             }
             Err(e) => Err(gpu_err(
                 format_args!("allocating {class} bytes ({bytes} requested)"),
                 e,
             )),
+        }
+    }
+}
+
+impl Drop for Allocator {
+    fn drop(&mut self) {
+        let state = self.state.get_mut().unwrap_or_else(|e| e.into_inner());
+        let blocks = state.pool.drain();
+        if self.streams.ctx.bind_to_thread().is_err() {
+            return;
+        }
+        let mut idle = true;
+        for stream in &self.streams.streams {
+            idle &= stream.synchronize().is_ok();
+        }
+        if !idle {
+            // Some work may still use the blocks: leak them rather than free them under it.
+            std::mem::forget(blocks);
+            return;
+        }
+        for (_, block) in blocks {
+            // SAFETY: no buffer refers to `block.ptr` any more (every buffer holds this
+            // `Allocator`), and every stream is idle.
+            let _ = unsafe { driver::free_sync(block.ptr) };
         }
     }
 }

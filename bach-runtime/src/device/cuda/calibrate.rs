@@ -15,7 +15,7 @@ use cudarc::driver::sys as driver_sys;
 
 use super::error::gpu_err;
 use super::launch::Param;
-use super::shared::Shared;
+use super::streams::Streams;
 use super::{lock, CudaDevice};
 use crate::device::DeviceCosts;
 use crate::device::{KernelSource, LaunchShape, Queue};
@@ -150,12 +150,12 @@ pub(crate) fn parse_costs(text: &str) -> std::result::Result<DeviceCosts, String
 /// its budget and its statistics); freed on drop after the stream's work.
 struct CalibrationBlock<'d> {
     ptr: driver_sys::CUdeviceptr,
-    shared: &'d Shared,
+    streams: &'d Streams,
 }
 
 impl<'d> CalibrationBlock<'d> {
-    fn new(shared: &'d Shared, bytes: usize) -> Result<Self> {
-        shared.bind()?;
+    fn new(streams: &'d Streams, bytes: usize) -> Result<Self> {
+        streams.bind()?;
         // SAFETY: allocates `bytes` of device memory in the bound context; freed in `drop`.
         let ptr = unsafe { driver::malloc_sync(bytes) }.map_err(|e| {
             gpu_err(
@@ -163,14 +163,14 @@ impl<'d> CalibrationBlock<'d> {
                 e,
             )
         })?;
-        Ok(CalibrationBlock { ptr, shared })
+        Ok(CalibrationBlock { ptr, streams })
     }
 }
 
 impl Drop for CalibrationBlock<'_> {
     fn drop(&mut self) {
         if self
-            .shared
+            .streams
             .synchronize("synchronizing after the cost calibration")
             .is_ok()
         {
@@ -309,20 +309,20 @@ struct DeviceBench<'d> {
 
 impl<'d> DeviceBench<'d> {
     fn new(device: &'d CudaDevice) -> Result<Self> {
-        let shared = &*device.shared;
+        let streams = &*device.shared.streams;
         let bytes = THROUGHPUT_ELEMENTS * 8;
         let (a, b, out) = (
-            CalibrationBlock::new(shared, bytes)?,
-            CalibrationBlock::new(shared, bytes)?,
-            CalibrationBlock::new(shared, bytes)?,
+            CalibrationBlock::new(streams, bytes)?,
+            CalibrationBlock::new(streams, bytes)?,
+            CalibrationBlock::new(streams, bytes)?,
         );
         let queue = Queue::Compute;
-        shared.bind()?;
+        streams.bind()?;
         for block in [&a, &b] {
             // SAFETY: `block` holds `bytes` of device memory allocated above, used by nothing
             // else; the kernels that read it are enqueued after this on the same stream.
             unsafe {
-                driver::memset_d8_async(block.ptr, 0, bytes, shared.stream(queue).cu_stream())
+                driver::memset_d8_async(block.ptr, 0, bytes, streams.stream(queue).cu_stream())
             }
             .map_err(|e| gpu_err("clearing the cost calibration's inputs", e))?;
         }
@@ -341,11 +341,15 @@ impl<'d> DeviceBench<'d> {
 impl Bench for DeviceBench<'_> {
     fn upload(&mut self, bytes: usize) -> Result<()> {
         self.device
+            .shared
+            .staging
             .copy_in(self.queue, &self.host[..bytes], self.a.ptr)
     }
 
     fn download(&mut self, bytes: usize) -> Result<()> {
         self.device
+            .shared
+            .staging
             .copy_out(self.queue, self.a.ptr, &mut self.host[..bytes])
     }
 
@@ -369,6 +373,7 @@ impl Bench for DeviceBench<'_> {
     fn sync(&mut self) -> Result<()> {
         self.device
             .shared
+            .streams
             .synchronize_queue(self.queue, "waiting during the cost calibration")
     }
 

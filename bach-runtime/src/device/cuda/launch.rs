@@ -68,9 +68,9 @@ impl CudaDevice {
         shape: LaunchShape,
     ) -> Result<()> {
         let source = source_code.name;
-        self.shared.bind()?;
+        self.shared.streams.bind()?;
         let module = self.modules.get(source_code, |compiled| {
-            LoadedModule::load(&self.shared.ctx, source, compiled)
+            LoadedModule::load(&self.shared.streams.ctx, source, compiled)
         })?;
         let function = module.function(kernel)?;
         let blocks = grid_blocks(kernel, n, shape, self.sm_count)?;
@@ -99,7 +99,7 @@ impl CudaDevice {
                 (blocks, 1, 1),
                 (THREADS_PER_BLOCK, 1, 1),
                 0,
-                self.shared.stream(queue).cu_stream(),
+                self.shared.streams.stream(queue).cu_stream(),
                 &mut pointers,
             )
         }

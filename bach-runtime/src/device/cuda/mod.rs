@@ -4,10 +4,13 @@
 //! (or without a device, or without a usable NVRTC) gets `Error::DeviceUnavailable`, never a
 //! panic. The device is put together from one module per concern:
 //!
-//! - [`shared`]: the context, one stream per [`Queue`] and the event pool, shared with the
-//!   buffers, events and downloads (which may outlive the device);
-//! - [`alloc`]: the caching size-class allocator and the fences that order a block's reuse;
-//! - [`staging`]: pinned staging chunks for transfers, and parallel host copies;
+//! - [`streams`]: the context, one stream per [`Queue`] and the event pool;
+//! - [`alloc`]: the caching size-class allocator and the fences that order a block's reuse
+//!   (held by the buffers, which may outlive the device);
+//! - [`staging`]: pinned staging chunks for transfers, and parallel host copies (held by the
+//!   pending downloads);
+//! - [`shared`]: the streams, the allocator and the staging pool together, shared with the
+//!   events;
 //! - [`nvrtc`]: NVRTC compilation (CUBIN or PTX) with its on-disk cache;
 //!   [`module`]: compiled modules loaded once per source; [`launch`]: the grid and the launch;
 //! - [`calibrate`]: the cost micro-benchmarks and the cost cache's file format;
@@ -22,6 +25,7 @@ mod module;
 mod nvrtc;
 mod shared;
 mod staging;
+mod streams;
 #[cfg(test)]
 mod tests;
 
@@ -35,14 +39,14 @@ use cudarc::driver::sys as driver_sys;
 use cudarc::driver::{CudaContext, CudaEvent};
 
 pub use alloc::AllocatorStats;
-use alloc::{CudaAlloc, SizeClassPool, State};
+use alloc::{CudaAlloc, SizeClassPool};
 use discovery::{ComputeCapability, GpuUnavailable};
 use error::{gpu_err, unavailable};
 use launch::{elementwise_blocks, Param};
 use module::{LoadedModule, ModuleCache};
 use nvrtc::KernelCache;
 use shared::{CudaFence, Shared};
-use staging::{CudaDownload, Staging};
+use staging::CudaDownload;
 
 use super::{
     check_copy, check_range, Device, DeviceBuffer, Event, KernelArg, Launch, PendingDownload,
@@ -132,17 +136,7 @@ impl CudaDevice {
             cc: info.compute_capability,
             sm_count: sm_count.max(1) as u32,
             total_memory: total,
-            shared: Arc::new(Shared {
-                ctx,
-                streams,
-                state: Mutex::new(State {
-                    pool: SizeClassPool::new(),
-                    live_requested: 0,
-                    stats: TransferStats::default(),
-                }),
-                events: Mutex::new(Vec::new()),
-                staging: Mutex::new(Staging::default()),
-            }),
+            shared: Arc::new(Shared::new(ctx, streams)),
             modules: ModuleCache::new(info.compute_capability, disk),
             costs: Mutex::new(None),
             cost_measurements: AtomicU64::new(0),
@@ -161,12 +155,12 @@ impl CudaDevice {
 
     /// Sets or removes the memory budget (see [`with_memory_budget`](Self::with_memory_budget)).
     pub fn set_memory_budget(&self, bytes: Option<usize>) {
-        lock(&self.shared.state).pool.set_budget(bytes);
+        lock(&self.shared.alloc.state).pool.set_budget(bytes);
     }
 
     /// The memory budget, if any.
     pub fn memory_budget(&self) -> Option<usize> {
-        lock(&self.shared.state).pool.budget()
+        lock(&self.shared.alloc.state).pool.budget()
     }
 
     /// The device ordinal.
@@ -206,7 +200,7 @@ impl CudaDevice {
 
     /// Counters of the caching allocator.
     pub fn allocator_stats(&self) -> AllocatorStats {
-        let state = lock(&self.shared.state);
+        let state = lock(&self.shared.alloc.state);
         AllocatorStats {
             live_bytes: state.pool.live_bytes(),
             cached_bytes: state.pool.idle_bytes(),
@@ -219,8 +213,8 @@ impl CudaDevice {
     /// Returns the cached (freed, unused) blocks to the driver, after waiting for the work
     /// that may still use them. Returns the bytes freed.
     pub fn empty_cache(&self) -> Result<usize> {
-        let mut state = lock(&self.shared.state);
-        self.shared.release_cached(&mut state)
+        let mut state = lock(&self.shared.alloc.state);
+        self.shared.alloc.release_cached(&mut state)
     }
 
     fn alloc_of<'b>(&self, buf: &'b DeviceBuffer) -> Result<&'b CudaAlloc> {
@@ -230,7 +224,7 @@ impl CudaDevice {
                 self.name()
             ))
         })?;
-        if !Arc::ptr_eq(&alloc.shared, &self.shared) {
+        if !Arc::ptr_eq(&alloc.allocator, &self.shared.alloc) {
             return Err(Error::Device(format!(
                 "a buffer of another CUDA device was given to {}",
                 self.name()
@@ -259,24 +253,29 @@ impl CudaDevice {
     }
 
     fn update(&self, f: impl FnOnce(&mut TransferStats)) {
-        f(&mut lock(&self.shared.state).stats)
+        f(&mut lock(&self.shared.alloc.state).stats)
     }
 
     /// Driver's free memory; 0 when the query fails.
     fn driver_free(&self) -> usize {
-        if self.shared.bind().is_err() {
-            return 0;
-        }
-        driver::mem_get_info().map(|(free, _)| free).unwrap_or(0)
+        self.shared.streams.driver_free()
+    }
+
+    /// The staging pool's chunks: `(held, idle)` (see [`Staging`](staging::Staging)).
+    #[cfg(test)]
+    fn staging_chunks(&self) -> (usize, usize) {
+        self.shared.staging.staging_chunks()
     }
 }
 
 impl Drop for CudaDevice {
     fn drop(&mut self) {
         // Let queued work on every stream finish before the modules it uses go away (the
-        // staging memory and cached blocks go with the shared state, after their fences).
+        // staging memory and cached blocks go with the staging pool and the allocator, after
+        // their fences).
         let _ = self
             .shared
+            .streams
             .synchronize("synchronizing before closing the device");
     }
 }
@@ -294,13 +293,13 @@ impl Device for CudaDevice {
 
     fn free_memory(&self) -> usize {
         let driver_free = self.driver_free();
-        lock(&self.shared.state).pool.free_memory(driver_free)
+        lock(&self.shared.alloc.state).pool.free_memory(driver_free)
     }
 
     fn alloc_on(&self, queue: Queue, bytes: usize) -> Result<DeviceBuffer> {
         Ok(DeviceBuffer {
             bytes,
-            raw: Box::new(self.alloc_block(queue, bytes)?),
+            raw: Box::new(self.shared.alloc.alloc_block(queue, bytes)?),
         })
     }
 
@@ -309,9 +308,9 @@ impl Device for CudaDevice {
         check_range("upload", 0, src.len(), alloc.bytes)?;
         if !src.is_empty() {
             alloc.touch(queue);
-            self.shared.bind()?;
-            self.copy_in(queue, src, alloc.ptr)?;
-            self.shared.mark_used(queue, &[alloc]);
+            self.shared.streams.bind()?;
+            self.shared.staging.copy_in(queue, src, alloc.ptr)?;
+            self.shared.alloc.mark_used(queue, &[alloc]);
         }
         self.update(|s| {
             s.uploads += 1;
@@ -351,7 +350,7 @@ impl Device for CudaDevice {
             params,
             launch.shape,
         )?;
-        self.shared.mark_used(queue, &buffers);
+        self.shared.alloc.mark_used(queue, &buffers);
         self.update(|s| s.launches += 1);
         Ok(())
     }
@@ -372,7 +371,7 @@ impl Device for CudaDevice {
         }
         from.touch(queue);
         to.touch(queue);
-        self.shared.bind()?;
+        self.shared.streams.bind()?;
         // SAFETY: both ranges lie in live allocations of this device (checked above) and do
         // not overlap (different blocks); the stream orders the copy after earlier work on
         // `queue`, and the caller orders it after other queues' work with events (the trait's
@@ -382,11 +381,11 @@ impl Device for CudaDevice {
                 to.ptr + dst_offset as u64,
                 from.ptr + src_offset as u64,
                 bytes,
-                self.shared.stream(queue).cu_stream(),
+                self.shared.streams.stream(queue).cu_stream(),
             )
         }
         .map_err(|e| gpu_err(format_args!("copying {bytes} bytes on the device"), e))?;
-        self.shared.mark_used(queue, &[from, to]);
+        self.shared.alloc.mark_used(queue, &[from, to]);
         Ok(())
     }
 
@@ -401,10 +400,13 @@ impl Device for CudaDevice {
         if bytes > 0 {
             alloc.touch(queue);
         }
-        self.shared.bind()?;
-        let download = self.start_copy_out(queue, alloc.ptr, bytes)?;
+        self.shared.streams.bind()?;
+        let download = self
+            .shared
+            .staging
+            .start_copy_out(queue, alloc.ptr, bytes)?;
         if bytes > 0 {
-            self.shared.mark_used(queue, &[alloc]);
+            self.shared.alloc.mark_used(queue, &[alloc]);
         }
         self.update(|s| {
             s.downloads += 1;
@@ -424,7 +426,7 @@ impl Device for CudaDevice {
                 self.name()
             ))
         })?;
-        if !Arc::ptr_eq(&download.shared, &self.shared) {
+        if !Arc::ptr_eq(&download.staging, &self.shared.staging) {
             return Err(Error::Device(format!(
                 "a download of another CUDA device was given to {}",
                 self.name()
@@ -436,14 +438,14 @@ impl Device for CudaDevice {
                 dst.len()
             )));
         }
-        self.shared.bind()?;
-        self.finish_copy_out(&mut download, dst)
+        self.shared.streams.bind()?;
+        self.shared.staging.finish_copy_out(&mut download, dst)
         // `download` drops here: its chunks go back to the staging pool.
     }
 
     fn record(&self, queue: Queue) -> Result<Event> {
-        self.shared.bind()?;
-        let event = self.shared.record_event(queue)?;
+        self.shared.streams.bind()?;
+        let event = self.shared.streams.record_event(queue)?;
         Ok(Event {
             raw: Box::new(CudaFence {
                 event: Some(event),
@@ -454,7 +456,7 @@ impl Device for CudaDevice {
 
     fn wait(&self, queue: Queue, event: &Event) -> Result<()> {
         let event = self.fence_of(event)?;
-        self.shared.stream(queue).wait(event).map_err(|e| {
+        self.shared.streams.stream(queue).wait(event).map_err(|e| {
             gpu_err(
                 format_args!("waiting for an event on the {queue:?} queue"),
                 e,
@@ -469,11 +471,11 @@ impl Device for CudaDevice {
     }
 
     fn synchronize(&self) -> Result<()> {
-        self.shared.synchronize("synchronizing the device")
+        self.shared.streams.synchronize("synchronizing the device")
     }
 
     fn stats(&self) -> TransferStats {
-        lock(&self.shared.state).stats
+        lock(&self.shared.alloc.state).stats
     }
 
     /// Calibrated on first call: read from the cost cache when it has an entry for this device

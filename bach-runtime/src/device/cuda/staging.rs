@@ -16,7 +16,7 @@
 //! from pageable memory for [`STAGING_RETRY`], while the idle chunks keep serving.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use cudarc::driver::result as driver;
@@ -25,8 +25,8 @@ use cudarc::driver::{CudaContext, CudaEvent, CudaStream};
 use rayon::prelude::*;
 
 use super::error::{driver_error_text, gpu_err};
-use super::shared::Shared;
-use super::{lock, CudaDevice};
+use super::lock;
+use super::streams::Streams;
 use crate::device::Queue;
 use crate::error::Result;
 
@@ -273,21 +273,28 @@ pub(super) struct StagingChunk {
     pooled: bool,
 }
 
-/// The pinned staging pool (see the module docs).
-pub(super) type Staging = ChunkPool<Pinned>;
-
-impl Default for Staging {
-    fn default() -> Self {
-        ChunkPool::new(STAGING_MAX_CHUNKS, STAGING_RETRY)
-    }
+/// The pinned staging pool (see the module docs), and the streams its copies run on.
+///
+/// Lock order: `pool` is never held with another lock.
+pub(super) struct Staging {
+    streams: Arc<Streams>,
+    pool: Mutex<ChunkPool<Pinned>>,
 }
 
-impl Shared {
+impl Staging {
+    /// An empty staging pool for copies on `streams`.
+    pub(super) fn new(streams: Arc<Streams>) -> Self {
+        Staging {
+            streams,
+            pool: Mutex::new(ChunkPool::new(STAGING_MAX_CHUNKS, STAGING_RETRY)),
+        }
+    }
+
     /// A staging chunk (see [`ChunkPool::take`]) whose last copy has completed; `None` when no
     /// pinned memory can be allocated (the caller copies through pageable memory).
     pub(super) fn take_chunk(&self) -> Result<Option<StagingChunk>> {
-        self.bind()?;
-        let decision = lock(&self.staging).take(Pinned::is_idle, Instant::now());
+        self.streams.bind()?;
+        let decision = lock(&self.pool).take(Pinned::is_idle, Instant::now());
         match decision {
             ChunkTake::Ready(pinned) => Ok(Some(StagingChunk {
                 pinned,
@@ -295,7 +302,7 @@ impl Shared {
             })),
             ChunkTake::WaitFor(pinned) => {
                 if let Err(e) = pinned.wait() {
-                    lock(&self.staging).give_back(pinned);
+                    lock(&self.pool).give_back(pinned);
                     return Err(e);
                 }
                 Ok(Some(StagingChunk {
@@ -303,7 +310,7 @@ impl Shared {
                     pooled: true,
                 }))
             }
-            ChunkTake::Allocate => match Pinned::new(&self.ctx) {
+            ChunkTake::Allocate => match Pinned::new(&self.streams.ctx) {
                 Ok(pinned) => Ok(Some(StagingChunk {
                     pinned,
                     pooled: true,
@@ -312,11 +319,11 @@ impl Shared {
                     tracing::warn!(
                         "no pinned staging memory ({e}); copying through pageable memory"
                     );
-                    lock(&self.staging).allocation_failed(Instant::now());
+                    lock(&self.pool).allocation_failed(Instant::now());
                     Ok(None)
                 }
             },
-            ChunkTake::Overflow => match Pinned::new(&self.ctx) {
+            ChunkTake::Overflow => match Pinned::new(&self.streams.ctx) {
                 Ok(pinned) => Ok(Some(StagingChunk {
                     pinned,
                     pooled: false,
@@ -336,7 +343,7 @@ impl Shared {
     /// for an overflow chunk, to the driver once its last copy has completed.
     pub(super) fn return_chunk(&self, chunk: StagingChunk) {
         if chunk.pooled {
-            lock(&self.staging).give_back(chunk.pinned);
+            lock(&self.pool).give_back(chunk.pinned);
         }
         // An overflow chunk is dropped here: `Pinned::drop` waits for its event, then frees it.
     }
@@ -344,7 +351,7 @@ impl Shared {
     /// Leaks a staging chunk a copy may still use (see [`Pinned::fence`]).
     pub(super) fn leak_chunk(&self, chunk: StagingChunk) {
         if chunk.pooled {
-            lock(&self.staging).forget();
+            lock(&self.pool).forget();
         }
         std::mem::forget(chunk);
     }
@@ -352,7 +359,7 @@ impl Shared {
 
 /// The device's own representation of a [`PendingDownload`]: where the bytes land.
 pub(super) struct CudaDownload {
-    pub(super) shared: Arc<Shared>,
+    pub(super) staging: Arc<Staging>,
     /// Staging chunks, one per [`STAGING_CHUNK`] of the download in order, each with its event
     /// recorded after its copy.
     pub(super) chunks: Vec<StagingChunk>,
@@ -363,9 +370,9 @@ pub(super) struct CudaDownload {
 }
 
 impl CudaDownload {
-    fn new(shared: &Arc<Shared>) -> Self {
+    fn new(staging: &Arc<Staging>) -> Self {
         CudaDownload {
-            shared: shared.clone(),
+            staging: staging.clone(),
             chunks: Vec::new(),
             pageable: None,
             event: None,
@@ -378,21 +385,21 @@ impl Drop for CudaDownload {
         // Finished or not: the chunks go back with their events, which the pool waits for
         // before anyone touches them again (overflow chunks are freed after their events).
         for chunk in self.chunks.drain(..) {
-            self.shared.return_chunk(chunk);
+            self.staging.return_chunk(chunk);
         }
         if let Some(event) = self.event.take() {
-            self.shared.recycle_event(event);
+            self.staging.streams.recycle_event(event);
         }
     }
 }
 
-impl CudaDevice {
+impl Staging {
     /// The staging pool's chunks: `(held, idle)`, where `held` counts idle chunks and chunks in
     /// use by transfers (not overflow chunks).
     #[cfg(test)]
     pub(super) fn staging_chunks(&self) -> (usize, usize) {
-        let staging = lock(&self.shared.staging);
-        (staging.chunks(), staging.idle_chunks())
+        let pool = lock(&self.pool);
+        (pool.chunks(), pool.idle_chunks())
     }
 
     /// Copies `src` into the device at `dst` on `queue`'s stream through pinned staging chunks
@@ -405,17 +412,17 @@ impl CudaDevice {
         src: &[u8],
         dst: driver_sys::CUdeviceptr,
     ) -> Result<()> {
-        let stream = self.shared.stream(queue);
+        let stream = self.streams.stream(queue);
         for (offset, len) in chunk_ranges(src.len()) {
-            let Some(mut chunk) = self.shared.take_chunk()? else {
+            let Some(mut chunk) = self.take_chunk()? else {
                 return self.copy_in_pageable(queue, &src[offset..], dst + offset as u64);
             };
             // The chunk's last copy has completed (`take_chunk`): the host may write it.
             copy_bytes(chunk.pinned.slice_mut(len), &src[offset..offset + len]);
             // A parallel copy may have run other rayon jobs on this thread, which may have bound
             // another context: bind this one again before the enqueue.
-            if let Err(e) = self.shared.bind() {
-                self.shared.return_chunk(chunk); // nothing enqueued: its event is unchanged
+            if let Err(e) = self.streams.bind() {
+                self.return_chunk(chunk); // nothing enqueued: its event is unchanged
                 return Err(e);
             }
             // SAFETY: `dst + offset .. + len` lies in a live device allocation (the caller
@@ -431,10 +438,10 @@ impl CudaDevice {
                 )
             };
             if let Err(e) = chunk.pinned.fence(stream) {
-                self.shared.leak_chunk(chunk);
+                self.leak_chunk(chunk);
                 return Err(e);
             }
-            self.shared.return_chunk(chunk);
+            self.return_chunk(chunk);
             copied.map_err(|e| gpu_err(format_args!("copying {len} bytes to the device"), e))?;
         }
         Ok(())
@@ -450,9 +457,9 @@ impl CudaDevice {
         // copy because the stream is synchronized before returning (also when the enqueue
         // reported an error).
         let copied =
-            unsafe { driver::memcpy_htod_async(dst, src, self.shared.stream(queue).cu_stream()) };
+            unsafe { driver::memcpy_htod_async(dst, src, self.streams.stream(queue).cu_stream()) };
         let waited = self
-            .shared
+            .streams
             .synchronize_queue(queue, "waiting for a copy to the device");
         if waited.is_err() {
             // The copy may still read `src` after this returns; nothing more can be done about
@@ -467,19 +474,19 @@ impl CudaDevice {
     /// Enqueues a copy of `bytes` bytes from the device at `src` on `queue`'s stream into
     /// staging chunks (or copies them through pageable memory, waiting, when there are none).
     pub(super) fn start_copy_out(
-        &self,
+        self: &Arc<Self>,
         queue: Queue,
         src: driver_sys::CUdeviceptr,
         bytes: usize,
     ) -> Result<CudaDownload> {
-        let mut download = CudaDownload::new(&self.shared);
+        let mut download = CudaDownload::new(self);
         if bytes == 0 {
-            download.event = Some(self.shared.record_event(queue)?);
+            download.event = Some(self.streams.record_event(queue)?);
             return Ok(download);
         }
         // All chunks first: a download lands in staging memory as a whole.
         for _ in 0..chunk_count(bytes) {
-            match self.shared.take_chunk()? {
+            match self.take_chunk()? {
                 Some(chunk) => download.chunks.push(chunk),
                 None => {
                     drop(download); // gives the chunks taken back
@@ -487,7 +494,7 @@ impl CudaDevice {
                 }
             }
         }
-        let stream = self.shared.stream(queue);
+        let stream = self.streams.stream(queue);
         for (i, (offset, len)) in chunk_ranges(bytes).enumerate() {
             let chunk = &mut download.chunks[i];
             // SAFETY: `src + offset .. + len` lies in a live device allocation (checked by the
@@ -505,7 +512,7 @@ impl CudaDevice {
             };
             if let Err(e) = chunk.pinned.fence(stream) {
                 let chunk = download.chunks.swap_remove(i);
-                self.shared.leak_chunk(chunk);
+                self.leak_chunk(chunk);
                 return Err(e);
             }
             copied.map_err(|e| gpu_err(format_args!("copying {len} bytes from the device"), e))?;
@@ -514,7 +521,7 @@ impl CudaDevice {
     }
 
     fn start_copy_out_pageable(
-        &self,
+        self: &Arc<Self>,
         queue: Queue,
         src: driver_sys::CUdeviceptr,
         bytes: usize,
@@ -523,17 +530,17 @@ impl CudaDevice {
         // SAFETY: the source range lies in a live device allocation; `host` is not touched (or
         // freed) before the stream is synchronized below, and is leaked if that fails.
         let copied = unsafe {
-            driver::memcpy_dtoh_async(&mut host, src, self.shared.stream(queue).cu_stream())
+            driver::memcpy_dtoh_async(&mut host, src, self.streams.stream(queue).cu_stream())
         };
         if let Err(e) = self
-            .shared
+            .streams
             .synchronize_queue(queue, "waiting for a copy from the device")
         {
             std::mem::forget(host);
             return Err(e);
         }
         copied.map_err(|e| gpu_err(format_args!("copying {bytes} bytes from the device"), e))?;
-        let mut download = CudaDownload::new(&self.shared);
+        let mut download = CudaDownload::new(self);
         download.pageable = Some(host);
         Ok(download)
     }
@@ -565,7 +572,7 @@ impl CudaDevice {
     /// Copies `dst.len()` bytes from the device at `src` into `dst` on `queue`'s stream through
     /// the staging path of downloads, and waits for them.
     pub(super) fn copy_out(
-        &self,
+        self: &Arc<Self>,
         queue: Queue,
         src: driver_sys::CUdeviceptr,
         dst: &mut [u8],

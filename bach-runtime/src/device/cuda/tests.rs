@@ -591,7 +591,7 @@ fn gpu_buffers_may_outlive_their_device() {
     };
     let buf = upload_f64(&device, &[1.0; 1000]);
     drop(device);
-    drop(buf); // returned to the pool of the shared state, freed with it
+    drop(buf); // returned to the allocator's pool, freed with it
 }
 
 fn launch_on(
