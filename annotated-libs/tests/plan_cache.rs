@@ -29,7 +29,7 @@ fn cpu_graph() -> Graph {
 
 /// `sqrt(a * b) + a`, summed: one partitioned stage and a reduction.
 fn program<'a>(a: &'a Array1<f64>, b: &'a Array1<f64>) -> (Lazy<'a, Array1<f64>>, Lazy<'a, f64>) {
-    let r = np::add(&np::sqrt(&np::multiply(a, b)), a);
+    let r = np::add(np::sqrt(np::multiply(a, b)), a);
     let s = np::sum(&r);
     (r, s)
 }
@@ -88,13 +88,13 @@ fn an_input_computed_earlier_is_a_different_shape_than_a_pending_one() {
     let b = uniform(3000, 0.0, 4.0, 6);
     g.enter(|| {
         let ab = np::multiply(&a, &b);
-        let first = g.evaluate(np::add(&np::sqrt(&ab), &a)).unwrap();
+        let first = g.evaluate(np::add(np::sqrt(&ab), &a)).unwrap();
         // `ab` is now computed: the same calls on top of it plan without it.
-        let again = g.evaluate(np::add(&np::sqrt(&ab), &a)).unwrap();
+        let again = g.evaluate(np::add(np::sqrt(&ab), &a)).unwrap();
         assert_eq!(bits(&first), bits(&again));
         assert_eq!(bits(&first), bits(&eager(&a, &b)));
         let pending = np::multiply(&a, &b);
-        let third = g.evaluate(np::add(&np::sqrt(&pending), &a)).unwrap();
+        let third = g.evaluate(np::add(np::sqrt(&pending), &a)).unwrap();
         assert_eq!(bits(&first), bits(&third));
     });
 }
@@ -213,7 +213,7 @@ fn many_distinct_inputs_and_one_read_many_times() {
             .enter(|| {
                 let mut acc = np::add(&xs[0], &xs[1]);
                 for x in &xs[2..] {
-                    acc = np::add(&np::add(&acc, x), &xs[0]);
+                    acc = np::add(np::add(&acc, x), &xs[0]);
                 }
                 g.evaluate(acc)
             })

@@ -73,7 +73,7 @@ impl PlanNode {
             a.input == b.input && std::ptr::eq(a.split, b.split) && a.mutated == b.mutated
         };
         std::ptr::fn_addr_eq(self.cpu, other.cpu)
-            && self.info.same_as(&other.info)
+            && self.info.same_as(other.info)
             && self.count == other.count
             && self.args.len() == other.args.len()
             && self

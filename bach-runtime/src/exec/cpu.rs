@@ -111,7 +111,7 @@ pub(crate) fn run_partitioned(
                         args.refs.push(r);
                     }
                 }
-                match call_cpu(&pn.info, pn.cpu, &mut args) {
+                match call_cpu(pn.info, pn.cpu, &mut args) {
                     Ok(outputs) => outputs,
                     // A reduction that fails on zero elements has no identity
                     // (NumPy's "zero-size array to reduction operation").
@@ -247,7 +247,7 @@ pub(crate) fn run_whole(
                 args.refs.push(h.get());
             }
         }
-        let outputs = call_cpu(&pn.info, pn.cpu, &mut args)?;
+        let outputs = call_cpu(pn.info, pn.cpu, &mut args)?;
         for (o, piece) in outputs.into_iter().enumerate() {
             local.insert((n, o as u32), share(piece));
         }

@@ -625,7 +625,7 @@ fn emulate(
         owned.push(piece);
     }
     let mut args = Args::reading(&owned);
-    let outputs = call_cpu(&pn.info, pn.cpu, &mut args)?;
+    let outputs = call_cpu(pn.info, pn.cpu, &mut args)?;
     outputs
         .iter()
         .zip(&pn.outputs)
