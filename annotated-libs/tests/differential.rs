@@ -327,6 +327,48 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+
+    /// A plan reused from the cache gives what eager evaluation gives: the
+    /// same random program evaluated on fresh data again and again in one
+    /// graph (on the CPU, or on a simulated device of random capacity), the
+    /// second time onwards with the plan and schedule of the first.
+    #[test]
+    fn reused_plans_match_eager_cpu(
+        n in length(),
+        steps in proptest::collection::vec(kernel_step(), 1..10),
+        on_device in any::<bool>(),
+        capacity in prop_oneof![512usize..(1 << 16), Just(1usize << 30)],
+        batch in prop_oneof![Just(None), (1usize..5000).prop_map(Some)],
+        seed in any::<u64>(),
+    ) {
+        let graph = Graph::with_config(Config {
+            device: if on_device { DevicePolicy::Device } else { DevicePolicy::Cpu },
+            batch_size: batch,
+            ..Config::default()
+        });
+        if on_device {
+            graph.set_device(Some(Arc::new(SimulatedDevice::new(SimulatedDeviceConfig {
+                capacity,
+                ..Default::default()
+            }))));
+        }
+        for round in 0..3u64 {
+            let inputs: Vec<Array1<f64>> = (0..3).map(|i| data(n, seed ^ (round << 8) ^ i)).collect();
+            let eager = run_eager(&inputs, &steps);
+            let lazy = graph
+                .enter(|| evaluate(record(&inputs, &steps)))
+                .unwrap_or_else(|e| panic!("evaluate failed: {e}"));
+            for (i, (got, want)) in lazy.iter().zip(&eager).enumerate() {
+                prop_assert!(same_bits(got, want), "round {}: value {} differs (n = {})", round, i, n);
+            }
+            let reused = graph.last_run().map(|e| e.reused_plan);
+            prop_assert_eq!(reused, Some(round > 0));
+        }
+    }
+}
+
 /// Steps of programs with several device stages: kernel calls (negative,
 /// abs, sqrt, square; add, subtract, multiply; where) and `MinusMax`, which
 /// starts a new stage.
