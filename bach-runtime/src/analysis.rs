@@ -142,7 +142,7 @@ impl StageAnalysis {
             }
             let mut out_slots = SmallVec::new();
             for (o, vt) in node.outputs.iter().enumerate() {
-                let value = (n, o as u32);
+                let value = ValueId::new(n, o as u32);
                 out_slots.push(slots.len());
                 slots.push(Slot {
                     value,

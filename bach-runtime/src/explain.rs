@@ -119,7 +119,9 @@ impl Explain {
                 let produced = |set: &dyn Fn(&ValueId) -> bool| {
                     s.nodes
                         .iter()
-                        .flat_map(|&n| (0..plan.nodes[n].outputs.len() as u32).map(move |o| (n, o)))
+                        .flat_map(|&n| {
+                            (0..plan.nodes[n].outputs.len() as u32).map(move |o| ValueId::new(n, o))
+                        })
                         .filter(|v| set(v))
                         .count()
                 };

@@ -23,7 +23,7 @@ use crate::error::{Error, Result};
 use crate::eval::{Evaluate, Target, Values};
 use crate::exec::{self, Context};
 use crate::explain::Explain;
-use crate::plan::{self, Externals, Input, Plan, PlanNode};
+use crate::plan::{self, Externals, Input, Plan, PlanNode, ValueId};
 use crate::record::{self, Node, State};
 use crate::report::RunReport;
 use crate::value::Held;
@@ -255,11 +255,11 @@ impl Graph {
         // the node then drops its inputs, which frees upstream nodes nothing
         // else needs.
         for ((node, _), input) in targets.iter().zip(&p.plan.targets) {
-            let Input::Local((i, _)) = input else {
+            let Input::Local(v) = input else {
                 continue;
             };
             let all: Option<smallvec::SmallVec<[Held; 1]>> = (0..node.outputs.len() as u32)
-                .map(|o| outcome.done.get(&(*i, o)).cloned())
+                .map(|o| outcome.done.get(&ValueId::new(v.node, o)).cloned())
                 .collect();
             let mut state = node.lock();
             if let (State::Pending(_), Some(all)) = (&*state, all) {

@@ -31,8 +31,20 @@ use crate::record::{ArgInput, Node, State};
 use crate::split::{SplitKind, SplitVTable};
 use crate::value::Held;
 
-/// One output of one plan node: (node index, output index).
-pub(crate) type ValueId = (usize, u32);
+/// One output of one plan node: the key of every value an evaluation makes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) struct ValueId {
+    /// The plan node (index into `Plan::nodes`).
+    pub(crate) node: usize,
+    /// Its output: 0 the return value, `1 + k` the `k`-th mutated argument.
+    pub(crate) output: u32,
+}
+
+impl ValueId {
+    pub(crate) fn new(node: usize, output: u32) -> ValueId {
+        ValueId { node, output }
+    }
+}
 
 /// Where a call's argument comes from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -192,7 +204,7 @@ pub(crate) fn snapshot(targets: &[(Arc<Node>, u32)]) -> Result<Snapshot> {
                 for a in &call.args {
                     let input = match &a.input {
                         ArgInput::Node(m, o) => match index.get(&m.id) {
-                            Some(Some(i)) => Input::Local((*i, *o)),
+                            Some(Some(i)) => Input::Local(ValueId::new(*i, *o)),
                             _ => externals.of_node(m, *o)?,
                         },
                         ArgInput::Value(held) => externals.of_value(held),
@@ -220,7 +232,7 @@ pub(crate) fn snapshot(targets: &[(Arc<Node>, u32)]) -> Result<Snapshot> {
     let targets = targets
         .iter()
         .map(|(n, o)| match index.get(&n.id) {
-            Some(Some(i)) => Ok(Input::Local((*i, *o))),
+            Some(Some(i)) => Ok(Input::Local(ValueId::new(*i, *o))),
             _ => externals.of_node(n, *o),
         })
         .collect::<Result<Vec<_>>>()?;
@@ -305,8 +317,8 @@ fn static_count(nodes: &[PlanNode], externals: &Externals, i: usize) -> Result<O
         }
         let c = match a.input {
             Input::External(k) => a.split.elements_of(externals.get(k).get()),
-            Input::Local((p, o)) => match nodes[p].outputs[o as usize].kind {
-                SplitKind::Partition => nodes[p].count,
+            Input::Local(v) => match nodes[v.node].outputs[v.output as usize].kind {
+                SplitKind::Partition => nodes[v.node].count,
                 _ => None,
             },
         };
@@ -349,17 +361,17 @@ impl Plan {
         // asked for), so that the call can be cached whole: a `&mut` call's
         // return value and new argument version come from one run.
         for t in &targets {
-            if let Input::Local((i, _)) = t {
-                for o in 0..nodes[*i].outputs.len() {
-                    escaping.insert((*i, o as u32));
+            if let Input::Local(v) = t {
+                for o in 0..nodes[v.node].outputs.len() {
+                    escaping.insert(ValueId::new(v.node, o as u32));
                 }
             }
         }
         for (i, n) in nodes.iter().enumerate() {
             for a in &n.args {
-                if let Input::Local((p, o)) = a.input {
-                    if stage_of[p] != stage_of[i] {
-                        escaping.insert((p, o));
+                if let Input::Local(v) = a.input {
+                    if stage_of[v.node] != stage_of[i] {
+                        escaping.insert(v);
                     }
                 }
             }
@@ -377,7 +389,7 @@ impl Plan {
     pub(crate) fn is_target(&self, p: usize) -> bool {
         self.targets
             .iter()
-            .any(|t| matches!(t, Input::Local((tp, _)) if *tp == p))
+            .any(|t| matches!(t, Input::Local(v) if v.node == p))
     }
 
     /// The stages that read each value some stage other than its producer's
@@ -428,9 +440,9 @@ fn group(nodes: &[PlanNode], capability: Option<fn(&PlanNode) -> bool>) -> Vec<S
                 }
                 let mut fused = false;
                 for a in &n.args {
-                    if let Input::Local((p, o)) = a.input {
-                        if in_current[p] {
-                            if !nodes[p].outputs[o as usize].fuses_with(a.split) {
+                    if let Input::Local(v) = a.input {
+                        if in_current[v.node] {
+                            if !nodes[v.node].outputs[v.output as usize].fuses_with(a.split) {
                                 return false;
                             }
                             fused = true;

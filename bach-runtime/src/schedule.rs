@@ -206,11 +206,11 @@ impl Placer<'_> {
             }
         }
         let batch = Footprint::of(&self.analyses[i], &|_| false).batch(self.memory(), n);
-        let on_device = |(p, o): ValueId| {
-            let producer = plan.stage_of[p];
+        let on_device = |v: ValueId| {
+            let producer = plan.stage_of[v.node];
             producer < i
                 && placed[producer].placement == Placement::Device
-                && may_stay_on_device(plan, p, o)
+                && may_stay_on_device(plan, v)
         };
         let cost = self.predict(i, Some(n.div_ceil(batch).max(1)), &on_device);
         let device_s = cost.device_s();
@@ -257,12 +257,12 @@ impl Placer<'_> {
                 // The memory left beside the values on the device while the
                 // stage runs: those read later and its own kept outputs.
                 let kept_bytes: usize = (schedule.kept.iter())
-                    .filter(|&&(p, o)| {
-                        let producer = plan.stage_of[p];
+                    .filter(|&&v| {
+                        let producer = plan.stage_of[v.node];
                         producer == i
-                            || (producer < i && last_reader.get(&(p, o)).is_some_and(|&l| l >= i))
+                            || (producer < i && last_reader.get(&v).is_some_and(|&l| l >= i))
                     })
-                    .map(|&(p, o)| kept_bytes(plan, p, o))
+                    .map(|&v| kept_bytes(plan, v))
                     .sum();
                 let kept = &schedule.kept;
                 let batch = Footprint::of(&self.analyses[i], &|v| kept.contains(&v))
@@ -316,32 +316,33 @@ fn device_batch(count: Option<usize>, cost: &StageCost) -> Option<usize> {
     count.map(|n| n.div_ceil(cost.batches.max(1) as usize).max(1))
 }
 
-/// Device bytes of output `o` of node `p` kept whole on the device.
-fn kept_bytes(plan: &Plan, p: usize, o: u32) -> usize {
-    array_dtype(plan.nodes[p].outputs[o as usize].value_id)
+/// Device bytes of value `v` kept whole on the device.
+fn kept_bytes(plan: &Plan, v: ValueId) -> usize {
+    array_dtype(plan.nodes[v.node].outputs[v.output as usize].value_id)
         .map_or(0, |d| d.size())
         .saturating_mul(
-            plan.stages[plan.stage_of[p]]
+            plan.stages[plan.stage_of[v.node]]
                 .count
                 .unwrap_or(usize::MAX / 16),
         )
 }
 
-/// True when output `o` of plan node `p` could stay on the device: a plain
-/// array split by `NdArraySplit`, not a target, and read only piece by piece
-/// (by `NdArraySplit` arguments).
-fn may_stay_on_device(plan: &Plan, p: usize, o: u32) -> bool {
+/// True when `value` could stay on the device: a plain array split by
+/// `NdArraySplit`, not a target, and read only piece by piece (by
+/// `NdArraySplit` arguments).
+fn may_stay_on_device(plan: &Plan, value: ValueId) -> bool {
     let ndarray = |vt: &SplitVTable| {
         vt.kind == SplitKind::Partition
             && vt.split_id == TypeId::of::<NdArraySplit>()
             && array_dtype(vt.value_id).is_some()
     };
-    if !ndarray(plan.nodes[p].outputs[o as usize]) || plan.is_target(p) {
+    let producer = &plan.nodes[value.node];
+    if !ndarray(producer.outputs[value.output as usize]) || plan.is_target(value.node) {
         return false;
     }
     plan.nodes.iter().all(|n| {
         n.args.iter().all(|a| match a.input {
-            Input::Local(v) if v == (p, o) => ndarray(a.split) && !a.mutated,
+            Input::Local(v) if v == value => ndarray(a.split) && !a.mutated,
             _ => true,
         })
     })
@@ -355,22 +356,22 @@ fn kept_outputs(plan: &Plan, placed: &[StageSchedule], room: usize) -> FastSet<V
     let mut used = 0usize;
     let mut values: Vec<ValueId> = plan.escaping.iter().copied().collect();
     values.sort_unstable();
-    for (p, o) in values {
-        let producer = plan.stage_of[p];
-        if !on_device(producer) || !may_stay_on_device(plan, p, o) {
+    for value in values {
+        let producer = plan.stage_of[value.node];
+        if !on_device(producer) || !may_stay_on_device(plan, value) {
             continue;
         }
         let readers_on_device = plan.nodes.iter().enumerate().all(|(n, node)| {
             let reads = node
                 .args
                 .iter()
-                .any(|a| matches!(a.input, Input::Local(v) if v == (p, o)));
+                .any(|a| matches!(a.input, Input::Local(v) if v == value));
             !reads || plan.stage_of[n] == producer || on_device(plan.stage_of[n])
         });
-        let bytes = kept_bytes(plan, p, o);
+        let bytes = kept_bytes(plan, value);
         if readers_on_device && used.saturating_add(bytes) <= room {
             used += bytes;
-            keep.insert((p, o));
+            keep.insert(value);
         }
     }
     keep

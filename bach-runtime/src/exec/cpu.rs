@@ -191,7 +191,7 @@ pub(crate) fn run_partitioned(
             Sink::Assemble(cell) => cell.into_inner().flatten(),
             Sink::Collect => None,
         };
-        let op = plan.nodes[slot.value.0].info.name;
+        let op = plan.nodes[slot.value.node].info.name;
         let pieces = std::mem::take(&mut pieces[s]);
         // SAFETY: every batch wrote its range into the assembler; together they tile 0..total.
         let value = unsafe { merged(slot.split, op, assembler, pieces) }?;
@@ -249,7 +249,7 @@ pub(crate) fn run_whole(
         }
         let outputs = call_cpu(pn.info, pn.cpu, &mut args)?;
         for (o, piece) in outputs.into_iter().enumerate() {
-            local.insert((n, o as u32), share(piece));
+            local.insert(ValueId::new(n, o as u32), share(piece));
         }
     }
     Ok(local

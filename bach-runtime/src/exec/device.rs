@@ -141,7 +141,7 @@ pub(crate) fn run_partitioned(
         match device.alloc_on(Queue::Compute, total * size) {
             Ok(buf) => kept[s] = Some(buf),
             Err(Error::DeviceOutOfMemory { .. }) => tracing::info!(
-                op = plan.nodes[slot.value.0].info.name,
+                op = plan.nodes[slot.value.node].info.name,
                 "no device memory to keep an output for later stages: downloading it"
             ),
             Err(e) => return Err(e),
@@ -233,7 +233,7 @@ pub(crate) fn run_partitioned(
         if !slot.escaping {
             continue;
         }
-        let op = plan.nodes[slot.value.0].info.name;
+        let op = plan.nodes[slot.value.node].info.name;
         let pieces = std::mem::take(&mut partials[s]);
         // SAFETY: the batches wrote disjoint ranges that tile 0..total.
         let value = unsafe { merged(slot.split, op, assemblers[s].take(), pieces) }?;
