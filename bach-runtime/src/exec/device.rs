@@ -114,19 +114,16 @@ pub(crate) fn run_partitioned(
     budget: usize,
     planned_batch: Option<usize>,
 ) -> Result<StageOutputs> {
-    let on_device = |input: &Input| match input {
-        Input::Local(v) => resident.get(v).map(|a| a.len),
+    let kept_of = |input: &Input| match input {
+        Input::Local(v) => resident.get(v),
         Input::External(_) => None,
     };
-    let Binding { inputs, total } = Binding::of(plan, analysis, externals, done, &on_device)?;
+    let Binding { inputs, total } = Binding::of(plan, analysis, externals, done, &|i| {
+        kept_of(i).map(|a| a.len)
+    })?;
     let layout = Layout {
         analysis,
-        on_device: (analysis.inputs.iter())
-            .map(|i| match i.input {
-                Input::Local(v) => resident.get(&v),
-                Input::External(_) => None,
-            })
-            .collect(),
+        on_device: analysis.inputs.iter().map(|i| kept_of(&i.input)).collect(),
         inputs,
         total,
     };
@@ -603,15 +600,17 @@ fn emulate(
     let mut owned: Vec<Piece> = Vec::with_capacity(pn.args.len());
     let mut next_input = inputs.iter();
     for ((src, _), a) in st.args.iter().zip(&pn.args) {
-        let piece: Piece = match *src {
-            Source::Input(k) if matches!(layout.inputs[k], Bound::Whole(_)) => {
-                let Bound::Whole(h) = &layout.inputs[k] else {
-                    unreachable!("matched above")
-                };
-                (a.split.clone)(h.get())
-            }
-            _ if array_dtype(a.split.value_id).is_none() => Box::new(range.len()),
-            _ => {
+        let whole = match *src {
+            Source::Input(k) => match &layout.inputs[k] {
+                Bound::Whole(h) => Some(h),
+                _ => None,
+            },
+            Source::Local(_) => None,
+        };
+        let piece: Piece = match whole {
+            Some(h) => (a.split.clone)(h.get()),
+            None if array_dtype(a.split.value_id).is_none() => Box::new(range.len()),
+            None => {
                 let bytes = next_input
                     .next()
                     .ok_or_else(|| Error::internal("one input buffer per array argument"))?;
