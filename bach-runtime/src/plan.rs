@@ -148,6 +148,9 @@ pub(crate) struct Plan {
     pub(crate) escaping: FastSet<ValueId>,
     /// The stage of every plan node.
     pub(crate) stage_of: Vec<usize>,
+    /// The last stage that reads each value read by some call (for freeing
+    /// values kept on the device after their last reader).
+    pub(crate) last_reader: FastMap<ValueId, usize>,
 }
 
 /// Copies the pending calls reachable from `targets` ((node, output) pairs)
@@ -356,6 +359,14 @@ impl Plan {
                 stage_of[n] = s;
             }
         }
+        let mut last_reader = FastMap::default();
+        for (i, n) in nodes.iter().enumerate() {
+            for a in &n.args {
+                if let Input::Local(v) = a.input {
+                    last_reader.insert(v, stage_of[i]);
+                }
+            }
+        }
         let mut escaping = FastSet::with_capacity_and_hasher(16, Default::default());
         // Every output of a target call is materialised (not only the one
         // asked for), so that the call can be cached whole: a `&mut` call's
@@ -382,6 +393,7 @@ impl Plan {
             targets,
             escaping,
             stage_of,
+            last_reader,
         }
     }
 
@@ -390,22 +402,6 @@ impl Plan {
         self.targets
             .iter()
             .any(|t| matches!(t, Input::Local(v) if v.node == p))
-    }
-
-    /// The stages that read each value some stage other than its producer's
-    /// reads, the last of them.
-    pub(crate) fn last_readers(&self) -> FastMap<ValueId, usize> {
-        let mut last = FastMap::default();
-        for (s, stage) in self.stages.iter().enumerate() {
-            for &n in &stage.nodes {
-                for a in &self.nodes[n].args {
-                    if let Input::Local(v) = a.input {
-                        last.insert(v, s);
-                    }
-                }
-            }
-        }
-        last
     }
 }
 

@@ -53,6 +53,18 @@ pub(crate) struct StageSchedule {
     pub(crate) batch: Option<usize>,
 }
 
+impl StageSchedule {
+    /// `stage` on the CPU, in batches of `cpu_batch` elements when partitioned.
+    fn cpu(stage: &Stage, cpu_batch: usize, reason: String, cost: StageCost) -> StageSchedule {
+        StageSchedule {
+            placement: Placement::Cpu,
+            reason,
+            cost,
+            batch: (stage.kind == StageKind::Partitioned).then_some(cpu_batch),
+        }
+    }
+}
+
 /// The schedule of a plan: one [`StageSchedule`] per stage, and the values
 /// kept on the device between stages.
 #[derive(Debug, Clone)]
@@ -87,17 +99,13 @@ pub(crate) fn schedule(
     config: &Config,
 ) -> Schedule {
     let cpu_batch = cpu_batch(config);
-    let on_cpu = |stage: &Stage, reason: &str| StageSchedule {
-        placement: Placement::Cpu,
-        reason: reason.to_string(),
-        cost: StageCost::default(),
-        batch: (stage.kind == StageKind::Partitioned).then_some(cpu_batch),
-    };
     let Some(device) = device else {
         // Nothing to choose: no prediction, which would only slow down small
         // evaluations.
         return Schedule {
-            stages: plan.stages.iter().map(|s| on_cpu(s, "no GPU")).collect(),
+            stages: (plan.stages.iter())
+                .map(|s| StageSchedule::cpu(s, cpu_batch, "no GPU".into(), StageCost::default()))
+                .collect(),
             kept: FastSet::default(),
         };
     };
@@ -179,12 +187,7 @@ impl Placer<'_> {
     fn first_pass(&self, i: usize, placed: &[StageSchedule]) -> StageSchedule {
         let plan = self.plan;
         let stage = &plan.stages[i];
-        let cpu = |reason: String, cost: StageCost| StageSchedule {
-            placement: Placement::Cpu,
-            reason,
-            cost,
-            batch: (stage.kind == StageKind::Partitioned).then_some(self.cpu_batch),
-        };
+        let cpu = |reason, cost| StageSchedule::cpu(stage, self.cpu_batch, reason, cost);
         if let Some(why) = ineligible(plan, stage) {
             return cpu(why, self.predict(i, None, &|_| false));
         }
@@ -244,7 +247,6 @@ impl Placer<'_> {
     fn settle(&self, schedule: &mut Schedule) {
         let plan = self.plan;
         let memory = self.memory();
-        let last_reader = plan.last_readers();
         loop {
             schedule.kept = kept_outputs(plan, &schedule.stages, memory / 4);
             let mut moved = false;
@@ -260,7 +262,7 @@ impl Placer<'_> {
                     .filter(|&&v| {
                         let producer = plan.stage_of[v.node];
                         producer == i
-                            || (producer < i && last_reader.get(&v).is_some_and(|&l| l >= i))
+                            || (producer < i && plan.last_reader.get(&v).is_some_and(|&l| l >= i))
                     })
                     .map(|&v| kept_bytes(plan, v))
                     .sum();

@@ -68,10 +68,6 @@ pub(crate) fn run(
     };
     // Values kept on the device, freed after the last stage that reads them.
     let mut resident = device::Resident::default();
-    let last_reader = match schedule.kept.is_empty() {
-        true => FastMap::default(),
-        false => plan.last_readers(),
-    };
     for (i, stage) in plan.stages.iter().enumerate() {
         let started = std::time::Instant::now();
         let mut fallback = None;
@@ -114,7 +110,7 @@ pub(crate) fn run(
         };
         done.extend(outputs);
         if !resident.is_empty() {
-            resident.retain(|k, _| last_reader.get(k).is_some_and(|&last| last > i));
+            resident.retain(|k, _| plan.last_reader.get(k).is_some_and(|&last| last > i));
         }
         report.stages.push(StageRun {
             measured_s: started.elapsed().as_secs_f64(),
