@@ -204,9 +204,6 @@ static GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::
 
 /// Seconds per element of `node`'s CPU function on one core, measured once.
 fn cpu_seconds_per_element(node: &PlanNode) -> f64 {
-    if let Some(ns) = node.info.cpu_ns_per_element {
-        return ns * 1e-9;
-    }
     let types: Vec<&str> = node.args.iter().map(|a| a.split.value_type()).collect();
     let key = format!("{}({})", node.info.name, types.join(", "));
     if let Some(&s) = cpu_table()
