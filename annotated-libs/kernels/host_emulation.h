@@ -1,7 +1,7 @@
 // host_emulation.h: lets `numpy.cu` compile as plain host C++, to test the kernels'
 // arithmetic on a machine without a GPU.
 //
-//   g++ -O2 -shared -fPIC -pthread -include host_emulation.h -x c++ numpy.cu -o libkernels.so
+//   g++ -O2 -shared -fPIC -pthread -include host_emulation.h -include common.cuh -x c++ numpy.cu -o libkernels.so
 //
 // What it provides:
 //   - `__global__`, `__device__`, `__forceinline__` expand to (almost) nothing, so every
@@ -43,19 +43,32 @@ thread_local dim3 gridDim = {1, 1, 1};
 using std::acos;
 using std::asin;
 using std::atan;
+using std::cbrt;
+using std::ceil;
+using std::copysign;
 using std::cos;
+using std::cosh;
 using std::erf;
 using std::exp;
+using std::exp2;
+using std::expm1;
 using std::fabs;
+using std::floor;
+using std::fmod;
 using std::isnan;
 using std::log;
 using std::log10;
+using std::log1p;
 using std::log2;
 using std::pow;
+using std::round;
 using std::signbit;
 using std::sin;
+using std::sinh;
 using std::sqrt;
 using std::tan;
+using std::tanh;
+using std::trunc;
 
 namespace bach_host {
 

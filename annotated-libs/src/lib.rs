@@ -7,5 +7,6 @@
 //! - [`workloads`]: the paper's workloads, written once and compiled against both.
 
 pub mod cpu;
+pub mod ndarray;
 pub mod numpy;
 pub mod workloads;

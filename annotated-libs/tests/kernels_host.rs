@@ -86,6 +86,8 @@ fn build_kernels() -> Option<Kernels> {
     let output = Command::new(&cxx)
         .args(["-O2", "-shared", "-fPIC", "-pthread", "-Wall", "-include"])
         .arg(format!("{KERNELS_DIR}/host_emulation.h"))
+        .arg("-include")
+        .arg(format!("{KERNELS_DIR}/common.cuh"))
         .args(["-x", "c++"])
         .arg(format!("{KERNELS_DIR}/numpy.cu"))
         .arg("-o")

@@ -111,6 +111,8 @@ fn synthetic(node: &PlanNode, i: usize, n: usize) -> Option<Piece> {
                     .flat_map(|k| (0.5 + (k % 97) as f32 / 97.0).to_ne_bytes())
                     .collect(),
                 DType::Bool => (0..n).map(|k| (k % 3 == 0) as u8).collect(),
+                // Never an array's element type (scalar parameters only).
+                DType::I32 => return None,
             };
             Some(from_bytes(&bytes))
         }
@@ -126,6 +128,12 @@ fn synthetic(node: &PlanNode, i: usize, n: usize) -> Option<Piece> {
                 dtype: DType::F32, ..
             }),
         ) => Some(Box::new(1.25f32)),
+        (
+            _,
+            Some(Codec::Scalar {
+                dtype: DType::I32, ..
+            }),
+        ) => Some(Box::new(3i32)),
         _ if a.split.value_id == std::any::TypeId::of::<usize>() && node.info.alloc => {
             Some(Box::new(n))
         }

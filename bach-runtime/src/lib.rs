@@ -58,6 +58,7 @@ pub use calibrate::recalibrate;
 pub use config::{parse_bytes, Config, DevicePolicy};
 pub use cost::StageCost;
 pub use device::codec::{register_device_value, DType, DeviceValue};
+pub use device::cuda::compile_to_ptx;
 pub use device::cuda::discovery::{
     gpu_status, ComputeCapability, DeviceInfo, GpuStatus, GpuUnavailable, NvrtcVersion,
 };
@@ -83,6 +84,7 @@ pub use value::Value;
 /// change in any release.
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::eval::{Target, Values};
     pub use crate::op::{piece, piece_box, pieces, Args, CpuFn, OpInfo, Pieces};
     pub use crate::record::{CallBuilder, Recorded};
     pub use crate::value::Piece;

@@ -20,7 +20,7 @@ use std::any::{Any, TypeId};
 use std::mem::MaybeUninit;
 use std::ops::Range;
 
-use ndarray::{s, Array1, Array2, Axis};
+use ndarray::{Array, Array1, Axis, Dimension, RemoveAxis};
 
 use crate::error::{Error, Result};
 use crate::value::{Piece, Value};
@@ -134,102 +134,73 @@ impl<T: Value> SplitType<T> for Inherit {
     }
 }
 
-/// Splits 1-D arrays into element ranges and 2-D arrays into row ranges.
+/// Splits arrays along their first axis: 1-D arrays into element ranges, 2-D
+/// arrays into row ranges (and n-D arrays into ranges of their first index).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct NdArraySplit;
 
-impl<A: Clone + Send + Sync + 'static> SplitType<Array1<A>> for NdArraySplit {
+impl<A: Clone + Send + Sync + 'static, D: RemoveAxis + 'static> SplitType<Array<A, D>> for NdArraySplit {
     const KIND: SplitKind = SplitKind::Partition;
-    fn elements(value: &Array1<A>) -> Option<usize> {
-        Some(value.len())
+    fn elements(value: &Array<A, D>) -> Option<usize> {
+        Some(value.len_of(Axis(0)))
     }
-    fn split(value: &Array1<A>, range: Range<usize>) -> Array1<A> {
-        value.slice(s![range]).to_owned()
+    fn split(value: &Array<A, D>, range: Range<usize>) -> Array<A, D> {
+        value.slice_axis(Axis(0), range.into()).to_owned()
     }
-    fn merge(pieces: Vec<Array1<A>>) -> Result<Array1<A>> {
-        let total = pieces.iter().map(|p| p.len()).sum();
-        let mut out = Vec::with_capacity(total);
-        for p in &pieces {
-            out.extend(p.iter().cloned());
-        }
-        Ok(Array1::from_vec(out))
-    }
-    fn assembler(total: usize, _sample: &Array1<A>) -> Option<Box<dyn Assembler<Array1<A>>>> {
-        Some(Box::new(ArrayAssembler::<A>::new(total, 1)))
-    }
-}
-
-impl<A: Clone + Send + Sync + 'static> SplitType<Array2<A>> for NdArraySplit {
-    const KIND: SplitKind = SplitKind::Partition;
-    fn elements(value: &Array2<A>) -> Option<usize> {
-        Some(value.nrows())
-    }
-    fn split(value: &Array2<A>, range: Range<usize>) -> Array2<A> {
-        value.slice(s![range, ..]).to_owned()
-    }
-    fn merge(pieces: Vec<Array2<A>>) -> Result<Array2<A>> {
-        let cols = pieces.first().map_or(0, |p| p.ncols());
-        if pieces.iter().any(|p| p.ncols() != cols) {
-            return Err(Error::internal("row pieces with equal column counts"));
+    fn merge(pieces: Vec<Array<A, D>>) -> Result<Array<A, D>> {
+        let Some(first) = pieces.first() else {
+            // No pieces: an empty array (0 along every axis; the shape of a
+            // zero-element result is not known without a piece).
+            return Ok(Array::from_shape_vec(D::zeros(D::NDIM.unwrap_or(1)), Vec::new())
+                .expect("empty shape"));
+        };
+        let row_shape = first.shape()[1..].to_vec();
+        if pieces.iter().any(|p| p.shape()[1..] != row_shape[..]) {
+            return Err(Error::internal("pieces with equal shapes beyond the first axis"));
         }
         let views: Vec<_> = pieces.iter().map(|p| p.view()).collect();
-        if views.is_empty() {
-            return Ok(Array2::from_shape_vec((0, 0), Vec::new()).expect("empty shape"));
-        }
-        Ok(ndarray::concatenate(Axis(0), &views).expect("equal column counts"))
+        Ok(ndarray::concatenate(Axis(0), &views).expect("equal shapes beyond the first axis"))
     }
-    fn assembler(total: usize, sample: &Array2<A>) -> Option<Box<dyn Assembler<Array2<A>>>> {
-        Some(Box::new(ArrayAssembler::<A>::new(total, sample.ncols())))
+    fn assembler(total: usize, sample: &Array<A, D>) -> Option<Box<dyn Assembler<Array<A, D>>>> {
+        let mut shape = sample.raw_dim();
+        shape[0] = total;
+        Some(Box::new(ArrayAssembler::<A, D>::new(shape)))
     }
 }
 
-/// An uninitialised row-major buffer of `rows x cols` elements into which
-/// disjoint row ranges are written from several threads.
-struct ArrayAssembler<A> {
+/// An uninitialised row-major buffer of an array's elements into which
+/// disjoint ranges along the first axis are written from several threads.
+struct ArrayAssembler<A, D> {
     buf: Vec<MaybeUninit<A>>,
     ptr: *mut MaybeUninit<A>,
-    rows: usize,
-    cols: usize,
+    shape: D,
+    /// Elements per index of the first axis (1 for 1-D arrays, columns for 2-D).
+    row_len: usize,
 }
 
 // SAFETY: the buffer is only written through `ptr` at disjoint ranges (the
 // caller's contract on `Assembler::write`), and read only in `finish`.
-unsafe impl<A: Send> Send for ArrayAssembler<A> {}
-unsafe impl<A: Send> Sync for ArrayAssembler<A> {}
+unsafe impl<A: Send, D: Send> Send for ArrayAssembler<A, D> {}
+unsafe impl<A: Send, D: Sync> Sync for ArrayAssembler<A, D> {}
 
-impl<A> ArrayAssembler<A> {
-    fn new(rows: usize, cols: usize) -> Self {
-        let mut buf = Vec::with_capacity(rows * cols);
+impl<A, D: Dimension> ArrayAssembler<A, D> {
+    fn new(shape: D) -> Self {
+        let row_len = shape.slice()[1..].iter().product();
+        let len = shape.size();
+        let mut buf = Vec::with_capacity(len);
         // SAFETY: MaybeUninit needs no initialisation.
-        unsafe { buf.set_len(rows * cols) };
+        unsafe { buf.set_len(len) };
         let ptr = buf.as_mut_ptr();
         ArrayAssembler {
             buf,
             ptr,
-            rows,
-            cols,
+            shape,
+            row_len,
         }
     }
 
-    /// # Safety
-    /// As [`Assembler::write`].
-    unsafe fn write_iter<'p>(
-        &self,
-        range: Range<usize>,
-        count: usize,
-        items: impl Iterator<Item = &'p A>,
-    ) -> Result<(), usize>
-    where
-        A: Clone + 'p,
-    {
-        if count != range.len() * self.cols || range.end > self.rows {
-            return Err(count / self.cols.max(1));
-        }
-        let base = self.ptr.add(range.start * self.cols);
-        for (i, x) in items.enumerate() {
-            (*base.add(i)).write(x.clone());
-        }
-        Ok(())
+    fn rows(&self) -> usize {
+        self.shape[0]
     }
 
     fn into_vec(self) -> Vec<A> {
@@ -240,40 +211,41 @@ impl<A> ArrayAssembler<A> {
     }
 }
 
-impl<A: Clone + Send + Sync + 'static> Assembler<Array1<A>> for ArrayAssembler<A> {
-    unsafe fn write(&self, range: Range<usize>, piece: &Array1<A>) -> Result<(), usize> {
-        self.write_iter(range, piece.len(), piece.iter())
+impl<A: Clone + Send + Sync + 'static, D: RemoveAxis + 'static> Assembler<Array<A, D>>
+    for ArrayAssembler<A, D>
+{
+    unsafe fn write(&self, range: Range<usize>, piece: &Array<A, D>) -> Result<(), usize> {
+        let rows = piece.len_of(Axis(0));
+        if piece.shape()[1..] != self.shape.slice()[1..]
+            || rows != range.len()
+            || range.end > self.rows()
+        {
+            return Err(rows);
+        }
+        let base = self.ptr.add(range.start * self.row_len);
+        // `iter` walks in logical (row-major) order whatever the piece's layout.
+        for (i, x) in piece.iter().enumerate() {
+            (*base.add(i)).write(x.clone());
+        }
+        Ok(())
     }
-    unsafe fn finish(self: Box<Self>) -> Array1<A> {
-        Array1::from_vec(self.into_vec())
+    unsafe fn finish(self: Box<Self>) -> Array<A, D> {
+        let shape = self.shape.clone();
+        Array::from_shape_vec(shape, self.into_vec()).expect("every element of the shape")
     }
     unsafe fn pod_bytes(&self, range: Range<usize>) -> Option<&mut [u8]> {
         let pod =
             TypeId::of::<A>() == TypeId::of::<f64>() || TypeId::of::<A>() == TypeId::of::<f32>();
-        if !pod || range.end > self.rows {
+        if !pod || range.end > self.rows() {
             return None;
         }
         let size = std::mem::size_of::<A>();
         // SAFETY: the range lies in the buffer; the caller writes disjoint ranges;
         // every bit pattern is a valid f32/f64.
         Some(std::slice::from_raw_parts_mut(
-            self.ptr.add(range.start) as *mut u8,
-            range.len() * size,
+            self.ptr.add(range.start * self.row_len) as *mut u8,
+            range.len() * self.row_len * size,
         ))
-    }
-}
-
-impl<A: Clone + Send + Sync + 'static> Assembler<Array2<A>> for ArrayAssembler<A> {
-    unsafe fn write(&self, range: Range<usize>, piece: &Array2<A>) -> Result<(), usize> {
-        if piece.ncols() != self.cols {
-            return Err(piece.nrows());
-        }
-        // `iter` walks in logical (row-major) order whatever the piece's layout.
-        self.write_iter(range, piece.len(), piece.iter())
-    }
-    unsafe fn finish(self: Box<Self>) -> Array2<A> {
-        let (rows, cols) = (self.rows, self.cols);
-        Array2::from_shape_vec((rows, cols), self.into_vec()).expect("rows x cols elements")
     }
 }
 

@@ -26,7 +26,10 @@ mod ops;
 /// `#[offload(gpu = "...")]` under this name and compiled for the device at first use.
 pub const BACH_KERNELS: bach_runtime::KernelSource = bach_runtime::KernelSource {
     name: "numpy.cu",
-    code: include_str!("../../kernels/numpy.cu"),
+    code: concat!(
+        include_str!("../../kernels/common.cuh"),
+        include_str!("../../kernels/numpy.cu")
+    ),
 };
 
 use bach_runtime::{IntoArg, Lazy, Reducible, SplitKind, SplitType};

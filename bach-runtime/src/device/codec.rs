@@ -16,6 +16,8 @@ pub enum DType {
     F64,
     /// `bool`, one byte (0 or 1).
     Bool,
+    /// `i32`: scalar parameters only (`powi`'s exponent).
+    I32,
 }
 
 impl DType {
@@ -25,6 +27,7 @@ impl DType {
             DType::F32 => "f32",
             DType::F64 => "f64",
             DType::Bool => "bool",
+            DType::I32 => "i32",
         }
     }
     /// Bytes per element.
@@ -33,6 +36,7 @@ impl DType {
             DType::F32 => 4,
             DType::F64 => 8,
             DType::Bool => 1,
+            DType::I32 => 4,
         }
     }
 }
@@ -217,6 +221,17 @@ fn builtin_codec(id: TypeId) -> Option<Codec> {
                     .to_vec()
             },
             from_bytes: |b| Box::new(f32::from_ne_bytes(b[..4].try_into().expect("4 bytes"))),
+        })
+    } else if id == TypeId::of::<i32>() {
+        Some(Codec::Scalar {
+            dtype: DType::I32,
+            to_bytes: |v| {
+                v.downcast_ref::<i32>()
+                    .expect("codec applied to its own type")
+                    .to_ne_bytes()
+                    .to_vec()
+            },
+            from_bytes: |b| Box::new(i32::from_ne_bytes(b[..4].try_into().expect("4 bytes"))),
         })
     } else {
         None

@@ -68,6 +68,8 @@ pub enum KernelArg<'b> {
     F32(f32),
     /// A 64-bit float.
     F64(f64),
+    /// A 32-bit signed integer.
+    I32(i32),
 }
 
 /// How a kernel's threads are laid out over its `n` elements: said by the

@@ -81,6 +81,7 @@ fn scalar_arg(held: &dyn Any) -> Option<KernelArg<'static>> {
     held.downcast_ref::<f64>()
         .map(|x| KernelArg::F64(*x))
         .or_else(|| held.downcast_ref::<f32>().map(|x| KernelArg::F32(*x)))
+        .or_else(|| held.downcast_ref::<i32>().map(|x| KernelArg::I32(*x)))
 }
 
 /// A batch whose work is enqueued on the device and whose outputs are still

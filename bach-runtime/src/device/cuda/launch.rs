@@ -51,6 +51,7 @@ pub(super) enum Param {
     U64(u64),
     F32(f32),
     F64(f64),
+    I32(i32),
 }
 
 impl CudaDevice {
@@ -80,6 +81,7 @@ impl CudaDevice {
                 Param::U64(v) => (v as *mut u64).cast(),
                 Param::F32(v) => (v as *mut f32).cast(),
                 Param::F64(v) => (v as *mut f64).cast(),
+                Param::I32(v) => (v as *mut i32).cast(),
             })
             .collect();
 

@@ -56,6 +56,19 @@ use crate::device::DeviceCosts;
 use crate::disk_cache;
 use crate::error::{Error, Result};
 
+/// Compiles a kernel source with NVRTC to PTX for compute capability `major.minor`,
+/// without a GPU: what a library's tests use to check that every kernel it names
+/// compiles (the PTX lists each kernel as `.entry name(`). `Error::DeviceUnavailable`
+/// without a usable NVRTC; `Error::Device` with NVRTC's log for a source it rejects.
+pub fn compile_to_ptx(src: &super::KernelSource, major: u32, minor: u32) -> Result<String> {
+    let target = nvrtc::Target::ptx(ComputeCapability::new(major, minor));
+    let module = nvrtc::compile_for_target(src, target).map_err(error::from_cuda)?;
+    module
+        .ptx()
+        .map(str::to_owned)
+        .ok_or_else(|| Error::internal("PTX text from a PTX compilation"))
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -337,6 +350,7 @@ impl Device for CudaDevice {
                 }
                 KernelArg::F32(v) => Param::F32(*v),
                 KernelArg::F64(v) => Param::F64(*v),
+                KernelArg::I32(v) => Param::I32(*v),
             });
         }
         for alloc in &buffers {

@@ -110,7 +110,6 @@ pub struct CompiledModule {
     pub from_cache: bool,
 }
 
-#[cfg(test)]
 impl CompiledModule {
     /// The PTX text, when this is PTX.
     pub fn ptx(&self) -> Option<&str> {

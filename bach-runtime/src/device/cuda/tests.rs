@@ -16,7 +16,10 @@ use crate::device::{KernelSource, LaunchShape};
 /// `numpy.cu`, the kernels of the annotated NumPy library.
 pub(super) const NUMPY_CU: KernelSource = KernelSource {
     name: "numpy.cu",
-    code: include_str!("../../../../annotated-libs/kernels/numpy.cu"),
+    code: concat!(
+        include_str!("../../../../annotated-libs/kernels/common.cuh"),
+        include_str!("../../../../annotated-libs/kernels/numpy.cu")
+    ),
 };
 const MIB: usize = 1 << 20;
 

@@ -172,6 +172,7 @@ fn compile_uses_and_fills_the_cache() {
 
     // A different source is a different entry.
     let other = concat!(
+        include_str!("../../../../../annotated-libs/kernels/common.cuh"),
         include_str!("../../../../../annotated-libs/kernels/numpy.cu"),
         "\n// changed\n"
     );

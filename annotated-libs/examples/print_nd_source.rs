@@ -1,0 +1,1 @@
+fn main() { print!("{}", annotated_libs::ndarray::BACH_KERNELS.code); }
