@@ -1,16 +1,35 @@
-//! The paper's elementwise workloads, written once against `np` and compiled
-//! twice: [`cpu`] against the plain CPU library and [`bach`] against the
-//! annotated module. The two modules differ only in their `use ... as np` line;
-//! the source in `blackscholes.rs` and `haversine.rs` is shared with `include!`.
+//! The paper's elementwise workloads, each written once and compiled twice.
+//!
+//! - [`ndarray_cpu`] / [`ndarray_bach`]: idiomatic ndarray code (operators and
+//!   float methods) compiled against ndarray itself (through
+//!   [`crate::ndarray::eager`]: plain, eager ndarray) and against the lazy
+//!   [`crate::ndarray`] module. The two differ only in their `use` line; the
+//!   sources are `ndarray/blackscholes.rs` and `ndarray/haversine.rs`.
+//! - [`cpu`] / [`bach`]: the same workloads against the NumPy-style function
+//!   module ([`crate::cpu::numpy`] and the annotated [`crate::numpy`]).
 
-/// The workloads on the plain CPU library (eager, op at a time).
+/// The workloads in ndarray style on plain ndarray (eager, op at a time).
+pub mod ndarray_cpu {
+    use crate::ndarray::eager::*;
+    include!("ndarray/blackscholes.rs");
+    include!("ndarray/haversine.rs");
+}
+
+/// The workloads in ndarray style on lazy arrays (call [`bach_runtime::evaluate`]).
+pub mod ndarray_bach {
+    use crate::ndarray::*;
+    include!("ndarray/blackscholes.rs");
+    include!("ndarray/haversine.rs");
+}
+
+/// The workloads on the plain NumPy-style library (eager, op at a time).
 pub mod cpu {
     use crate::cpu::numpy as np;
     include!("blackscholes.rs");
     include!("haversine.rs");
 }
 
-/// The workloads on the annotated module (lazy: call [`bach_runtime::evaluate`]).
+/// The workloads on the annotated NumPy-style module (lazy: call [`bach_runtime::evaluate`]).
 // The shared source borrows its arguments (`&x`) because the CPU library takes
 // references; the lazy stubs would also take the handles by value.
 #[allow(clippy::needless_borrows_for_generic_args)]

@@ -1,1 +1,0 @@
-fn main() { print!("{}", annotated_libs::ndarray::BACH_KERNELS.code); }
