@@ -73,23 +73,52 @@ impl Kernels {
     }
 }
 
-/// The kernels compiled as a host library, or `None` (with a message) without a compiler.
+/// numpy.cu's kernels compiled as a host library, or `None` (with a message) without a
+/// compiler.
 fn kernels() -> Option<&'static Kernels> {
     static KERNELS: OnceLock<Option<Kernels>> = OnceLock::new();
-    KERNELS.get_or_init(build_kernels).as_ref()
+    KERNELS
+        .get_or_init(|| {
+            build_kernels(
+                "numpy",
+                &[format!("{KERNELS_DIR}/common.cuh")],
+                PathBuf::from(format!("{KERNELS_DIR}/numpy.cu")),
+            )
+        })
+        .as_ref()
 }
 
-fn build_kernels() -> Option<Kernels> {
+/// The ndarray module's generated kernel source (`BACH_KERNELS`, which starts with
+/// `common.cuh`) compiled as a host library.
+fn ndarray_kernels() -> Option<&'static Kernels> {
+    static KERNELS: OnceLock<Option<Kernels>> = OnceLock::new();
+    KERNELS
+        .get_or_init(|| {
+            let out_dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+            let source = out_dir.join(format!("ndarray-{}.cu", std::process::id()));
+            std::fs::write(&source, annotated_libs::ndarray::BACH_KERNELS.code)
+                .expect("write the generated source");
+            let kernels = build_kernels("ndarray", &[], source.clone());
+            let _ = std::fs::remove_file(&source);
+            kernels
+        })
+        .as_ref()
+}
+
+fn build_kernels(name: &str, includes: &[String], source: PathBuf) -> Option<Kernels> {
     let cxx = std::env::var("CXX").unwrap_or_else(|_| "g++".to_string());
     let out_dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
-    let lib_path = out_dir.join(format!("libkernels-{}.so", std::process::id()));
-    let output = Command::new(&cxx)
+    let lib_path = out_dir.join(format!("lib{name}-{}.so", std::process::id()));
+    let mut command = Command::new(&cxx);
+    command
         .args(["-O2", "-shared", "-fPIC", "-pthread", "-Wall", "-include"])
-        .arg(format!("{KERNELS_DIR}/host_emulation.h"))
-        .arg("-include")
-        .arg(format!("{KERNELS_DIR}/common.cuh"))
+        .arg(format!("{KERNELS_DIR}/host_emulation.h"));
+    for include in includes {
+        command.arg("-include").arg(include);
+    }
+    let output = command
         .args(["-x", "c++"])
-        .arg(format!("{KERNELS_DIR}/numpy.cu"))
+        .arg(&source)
         .arg("-o")
         .arg(&lib_path)
         .output();
@@ -106,7 +135,7 @@ fn build_kernels() -> Option<Kernels> {
     };
     assert!(
         output.status.success(),
-        "{cxx} failed to compile numpy.cu as host C++:\n{}",
+        "{cxx} failed to compile {name} kernels as host C++:\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
     // SAFETY: the library we just built; its initialisers only set up thread-locals.
@@ -910,4 +939,206 @@ fn the_grid_emulation_visits_every_thread_once() {
         count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     });
     assert_eq!(count.into_inner(), 15);
+}
+
+// ---- the ndarray module's op table -----------------------------------------------------
+
+/// The `F` among two functions of different types (the table's f32 and f64 forms).
+fn pick<F: Copy + 'static>(a: &dyn std::any::Any, b: &dyn std::any::Any) -> F {
+    *a.downcast_ref::<F>()
+        .or_else(|| b.downcast_ref::<F>())
+        .expect("a function for this dtype")
+}
+
+/// Kernels whose arithmetic is exact in IEEE (no libm call): they must match bit for bit.
+const EXACT: &[&str] = &[
+    "floor", "ceil", "round", "trunc", "fract", "abs", "signum", "recip", "sqrt", "pow2",
+    "neg", "powi", "clamp",
+];
+
+fn check_ndarray_table<T: TestFloat>(k: &Kernels) {
+    use annotated_libs::ndarray::host_checks::{host_checks, HostCheck};
+    let mut rng = Rng(0x5a5a_1234_0f0f_9876);
+    let a = singles::<T>(&mut rng);
+    let (pa, pb) = pairs::<T>(&mut rng);
+    let ss = scalars::<T>(&mut rng);
+    // Transcendentals within 2 ulp, except cbrt: the C library's cbrt and the one
+    // Rust's `f64::cbrt` calls differ by up to 3 ulp.
+    let ulps = |kernel: &str| match kernel {
+        k if EXACT.contains(&k) => 0,
+        "cbrt" => 4,
+        _ => 2,
+    };
+    let mut report = Report::default();
+    let mut kernels_checked = 0;
+    for check in host_checks() {
+        kernels_checked += 1;
+        match check {
+            HostCheck::Unary { kernel, f32, f64 } => {
+                let f: fn(&Array1<T>) -> Array1<T> = pick(&f32, &f64);
+                let name = format!("{kernel}_{}", dtype::<T>());
+                let mut out = out_buffer::<T>(a.len());
+                run_unary(k, &name, &a, &mut out);
+                let want = f(&arr(&a));
+                for i in 0..a.len() {
+                    report.check(&name, || format!("{:e}", a[i]), out[i], want[i], ulps(kernel));
+                }
+            }
+            HostCheck::Param { kernel, integer, f32, f64 } => {
+                let f: fn(&Array1<T>, f64) -> Array1<T> = pick(&f32, &f64);
+                let name = format!("{kernel}_{}", dtype::<T>());
+                let params: Vec<f64> = if integer {
+                    vec![0.0, 1.0, 2.0, 3.0, 7.0, -1.0, -2.0, -5.0, 31.0, -31.0]
+                } else {
+                    vec![0.5, 2.0, 3.0, -1.5, 10.0, 0.0, f64::INFINITY, f64::NAN]
+                };
+                for p in params {
+                    let mut out = out_buffer::<T>(a.len());
+                    let (n, a_ptr, o_ptr) = (a.len() as u64, a.as_ptr() as usize, out.as_mut_ptr() as usize);
+                    if integer {
+                        let kf: unsafe extern "C" fn(u64, *const T, i32, *mut T) = k.get(&name);
+                        k.launch(SHAPE, || unsafe { kf(n, a_ptr as *const T, p as i32, o_ptr as *mut T) });
+                    } else {
+                        let kf: WithScalar<T, T> = k.get(&name);
+                        let pt = T::from_f64(p);
+                        k.launch(SHAPE, || unsafe { kf(n, a_ptr as *const T, pt, o_ptr as *mut T) });
+                    }
+                    let want = f(&arr(&a), p);
+                    for i in 0..a.len() {
+                        report.check(&name, || format!("{:e}, {p}", a[i]), out[i], want[i], ulps(kernel));
+                    }
+                }
+            }
+            HostCheck::Param2 { kernel, f32, f64 } => {
+                let f: fn(&Array1<T>, T, T) -> Array1<T> = pick(&f32, &f64);
+                let name = format!("{kernel}_{}", dtype::<T>());
+                let kf: unsafe extern "C" fn(u64, *const T, T, T, *mut T) = k.get(&name);
+                for (lo, hi) in [(-1.0, 1.0), (0.0, 0.0), (-1e3, 2.5), (f64::NEG_INFINITY, 0.0)] {
+                    let (lo, hi) = (T::from_f64(lo), T::from_f64(hi));
+                    let mut out = out_buffer::<T>(a.len());
+                    let (n, a_ptr, o_ptr) = (a.len() as u64, a.as_ptr() as usize, out.as_mut_ptr() as usize);
+                    k.launch(SHAPE, || unsafe { kf(n, a_ptr as *const T, lo, hi, o_ptr as *mut T) });
+                    let want = f(&arr(&a), lo, hi);
+                    for i in 0..a.len() {
+                        report.check(&name, || format!("{:e}", a[i]), out[i], want[i], 0);
+                    }
+                }
+            }
+            HostCheck::Arithmetic { kernels, f32, f32_scalar, f64, f64_scalar } => {
+                let f: fn(&Array1<T>, &Array1<T>) -> Array1<T> = pick(&f32, &f64);
+                let (fs, sf): (fn(&Array1<T>, T) -> Array1<T>, fn(T, &Array1<T>) -> Array1<T>) =
+                    pick(&f32_scalar, &f64_scalar);
+                let name = format!("{}_{}", kernels[0], dtype::<T>());
+                let mut out = out_buffer::<T>(pa.len());
+                run_binary(k, &name, &pa, &pb, &mut out);
+                let want = f(&arr(&pa), &arr(&pb));
+                for i in 0..pa.len() {
+                    report.check(&name, || format!("{:e}, {:e}", pa[i], pb[i]), out[i], want[i], 0);
+                }
+                for &s in &ss {
+                    let name = format!("{}_{}", kernels[1], dtype::<T>());
+                    let mut out = out_buffer::<T>(a.len());
+                    run_with_scalar(k, &name, &a, s, &mut out);
+                    let want = fs(&arr(&a), s);
+                    for i in 0..a.len() {
+                        report.check(&name, || format!("{:e}, {s:e}", a[i]), out[i], want[i], 0);
+                    }
+                    let name = format!("{}_{}", kernels[2], dtype::<T>());
+                    run_with_scalar(k, &name, &a, s, &mut out);
+                    let want = sf(s, &arr(&a));
+                    for i in 0..a.len() {
+                        report.check(&name, || format!("{s:e}, {:e}", a[i]), out[i], want[i], 0);
+                    }
+                }
+            }
+            HostCheck::Compare { kernels, f32, f32_scalar, f64, f64_scalar } => {
+                let f: fn(&Array1<T>, &Array1<T>) -> Array1<bool> = pick(&f32, &f64);
+                let fs: fn(&Array1<T>, T) -> Array1<bool> = pick(&f32_scalar, &f64_scalar);
+                let name = format!("{}_{}", kernels[0], dtype::<T>());
+                let mut out = vec![2u8; pa.len()];
+                run_binary(k, &name, &pa, &pb, &mut out);
+                let want = f(&arr(&pa), &arr(&pb));
+                for i in 0..pa.len() {
+                    report.check_bool(&name, || format!("{:e}, {:e}", pa[i], pb[i]), out[i], want[i]);
+                }
+                let name = format!("{}_{}", kernels[1], dtype::<T>());
+                for &s in &ss {
+                    let mut out = vec![2u8; a.len()];
+                    run_with_scalar(k, &name, &a, s, &mut out);
+                    let want = fs(&arr(&a), s);
+                    for i in 0..a.len() {
+                        report.check_bool(&name, || format!("{:e}, {s:e}", a[i]), out[i], want[i]);
+                    }
+                }
+            }
+            HostCheck::Logical { kernel, f } => {
+                let x: Vec<bool> = (0..1000).map(|_| rng.bool()).collect();
+                let y: Vec<bool> = (0..1000).map(|_| rng.bool()).collect();
+                let name = format!("{kernel}_bool");
+                let mut out = vec![2u8; x.len()];
+                let kf: Binary<bool, u8> = k.get(&name);
+                let (n, px, py, po) = (x.len() as u64, x.as_ptr() as usize, y.as_ptr() as usize, out.as_mut_ptr() as usize);
+                k.launch(SHAPE, || unsafe { kf(n, px as *const bool, py as *const bool, po as *mut u8) });
+                let want = f(&arr(&x), &arr(&y));
+                for i in 0..x.len() {
+                    report.check_bool(&name, || format!("{}, {}", x[i], y[i]), out[i], want[i]);
+                }
+            }
+        }
+    }
+    // One check per line the table generated into the source: no kernel goes unchecked.
+    let code = annotated_libs::ndarray::BACH_KERNELS.code;
+    let table_lines = code[code.find("the op table's lines follow").expect("marker")..]
+        .lines()
+        .filter(|l| l.starts_with("BACH_ND_"))
+        .count();
+    assert_eq!(kernels_checked, table_lines, "one host check per kernel line");
+    report.finish(&format!("ndarray table {}", dtype::<T>()));
+}
+
+#[test]
+fn ndarray_table_kernels_match_the_cpu_functions() {
+    let Some(k) = ndarray_kernels() else { return };
+    check_ndarray_table::<f32>(k);
+    check_ndarray_table::<f64>(k);
+}
+
+/// Every kernel the ndarray module's annotations launch is an entry point of its
+/// source as NVRTC compiles it (PTX for sm_90; no GPU needed). Skips without NVRTC,
+/// unless `BACH_REQUIRE_NVRTC=1`.
+#[test]
+fn ndarray_kernels_compile_with_nvrtc() {
+    use annotated_libs::ndarray::host_checks::{host_checks, HostCheck};
+    let ptx = match bach_runtime::compile_to_ptx(&annotated_libs::ndarray::BACH_KERNELS, 9, 0) {
+        Ok(ptx) => ptx,
+        Err(bach_runtime::Error::DeviceUnavailable(reason))
+            if std::env::var("BACH_REQUIRE_NVRTC").as_deref() != Ok("1") =>
+        {
+            eprintln!("skipping: {reason}");
+            return;
+        }
+        Err(e) => panic!("{e}"),
+    };
+    let mut names: Vec<String> = ["select", "select_scalar", "scalar_select", "sum"]
+        .iter()
+        .flat_map(|k| [format!("{k}_f32"), format!("{k}_f64")])
+        .collect();
+    names.push("not_bool".into());
+    let floats = |k: &str| [format!("{k}_f32"), format!("{k}_f64")];
+    for check in host_checks() {
+        match check {
+            HostCheck::Unary { kernel, .. }
+            | HostCheck::Param { kernel, .. }
+            | HostCheck::Param2 { kernel, .. } => names.extend(floats(kernel)),
+            HostCheck::Arithmetic { kernels, .. } => kernels.iter().for_each(|k| names.extend(floats(k))),
+            HostCheck::Compare { kernels, .. } => kernels.iter().for_each(|k| names.extend(floats(k))),
+            HostCheck::Logical { kernel, .. } => names.push(format!("{kernel}_bool")),
+        }
+    }
+    let missing: Vec<&String> = names
+        .iter()
+        .filter(|n| !ptx.contains(&format!(".entry {n}(")))
+        .collect();
+    assert!(missing.is_empty(), "kernels missing from the PTX: {missing:?}");
+    eprintln!("{} ndarray kernels compiled", names.len());
 }
