@@ -1,7 +1,8 @@
 //! Haversine: great-circle distance in miles from a fixed point to each
 //! (lat, lon), with lat uniform in [-1.5, 1.5) and lon in [-3.1, 3.1) radians.
 
-use annotated_libs::workloads::{bach, cpu};
+use annotated_libs::ndarray::LazyArray;
+use annotated_libs::workloads::{ndarray_bach as bach, ndarray_cpu as cpu};
 use ndarray::Array1;
 use rayon::prelude::*;
 
@@ -28,15 +29,20 @@ pub(super) static WORKLOAD: Workload = Workload {
     bach: run_bach,
     fused: run_fused,
     gpu: crate::gpu::haversine,
-    explain: |x| bach_runtime::Graph::current().explain(&bach::haversine(&x[0], &x[1])),
+    explain: |x| bach_runtime::Graph::current().explain(&record(x)),
 };
 
 fn run_cpu(x: &[Array1<f64>]) -> Outputs {
     vec![cpu::haversine(&x[0], &x[1])]
 }
 
+/// The workload on lazy arrays reading the inputs in place.
+fn record(x: &[Array1<f64>]) -> LazyArray<'_, f64, ndarray::Ix1> {
+    bach::haversine(&LazyArray::from(&x[0]), &LazyArray::from(&x[1]))
+}
+
 fn run_bach(x: &[Array1<f64>]) -> bach_runtime::Result<Timed> {
-    time_lazy(|| bach::haversine(&x[0], &x[1]), |miles| vec![miles])
+    time_lazy(|| record(x), |miles| vec![miles])
 }
 
 /// One element, in the operation order of `annotated_libs::workloads`

@@ -39,9 +39,9 @@ pub struct Workload {
     pub inputs: &'static [InputSpec],
     /// Names of the result arrays (for `--check` messages).
     pub outputs: &'static [&'static str],
-    /// `cpu` mode: the plain CPU library, op at a time (`annotated_libs::workloads::cpu`).
+    /// `cpu` mode: plain ndarray, op at a time (`annotated_libs::workloads::ndarray_cpu`).
     pub cpu: fn(&[Array1<f64>]) -> Outputs,
-    /// `bach` mode: the same source through the annotated module, recorded and
+    /// `bach` mode: the same source on lazy arrays (`annotated_libs::ndarray`), recorded and
     /// evaluated in the thread's current graph. Times itself (see [`time_lazy`]).
     pub bach: fn(&[Array1<f64>]) -> bach_runtime::Result<Timed>,
     /// `fused` mode: one hand-written rayon loop computing the same formula
