@@ -221,6 +221,20 @@ fn stub(spec: &OffloadSpec, cpu_name: &Ident) -> TokenStream {
     let type_params: Vec<&Ident> = spec.sig.generics.type_params().map(|t| &t.ident).collect();
     let turbofish = (!type_params.is_empty()).then(|| quote!(::<#(#type_params),*>));
     let allow_unit = ret.unit.then(|| quote!(#[allow(clippy::let_unit_value)]));
+    // The CPU function's value; a fallible one's `Err` becomes the runtime's
+    // `Error::Call` naming the function, and ends this batch. A bound the
+    // error type misses is reported at the error type.
+    let cpu_call = quote!(#cpu_name #turbofish (#(#call_args),*));
+    let value = match &ret.error {
+        None => cpu_call,
+        Some(error) => {
+            let ret_ty = &ret.ty;
+            let call_result = quote_spanned!(error.span()=>
+                ::bach_runtime::__private::call_result::<#ret_ty, #error>
+            );
+            quote!(#call_result(#name_lit, #cpu_call)?)
+        }
+    };
     let mutated = spec.mutated().map(|p| {
         let (name, base) = (&p.name, &p.base);
         quote_spanned!(p.ty_span=> ::bach_runtime::__private::piece_box::<#base>(#name))
@@ -273,7 +287,7 @@ fn stub(spec: &OffloadSpec, cpu_name: &Ident) -> TokenStream {
                 |#args: &mut ::bach_runtime::__private::Args<'_>| {
                     #(#unpack)*
                     #allow_unit
-                    let #ret_var: #ret_ty = #cpu_name #turbofish (#(#call_args),*);
+                    let #ret_var: #ret_ty = #value;
                     ::core::result::Result::Ok(::bach_runtime::__private::pieces([
                         #ret_piece
                         #(, #mutated)*

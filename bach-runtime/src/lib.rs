@@ -66,7 +66,7 @@ pub use device::{
     KernelSource, Launch, LaunchShape, PendingDownload, Queue, SimulatedDevice,
     SimulatedDeviceConfig, TransferStats,
 };
-pub use error::{Error, Result};
+pub use error::{CallSource, Error, Result};
 pub use eval::Evaluate;
 pub use explain::{Explain, StageInfo};
 pub use graph::{evaluate, explain, Graph};
@@ -83,6 +83,7 @@ pub use value::Value;
 /// change in any release.
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::error::call_result;
     pub use crate::op::{piece, piece_box, pieces, Args, CpuFn, OpInfo, Pieces};
     pub use crate::record::{CallBuilder, Recorded};
     pub use crate::value::Piece;
