@@ -566,6 +566,47 @@ mod tests {
     }
 
     #[test]
+    fn fallible_functions_map_err_into_the_runtime_error() {
+        let out = expanded(
+            quote!(split = NdArraySplit, wraps = cpu::checked_sqrt),
+            quote!(
+                pub fn checked_sqrt<T: Float>(a: &Array1<T>) -> Result<Array1<T>, MyError>;
+            ),
+        );
+        // The stub and the split types are the `Ok` type's.
+        assert_contains(&out, quote!(-> ::bach_runtime::Lazy<'__bach, Array1<T>>));
+        assert_contains(&out, quote!(__call.finish::<NdArraySplit, Array1<T>>));
+        assert_contains(
+            &out,
+            quote! {
+                let __ret: Array1<T> = ::bach_runtime::__private::call_result::<Array1<T>, MyError>(
+                    "checked_sqrt",
+                    __bach_cpu_checked_sqrt::<T>(a)
+                )?;
+            },
+        );
+        // The CPU function keeps the declared return type.
+        assert_contains(
+            &out,
+            quote!(pub fn __bach_cpu_checked_sqrt<T: Float>(__bach_arg0: &Array1<T>) -> Result<Array1<T>, MyError>),
+        );
+
+        let out = expanded(
+            quote!(split = S),
+            quote!(
+                fn check(a: &mut Vec<f64>) -> Result<(), E> {
+                    Ok(())
+                }
+            ),
+        );
+        assert_contains(&out, quote!(-> ::bach_runtime::Lazy<'__bach, ()>));
+        assert_contains(
+            &out,
+            quote!(#[allow(clippy::let_unit_value)] let __ret: () = ::bach_runtime::__private::call_result::<(), E>("check", __bach_cpu_check(&mut *a))?;),
+        );
+    }
+
+    #[test]
     fn return_split_precedence() {
         let item = quote!(
             fn f(a: &A) -> B {

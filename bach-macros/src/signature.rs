@@ -341,4 +341,35 @@ mod tests {
             );
         }
     }
+
+    #[test]
+    fn results_are_read_from_the_syntax() {
+        let returns = |ret: proc_macro2::TokenStream| {
+            let sig = FnSignature::analyse(&item(quote!(fn f() -> #ret;)).sig);
+            let value = sig.value_type().map(|t| t.to_token_stream().to_string());
+            let unit = sig.returns_unit();
+            match sig.returns {
+                Returns::Value => format!("value {value:?} {unit}"),
+                Returns::Fallible { ok, err } => format!(
+                    "fallible {} {} {unit}",
+                    ok.to_token_stream(),
+                    err.to_token_stream()
+                ),
+                Returns::ResultAlias => "alias".to_string(),
+            }
+        };
+        assert_eq!(returns(quote!(Result<A, E>)), "fallible A E false");
+        assert_eq!(
+            returns(quote!(::std::result::Result<Vec<T>, my::Error>)),
+            "fallible Vec < T > my :: Error false"
+        );
+        assert_eq!(returns(quote!(Result<(A, B), E>)), "fallible (A , B) E false");
+        assert_eq!(returns(quote!(Result<(), E>)), "fallible () E true");
+        assert_eq!(returns(quote!(io::Result<A>)), "alias");
+        assert_eq!(returns(quote!(std::fmt::Result)), "alias");
+        assert_eq!(returns(quote!(Result<A, B, C>)), "alias");
+        assert_eq!(returns(quote!(Results<A, E>)), "value Some(\"Results < A , E >\") false");
+        assert_eq!(returns(quote!(Option<A>)), "value Some(\"Option < A >\") false");
+        assert_eq!(returns(quote!(<T as Tr>::Result)), "value Some(\"< T as Tr > :: Result\") false");
+    }
 }

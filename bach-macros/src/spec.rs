@@ -431,6 +431,45 @@ mod tests {
     }
 
     #[test]
+    fn a_fallible_function_returns_its_ok_type() {
+        let r = spec(
+            quote!(split = S),
+            quote!(
+                fn f(a: &A) -> std::result::Result<B, my::Error> {
+                    todo!()
+                }
+            ),
+        )
+        .ret;
+        assert_eq!(tokens(&r.ty), "B");
+        assert_eq!(tokens(r.error.as_ref().unwrap()), "my :: Error");
+        assert_eq!(tokens(&r.split), "S");
+        assert!(!r.unit);
+        // `Result<(), E>`: the lazy value is `()`, broadcast.
+        let r = spec(
+            quote!(split = S),
+            quote!(
+                fn f(a: &mut A) -> Result<(), E> {
+                    todo!()
+                }
+            ),
+        )
+        .ret;
+        assert!(r.unit);
+        assert_eq!(tokens(&r.split), ":: bach_runtime :: Broadcast");
+        let r = spec(
+            quote!(split = S),
+            quote!(
+                fn f(a: &A) -> B {
+                    todo!()
+                }
+            ),
+        )
+        .ret;
+        assert!(r.error.is_none());
+    }
+
+    #[test]
     fn op_info_options() {
         let item = quote!(
             fn f(n: u32) -> u32 {

@@ -46,8 +46,8 @@ fn check_returns(options: &OffloadOptions, sig: &FnSignature, errors: &mut Vec<s
             errors.push(syn::Error::new_spanned(
                 ret,
                 format!(
-                    "write the error type out: `Result<T, E>` in full, such as `Result<T, std::io::Error>`; \
-                     `{}` names no error type an evaluation could report",
+                    "write `Result<T, E>` in full, such as `Result<T, std::io::Error>`: \
+                     the alias `{}` does not name the error type, which `#[offload]` must see",
                     compact(ret)
                 ),
             ));
@@ -628,6 +628,45 @@ mod tests {
                 }
             ),
             &["offloaded functions cannot be variadic"],
+        );
+    }
+
+    #[test]
+    fn fallible_functions() {
+        let fallible = quote!(
+            fn f(a: &A) -> Result<A, E> {
+                todo!()
+            }
+        );
+        assert_errors(quote!(split = S), fallible.clone(), &[]);
+        assert_errors(
+            quote!(split = S, gpu = "k"),
+            fallible.clone(),
+            &["a function returning `Result` runs on the CPU only: remove `gpu` (a device implementation cannot report the function's error)"],
+        );
+        assert_errors(
+            quote!(split = S, gpu_fn = on_device),
+            fallible,
+            &["a function returning `Result` runs on the CPU only: remove `gpu_fn` (a device implementation cannot report the function's error)"],
+        );
+        assert_errors(
+            quote!(split = S),
+            quote!(
+                fn f(a: &A) -> io::Result<A> {
+                    todo!()
+                }
+            ),
+            &["write `Result<T, E>` in full, such as `Result<T, std::io::Error>`: the alias `io::Result<A>` does not name the error type, which `#[offload]` must see"],
+        );
+        // A reference in the `Ok` type is a reference returned.
+        assert_errors(
+            quote!(split = S),
+            quote!(
+                fn f(a: &A) -> Result<&mut A, E> {
+                    todo!()
+                }
+            ),
+            &["offloaded functions cannot return `&mut` references"],
         );
     }
 
