@@ -25,6 +25,12 @@
 //! }
 //! ```
 //!
+//! An annotated function may return `Result<T, E>`: its `Err` fails the
+//! evaluation with [`Error::Call`], whose source is the function's own error.
+//! Methods of types one does not own are annotated as free functions that take
+//! the receiver first (`wraps = Model::transform`). The [`offload`]
+//! documentation shows both.
+//!
 //! Settings (environment, or [`Config`] in code): `BACH_BATCH_SIZE`,
 //! `BACH_THREADS`, `BACH_CACHE_BYTES`.
 #![deny(missing_docs)]
