@@ -124,7 +124,10 @@ fn call_error(err: &Error, op: &str) -> OutOfDomain {
     let own = source
         .downcast_ref::<OutOfDomain>()
         .expect("the source downcasts to the function's error type");
-    assert!(std::ptr::eq(own, through_std), "one error value, two ways to reach it");
+    assert!(
+        std::ptr::eq(own, through_std),
+        "one error value, two ways to reach it"
+    );
     own.clone()
 }
 
@@ -222,9 +225,7 @@ fn downstream_of_infallible_calls_and_feeding_later_calls() {
     // One element of `c` large enough to make `a * b - c` negative.
     let mut c_bad = c.clone();
     c_bad[6500] = 10.0;
-    let err = g
-        .enter(|| g.evaluate(program(&a, &b, &c_bad)))
-        .unwrap_err();
+    let err = g.enter(|| g.evaluate(program(&a, &b, &c_bad))).unwrap_err();
     assert!(call_error(&err, "checked_sqrt").value < 0.0);
     let (r, _) = g.enter(|| g.evaluate(program(&a, &b, &c))).unwrap();
     assert_eq!(bits(&r), bits(&eager(&a, &b, &c)));
@@ -290,7 +291,9 @@ fn a_fallible_function_on_whole_values() {
     assert_eq!(bits(&r), bits(&checked_sqrt::cpu(&a).unwrap()));
     let mut bad = a.clone();
     bad[0] = -1.0;
-    let err = g.enter(|| g.evaluate(checked_sqrt_whole(&bad))).unwrap_err();
+    let err = g
+        .enter(|| g.evaluate(checked_sqrt_whole(&bad)))
+        .unwrap_err();
     assert_eq!(call_error(&err, "checked_sqrt_whole").value, -1.0);
 }
 
@@ -339,9 +342,7 @@ fn with_a_device_the_fallible_call_runs_on_the_cpu_and_its_error_surfaces() {
             fail_kernel.is_some(),
             "{last}"
         );
-        let err = g
-            .enter(|| g.evaluate(program(&a, &b, &c_bad)))
-            .unwrap_err();
+        let err = g.enter(|| g.evaluate(program(&a, &b, &c_bad))).unwrap_err();
         assert!(
             call_error(&err, "checked_sqrt").value < 0.0,
             "{fail_kernel:?}"

@@ -118,12 +118,13 @@ fn a_failing_fit_fails_the_transform_that_reads_it() {
     let g = graph();
     let x = uniform(100, 0.0, 1.0, 4);
     let one = array![1.0];
-    let err = g
-        .enter(|| g.evaluate(fit(&one).transform(&x)))
-        .unwrap_err();
+    let err = g.enter(|| g.evaluate(fit(&one).transform(&x))).unwrap_err();
     let bach_runtime::Error::Call { op, source } = &err else {
         panic!("expected Error::Call, got {err:?}");
     };
     assert_eq!(*op, "fit");
-    assert_eq!(source.downcast_ref::<TooFewValues>(), Some(&TooFewValues(1)));
+    assert_eq!(
+        source.downcast_ref::<TooFewValues>(),
+        Some(&TooFewValues(1))
+    );
 }

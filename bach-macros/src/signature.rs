@@ -90,7 +90,7 @@ pub(crate) enum Returns {
     Value,
     /// `Result<T, E>` (`std::result::Result<T, E>` too): the lazy value is a
     /// `T`, and an `Err(E)` fails the evaluation.
-    Fallible { ok: Type, err: Type },
+    Fallible { ok: Box<Type>, err: Box<Type> },
     /// A `Result` without two type arguments, such as the alias
     /// `io::Result<T>`: the error type is not written out. `valid.rs` reports it.
     ResultAlias,
@@ -142,7 +142,7 @@ impl FnSignature {
     /// of `Result<T, E>`; `None` for `()` written as nothing.
     pub fn value_type(&self) -> Option<&Type> {
         match &self.returns {
-            Returns::Fallible { ok, .. } => Some(ok),
+            Returns::Fallible { ok, .. } => Some(&**ok),
             Returns::Value | Returns::ResultAlias => self.ret.as_ref(),
         }
     }
@@ -181,8 +181,8 @@ fn returns(ty: &Type) -> Returns {
     };
     match types[..] {
         [ok, err] => Returns::Fallible {
-            ok: ok.clone(),
-            err: err.clone(),
+            ok: Box::new(ok.clone()),
+            err: Box::new(err.clone()),
         },
         _ => Returns::ResultAlias,
     }
@@ -363,13 +363,25 @@ mod tests {
             returns(quote!(::std::result::Result<Vec<T>, my::Error>)),
             "fallible Vec < T > my :: Error false"
         );
-        assert_eq!(returns(quote!(Result<(A, B), E>)), "fallible (A , B) E false");
+        assert_eq!(
+            returns(quote!(Result<(A, B), E>)),
+            "fallible (A , B) E false"
+        );
         assert_eq!(returns(quote!(Result<(), E>)), "fallible () E true");
         assert_eq!(returns(quote!(io::Result<A>)), "alias");
         assert_eq!(returns(quote!(std::fmt::Result)), "alias");
         assert_eq!(returns(quote!(Result<A, B, C>)), "alias");
-        assert_eq!(returns(quote!(Results<A, E>)), "value Some(\"Results < A , E >\") false");
-        assert_eq!(returns(quote!(Option<A>)), "value Some(\"Option < A >\") false");
-        assert_eq!(returns(quote!(<T as Tr>::Result)), "value Some(\"< T as Tr > :: Result\") false");
+        assert_eq!(
+            returns(quote!(Results<A, E>)),
+            "value Some(\"Results < A , E >\") false"
+        );
+        assert_eq!(
+            returns(quote!(Option<A>)),
+            "value Some(\"Option < A >\") false"
+        );
+        assert_eq!(
+            returns(quote!(<T as Tr>::Result)),
+            "value Some(\"< T as Tr > :: Result\") false"
+        );
     }
 }

@@ -181,7 +181,7 @@ impl OffloadSpec {
             .value_type()
             .map_or_else(|| sig.name.span(), |t| t.span());
         let (ty, error) = match sig.returns {
-            Returns::Fallible { ok, err } => (ok, Some(err)),
+            Returns::Fallible { ok, err } => (*ok, Some(*err)),
             Returns::Value | Returns::ResultAlias => {
                 (sig.ret.unwrap_or_else(|| syn::parse_quote!(())), None)
             }

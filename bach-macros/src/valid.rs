@@ -210,10 +210,9 @@ fn check_signature(sig: &Signature, errors: &mut Vec<syn::Error>) {
     }
     for arg in &sig.inputs {
         match arg {
-            FnArg::Receiver(receiver) => errors.push(syn::Error::new_spanned(
-                receiver,
-                RECEIVER_MESSAGE,
-            )),
+            FnArg::Receiver(receiver) => {
+                errors.push(syn::Error::new_spanned(receiver, RECEIVER_MESSAGE))
+            }
             FnArg::Typed(pat_type) => {
                 if param_name(&pat_type.pat).is_none() {
                     errors.push(syn::Error::new_spanned(

@@ -156,9 +156,7 @@ impl PartialEq for Error {
     fn eq(&self, other: &Error) -> bool {
         use Error::*;
         match (self, other) {
-            (Call { op, source }, Call { op: o, source: s }) => {
-                op == o && Arc::ptr_eq(source, s)
-            }
+            (Call { op, source }, Call { op: o, source: s }) => op == o && Arc::ptr_eq(source, s),
             (
                 LengthMismatch {
                     op,
