@@ -221,6 +221,20 @@ fn stub(spec: &OffloadSpec, cpu_name: &Ident) -> TokenStream {
     let type_params: Vec<&Ident> = spec.sig.generics.type_params().map(|t| &t.ident).collect();
     let turbofish = (!type_params.is_empty()).then(|| quote!(::<#(#type_params),*>));
     let allow_unit = ret.unit.then(|| quote!(#[allow(clippy::let_unit_value)]));
+    // The CPU function's value; a fallible one's `Err` becomes the runtime's
+    // `Error::Call` naming the function, and ends this batch. A bound the
+    // error type misses is reported at the error type.
+    let cpu_call = quote!(#cpu_name #turbofish (#(#call_args),*));
+    let value = match &ret.error {
+        None => cpu_call,
+        Some(error) => {
+            let ret_ty = &ret.ty;
+            let call_result = quote_spanned!(error.span()=>
+                ::bach_runtime::__private::call_result::<#ret_ty, #error>
+            );
+            quote!(#call_result(#name_lit, #cpu_call)?)
+        }
+    };
     let mutated = spec.mutated().map(|p| {
         let (name, base) = (&p.name, &p.base);
         quote_spanned!(p.ty_span=> ::bach_runtime::__private::piece_box::<#base>(#name))
@@ -273,7 +287,7 @@ fn stub(spec: &OffloadSpec, cpu_name: &Ident) -> TokenStream {
                 |#args: &mut ::bach_runtime::__private::Args<'_>| {
                     #(#unpack)*
                     #allow_unit
-                    let #ret_var: #ret_ty = #cpu_name #turbofish (#(#call_args),*);
+                    let #ret_var: #ret_ty = #value;
                     ::core::result::Result::Ok(::bach_runtime::__private::pieces([
                         #ret_piece
                         #(, #mutated)*
@@ -549,6 +563,47 @@ mod tests {
             ),
         );
         assert_contains(&out, quote!(__call.finish::<R, ()>));
+    }
+
+    #[test]
+    fn fallible_functions_map_err_into_the_runtime_error() {
+        let out = expanded(
+            quote!(split = NdArraySplit, wraps = cpu::checked_sqrt),
+            quote!(
+                pub fn checked_sqrt<T: Float>(a: &Array1<T>) -> Result<Array1<T>, MyError>;
+            ),
+        );
+        // The stub and the split types are the `Ok` type's.
+        assert_contains(&out, quote!(-> ::bach_runtime::Lazy<'__bach, Array1<T>>));
+        assert_contains(&out, quote!(__call.finish::<NdArraySplit, Array1<T>>));
+        assert_contains(
+            &out,
+            quote! {
+                let __ret: Array1<T> = ::bach_runtime::__private::call_result::<Array1<T>, MyError>(
+                    "checked_sqrt",
+                    __bach_cpu_checked_sqrt::<T>(a)
+                )?;
+            },
+        );
+        // The CPU function keeps the declared return type.
+        assert_contains(
+            &out,
+            quote!(pub fn __bach_cpu_checked_sqrt<T: Float>(__bach_arg0: &Array1<T>) -> Result<Array1<T>, MyError>),
+        );
+
+        let out = expanded(
+            quote!(split = S),
+            quote!(
+                fn check(a: &mut Vec<f64>) -> Result<(), E> {
+                    Ok(())
+                }
+            ),
+        );
+        assert_contains(&out, quote!(-> ::bach_runtime::Lazy<'__bach, ()>));
+        assert_contains(
+            &out,
+            quote!(#[allow(clippy::let_unit_value)] let __ret: () = ::bach_runtime::__private::call_result::<(), E>("check", __bach_cpu_check(&mut *a))?;),
+        );
     }
 
     #[test]

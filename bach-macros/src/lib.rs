@@ -28,7 +28,7 @@ mod valid;
 /// |---|---|
 /// | `split = Path` | The default split type of reference (`&T`, `&mut T`) parameters and of the return value. |
 /// | `split(a = Path, b = Path)` | The split type of parameter `a`, of `b`; overrides every default. |
-/// | `ret = Path` | The split type of the return value. |
+/// | `ret = Path` | The split type of the return value (of `T` for a function returning `Result<T, E>`). |
 /// | `gpu = "kernel"` | The CUDA kernel family implementing the function (an identifier). |
 /// | `gpu_source = path` | The CUDA source holding the `gpu` kernel: a path to a `const` or `static` of type `bach_runtime::KernelSource`; needs `gpu`. Defaults to `BACH_KERNELS` (see below). |
 /// | `gpu_fn = path` | A Rust function implementing it on device values; exclusive with `gpu`. |
@@ -63,15 +63,113 @@ mod valid;
 ///   a function returning nothing returns a `Lazy<()>`, split with `ret = ...` or
 ///   `::bach_runtime::Broadcast`.
 ///
+/// # Fallible functions
+///
+/// A function that returns `Result<T, E>` (written with two type arguments;
+/// `std::result::Result<T, E>` too) is fallible: its stub returns a `Lazy<T>`,
+/// and `split = ...`/`ret = ...` are split types of `T`. `E` must be a
+/// `std::error::Error + Send + Sync + 'static`. When the function returns `Err`
+/// for any batch, `evaluate` returns `bach_runtime::Error::Call { op, source }`:
+/// `op` names the function and `source` is its error, which downcasts to `E`
+/// (`source.downcast_ref::<E>()`, or through `std::error::Error::source`).
+/// Nothing of that evaluation is returned; the graph stays usable, and
+/// evaluating the same handle again runs the function again.
+///
+/// The macro reads the return type's syntax only: a `Result` alias that hides
+/// the error type (`io::Result<T>`, `fmt::Result`) is a compile error, so write
+/// `Result<T, io::Error>`. A fallible function runs on the CPU only: `gpu` and
+/// `gpu_fn` are compile errors on it (a device implementation could not report
+/// the error).
+///
+/// ```
+/// use bach_runtime::{evaluate, offload, Error, NdArraySplit};
+/// use ndarray::{array, Array1};
+///
+/// #[derive(Debug)]
+/// pub struct Negative(f64);
+/// impl std::fmt::Display for Negative {
+///     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+///         write!(f, "negative element {}", self.0)
+///     }
+/// }
+/// impl std::error::Error for Negative {}
+///
+/// /// The square roots, or the first negative element.
+/// #[offload(split = NdArraySplit)]
+/// pub fn checked_sqrt(a: &Array1<f64>) -> Result<Array1<f64>, Negative> {
+///     match a.iter().find(|&&x| x < 0.0) {
+///         Some(&x) => Err(Negative(x)),
+///         None => Ok(a.mapv(f64::sqrt)),
+///     }
+/// }
+///
+/// # fn main() {
+/// assert_eq!(evaluate(checked_sqrt(array![4.0, 9.0])).unwrap(), array![2.0, 3.0]);
+/// let err = evaluate(checked_sqrt(array![4.0, -9.0])).unwrap_err();
+/// assert_eq!(err.to_string(), "`checked_sqrt` failed: negative element -9");
+/// let Error::Call { op, source } = &err else { unreachable!() };
+/// assert_eq!(*op, "checked_sqrt");
+/// assert_eq!(source.downcast_ref::<Negative>().unwrap().0, -9.0);
+/// # }
+/// ```
+///
+/// # Methods
+///
+/// `#[offload]` annotates free functions. To offload a method of a type, such
+/// as `Model::transform(&self, x: &Array1<f64>)` of a library one does not own,
+/// declare a free function whose first parameter is the receiver and wrap the
+/// method; the receiver is usually broadcast to every batch. For method syntax
+/// on lazy values, implement an extension trait on `Lazy<'a, Model>` that calls
+/// the stub:
+///
+/// ```
+/// use bach_runtime::{evaluate, offload, Broadcast, IntoArg, Lazy, NdArraySplit};
+/// use ndarray::{array, Array1};
+///
+/// #[derive(Clone)]
+/// pub struct Model { weight: f64 }
+///
+/// impl Model {
+///     pub fn transform(&self, x: &Array1<f64>) -> Array1<f64> {
+///         x * self.weight
+///     }
+/// }
+///
+/// /// `Model::transform`, the model broadcast to every batch of `x`.
+/// #[offload(split = NdArraySplit, split(this = Broadcast), wraps = Model::transform)]
+/// pub fn transform(this: &Model, x: &Array1<f64>) -> Array1<f64>;
+///
+/// /// `model.transform(x)` on a lazy model.
+/// pub trait LazyModel<'a> {
+///     fn transform(&self, x: impl IntoArg<'a, Array1<f64>>) -> Lazy<'a, Array1<f64>>;
+/// }
+///
+/// impl<'a> LazyModel<'a> for Lazy<'a, Model> {
+///     fn transform(&self, x: impl IntoArg<'a, Array1<f64>>) -> Lazy<'a, Array1<f64>> {
+///         transform(self, x) // the stub
+///     }
+/// }
+///
+/// # fn main() {
+/// let model = Model { weight: 2.0 };
+/// let x = array![1.0, 2.0];
+/// assert_eq!(evaluate(transform(&model, &x)).unwrap(), array![2.0, 4.0]);
+/// let lazy_model = Lazy::borrowed(&model); // or the result of a lazy `fit`
+/// assert_eq!(evaluate(lazy_model.transform(&x)).unwrap(), array![2.0, 4.0]);
+/// # }
+/// ```
+///
 /// # Restrictions
 ///
 /// The function must be a free function: not `async`, `const`, `unsafe` or
-/// `extern`, without `self`, variadics, lifetime or const generic parameters,
-/// explicit lifetimes or `impl Trait` in its parameter types. Parameters are plain
-/// identifiers; references appear only at the top of a parameter type and refer to
-/// sized types (take `&Vec<T>` or `&Array1<T>`, not `&[T]`). It returns an owned
-/// value (or nothing). Type parameters usually need `Send + Sync + 'static`
-/// bounds, as values cross threads and live in the task graph.
+/// `extern`, without `self` (see [Methods](#methods)), variadics, lifetime or
+/// const generic parameters, explicit lifetimes or `impl Trait` in its
+/// parameter types. Parameters are plain identifiers; references appear only at
+/// the top of a parameter type and refer to sized types (take `&Vec<T>` or
+/// `&Array1<T>`, not `&[T]`). It returns an owned value, nothing, or
+/// `Result<T, E>` of an owned value (see [Fallible functions](#fallible-functions)).
+/// Type parameters usually need `Send + Sync + 'static` bounds, as values cross
+/// threads and live in the task graph.
 ///
 /// # Generated items
 ///

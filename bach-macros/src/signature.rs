@@ -76,8 +76,24 @@ pub(crate) struct FnSignature {
     pub params: Vec<Param>,
     /// The number of declared parameters, receivers and other patterns included.
     pub arity: usize,
-    /// The return type; `None` for `()` written as nothing.
+    /// The return type as declared; `None` for `()` written as nothing.
     pub ret: Option<Type>,
+    /// Whether the return type is a `Result`, read from its syntax.
+    pub returns: Returns,
+}
+
+/// What the declared return type says about failure. Read from the syntax
+/// alone (a macro sees no types): any path whose last segment is `Result`.
+#[derive(Debug, Clone)]
+pub(crate) enum Returns {
+    /// A value, or nothing: the stub's lazy value has the declared type.
+    Value,
+    /// `Result<T, E>` (`std::result::Result<T, E>` too): the lazy value is a
+    /// `T`, and an `Err(E)` fails the evaluation.
+    Fallible { ok: Box<Type>, err: Box<Type> },
+    /// A `Result` without two type arguments, such as the alias
+    /// `io::Result<T>`: the error type is not written out. `valid.rs` reports it.
+    ResultAlias,
 }
 
 impl FnSignature {
@@ -112,21 +128,63 @@ impl FnSignature {
             syn::ReturnType::Default => None,
             syn::ReturnType::Type(_, ty) => Some((**ty).clone()),
         };
+        let returns = ret.as_ref().map_or(Returns::Value, returns);
         FnSignature {
             name: sig.ident.clone(),
             params,
             arity: sig.inputs.len(),
             ret,
+            returns,
         }
     }
 
-    /// True for a function returning nothing, or `()`.
+    /// The type of the stub's lazy value: the declared return type, or `T`
+    /// of `Result<T, E>`; `None` for `()` written as nothing.
+    pub fn value_type(&self) -> Option<&Type> {
+        match &self.returns {
+            Returns::Fallible { ok, .. } => Some(&**ok),
+            Returns::Value | Returns::ResultAlias => self.ret.as_ref(),
+        }
+    }
+
+    /// True for a function whose lazy value is nothing, or `()` (`Result<(), E>` too).
     pub fn returns_unit(&self) -> bool {
-        match self.ret.as_ref().map(ungroup) {
+        match self.value_type().map(ungroup) {
             None => true,
             Some(Type::Tuple(t)) => t.elems.is_empty(),
             Some(_) => false,
         }
+    }
+}
+
+/// Reads `ty` as a `Result`, or not.
+fn returns(ty: &Type) -> Returns {
+    let Type::Path(path) = ungroup(ty) else {
+        return Returns::Value;
+    };
+    let Some(last) = path.path.segments.last() else {
+        return Returns::Value;
+    };
+    if path.qself.is_some() || last.ident != "Result" {
+        return Returns::Value;
+    }
+    let types: Vec<&Type> = match &last.arguments {
+        syn::PathArguments::AngleBracketed(a) => a
+            .args
+            .iter()
+            .filter_map(|arg| match arg {
+                syn::GenericArgument::Type(t) => Some(t),
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    match types[..] {
+        [ok, err] => Returns::Fallible {
+            ok: Box::new(ok.clone()),
+            err: Box::new(err.clone()),
+        },
+        _ => Returns::ResultAlias,
     }
 }
 
@@ -282,5 +340,48 @@ mod tests {
                 unit
             );
         }
+    }
+
+    #[test]
+    fn results_are_read_from_the_syntax() {
+        let returns = |ret: proc_macro2::TokenStream| {
+            let sig = FnSignature::analyse(&item(quote!(fn f() -> #ret;)).sig);
+            let value = sig.value_type().map(|t| t.to_token_stream().to_string());
+            let unit = sig.returns_unit();
+            match sig.returns {
+                Returns::Value => format!("value {value:?} {unit}"),
+                Returns::Fallible { ok, err } => format!(
+                    "fallible {} {} {unit}",
+                    ok.to_token_stream(),
+                    err.to_token_stream()
+                ),
+                Returns::ResultAlias => "alias".to_string(),
+            }
+        };
+        assert_eq!(returns(quote!(Result<A, E>)), "fallible A E false");
+        assert_eq!(
+            returns(quote!(::std::result::Result<Vec<T>, my::Error>)),
+            "fallible Vec < T > my :: Error false"
+        );
+        assert_eq!(
+            returns(quote!(Result<(A, B), E>)),
+            "fallible (A , B) E false"
+        );
+        assert_eq!(returns(quote!(Result<(), E>)), "fallible () E true");
+        assert_eq!(returns(quote!(io::Result<A>)), "alias");
+        assert_eq!(returns(quote!(std::fmt::Result)), "alias");
+        assert_eq!(returns(quote!(Result<A, B, C>)), "alias");
+        assert_eq!(
+            returns(quote!(Results<A, E>)),
+            "value Some(\"Results < A , E >\") false"
+        );
+        assert_eq!(
+            returns(quote!(Option<A>)),
+            "value Some(\"Option < A >\") false"
+        );
+        assert_eq!(
+            returns(quote!(<T as Tr>::Result)),
+            "value Some(\"< T as Tr > :: Result\") false"
+        );
     }
 }

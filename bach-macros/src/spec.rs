@@ -15,7 +15,7 @@ use syn::{Attribute, Block, ExprPath, Ident, LitStr, Path, Signature, Type, Visi
 
 use crate::attr::{self, OffloadOptions};
 pub(crate) use crate::signature::Mode;
-use crate::signature::{FnSignature, OffloadItem, Param};
+use crate::signature::{FnSignature, OffloadItem, Param, Returns};
 use crate::valid;
 
 /// Everything code generation needs to know about one annotated function.
@@ -53,12 +53,15 @@ pub(crate) struct ParamSpec {
 
 /// The return value.
 pub(crate) struct ReturnSpec {
-    /// The declared type; `()` when none is written.
+    /// The type of the lazy value: the declared type (`()` when none is
+    /// written), or `T` of a declared `Result<T, E>`.
     pub ty: Type,
+    /// `E` of a declared `Result<T, E>`: the function is fallible.
+    pub error: Option<Type>,
     /// The function returns nothing or `()`.
     pub unit: bool,
-    /// The declared type's span, else the function name's: where a type error
-    /// about the return value points.
+    /// The span of `ty` as declared, else the function name's: where a type
+    /// error about the return value points.
     pub span: Span,
     pub split: Split,
 }
@@ -175,11 +178,17 @@ impl OffloadSpec {
 
         let unit = sig.returns_unit();
         let span = sig
-            .ret
-            .as_ref()
+            .value_type()
             .map_or_else(|| sig.name.span(), |t| t.span());
+        let (ty, error) = match sig.returns {
+            Returns::Fallible { ok, err } => (*ok, Some(*err)),
+            Returns::Value | Returns::ResultAlias => {
+                (sig.ret.unwrap_or_else(|| syn::parse_quote!(())), None)
+            }
+        };
         let ret = ReturnSpec {
-            ty: sig.ret.unwrap_or_else(|| syn::parse_quote!(())),
+            ty,
+            error,
             unit,
             span,
             split: ret_split(&options, unit, span),
@@ -419,6 +428,45 @@ mod tests {
             ),
         );
         assert_eq!(tokens(&r.split), ":: bach_runtime :: Broadcast");
+    }
+
+    #[test]
+    fn a_fallible_function_returns_its_ok_type() {
+        let r = spec(
+            quote!(split = S),
+            quote!(
+                fn f(a: &A) -> std::result::Result<B, my::Error> {
+                    todo!()
+                }
+            ),
+        )
+        .ret;
+        assert_eq!(tokens(&r.ty), "B");
+        assert_eq!(tokens(r.error.as_ref().unwrap()), "my :: Error");
+        assert_eq!(tokens(&r.split), "S");
+        assert!(!r.unit);
+        // `Result<(), E>`: the lazy value is `()`, broadcast.
+        let r = spec(
+            quote!(split = S),
+            quote!(
+                fn f(a: &mut A) -> Result<(), E> {
+                    todo!()
+                }
+            ),
+        )
+        .ret;
+        assert!(r.unit);
+        assert_eq!(tokens(&r.split), ":: bach_runtime :: Broadcast");
+        let r = spec(
+            quote!(split = S),
+            quote!(
+                fn f(a: &A) -> B {
+                    todo!()
+                }
+            ),
+        )
+        .ret;
+        assert!(r.error.is_none());
     }
 
     #[test]

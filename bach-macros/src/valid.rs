@@ -10,7 +10,7 @@ use syn::visit::{self, Visit};
 use syn::{FnArg, GenericParam, Signature, Type};
 
 use crate::attr::OffloadOptions;
-use crate::signature::{param_name, ungroup, FnSignature, OffloadItem};
+use crate::signature::{param_name, ungroup, FnSignature, OffloadItem, Returns};
 
 /// Runs every check. A reference parameter without a split type is reported when
 /// the split types are resolved, in `spec.rs`.
@@ -32,8 +32,44 @@ pub(crate) fn check(
         }
     }
     check_signature(&item.sig, errors);
+    check_returns(options, sig, errors);
     check_attributes(item, errors);
     check_body(options, item, errors);
+}
+
+/// A fallible function spells out its error type and runs on the CPU only.
+fn check_returns(options: &OffloadOptions, sig: &FnSignature, errors: &mut Vec<syn::Error>) {
+    match &sig.returns {
+        Returns::Value => {}
+        Returns::ResultAlias => {
+            let ret = sig.ret.as_ref().expect("a `Result` alias is a return type");
+            errors.push(syn::Error::new_spanned(
+                ret,
+                format!(
+                    "write `Result<T, E>` in full, such as `Result<T, std::io::Error>`: \
+                     the alias `{}` does not name the error type, which `#[offload]` must see",
+                    compact(ret)
+                ),
+            ));
+        }
+        Returns::Fallible { .. } => {
+            // A device implementation has no way to report `Err` for a batch.
+            let device_key = options
+                .gpu
+                .as_ref()
+                .map(|g| (g.key, "gpu"))
+                .or_else(|| options.gpu_fn.as_ref().map(|g| (g.key, "gpu_fn")));
+            if let Some((key, option)) = device_key {
+                errors.push(syn::Error::new(
+                    key,
+                    format!(
+                        "a function returning `Result` runs on the CPU only: remove `{option}` \
+                         (a device implementation cannot report the function's error)"
+                    ),
+                ));
+            }
+        }
+    }
 }
 
 /// Attributes that cannot be copied onto both generated functions: a symbol
@@ -125,6 +161,12 @@ fn check_body(options: &OffloadOptions, item: &OffloadItem, errors: &mut Vec<syn
     }
 }
 
+/// How to annotate a method instead of taking `self`.
+const RECEIVER_MESSAGE: &str = "offloaded functions cannot take `self`: annotate a free function \
+that takes the receiver as its first parameter, such as \
+`#[offload(split = ..., wraps = Model::transform)] fn transform(this: &Model, x: &X) -> Y;` \
+(the `offload` documentation shows how to give lazy values the method)";
+
 /// What the signature may not use.
 fn check_signature(sig: &Signature, errors: &mut Vec<syn::Error>) {
     let mut error = |span: Span, message: &str| errors.push(syn::Error::new(span, message));
@@ -168,10 +210,9 @@ fn check_signature(sig: &Signature, errors: &mut Vec<syn::Error>) {
     }
     for arg in &sig.inputs {
         match arg {
-            FnArg::Receiver(receiver) => errors.push(syn::Error::new_spanned(
-                receiver,
-                "offloaded functions cannot take `self`: they must be free functions",
-            )),
+            FnArg::Receiver(receiver) => {
+                errors.push(syn::Error::new_spanned(receiver, RECEIVER_MESSAGE))
+            }
             FnArg::Typed(pat_type) => {
                 if param_name(&pat_type.pat).is_none() {
                     errors.push(syn::Error::new_spanned(
@@ -590,6 +631,45 @@ mod tests {
     }
 
     #[test]
+    fn fallible_functions() {
+        let fallible = quote!(
+            fn f(a: &A) -> Result<A, E> {
+                todo!()
+            }
+        );
+        assert_errors(quote!(split = S), fallible.clone(), &[]);
+        assert_errors(
+            quote!(split = S, gpu = "k"),
+            fallible.clone(),
+            &["a function returning `Result` runs on the CPU only: remove `gpu` (a device implementation cannot report the function's error)"],
+        );
+        assert_errors(
+            quote!(split = S, gpu_fn = on_device),
+            fallible,
+            &["a function returning `Result` runs on the CPU only: remove `gpu_fn` (a device implementation cannot report the function's error)"],
+        );
+        assert_errors(
+            quote!(split = S),
+            quote!(
+                fn f(a: &A) -> io::Result<A> {
+                    todo!()
+                }
+            ),
+            &["write `Result<T, E>` in full, such as `Result<T, std::io::Error>`: the alias `io::Result<A>` does not name the error type, which `#[offload]` must see"],
+        );
+        // A reference in the `Ok` type is a reference returned.
+        assert_errors(
+            quote!(split = S),
+            quote!(
+                fn f(a: &A) -> Result<&mut A, E> {
+                    todo!()
+                }
+            ),
+            &["offloaded functions cannot return `&mut` references"],
+        );
+    }
+
+    #[test]
     fn receivers_and_patterns() {
         assert_errors(
             quote!(split = S),
@@ -598,7 +678,7 @@ mod tests {
                     n
                 }
             ),
-            &["offloaded functions cannot take `self`: they must be free functions"],
+            &[super::RECEIVER_MESSAGE],
         );
         for pat in [quote!((x, y)), quote!(_), quote!(ref x), quote!(x @ 1..=3)] {
             assert_errors(

@@ -25,6 +25,12 @@
 //! }
 //! ```
 //!
+//! An annotated function may return `Result<T, E>`: its `Err` fails the
+//! evaluation with [`Error::Call`], whose source is the function's own error.
+//! Methods of types one does not own are annotated as free functions that take
+//! the receiver first (`wraps = Model::transform`). The [`offload`]
+//! documentation shows both.
+//!
 //! Settings (environment, or [`Config`] in code): `BACH_BATCH_SIZE`,
 //! `BACH_THREADS`, `BACH_CACHE_BYTES`.
 #![deny(missing_docs)]
@@ -67,7 +73,7 @@ pub use device::{
     KernelSource, Launch, LaunchShape, PendingDownload, Queue, SimulatedDevice,
     SimulatedDeviceConfig, TransferStats,
 };
-pub use error::{Error, Result};
+pub use error::{CallSource, Error, Result};
 pub use eval::Evaluate;
 pub use explain::{Explain, StageInfo};
 pub use graph::{evaluate, explain, Graph};
@@ -84,6 +90,7 @@ pub use value::Value;
 /// change in any release.
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::error::call_result;
     pub use crate::eval::{Target, Values};
     pub use crate::op::{piece, piece_box, pieces, Args, CpuFn, OpInfo, Pieces};
     pub use crate::record::{CallBuilder, Recorded};
