@@ -280,8 +280,14 @@ fn reductions_of_empty_arrays_follow_ndarray() {
     let err = cpu_graph(None)
         .enter(|| evaluate(LazyArray::from(&array![1.0, 2.0]).var(3.0)))
         .unwrap_err();
-    assert!(matches!(err, Error::Panic { .. }), "{err:?}");
-    assert!(err.to_string().contains("ddof"), "{err}");
+    let Error::Call { op, source } = &err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(*op, "var_of");
+    assert_eq!(
+        source.downcast_ref::<nd::ReductionError>(),
+        Some(&nd::ReductionError::DdofOutOfRange { ddof: 3.0, len: 2 })
+    );
 }
 
 #[test]

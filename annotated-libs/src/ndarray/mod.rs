@@ -70,7 +70,7 @@ pub use kernels::BACH_KERNELS;
 pub use methods::select;
 pub use ndarray::Axis;
 pub use operators::Operand;
-pub use reduce::{SumCount, Welford, WelfordAxis0};
+pub use reduce::{ReductionError, SumCount, Welford, WelfordAxis0};
 
 /// The element types of lazy float arrays: `f32` and `f64`.
 pub trait Float:
@@ -215,14 +215,16 @@ impl<'a, V> Clone for LazyOption<'a, V> {
 }
 
 impl<'a, T: Float> LazyOption<'a, T> {
-    /// The value; evaluation fails (naming `unwrap_scalar`) when it is `None`.
+    /// The value; evaluation fails with `Error::Call` naming `unwrap_scalar` (its
+    /// source a [`ReductionError::Empty`]) when it is `None`.
     pub fn unwrap(self) -> Lazy<'a, T> {
         ops::unwrap_scalar(self.inner)
     }
 }
 
 impl<'a, T: Float, D: Dim> LazyOption<'a, ndarray::Array<T, D>> {
-    /// The array; evaluation fails (naming `unwrap_array`) when it is `None`.
+    /// The array; evaluation fails with `Error::Call` naming `unwrap_array` (its
+    /// source a [`ReductionError::Empty`]) when it is `None`.
     pub fn unwrap(self) -> LazyArray<'a, T, D> {
         LazyArray::from_lazy(ops::unwrap_array(self.inner))
     }

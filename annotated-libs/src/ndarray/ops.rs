@@ -7,7 +7,7 @@
 use bach_runtime::{offload, Broadcast, NdArraySplit, SumSplit};
 use ndarray::{Array, Array1, Array2};
 
-use super::reduce::{self, StateSplit, SumCount, Welford, WelfordAxis0};
+use super::reduce::{self, ReductionError, StateSplit, SumCount, Welford, WelfordAxis0};
 use super::{cpu, Dim, Float, BACH_KERNELS};
 
 macro_rules! unary {
@@ -140,11 +140,11 @@ pub fn mean_of<T: Float>(s: SumCount<T>) -> Option<T>;
 
 /// `var(ddof)` from its state.
 #[offload(wraps = reduce::var_of)]
-pub fn var_of<T: Float>(w: Welford<T>, ddof: T) -> T;
+pub fn var_of<T: Float>(w: Welford<T>, ddof: T) -> Result<T, ReductionError>;
 
 /// `std(ddof)` from its state.
 #[offload(wraps = reduce::std_of)]
-pub fn std_of<T: Float>(w: Welford<T>, ddof: T) -> T;
+pub fn std_of<T: Float>(w: Welford<T>, ddof: T) -> Result<T, ReductionError>;
 
 /// Column sums (`sum_axis(Axis(0))`), merged across row batches.
 #[offload(split = NdArraySplit, ret = SumSplit, wraps = cpu::sum_axis0)]
@@ -173,11 +173,11 @@ pub fn welford_axis0<T: Float>(a: &Array2<T>) -> WelfordAxis0<T>;
 
 /// `var_axis(Axis(0), ddof)` from its state.
 #[offload(split(w = Broadcast), wraps = reduce::var_axis0_of)]
-pub fn var_axis0_of<T: Float>(w: &WelfordAxis0<T>, ddof: T) -> Array1<T>;
+pub fn var_axis0_of<T: Float>(w: &WelfordAxis0<T>, ddof: T) -> Result<Array1<T>, ReductionError>;
 
 /// `std_axis(Axis(0), ddof)` from its state.
 #[offload(split(w = Broadcast), wraps = reduce::std_axis0_of)]
-pub fn std_axis0_of<T: Float>(w: &WelfordAxis0<T>, ddof: T) -> Array1<T>;
+pub fn std_axis0_of<T: Float>(w: &WelfordAxis0<T>, ddof: T) -> Result<Array1<T>, ReductionError>;
 
 /// Row variances (`var_axis(Axis(1), ddof)`).
 #[offload(split = NdArraySplit, wraps = cpu::var_axis1)]
@@ -189,8 +189,8 @@ pub fn std_axis1<T: Float>(a: &Array2<T>, ddof: T) -> Array1<T>;
 
 /// The value of a lazy `Some` (an error at evaluation for `None`).
 #[offload(split(o = Broadcast), wraps = reduce::unwrap)]
-pub fn unwrap_scalar<T: Float>(o: &Option<T>) -> T;
+pub fn unwrap_scalar<T: Float>(o: &Option<T>) -> Result<T, ReductionError>;
 
 /// The array of a lazy `Some` (an error at evaluation for `None`).
 #[offload(split(o = Broadcast), wraps = reduce::unwrap)]
-pub fn unwrap_array<T: Float, D: Dim>(o: &Option<Array<T, D>>) -> Array<T, D>;
+pub fn unwrap_array<T: Float, D: Dim>(o: &Option<Array<T, D>>) -> Result<Array<T, D>, ReductionError>;

@@ -75,14 +75,11 @@ impl<T: Float> Welford<T> {
     }
 
     /// The variance with `ddof` degrees of freedom removed, as ndarray's `var`
-    /// (panics, like it, unless `0 <= ddof <= count`).
-    pub fn var(&self, ddof: T) -> T {
+    /// (an error where ndarray panics: unless `0 <= ddof <= count`).
+    pub fn var(&self, ddof: T) -> Result<T, ReductionError> {
         let n = self.count_f();
-        assert!(
-            !(ddof < <T as num_traits::Zero>::zero() || ddof > n),
-            "`ddof` must not be less than zero or greater than the length of the axis"
-        );
-        self.sum_sq / (n - ddof)
+        check_ddof(ddof, n, self.count)?;
+        Ok(self.sum_sq / (n - ddof))
     }
 }
 
@@ -143,16 +140,52 @@ impl<T: Float> WelfordAxis0<T> {
         }
     }
 
-    /// Column variances with `ddof` degrees of freedom removed (ndarray's `var_axis`).
-    pub fn var(&self, ddof: T) -> Array1<T> {
+    /// Column variances with `ddof` degrees of freedom removed (ndarray's `var_axis`;
+    /// an error where it panics).
+    pub fn var(&self, ddof: T) -> Result<Array1<T>, ReductionError> {
         let n = <T as num_traits::FromPrimitive>::from_usize(self.count).expect("a count as a float");
-        assert!(
-            !(ddof < <T as num_traits::Zero>::zero() || ddof > n),
-            "`ddof` must not be less than zero or greater than the length of the axis"
-        );
+        check_ddof(ddof, n, self.count)?;
         let dof = n - ddof;
-        self.sum_sq.mapv(|s| s / dof)
+        Ok(self.sum_sq.mapv(|s| s / dof))
     }
+}
+
+/// What the lazy reductions report where ndarray panics or returns `None`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ReductionError {
+    /// `unwrap` of a `None` mean: the array (or axis) was empty.
+    Empty,
+    /// `ddof` outside `0..=len` for `var` / `std`.
+    DdofOutOfRange {
+        /// The `ddof` given.
+        ddof: f64,
+        /// The length of the reduced axis.
+        len: usize,
+    },
+}
+
+impl std::fmt::Display for ReductionError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReductionError::Empty => write!(f, "called `unwrap` on a `None` value: the mean of an empty array"),
+            ReductionError::DdofOutOfRange { ddof, len } => write!(
+                f,
+                "`ddof` must not be less than zero or greater than the length of the axis (ddof {ddof}, length {len})"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for ReductionError {}
+
+fn check_ddof<T: Float>(ddof: T, n: T, len: usize) -> Result<(), ReductionError> {
+    if ddof < <T as num_traits::Zero>::zero() || ddof > n || ddof.is_nan() {
+        return Err(ReductionError::DdofOutOfRange {
+            ddof: ddof.to_f64().unwrap_or(f64::NAN),
+            len,
+        });
+    }
+    Ok(())
 }
 
 /// The return split type of the reduction states: per-batch states merged in
@@ -220,13 +253,13 @@ pub fn mean_of<T: Float>(s: SumCount<T>) -> Option<T> {
 }
 
 /// The variance from its state (ndarray's `var(ddof)`).
-pub fn var_of<T: Float>(w: Welford<T>, ddof: T) -> T {
+pub fn var_of<T: Float>(w: Welford<T>, ddof: T) -> Result<T, ReductionError> {
     w.var(ddof)
 }
 
 /// The standard deviation from its state (ndarray's `std(ddof)`).
-pub fn std_of<T: Float>(w: Welford<T>, ddof: T) -> T {
-    w.var(ddof).sqrt()
+pub fn std_of<T: Float>(w: Welford<T>, ddof: T) -> Result<T, ReductionError> {
+    Ok(w.var(ddof)?.sqrt())
 }
 
 /// Column means from their state (ndarray's `mean_axis(Axis(0))`: `None` for no rows).
@@ -235,18 +268,17 @@ pub fn mean_axis0_of<T: Float>(s: &SumCount<Array1<T>>) -> Option<Array1<T>> {
 }
 
 /// Column variances from their state (ndarray's `var_axis(Axis(0), ddof)`).
-pub fn var_axis0_of<T: Float>(w: &WelfordAxis0<T>, ddof: T) -> Array1<T> {
+pub fn var_axis0_of<T: Float>(w: &WelfordAxis0<T>, ddof: T) -> Result<Array1<T>, ReductionError> {
     w.var(ddof)
 }
 
 /// Column standard deviations from their state (ndarray's `std_axis(Axis(0), ddof)`).
-pub fn std_axis0_of<T: Float>(w: &WelfordAxis0<T>, ddof: T) -> Array1<T> {
-    w.var(ddof).mapv(|v| v.sqrt())
+pub fn std_axis0_of<T: Float>(w: &WelfordAxis0<T>, ddof: T) -> Result<Array1<T>, ReductionError> {
+    Ok(w.var(ddof)?.mapv(|v| v.sqrt()))
 }
 
-/// The value of a `Some`; a `None` is an error at evaluation naming this
-/// function (`Option::unwrap` on a lazy option).
-pub fn unwrap<V: Clone>(o: &Option<V>) -> V {
-    o.clone()
-        .expect("called `unwrap` on a `None` value (an empty array has no mean)")
+/// The value of a `Some`; `None` is [`ReductionError::Empty`] (`Option::unwrap`
+/// on a lazy option).
+pub fn unwrap<V: Clone>(o: &Option<V>) -> Result<V, ReductionError> {
+    o.clone().ok_or(ReductionError::Empty)
 }
