@@ -69,7 +69,7 @@ use ndarray::{Ix1, Ix2, RemoveAxis};
 pub use kernels::BACH_KERNELS;
 pub use methods::select;
 pub use ndarray::Axis;
-pub use operators::Operand;
+pub use operators::{EvaluateFirst, Operand};
 pub use reduce::{ReductionError, SumCount, Welford, WelfordAxis0};
 
 /// The element types of lazy float arrays: `f32` and `f64`.

@@ -14,6 +14,11 @@ use super::{ops, Dim, Float, LazyArray};
 
 /// What the right-hand side of a comparison or a branch of
 /// [`select`](super::select) can be: a lazy array (owned or borrowed) or a scalar.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be combined with a lazy array of `{T}`",
+    label = "expected a lazy array of `{T}` with the same dimensions, or a `{T}` scalar",
+    note = "both sides of a lazy operation need one element type and dimension: convert the input before it enters (`a.mapv(|x| x as f64)`)"
+)]
 pub trait Operand<'a, T, D> {
     #[doc(hidden)]
     fn into_operand(self) -> OperandKind<'a, T, D>;
@@ -176,5 +181,24 @@ impl<'a, D: Dim> Not for LazyArray<'a, bool, D> {
     type Output = LazyArray<'a, bool, D>;
     fn not(self) -> LazyArray<'a, bool, D> {
         LazyArray::from_lazy(ops::not(self.inner))
+    }
+}
+
+/// A lazy array has no elements until it is evaluated: indexing one is a compile
+/// error that says so (no type implements this trait).
+#[diagnostic::on_unimplemented(
+    message = "a lazy array has no elements before it is evaluated",
+    label = "cannot index a lazy array",
+    note = "evaluate it first: `let array = bach_runtime::evaluate(lazy)?;` returns an ndarray array you can index"
+)]
+pub trait EvaluateFirst {}
+
+impl<'a, T, D, I> std::ops::Index<I> for LazyArray<'a, T, D>
+where
+    LazyArray<'a, T, D>: EvaluateFirst,
+{
+    type Output = T;
+    fn index(&self, _: I) -> &T {
+        unreachable!("no type implements EvaluateFirst")
     }
 }
