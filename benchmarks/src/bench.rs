@@ -15,7 +15,7 @@ use crate::workloads::{Outputs, Timed, Workload};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
-    /// The plain CPU library, one op at a time over whole arrays (single-threaded, like NumPy).
+    /// Plain ndarray, one operator or method at a time over whole arrays (single-threaded).
     Cpu,
     /// The same source through the annotated library, recorded lazily and run by `evaluate`.
     Bach,
