@@ -109,6 +109,8 @@ fn workloads_on_a_small_simulated_device_are_plain_ndarray() {
     assert_eq!(device.in_use(), 0);
 }
 
+// The binary operators are the point here, not their compound forms.
+#[allow(clippy::assign_op_pattern)]
 #[test]
 fn operators_in_every_ownership_and_scalar_form() {
     let a = array![1.0, -2.5, 0.0, f64::NAN, f64::INFINITY, 7.25];

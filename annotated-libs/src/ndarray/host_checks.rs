@@ -7,6 +7,9 @@ use ndarray::Array1;
 
 use super::{cpu, Float};
 
+/// The array-scalar (`a op s`) and scalar-array (`s op a`) CPU functions of an operator.
+pub type ScalarForms<T> = (fn(&Array1<T>, T) -> Array1<T>, fn(T, &Array1<T>) -> Array1<T>);
+
 /// A kernel family with its CPU functions for `f32` and `f64`.
 pub enum HostCheck {
     /// `{kernel}_T(n, a, out)`.
@@ -33,15 +36,9 @@ pub enum HostCheck {
     Arithmetic {
         kernels: [&'static str; 3],
         f32: fn(&Array1<f32>, &Array1<f32>) -> Array1<f32>,
-        f32_scalar: (
-            fn(&Array1<f32>, f32) -> Array1<f32>,
-            fn(f32, &Array1<f32>) -> Array1<f32>,
-        ),
+        f32_scalar: ScalarForms<f32>,
         f64: fn(&Array1<f64>, &Array1<f64>) -> Array1<f64>,
-        f64_scalar: (
-            fn(&Array1<f64>, f64) -> Array1<f64>,
-            fn(f64, &Array1<f64>) -> Array1<f64>,
-        ),
+        f64_scalar: ScalarForms<f64>,
     },
     /// `{kernels.0}_T(n, a, b, out)`, `{kernels.1}_T(n, a, s, out)` writing bool.
     Compare {

@@ -188,7 +188,7 @@ where
 {
     type Output = ndarray::Array<T, D>;
     fn targets(&self, out: &mut Vec<bach_runtime::__private::Target>) {
-        (&self.inner).targets(out)
+        self.inner.targets(out)
     }
     fn finish(
         self,
