@@ -98,6 +98,66 @@ impl<D: RemoveAxis + Send + Sync + 'static> Dim for D {}
 /// A lazy array is a handle: cloning it is cheap and shares the recorded value.
 /// It cannot be indexed, iterated or printed before evaluation, because its
 /// elements do not exist yet.
+///
+/// # Operators
+///
+/// ```
+/// use annotated_libs::ndarray::LazyArray;
+/// use ndarray::array;
+///
+/// let (a, b) = (array![1.0, 2.0, 4.0], array![0.5, 0.25, 2.0]);
+/// let (la, lb) = (LazyArray::from(&a), LazyArray::from(&b));
+/// let mut x = &la * &lb + 1.0;      // array with array, then with a scalar
+/// x -= &la;                         // compound assignment records an update
+/// let y = 2.0 / -x;                 // scalar first, unary minus
+/// let y = bach_runtime::evaluate(y).unwrap();
+/// assert_eq!(y, 2.0 / -(&a * &b + 1.0 - &a));
+/// ```
+///
+/// # Float methods
+///
+/// ```
+/// use annotated_libs::ndarray::LazyArray;
+/// use ndarray::array;
+///
+/// let a = array![0.25, 1.0, 4.0];
+/// let l = LazyArray::from(&a);
+/// let (r, p, e) = bach_runtime::evaluate((l.sqrt().ln(), l.powi(2).clamp(0.0, 9.0), l.erf())).unwrap();
+/// assert_eq!(r, a.sqrt().ln());
+/// assert_eq!(p, a.powi(2).clamp(0.0, 9.0));
+/// assert_eq!(e, a.mapv(libm::erf));
+/// ```
+///
+/// # Comparisons, masks and `select`
+///
+/// ```
+/// use annotated_libs::ndarray::{select, LazyArray};
+/// use ndarray::array;
+///
+/// let a = array![1.0, f64::NAN, 3.0];
+/// let l = LazyArray::from(&a);
+/// let big = l.greater(2.0) | l.less(&l);                 // NaN compares false
+/// let clipped = select(&big, 2.0, &l);                   // NumPy `where`
+/// let (big, clipped) = bach_runtime::evaluate((big, clipped)).unwrap();
+/// assert_eq!(big, array![false, false, true]);
+/// assert_eq!(clipped[2], 2.0);
+/// ```
+///
+/// # Reductions
+///
+/// ```
+/// use annotated_libs::ndarray::{Axis, LazyArray};
+/// use ndarray::array;
+///
+/// let m = array![[1.0, 2.0], [3.0, 6.0], [5.0, 10.0]];
+/// let l = LazyArray::from(&m);
+/// // Standardize the columns, as in ndarray: the row broadcasts over the rows.
+/// let centered = &l - &l.mean_axis(Axis(0)).unwrap();
+/// let z = &centered / &l.std_axis(Axis(0), 0.0);
+/// let (total, mean, z) = bach_runtime::evaluate((l.sum(), l.mean(), z)).unwrap();
+/// assert_eq!((total, mean), (27.0, Some(4.5)));
+/// assert_eq!(z.column(0), (&m.column(0) - 3.0) / m.column(0).std(0.0));
+/// ```
 #[must_use = "a lazy array computes nothing until it is evaluated"]
 pub struct LazyArray<'a, T, D> {
     inner: Lazy<'a, ndarray::Array<T, D>>,
