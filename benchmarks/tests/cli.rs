@@ -172,7 +172,7 @@ fn explain_prints_the_plan_and_the_measured_run() {
         out.contains("Plan:") && out.contains("Last run:") && out.contains("measured"),
         "{out}"
     );
-    assert!(out.contains("sin -> square"), "{out}");
+    assert!(out.contains("sin -> pow2"), "{out}");
     // The simulated device's model of the trials: overlapped time no longer
     // than the same work one after another.
     let model = out
