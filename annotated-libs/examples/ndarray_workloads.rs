@@ -55,7 +55,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("  ndarray (eager):  {:>9.3} ms", eager.as_secs_f64() * 1e3);
     println!("  bach (lazy):      {:>9.3} ms", bach.as_secs_f64() * 1e3);
     println!("  results identical: {identical}");
-    println!("  first call price: {:.6}, put price: {:.6}", lazy_call[0], lazy_put[0]);
+    println!(
+        "  first call price: {:.6}, put price: {:.6}",
+        lazy_call[0], lazy_put[0]
+    );
     if let Some(run) = bach_runtime::Graph::current().last_run() {
         println!("\nWhat bach did:\n{run}");
     }

@@ -952,8 +952,8 @@ fn pick<F: Copy + 'static>(a: &dyn std::any::Any, b: &dyn std::any::Any) -> F {
 
 /// Kernels whose arithmetic is exact in IEEE (no libm call): they must match bit for bit.
 const EXACT: &[&str] = &[
-    "floor", "ceil", "round", "trunc", "fract", "abs", "signum", "recip", "sqrt", "pow2",
-    "neg", "powi", "clamp",
+    "floor", "ceil", "round", "trunc", "fract", "abs", "signum", "recip", "sqrt", "pow2", "neg",
+    "powi", "clamp",
 ];
 
 fn check_ndarray_table<T: TestFloat>(k: &Kernels) {
@@ -981,10 +981,21 @@ fn check_ndarray_table<T: TestFloat>(k: &Kernels) {
                 run_unary(k, &name, &a, &mut out);
                 let want = f(&arr(&a));
                 for i in 0..a.len() {
-                    report.check(&name, || format!("{:e}", a[i]), out[i], want[i], ulps(kernel));
+                    report.check(
+                        &name,
+                        || format!("{:e}", a[i]),
+                        out[i],
+                        want[i],
+                        ulps(kernel),
+                    );
                 }
             }
-            HostCheck::Param { kernel, integer, f32, f64 } => {
+            HostCheck::Param {
+                kernel,
+                integer,
+                f32,
+                f64,
+            } => {
                 let f: fn(&Array1<T>, f64) -> Array1<T> = pick(&f32, &f64);
                 let name = format!("{kernel}_{}", dtype::<T>());
                 let params: Vec<f64> = if integer {
@@ -994,18 +1005,32 @@ fn check_ndarray_table<T: TestFloat>(k: &Kernels) {
                 };
                 for p in params {
                     let mut out = out_buffer::<T>(a.len());
-                    let (n, a_ptr, o_ptr) = (a.len() as u64, a.as_ptr() as usize, out.as_mut_ptr() as usize);
+                    let (n, a_ptr, o_ptr) = (
+                        a.len() as u64,
+                        a.as_ptr() as usize,
+                        out.as_mut_ptr() as usize,
+                    );
                     if integer {
                         let kf: unsafe extern "C" fn(u64, *const T, i32, *mut T) = k.get(&name);
-                        k.launch(SHAPE, || unsafe { kf(n, a_ptr as *const T, p as i32, o_ptr as *mut T) });
+                        k.launch(SHAPE, || unsafe {
+                            kf(n, a_ptr as *const T, p as i32, o_ptr as *mut T)
+                        });
                     } else {
                         let kf: WithScalar<T, T> = k.get(&name);
                         let pt = T::from_f64(p);
-                        k.launch(SHAPE, || unsafe { kf(n, a_ptr as *const T, pt, o_ptr as *mut T) });
+                        k.launch(SHAPE, || unsafe {
+                            kf(n, a_ptr as *const T, pt, o_ptr as *mut T)
+                        });
                     }
                     let want = f(&arr(&a), p);
                     for i in 0..a.len() {
-                        report.check(&name, || format!("{:e}, {p}", a[i]), out[i], want[i], ulps(kernel));
+                        report.check(
+                            &name,
+                            || format!("{:e}, {p}", a[i]),
+                            out[i],
+                            want[i],
+                            ulps(kernel),
+                        );
                     }
                 }
             }
@@ -1013,27 +1038,52 @@ fn check_ndarray_table<T: TestFloat>(k: &Kernels) {
                 let f: fn(&Array1<T>, T, T) -> Array1<T> = pick(&f32, &f64);
                 let name = format!("{kernel}_{}", dtype::<T>());
                 let kf: unsafe extern "C" fn(u64, *const T, T, T, *mut T) = k.get(&name);
-                for (lo, hi) in [(-1.0, 1.0), (0.0, 0.0), (-1e3, 2.5), (f64::NEG_INFINITY, 0.0)] {
+                for (lo, hi) in [
+                    (-1.0, 1.0),
+                    (0.0, 0.0),
+                    (-1e3, 2.5),
+                    (f64::NEG_INFINITY, 0.0),
+                ] {
                     let (lo, hi) = (T::from_f64(lo), T::from_f64(hi));
                     let mut out = out_buffer::<T>(a.len());
-                    let (n, a_ptr, o_ptr) = (a.len() as u64, a.as_ptr() as usize, out.as_mut_ptr() as usize);
-                    k.launch(SHAPE, || unsafe { kf(n, a_ptr as *const T, lo, hi, o_ptr as *mut T) });
+                    let (n, a_ptr, o_ptr) = (
+                        a.len() as u64,
+                        a.as_ptr() as usize,
+                        out.as_mut_ptr() as usize,
+                    );
+                    k.launch(SHAPE, || unsafe {
+                        kf(n, a_ptr as *const T, lo, hi, o_ptr as *mut T)
+                    });
                     let want = f(&arr(&a), lo, hi);
                     for i in 0..a.len() {
                         report.check(&name, || format!("{:e}", a[i]), out[i], want[i], 0);
                     }
                 }
             }
-            HostCheck::Arithmetic { kernels, f32, f32_scalar, f64, f64_scalar } => {
+            HostCheck::Arithmetic {
+                kernels,
+                f32,
+                f32_scalar,
+                f64,
+                f64_scalar,
+            } => {
                 let f: fn(&Array1<T>, &Array1<T>) -> Array1<T> = pick(&f32, &f64);
-                let (fs, sf): (fn(&Array1<T>, T) -> Array1<T>, fn(T, &Array1<T>) -> Array1<T>) =
-                    pick(&f32_scalar, &f64_scalar);
+                let (fs, sf): (
+                    fn(&Array1<T>, T) -> Array1<T>,
+                    fn(T, &Array1<T>) -> Array1<T>,
+                ) = pick(&f32_scalar, &f64_scalar);
                 let name = format!("{}_{}", kernels[0], dtype::<T>());
                 let mut out = out_buffer::<T>(pa.len());
                 run_binary(k, &name, &pa, &pb, &mut out);
                 let want = f(&arr(&pa), &arr(&pb));
                 for i in 0..pa.len() {
-                    report.check(&name, || format!("{:e}, {:e}", pa[i], pb[i]), out[i], want[i], 0);
+                    report.check(
+                        &name,
+                        || format!("{:e}, {:e}", pa[i], pb[i]),
+                        out[i],
+                        want[i],
+                        0,
+                    );
                 }
                 for &s in &ss {
                     let name = format!("{}_{}", kernels[1], dtype::<T>());
@@ -1051,7 +1101,13 @@ fn check_ndarray_table<T: TestFloat>(k: &Kernels) {
                     }
                 }
             }
-            HostCheck::Compare { kernels, f32, f32_scalar, f64, f64_scalar } => {
+            HostCheck::Compare {
+                kernels,
+                f32,
+                f32_scalar,
+                f64,
+                f64_scalar,
+            } => {
                 let f: fn(&Array1<T>, &Array1<T>) -> Array1<bool> = pick(&f32, &f64);
                 let fs: fn(&Array1<T>, T) -> Array1<bool> = pick(&f32_scalar, &f64_scalar);
                 let name = format!("{}_{}", kernels[0], dtype::<T>());
@@ -1059,7 +1115,12 @@ fn check_ndarray_table<T: TestFloat>(k: &Kernels) {
                 run_binary(k, &name, &pa, &pb, &mut out);
                 let want = f(&arr(&pa), &arr(&pb));
                 for i in 0..pa.len() {
-                    report.check_bool(&name, || format!("{:e}, {:e}", pa[i], pb[i]), out[i], want[i]);
+                    report.check_bool(
+                        &name,
+                        || format!("{:e}, {:e}", pa[i], pb[i]),
+                        out[i],
+                        want[i],
+                    );
                 }
                 let name = format!("{}_{}", kernels[1], dtype::<T>());
                 for &s in &ss {
@@ -1077,8 +1138,15 @@ fn check_ndarray_table<T: TestFloat>(k: &Kernels) {
                 let name = format!("{kernel}_bool");
                 let mut out = vec![2u8; x.len()];
                 let kf: Binary<bool, u8> = k.get(&name);
-                let (n, px, py, po) = (x.len() as u64, x.as_ptr() as usize, y.as_ptr() as usize, out.as_mut_ptr() as usize);
-                k.launch(SHAPE, || unsafe { kf(n, px as *const bool, py as *const bool, po as *mut u8) });
+                let (n, px, py, po) = (
+                    x.len() as u64,
+                    x.as_ptr() as usize,
+                    y.as_ptr() as usize,
+                    out.as_mut_ptr() as usize,
+                );
+                k.launch(SHAPE, || unsafe {
+                    kf(n, px as *const bool, py as *const bool, po as *mut u8)
+                });
                 let want = f(&arr(&x), &arr(&y));
                 for i in 0..x.len() {
                     report.check_bool(&name, || format!("{}, {}", x[i], y[i]), out[i], want[i]);
@@ -1092,7 +1160,10 @@ fn check_ndarray_table<T: TestFloat>(k: &Kernels) {
         .lines()
         .filter(|l| l.starts_with("BACH_ND_"))
         .count();
-    assert_eq!(kernels_checked, table_lines, "one host check per kernel line");
+    assert_eq!(
+        kernels_checked, table_lines,
+        "one host check per kernel line"
+    );
     report.finish(&format!("ndarray table {}", dtype::<T>()));
 }
 
@@ -1130,8 +1201,12 @@ fn ndarray_kernels_compile_with_nvrtc() {
             HostCheck::Unary { kernel, .. }
             | HostCheck::Param { kernel, .. }
             | HostCheck::Param2 { kernel, .. } => names.extend(floats(kernel)),
-            HostCheck::Arithmetic { kernels, .. } => kernels.iter().for_each(|k| names.extend(floats(k))),
-            HostCheck::Compare { kernels, .. } => kernels.iter().for_each(|k| names.extend(floats(k))),
+            HostCheck::Arithmetic { kernels, .. } => {
+                kernels.iter().for_each(|k| names.extend(floats(k)))
+            }
+            HostCheck::Compare { kernels, .. } => {
+                kernels.iter().for_each(|k| names.extend(floats(k)))
+            }
             HostCheck::Logical { kernel, .. } => names.push(format!("{kernel}_bool")),
         }
     }
@@ -1139,6 +1214,9 @@ fn ndarray_kernels_compile_with_nvrtc() {
         .iter()
         .filter(|n| !ptx.contains(&format!(".entry {n}(")))
         .collect();
-    assert!(missing.is_empty(), "kernels missing from the PTX: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "kernels missing from the PTX: {missing:?}"
+    );
     eprintln!("{} ndarray kernels compiled", names.len());
 }

@@ -175,26 +175,92 @@ fn f32_arrays_and_scalar_first_operators() {
 #[test]
 fn every_float_method_is_ndarrays() {
     use annotated_libs::ndarray::eager::ArrayExt;
-    let x = array![-3.7, -1.0, -0.5, -0.0, 0.0, 0.3, 0.5, 1.0, 2.5, 100.0, f64::NAN, f64::INFINITY];
+    let x = array![
+        -3.7,
+        -1.0,
+        -0.5,
+        -0.0,
+        0.0,
+        0.3,
+        0.5,
+        1.0,
+        2.5,
+        100.0,
+        f64::NAN,
+        f64::INFINITY
+    ];
     let eager: Vec<Array1<f64>> = vec![
-        x.floor(), x.ceil(), x.round(), x.trunc(), x.fract(), x.abs(), x.signum(),
-        x.recip(), x.sqrt(), x.exp(), x.exp2(), x.ln(), x.log2(), x.log10(), x.cbrt(),
-        x.sin(), x.cos(), x.tan(), x.pow2(), x.powi(3), x.powi(-2), x.powf(1.5),
-        x.log(3.0), x.clamp(-1.0, 1.0),
-        ArrayExt::asin(&x), ArrayExt::acos(&x), ArrayExt::atan(&x), ArrayExt::sinh(&x),
-        ArrayExt::cosh(&x), ArrayExt::tanh(&x), ArrayExt::exp_m1(&x), ArrayExt::ln_1p(&x),
+        x.floor(),
+        x.ceil(),
+        x.round(),
+        x.trunc(),
+        x.fract(),
+        x.abs(),
+        x.signum(),
+        x.recip(),
+        x.sqrt(),
+        x.exp(),
+        x.exp2(),
+        x.ln(),
+        x.log2(),
+        x.log10(),
+        x.cbrt(),
+        x.sin(),
+        x.cos(),
+        x.tan(),
+        x.pow2(),
+        x.powi(3),
+        x.powi(-2),
+        x.powf(1.5),
+        x.log(3.0),
+        x.clamp(-1.0, 1.0),
+        ArrayExt::asin(&x),
+        ArrayExt::acos(&x),
+        ArrayExt::atan(&x),
+        ArrayExt::sinh(&x),
+        ArrayExt::cosh(&x),
+        ArrayExt::tanh(&x),
+        ArrayExt::exp_m1(&x),
+        ArrayExt::ln_1p(&x),
         ArrayExt::erf(&x),
     ];
     let lazy = cpu_graph(Some(5))
         .enter(|| {
             let l = LazyArray::from(&x);
             evaluate(vec![
-                l.floor(), l.ceil(), l.round(), l.trunc(), l.fract(), l.abs(), l.signum(),
-                l.recip(), l.sqrt(), l.exp(), l.exp2(), l.ln(), l.log2(), l.log10(), l.cbrt(),
-                l.sin(), l.cos(), l.tan(), l.pow2(), l.powi(3), l.powi(-2), l.powf(1.5),
-                l.log(3.0), l.clamp(-1.0, 1.0),
-                l.asin(), l.acos(), l.atan(), l.sinh(), l.cosh(), l.tanh(), l.exp_m1(),
-                l.ln_1p(), l.erf(),
+                l.floor(),
+                l.ceil(),
+                l.round(),
+                l.trunc(),
+                l.fract(),
+                l.abs(),
+                l.signum(),
+                l.recip(),
+                l.sqrt(),
+                l.exp(),
+                l.exp2(),
+                l.ln(),
+                l.log2(),
+                l.log10(),
+                l.cbrt(),
+                l.sin(),
+                l.cos(),
+                l.tan(),
+                l.pow2(),
+                l.powi(3),
+                l.powi(-2),
+                l.powf(1.5),
+                l.log(3.0),
+                l.clamp(-1.0, 1.0),
+                l.asin(),
+                l.acos(),
+                l.atan(),
+                l.sinh(),
+                l.cosh(),
+                l.tanh(),
+                l.exp_m1(),
+                l.ln_1p(),
+                l.erf(),
             ])
         })
         .unwrap();
@@ -295,7 +361,9 @@ fn reductions_of_empty_arrays_follow_ndarray() {
 #[test]
 fn standardization_with_row_broadcasting_is_ndarrays() {
     // X -= X.mean(axis=0); X /= X.std(axis=0), as a user writes it in ndarray.
-    let x = Array2::from_shape_fn((1001, 6), |(i, j)| ((i * 7 + j * 13) % 17) as f64 * (j + 1) as f64);
+    let x = Array2::from_shape_fn((1001, 6), |(i, j)| {
+        ((i * 7 + j * 13) % 17) as f64 * (j + 1) as f64
+    });
     let mut want = x.clone();
     want -= &want.mean_axis(Axis(0)).unwrap();
     let sd = want.std_axis(Axis(0), 0.0);
@@ -318,7 +386,10 @@ fn standardization_with_row_broadcasting_is_ndarrays() {
             .all(|(a, b)| (a - b).abs() <= 1e-12 * b.abs().max(1.0));
         assert!(close, "batch {batch:?}");
         if batch == Some(1 << 20) {
-            assert!(got.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()));
+            assert!(got
+                .iter()
+                .zip(&want)
+                .all(|(a, b)| a.to_bits() == b.to_bits()));
         }
     }
 }
@@ -330,14 +401,20 @@ fn axis_reductions_of_2d_arrays() {
         .enter(|| {
             let l = nd::Array2::from(&x);
             evaluate((
-                (l.sum_axis(Axis(0)), l.sum_axis(Axis(1)), l.mean_axis(Axis(1))),
+                (
+                    l.sum_axis(Axis(0)),
+                    l.sum_axis(Axis(1)),
+                    l.mean_axis(Axis(1)),
+                ),
                 (l.var_axis(Axis(0), 1.0), l.var_axis(Axis(1), 1.0)),
                 (l.std_axis(Axis(1), 0.0), &l + &l.sum_axis(Axis(0))),
             ))
         })
         .unwrap();
     let close = |a: &Array1<f64>, b: &Array1<f64>| {
-        a.iter().zip(b).all(|(x, y)| (x - y).abs() <= 1e-12 * y.abs().max(1.0))
+        a.iter()
+            .zip(b)
+            .all(|(x, y)| (x - y).abs() <= 1e-12 * y.abs().max(1.0))
     };
     let ((sum0, sum1, mean1), (var0, var1), (std1, plus_row)) = got;
     assert!(close(&sum0, &x.sum_axis(Axis(0))));
@@ -347,7 +424,10 @@ fn axis_reductions_of_2d_arrays() {
     assert!(same_bits(&var1, &x.var_axis(Axis(1), 1.0)));
     assert!(same_bits(&std1, &x.std_axis(Axis(1), 0.0)));
     let want = &x + &x.sum_axis(Axis(0));
-    assert!(plus_row.iter().zip(&want).all(|(a, b)| (a - b).abs() <= 1e-12 * b.abs().max(1.0)));
+    assert!(plus_row
+        .iter()
+        .zip(&want)
+        .all(|(a, b)| (a - b).abs() <= 1e-12 * b.abs().max(1.0)));
 }
 
 #[test]
@@ -391,7 +471,8 @@ fn step() -> impl Strategy<Value = Step> {
         (0u8..5, any::<usize>(), scalar.clone()).prop_map(|(o, i, s)| Step::WithScalar(o, i, s)),
         (0u8..5, scalar, any::<usize>()).prop_map(|(o, s, i)| Step::ScalarFirst(o, s, i)),
         (0u8..5, any::<usize>(), any::<usize>()).prop_map(|(o, i, j)| Step::Assign(o, i, j)),
-        (any::<usize>(), any::<usize>(), any::<usize>()).prop_map(|(c, i, j)| Step::Select(c, i, j)),
+        (any::<usize>(), any::<usize>(), any::<usize>())
+            .prop_map(|(c, i, j)| Step::Select(c, i, j)),
     ]
 }
 
@@ -405,33 +486,81 @@ macro_rules! run_program {
                 Step::Unary(op, i) => {
                     let x = &$vals[i % n];
                     match op {
-                        0 => x.floor(), 1 => x.ceil(), 2 => x.round(), 3 => x.trunc(),
-                        4 => x.fract(), 5 => x.abs(), 6 => x.signum(), 7 => x.recip(),
-                        8 => x.sqrt(), 9 => x.exp(), 10 => x.exp2(), 11 => x.ln(),
-                        12 => x.log2(), 13 => x.log10(), 14 => x.cbrt(), 15 => x.sin(),
-                        16 => x.cos(), 17 => x.tan(), 18 => x.pow2(), 19 => x.powi(3),
-                        20 => x.powf(0.5), 21 => x.log(2.5), 22 => x.clamp(-1.0, 2.0),
-                        23 => x.asin(), 24 => x.acos(), 25 => x.atan(), 26 => x.sinh(),
-                        27 => x.cosh(), 28 => x.tanh(), 29 => x.exp_m1(), 30 => x.ln_1p(),
-                        31 => x.erf(), _ => -x,
+                        0 => x.floor(),
+                        1 => x.ceil(),
+                        2 => x.round(),
+                        3 => x.trunc(),
+                        4 => x.fract(),
+                        5 => x.abs(),
+                        6 => x.signum(),
+                        7 => x.recip(),
+                        8 => x.sqrt(),
+                        9 => x.exp(),
+                        10 => x.exp2(),
+                        11 => x.ln(),
+                        12 => x.log2(),
+                        13 => x.log10(),
+                        14 => x.cbrt(),
+                        15 => x.sin(),
+                        16 => x.cos(),
+                        17 => x.tan(),
+                        18 => x.pow2(),
+                        19 => x.powi(3),
+                        20 => x.powf(0.5),
+                        21 => x.log(2.5),
+                        22 => x.clamp(-1.0, 2.0),
+                        23 => x.asin(),
+                        24 => x.acos(),
+                        25 => x.atan(),
+                        26 => x.sinh(),
+                        27 => x.cosh(),
+                        28 => x.tanh(),
+                        29 => x.exp_m1(),
+                        30 => x.ln_1p(),
+                        31 => x.erf(),
+                        _ => -x,
                     }
                 }
                 Step::Binary(op, i, j) => {
                     let (x, y) = (&$vals[i % n], &$vals[j % n]);
-                    match op { 0 => x + y, 1 => x - y, 2 => x * y, 3 => x / y, _ => x % y }
+                    match op {
+                        0 => x + y,
+                        1 => x - y,
+                        2 => x * y,
+                        3 => x / y,
+                        _ => x % y,
+                    }
                 }
                 Step::WithScalar(op, i, s) => {
                     let x = &$vals[i % n];
-                    match op { 0 => x + s, 1 => x - s, 2 => x * s, 3 => x / s, _ => x % s }
+                    match op {
+                        0 => x + s,
+                        1 => x - s,
+                        2 => x * s,
+                        3 => x / s,
+                        _ => x % s,
+                    }
                 }
                 Step::ScalarFirst(op, s, i) => {
                     let x = &$vals[i % n];
-                    match op { 0 => s + x, 1 => s - x, 2 => s * x, 3 => s / x, _ => s % x }
+                    match op {
+                        0 => s + x,
+                        1 => s - x,
+                        2 => s * x,
+                        3 => s / x,
+                        _ => s % x,
+                    }
                 }
                 Step::Assign(op, i, j) => {
                     let mut x = $vals[i % n].clone();
                     let y = &$vals[j % n];
-                    match op { 0 => x += y, 1 => x -= y, 2 => x *= y, 3 => x /= y, _ => x %= y }
+                    match op {
+                        0 => x += y,
+                        1 => x -= y,
+                        2 => x *= y,
+                        3 => x /= y,
+                        _ => x %= y,
+                    }
                     x
                 }
                 Step::Select(c, i, j) => {
@@ -451,7 +580,10 @@ fn run_eager(inputs: &[Array1<f64>], steps: &[Step]) -> Vec<Array1<f64>> {
     vals
 }
 
-fn run_lazy<'a>(inputs: &'a [Array1<f64>], steps: &[Step]) -> Vec<LazyArray<'a, f64, ndarray::Ix1>> {
+fn run_lazy<'a>(
+    inputs: &'a [Array1<f64>],
+    steps: &[Step],
+) -> Vec<LazyArray<'a, f64, ndarray::Ix1>> {
     use annotated_libs::ndarray::*;
     let mut vals: Vec<Array1<'a, f64>> = inputs.iter().map(LazyArray::from).collect();
     run_program!(vals, steps, select);

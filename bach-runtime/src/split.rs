@@ -139,7 +139,9 @@ impl<T: Value> SplitType<T> for Inherit {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct NdArraySplit;
 
-impl<A: Clone + Send + Sync + 'static, D: RemoveAxis + 'static> SplitType<Array<A, D>> for NdArraySplit {
+impl<A: Clone + Send + Sync + 'static, D: RemoveAxis + 'static> SplitType<Array<A, D>>
+    for NdArraySplit
+{
     const KIND: SplitKind = SplitKind::Partition;
     fn elements(value: &Array<A, D>) -> Option<usize> {
         Some(value.len_of(Axis(0)))
@@ -151,12 +153,16 @@ impl<A: Clone + Send + Sync + 'static, D: RemoveAxis + 'static> SplitType<Array<
         let Some(first) = pieces.first() else {
             // No pieces: an empty array (0 along every axis; the shape of a
             // zero-element result is not known without a piece).
-            return Ok(Array::from_shape_vec(D::zeros(D::NDIM.unwrap_or(1)), Vec::new())
-                .expect("empty shape"));
+            return Ok(
+                Array::from_shape_vec(D::zeros(D::NDIM.unwrap_or(1)), Vec::new())
+                    .expect("empty shape"),
+            );
         };
         let row_shape = first.shape()[1..].to_vec();
         if pieces.iter().any(|p| p.shape()[1..] != row_shape[..]) {
-            return Err(Error::internal("pieces with equal shapes beyond the first axis"));
+            return Err(Error::internal(
+                "pieces with equal shapes beyond the first axis",
+            ));
         }
         let views: Vec<_> = pieces.iter().map(|p| p.view()).collect();
         Ok(ndarray::concatenate(Axis(0), &views).expect("equal shapes beyond the first axis"))

@@ -131,7 +131,11 @@ pub fn not<D: Dim>(a: &Array<bool, D>) -> Array<bool, D> {
 }
 
 /// `on_true` where `cond` holds, else `on_false` (NumPy `where`).
-pub fn select<T: Float, D: Dim>(cond: &Array<bool, D>, on_true: &Array<T, D>, on_false: &Array<T, D>) -> Array<T, D> {
+pub fn select<T: Float, D: Dim>(
+    cond: &Array<bool, D>,
+    on_true: &Array<T, D>,
+    on_false: &Array<T, D>,
+) -> Array<T, D> {
     Zip::from(cond)
         .and(on_true)
         .and(on_false)
@@ -139,14 +143,22 @@ pub fn select<T: Float, D: Dim>(cond: &Array<bool, D>, on_true: &Array<T, D>, on
 }
 
 /// `on_true` where `cond` holds, else the scalar `on_false`.
-pub fn select_scalar<T: Float, D: Dim>(cond: &Array<bool, D>, on_true: &Array<T, D>, on_false: T) -> Array<T, D> {
+pub fn select_scalar<T: Float, D: Dim>(
+    cond: &Array<bool, D>,
+    on_true: &Array<T, D>,
+    on_false: T,
+) -> Array<T, D> {
     Zip::from(cond)
         .and(on_true)
         .map_collect(|&c, &x| if c { x } else { on_false })
 }
 
 /// The scalar `on_true` where `cond` holds, else `on_false`.
-pub fn scalar_select<T: Float, D: Dim>(cond: &Array<bool, D>, on_true: T, on_false: &Array<T, D>) -> Array<T, D> {
+pub fn scalar_select<T: Float, D: Dim>(
+    cond: &Array<bool, D>,
+    on_true: T,
+    on_false: &Array<T, D>,
+) -> Array<T, D> {
     Zip::from(cond)
         .and(on_false)
         .map_collect(|&c, &y| if c { on_true } else { y })

@@ -8,7 +8,10 @@ use ndarray::Array1;
 use super::{cpu, Float};
 
 /// The array-scalar (`a op s`) and scalar-array (`s op a`) CPU functions of an operator.
-pub type ScalarForms<T> = (fn(&Array1<T>, T) -> Array1<T>, fn(T, &Array1<T>) -> Array1<T>);
+pub type ScalarForms<T> = (
+    fn(&Array1<T>, T) -> Array1<T>,
+    fn(T, &Array1<T>) -> Array1<T>,
+);
 
 /// A kernel family with its CPU functions for `f32` and `f64`.
 pub enum HostCheck {

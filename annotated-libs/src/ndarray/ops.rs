@@ -110,15 +110,27 @@ pub fn not<D: Dim>(a: &Array<bool, D>) -> Array<bool, D>;
 
 /// `on_true` where `cond` holds, else `on_false`.
 #[offload(split = NdArraySplit, gpu = "select", wraps = cpu::select)]
-pub fn select<T: Float, D: Dim>(cond: &Array<bool, D>, on_true: &Array<T, D>, on_false: &Array<T, D>) -> Array<T, D>;
+pub fn select<T: Float, D: Dim>(
+    cond: &Array<bool, D>,
+    on_true: &Array<T, D>,
+    on_false: &Array<T, D>,
+) -> Array<T, D>;
 
 /// `on_true` where `cond` holds, else the scalar `on_false`.
 #[offload(split = NdArraySplit, gpu = "select_scalar", wraps = cpu::select_scalar)]
-pub fn select_scalar<T: Float, D: Dim>(cond: &Array<bool, D>, on_true: &Array<T, D>, on_false: T) -> Array<T, D>;
+pub fn select_scalar<T: Float, D: Dim>(
+    cond: &Array<bool, D>,
+    on_true: &Array<T, D>,
+    on_false: T,
+) -> Array<T, D>;
 
 /// The scalar `on_true` where `cond` holds, else `on_false`.
 #[offload(split = NdArraySplit, gpu = "scalar_select", wraps = cpu::scalar_select)]
-pub fn scalar_select<T: Float, D: Dim>(cond: &Array<bool, D>, on_true: T, on_false: &Array<T, D>) -> Array<T, D>;
+pub fn scalar_select<T: Float, D: Dim>(
+    cond: &Array<bool, D>,
+    on_true: T,
+    on_false: &Array<T, D>,
+) -> Array<T, D>;
 
 // ---- reductions -------------------------------------------------------------------------
 
@@ -193,4 +205,6 @@ pub fn unwrap_scalar<T: Float>(o: &Option<T>) -> Result<T, ReductionError>;
 
 /// The array of a lazy `Some` (an error at evaluation for `None`).
 #[offload(split(o = Broadcast), wraps = reduce::unwrap)]
-pub fn unwrap_array<T: Float, D: Dim>(o: &Option<Array<T, D>>) -> Result<Array<T, D>, ReductionError>;
+pub fn unwrap_array<T: Float, D: Dim>(
+    o: &Option<Array<T, D>>,
+) -> Result<Array<T, D>, ReductionError>;

@@ -43,7 +43,8 @@ impl<T: Float> Welford<T> {
             sum_sq: <T as num_traits::Zero>::zero(),
         };
         for x in items {
-            let count = <T as num_traits::FromPrimitive>::from_usize(w.count + 1).expect("a count as a float");
+            let count = <T as num_traits::FromPrimitive>::from_usize(w.count + 1)
+                .expect("a count as a float");
             let delta = x - w.mean;
             w.mean = w.mean + delta / count;
             w.sum_sq = (x - w.mean).mul_add(delta, w.sum_sq);
@@ -101,7 +102,8 @@ impl<T: Float> WelfordAxis0<T> {
         let mut mean = Array1::<T>::zeros(a.ncols());
         let mut sum_sq = Array1::<T>::zeros(a.ncols());
         for (i, row) in a.axis_iter(Axis(0)).enumerate() {
-            let count = <T as num_traits::FromPrimitive>::from_usize(i + 1).expect("a count as a float");
+            let count =
+                <T as num_traits::FromPrimitive>::from_usize(i + 1).expect("a count as a float");
             azip!((mean in &mut mean, sum_sq in &mut sum_sq, &x in &row) {
                 let delta = x - *mean;
                 *mean = *mean + delta / count;
@@ -123,8 +125,10 @@ impl<T: Float> WelfordAxis0<T> {
         if self.count == 0 {
             return other;
         }
-        let na = <T as num_traits::FromPrimitive>::from_usize(self.count).expect("a count as a float");
-        let nb = <T as num_traits::FromPrimitive>::from_usize(other.count).expect("a count as a float");
+        let na =
+            <T as num_traits::FromPrimitive>::from_usize(self.count).expect("a count as a float");
+        let nb =
+            <T as num_traits::FromPrimitive>::from_usize(other.count).expect("a count as a float");
         let n = na + nb;
         let mut mean = self.mean;
         let mut sum_sq = self.sum_sq;
@@ -143,7 +147,8 @@ impl<T: Float> WelfordAxis0<T> {
     /// Column variances with `ddof` degrees of freedom removed (ndarray's `var_axis`;
     /// an error where it panics).
     pub fn var(&self, ddof: T) -> Result<Array1<T>, ReductionError> {
-        let n = <T as num_traits::FromPrimitive>::from_usize(self.count).expect("a count as a float");
+        let n =
+            <T as num_traits::FromPrimitive>::from_usize(self.count).expect("a count as a float");
         check_ddof(ddof, n, self.count)?;
         let dof = n - ddof;
         Ok(self.sum_sq.mapv(|s| s / dof))
@@ -249,7 +254,9 @@ impl<T: Float> SplitType<WelfordAxis0<T>> for StateSplit {
 
 /// The mean from its state (ndarray's `mean`: `None` for no elements).
 pub fn mean_of<T: Float>(s: SumCount<T>) -> Option<T> {
-    (s.count > 0).then(|| s.sum / <T as num_traits::FromPrimitive>::from_usize(s.count).expect("a count as a float"))
+    (s.count > 0).then(|| {
+        s.sum / <T as num_traits::FromPrimitive>::from_usize(s.count).expect("a count as a float")
+    })
 }
 
 /// The variance from its state (ndarray's `var(ddof)`).
@@ -264,7 +271,9 @@ pub fn std_of<T: Float>(w: Welford<T>, ddof: T) -> Result<T, ReductionError> {
 
 /// Column means from their state (ndarray's `mean_axis(Axis(0))`: `None` for no rows).
 pub fn mean_axis0_of<T: Float>(s: &SumCount<Array1<T>>) -> Option<Array1<T>> {
-    (s.count > 0).then(|| &s.sum / <T as num_traits::FromPrimitive>::from_usize(s.count).expect("a count as a float"))
+    (s.count > 0).then(|| {
+        &s.sum / <T as num_traits::FromPrimitive>::from_usize(s.count).expect("a count as a float")
+    })
 }
 
 /// Column variances from their state (ndarray's `var_axis(Axis(0), ddof)`).

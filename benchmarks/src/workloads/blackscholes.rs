@@ -53,7 +53,12 @@ fn run_cpu(x: &[Array1<f64>]) -> Outputs {
 }
 
 /// The workload on lazy arrays reading the inputs in place.
-fn record(x: &[Array1<f64>]) -> (LazyArray<'_, f64, ndarray::Ix1>, LazyArray<'_, f64, ndarray::Ix1>) {
+fn record(
+    x: &[Array1<f64>],
+) -> (
+    LazyArray<'_, f64, ndarray::Ix1>,
+    LazyArray<'_, f64, ndarray::Ix1>,
+) {
     let [price, strike, t, rate, vol] = [0, 1, 2, 3, 4].map(|i| LazyArray::from(&x[i]));
     bach::blackscholes(&price, &strike, &t, &rate, &vol)
 }
