@@ -172,6 +172,41 @@ pub(crate) fn codec(id: TypeId) -> Option<Codec> {
     })
 }
 
+/// Numbers a kernel takes by value, as their native-endian bytes.
+trait ScalarBytes: Copy + Send + Sync + 'static {
+    const DTYPE: DType;
+    fn to_ne(self) -> Vec<u8>;
+    fn from_ne(bytes: &[u8]) -> Self;
+}
+
+macro_rules! scalar_bytes {
+    ($($t:ty => $dtype:ident),*) => {$(
+        impl ScalarBytes for $t {
+            const DTYPE: DType = DType::$dtype;
+            fn to_ne(self) -> Vec<u8> {
+                self.to_ne_bytes().to_vec()
+            }
+            fn from_ne(bytes: &[u8]) -> Self {
+                let size = std::mem::size_of::<$t>();
+                <$t>::from_ne_bytes(bytes[..size].try_into().expect("a scalar's bytes"))
+            }
+        }
+    )*};
+}
+scalar_bytes!(f64 => F64, f32 => F32, i32 => I32);
+
+fn scalar_codec<T: ScalarBytes>() -> Codec {
+    Codec::Scalar {
+        dtype: T::DTYPE,
+        to_bytes: |v| {
+            v.downcast_ref::<T>()
+                .expect("codec applied to its own type")
+                .to_ne()
+        },
+        from_bytes: |b| Box::new(T::from_ne(b)),
+    }
+}
+
 fn builtin_codec(id: TypeId) -> Option<Codec> {
     if id == TypeId::of::<Array1<f64>>() {
         Some(Codec::Array {
@@ -201,38 +236,11 @@ fn builtin_codec(id: TypeId) -> Option<Codec> {
             from_bytes: |b| array_from::<bool>(b, |c| c[0] != 0),
         })
     } else if id == TypeId::of::<f64>() {
-        Some(Codec::Scalar {
-            dtype: DType::F64,
-            to_bytes: |v| {
-                v.downcast_ref::<f64>()
-                    .expect("codec applied to its own type")
-                    .to_ne_bytes()
-                    .to_vec()
-            },
-            from_bytes: |b| Box::new(f64::from_ne_bytes(b[..8].try_into().expect("8 bytes"))),
-        })
+        Some(scalar_codec::<f64>())
     } else if id == TypeId::of::<f32>() {
-        Some(Codec::Scalar {
-            dtype: DType::F32,
-            to_bytes: |v| {
-                v.downcast_ref::<f32>()
-                    .expect("codec applied to its own type")
-                    .to_ne_bytes()
-                    .to_vec()
-            },
-            from_bytes: |b| Box::new(f32::from_ne_bytes(b[..4].try_into().expect("4 bytes"))),
-        })
+        Some(scalar_codec::<f32>())
     } else if id == TypeId::of::<i32>() {
-        Some(Codec::Scalar {
-            dtype: DType::I32,
-            to_bytes: |v| {
-                v.downcast_ref::<i32>()
-                    .expect("codec applied to its own type")
-                    .to_ne_bytes()
-                    .to_vec()
-            },
-            from_bytes: |b| Box::new(i32::from_ne_bytes(b[..4].try_into().expect("4 bytes"))),
-        })
+        Some(scalar_codec::<i32>())
     } else {
         None
     }
