@@ -259,7 +259,7 @@ where
 }
 
 /// A lazy `Option<V>`: what the lazy `mean` and `mean_axis` return, as ndarray's
-/// return `Option` (`None` for an empty array). `unwrap` and `expect` keep it lazy;
+/// return `Option` (`None` for an empty array). `unwrap` keeps it lazy;
 /// evaluating gives the `Option`.
 #[must_use = "a lazy value computes nothing until it is evaluated"]
 pub struct LazyOption<'a, V> {

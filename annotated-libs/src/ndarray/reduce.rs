@@ -13,6 +13,12 @@ use ndarray::{azip, Array1, Array2, Axis};
 
 use super::Float;
 
+/// A count as an element (as ndarray converts lengths: exact for any count that
+/// fits in memory).
+fn float_count<T: Float>(n: usize) -> T {
+    <T as num_traits::FromPrimitive>::from_usize(n).expect("a count as a float")
+}
+
 /// The sum and the count of elements (or rows) of a range: the state of `mean`.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct SumCount<V> {
@@ -43,8 +49,7 @@ impl<T: Float> Welford<T> {
             sum_sq: <T as num_traits::Zero>::zero(),
         };
         for x in items {
-            let count = <T as num_traits::FromPrimitive>::from_usize(w.count + 1)
-                .expect("a count as a float");
+            let count = float_count::<T>(w.count + 1);
             let delta = x - w.mean;
             w.mean = w.mean + delta / count;
             w.sum_sq = (x - w.mean).mul_add(delta, w.sum_sq);
@@ -61,7 +66,7 @@ impl<T: Float> Welford<T> {
         if self.count == 0 {
             return other;
         }
-        let (na, nb) = (self.count_f(), other.count_f());
+        let (na, nb) = (float_count::<T>(self.count), float_count::<T>(other.count));
         let n = na + nb;
         let delta = other.mean - self.mean;
         Welford {
@@ -71,14 +76,10 @@ impl<T: Float> Welford<T> {
         }
     }
 
-    fn count_f(&self) -> T {
-        <T as num_traits::FromPrimitive>::from_usize(self.count).expect("a count as a float")
-    }
-
     /// The variance with `ddof` degrees of freedom removed, as ndarray's `var`
     /// (an error where ndarray panics: unless `0 <= ddof <= count`).
     pub fn var(&self, ddof: T) -> Result<T, ReductionError> {
-        let n = self.count_f();
+        let n = float_count::<T>(self.count);
         check_ddof(ddof, n, self.count)?;
         Ok(self.sum_sq / (n - ddof))
     }
@@ -102,8 +103,7 @@ impl<T: Float> WelfordAxis0<T> {
         let mut mean = Array1::<T>::zeros(a.ncols());
         let mut sum_sq = Array1::<T>::zeros(a.ncols());
         for (i, row) in a.axis_iter(Axis(0)).enumerate() {
-            let count =
-                <T as num_traits::FromPrimitive>::from_usize(i + 1).expect("a count as a float");
+            let count = float_count::<T>(i + 1);
             azip!((mean in &mut mean, sum_sq in &mut sum_sq, &x in &row) {
                 let delta = x - *mean;
                 *mean = *mean + delta / count;
@@ -117,7 +117,8 @@ impl<T: Float> WelfordAxis0<T> {
         }
     }
 
-    /// The state of two disjoint row ranges, `self` first.
+    /// The state of two disjoint row ranges, `self` first: each column's
+    /// [`Welford::merge`].
     pub fn merge(self, other: Self) -> Self {
         if other.count == 0 {
             return self;
@@ -125,20 +126,17 @@ impl<T: Float> WelfordAxis0<T> {
         if self.count == 0 {
             return other;
         }
-        let na =
-            <T as num_traits::FromPrimitive>::from_usize(self.count).expect("a count as a float");
-        let nb =
-            <T as num_traits::FromPrimitive>::from_usize(other.count).expect("a count as a float");
-        let n = na + nb;
+        let (na, nb) = (self.count, other.count);
         let mut mean = self.mean;
         let mut sum_sq = self.sum_sq;
         azip!((m in &mut mean, s in &mut sum_sq, &mb in &other.mean, &sb in &other.sum_sq) {
-            let delta = mb - *m;
-            *m = *m + delta * (nb / n);
-            *s = *s + sb + delta * delta * (na * nb / n);
+            let a = Welford { count: na, mean: *m, sum_sq: *s };
+            let b = Welford { count: nb, mean: mb, sum_sq: sb };
+            let merged = a.merge(b);
+            (*m, *s) = (merged.mean, merged.sum_sq);
         });
         WelfordAxis0 {
-            count: self.count + other.count,
+            count: na + nb,
             mean,
             sum_sq,
         }
@@ -147,8 +145,7 @@ impl<T: Float> WelfordAxis0<T> {
     /// Column variances with `ddof` degrees of freedom removed (ndarray's `var_axis`;
     /// an error where it panics).
     pub fn var(&self, ddof: T) -> Result<Array1<T>, ReductionError> {
-        let n =
-            <T as num_traits::FromPrimitive>::from_usize(self.count).expect("a count as a float");
+        let n = float_count::<T>(self.count);
         check_ddof(ddof, n, self.count)?;
         let dof = n - ddof;
         Ok(self.sum_sq.mapv(|s| s / dof))
@@ -254,9 +251,7 @@ impl<T: Float> SplitType<WelfordAxis0<T>> for StateSplit {
 
 /// The mean from its state (ndarray's `mean`: `None` for no elements).
 pub fn mean_of<T: Float>(s: SumCount<T>) -> Option<T> {
-    (s.count > 0).then(|| {
-        s.sum / <T as num_traits::FromPrimitive>::from_usize(s.count).expect("a count as a float")
-    })
+    (s.count > 0).then(|| s.sum / float_count::<T>(s.count))
 }
 
 /// The variance from its state (ndarray's `var(ddof)`).
@@ -271,9 +266,7 @@ pub fn std_of<T: Float>(w: Welford<T>, ddof: T) -> Result<T, ReductionError> {
 
 /// Column means from their state (ndarray's `mean_axis(Axis(0))`: `None` for no rows).
 pub fn mean_axis0_of<T: Float>(s: &SumCount<Array1<T>>) -> Option<Array1<T>> {
-    (s.count > 0).then(|| {
-        &s.sum / <T as num_traits::FromPrimitive>::from_usize(s.count).expect("a count as a float")
-    })
+    (s.count > 0).then(|| &s.sum / float_count::<T>(s.count))
 }
 
 /// Column variances from their state (ndarray's `var_axis(Axis(0), ddof)`).
