@@ -156,33 +156,26 @@ macro_rules! logical {
 }
 super::table::logical_ops!(logical);
 
-impl<'a, T: Float, D: Dim> Neg for &LazyArray<'a, T, D> {
-    type Output = LazyArray<'a, T, D>;
-    fn neg(self) -> LazyArray<'a, T, D> {
-        LazyArray::from_lazy(ops::neg(&self.inner))
-    }
+/// `impl $Trait for &$Arr` and `impl $Trait for $Arr`, calling `$f(inner)`.
+macro_rules! unary_both_ways {
+    ([$($gen:tt)*] $Trait:ident $method:ident, $Arr:ty, $f:path) => {
+        impl<'a, $($gen)*> $Trait for &$Arr {
+            type Output = $Arr;
+            fn $method(self) -> $Arr {
+                LazyArray::from_lazy($f(&self.inner))
+            }
+        }
+        impl<'a, $($gen)*> $Trait for $Arr {
+            type Output = $Arr;
+            fn $method(self) -> $Arr {
+                LazyArray::from_lazy($f(self.inner))
+            }
+        }
+    };
 }
 
-impl<'a, T: Float, D: Dim> Neg for LazyArray<'a, T, D> {
-    type Output = LazyArray<'a, T, D>;
-    fn neg(self) -> LazyArray<'a, T, D> {
-        LazyArray::from_lazy(ops::neg(self.inner))
-    }
-}
-
-impl<'a, D: Dim> Not for &LazyArray<'a, bool, D> {
-    type Output = LazyArray<'a, bool, D>;
-    fn not(self) -> LazyArray<'a, bool, D> {
-        LazyArray::from_lazy(ops::not(&self.inner))
-    }
-}
-
-impl<'a, D: Dim> Not for LazyArray<'a, bool, D> {
-    type Output = LazyArray<'a, bool, D>;
-    fn not(self) -> LazyArray<'a, bool, D> {
-        LazyArray::from_lazy(ops::not(self.inner))
-    }
-}
+unary_both_ways!([T: Float, D: Dim] Neg neg, LazyArray<'a, T, D>, ops::neg);
+unary_both_ways!([D: Dim] Not not, LazyArray<'a, bool, D>, ops::not);
 
 /// A lazy array has no elements until it is evaluated: indexing one is a compile
 /// error that says so (no type implements this trait).
