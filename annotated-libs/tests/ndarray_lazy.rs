@@ -109,49 +109,39 @@ fn workloads_on_a_small_simulated_device_are_plain_ndarray() {
     assert_eq!(device.in_use(), 0);
 }
 
+/// Every operator form, the same tokens over ndarray arrays and lazy arrays.
 // The binary operators are the point here, not their compound forms.
-#[allow(clippy::assign_op_pattern)]
-#[test]
-fn operators_in_every_ownership_and_scalar_form() {
-    let a = array![1.0, -2.5, 0.0, f64::NAN, f64::INFINITY, 7.25];
-    let b = array![3.0, 0.5, -0.0, 1.0, 2.0, -7.25];
-    let want = {
-        let mut x = &a + &b;
-        x = x - &a;
-        x = &x * b.clone();
-        x = x / b.clone();
-        x = &x % 4.0;
-        x = 2.0 - x;
-        x = 3.0 / &x;
-        x = -x + 1.0;
-        x = -&x * 0.5;
-        x += &a;
-        x -= 1.5;
-        x *= &b;
-        x /= 2.0;
-        x %= &b;
-        x
-    };
-    let g = cpu_graph(Some(2));
-    let got = g
-        .enter(|| {
-            let (la, lb) = (LazyArray::from(&a), LazyArray::from(&b));
-            let mut x = &la + &lb;
-            x = x - &la;
-            x = &x * lb.clone();
-            x = x / lb.clone();
+macro_rules! operator_chain {
+    ($a:expr, $b:expr) => {{
+        let (a, b) = ($a, $b);
+        #[allow(clippy::assign_op_pattern)]
+        {
+            let mut x = &a + &b;
+            x = x - &a;
+            x = &x * b.clone();
+            x = x / b.clone();
             x = &x % 4.0;
             x = 2.0 - x;
             x = 3.0 / &x;
             x = -x + 1.0;
             x = -&x * 0.5;
-            x += &la;
+            x += &a;
             x -= 1.5;
-            x *= &lb;
+            x *= &b;
             x /= 2.0;
-            x %= &lb;
-            evaluate(x)
-        })
+            x %= &b;
+            x
+        }
+    }};
+}
+
+#[test]
+fn operators_in_every_ownership_and_scalar_form() {
+    let a = array![1.0, -2.5, 0.0, f64::NAN, f64::INFINITY, 7.25];
+    let b = array![3.0, 0.5, -0.0, 1.0, 2.0, -7.25];
+    let want = operator_chain!(a.clone(), b.clone());
+    let got = cpu_graph(Some(2))
+        .enter(|| evaluate(operator_chain!(LazyArray::from(&a), LazyArray::from(&b))))
         .unwrap();
     assert!(same_bits(&got, &want), "{got} vs {want}");
 }
