@@ -64,7 +64,7 @@ template <typename T> __device__ __forceinline__ T bach_inf() { return (T)(1.0 /
     BACH_BINARY(OP##_##SFX, T, bool, EXPR)                                                 \
     BACH_WITH_SCALAR(OP##_scalar_##SFX, T, bool, EXPR)
 
-// Block-level partial reduction; see REDUCTIONS at the top. Correct for any blockDim.x in
+// Block-level partial reduction; see the reductions in numpy.cu's LAUNCH CONVENTION. Correct for any blockDim.x in
 // [1, BACH_MAX_BLOCK]: the tree step pairs thread t with t + s only where t + s exists.
 #define BACH_REDUCE(NAME, T, IDENTITY, COMBINE)                                            \
     extern "C" __global__ void NAME(unsigned long long n, const T* a, T* partials) {       \
@@ -81,4 +81,17 @@ template <typename T> __device__ __forceinline__ T bach_inf() { return (T)(1.0 /
             __syncthreads();                                                               \
         }                                                                                  \
         if (t == 0) partials[blockIdx.x] = acc[0];                                         \
+    }
+
+// Selection between an array and an array or a scalar, by a mask, in two forms:
+//   {NAME}_T        (n, const bool* cond, const T* x, const T* y, T* out)  out = cond ? x : y
+//   {NAME}_scalar_T (n, const bool* cond, const T* x, T s,        T* out)  out = cond ? x : s
+#define BACH_SELECT(NAME, T, SFX)                                                          \
+    extern "C" __global__ void NAME##_##SFX(unsigned long long n, const bool* cond,        \
+                                            const T* x, const T* y, T* out) {              \
+        BACH_FOR_EACH(i, n) { out[i] = cond[i] ? x[i] : y[i]; }                            \
+    }                                                                                      \
+    extern "C" __global__ void NAME##_scalar_##SFX(unsigned long long n, const bool* cond, \
+                                                   const T* x, T s, T* out) {              \
+        BACH_FOR_EACH(i, n) { out[i] = cond[i] ? x[i] : s; }                               \
     }

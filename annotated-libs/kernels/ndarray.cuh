@@ -99,14 +99,7 @@ template <typename T> __device__ __forceinline__ T bach_powi(T a, int b) {
 // `select(cond, x, y)`: cond ? x : y, with either branch an array or a scalar. Arrays come
 // first in the launch convention, so the scalar-first form takes (cond, y, s).
 #define BACH_ND_SELECT(T, SFX)                                                             \
-    extern "C" __global__ void select_##SFX(unsigned long long n, const bool* cond,        \
-                                            const T* x, const T* y, T* out) {              \
-        BACH_FOR_EACH(i, n) { out[i] = cond[i] ? x[i] : y[i]; }                            \
-    }                                                                                      \
-    extern "C" __global__ void select_scalar_##SFX(unsigned long long n, const bool* cond, \
-                                                   const T* x, T s, T* out) {              \
-        BACH_FOR_EACH(i, n) { out[i] = cond[i] ? x[i] : s; }                               \
-    }                                                                                      \
+    BACH_SELECT(select, T, SFX)                                                            \
     extern "C" __global__ void scalar_select_##SFX(unsigned long long n, const bool* cond, \
                                                    const T* y, T s, T* out) {              \
         BACH_FOR_EACH(i, n) { out[i] = cond[i] ? s : y[i]; }                               \

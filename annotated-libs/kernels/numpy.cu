@@ -83,14 +83,7 @@
     BACH_COMPARE(less_equal, T, SFX, x <= y)                                               \
     BACH_COMPARE(equal, T, SFX, x == y)                                                    \
     BACH_COMPARE(not_equal, T, SFX, x != y)                                                \
-    extern "C" __global__ void where_##SFX(unsigned long long n, const bool* cond,         \
-                                           const T* x, const T* y, T* out) {               \
-        BACH_FOR_EACH(i, n) { out[i] = cond[i] ? x[i] : y[i]; }                            \
-    }                                                                                      \
-    extern "C" __global__ void where_scalar_##SFX(unsigned long long n, const bool* cond,  \
-                                                  const T* x, T s, T* out) {               \
-        BACH_FOR_EACH(i, n) { out[i] = cond[i] ? x[i] : s; }                               \
-    }                                                                                      \
+    BACH_SELECT(where, T, SFX)                                                             \
     extern "C" __global__ void mask_##SFX(unsigned long long n, const T* a,                \
                                           const bool* cond, T value, T* out) {             \
         BACH_FOR_EACH(i, n) { out[i] = cond[i] ? value : a[i]; }                           \
