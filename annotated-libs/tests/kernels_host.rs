@@ -957,7 +957,7 @@ const EXACT: &[&str] = &[
 ];
 
 fn check_ndarray_table<T: TestFloat>(k: &Kernels) {
-    use annotated_libs::ndarray::host_checks::{host_checks, HostCheck};
+    use annotated_libs::ndarray::host_checks::{host_checks, HostCheck, SelectForms};
     let mut rng = Rng(0x5a5a_1234_0f0f_9876);
     let a = singles::<T>(&mut rng);
     let (pa, pb) = pairs::<T>(&mut rng);
@@ -1132,6 +1132,64 @@ fn check_ndarray_table<T: TestFloat>(k: &Kernels) {
                     }
                 }
             }
+            HostCheck::Select { f32, f64 } => {
+                kernels_checked -= 1; // hand-written in ndarray.cuh, not a table line
+                let (both, array_scalar, scalar_array): SelectForms<T> = pick(&f32, &f64);
+                let cond: Vec<bool> = (0..pa.len()).map(|_| rng.bool()).collect();
+                let (n, pc, px, py) = (
+                    pa.len() as u64,
+                    cond.as_ptr() as usize,
+                    pa.as_ptr() as usize,
+                    pb.as_ptr() as usize,
+                );
+                let name = format!("select_{}", dtype::<T>());
+                let kf: Where<T> = k.get(&name);
+                let mut out = out_buffer::<T>(pa.len());
+                let po = out.as_mut_ptr() as usize;
+                k.launch(SHAPE, || unsafe {
+                    kf(
+                        n,
+                        pc as *const bool,
+                        px as *const T,
+                        py as *const T,
+                        po as *mut T,
+                    )
+                });
+                let want = both(&arr(&cond), &arr(&pa), &arr(&pb));
+                for i in 0..pa.len() {
+                    report.check(
+                        &name,
+                        || format!("{}, {:e}, {:e}", cond[i], pa[i], pb[i]),
+                        out[i],
+                        want[i],
+                        0,
+                    );
+                }
+                for &s in &ss {
+                    // select_scalar: cond ? x : s; scalar_select: cond ? s : y (launched as (cond, y, s)).
+                    for (form, want) in [
+                        ("select_scalar", array_scalar(&arr(&cond), &arr(&pa), s)),
+                        ("scalar_select", scalar_array(&arr(&cond), s, &arr(&pa))),
+                    ] {
+                        let name = format!("{form}_{}", dtype::<T>());
+                        let kf: WhereScalar<T> = k.get(&name);
+                        let mut out = out_buffer::<T>(pa.len());
+                        let po = out.as_mut_ptr() as usize;
+                        k.launch(SHAPE, || unsafe {
+                            kf(n, pc as *const bool, px as *const T, s, po as *mut T)
+                        });
+                        for i in 0..pa.len() {
+                            report.check(
+                                &name,
+                                || format!("{}, {:e}, {s:e}", cond[i], pa[i]),
+                                out[i],
+                                want[i],
+                                0,
+                            );
+                        }
+                    }
+                }
+            }
             HostCheck::Logical { kernel, f } => {
                 let x: Vec<bool> = (0..1000).map(|_| rng.bool()).collect();
                 let y: Vec<bool> = (0..1000).map(|_| rng.bool()).collect();
@@ -1190,10 +1248,7 @@ fn ndarray_kernels_compile_with_nvrtc() {
         }
         Err(e) => panic!("{e}"),
     };
-    let mut names: Vec<String> = ["select", "select_scalar", "scalar_select", "sum"]
-        .iter()
-        .flat_map(|k| [format!("{k}_f32"), format!("{k}_f64")])
-        .collect();
+    let mut names: Vec<String> = vec!["sum_f32".into(), "sum_f64".into()];
     names.push("not_bool".into());
     let floats = |k: &str| [format!("{k}_f32"), format!("{k}_f64")];
     for check in host_checks() {
@@ -1208,6 +1263,9 @@ fn ndarray_kernels_compile_with_nvrtc() {
                 kernels.iter().for_each(|k| names.extend(floats(k)))
             }
             HostCheck::Logical { kernel, .. } => names.push(format!("{kernel}_bool")),
+            HostCheck::Select { .. } => ["select", "select_scalar", "scalar_select"]
+                .iter()
+                .for_each(|k| names.extend(floats(k))),
         }
     }
     let missing: Vec<&String> = names

@@ -13,6 +13,14 @@ pub type ScalarForms<T> = (
     fn(T, &Array1<T>) -> Array1<T>,
 );
 
+/// The CPU functions of `select` with two arrays, an array and a scalar, and a
+/// scalar and an array.
+pub type SelectForms<T> = (
+    fn(&Array1<bool>, &Array1<T>, &Array1<T>) -> Array1<T>,
+    fn(&Array1<bool>, &Array1<T>, T) -> Array1<T>,
+    fn(&Array1<bool>, T, &Array1<T>) -> Array1<T>,
+);
+
 /// A kernel family with its CPU functions for `f32` and `f64`.
 pub enum HostCheck {
     /// `{kernel}_T(n, a, out)`.
@@ -50,6 +58,13 @@ pub enum HostCheck {
         f32_scalar: fn(&Array1<f32>, f32) -> Array1<bool>,
         f64: fn(&Array1<f64>, &Array1<f64>) -> Array1<bool>,
         f64_scalar: fn(&Array1<f64>, f64) -> Array1<bool>,
+    },
+    /// `select_T(n, cond, x, y, out)`, `select_scalar_T(n, cond, x, s, out)` and
+    /// `scalar_select_T(n, cond, y, s, out)` (hand-written in `ndarray.cuh`, not a
+    /// table line).
+    Select {
+        f32: SelectForms<f32>,
+        f64: SelectForms<f64>,
     },
     /// `{kernel}_bool(n, a, b, out)`.
     Logical {
@@ -148,5 +163,9 @@ pub fn host_checks() -> Vec<HostCheck> {
     checks.extend(super::table::arithmetic_ops!(arithmetic_checks));
     checks.extend(super::table::comparison_ops!(comparison_checks));
     checks.extend(super::table::logical_ops!(logical_checks));
+    checks.push(HostCheck::Select {
+        f32: (cpu::select, cpu::select_scalar, cpu::scalar_select),
+        f64: (cpu::select, cpu::select_scalar, cpu::scalar_select),
+    });
     checks
 }
