@@ -19,40 +19,34 @@ pub type Array1<'a, T> = ndarray::Array1<T>;
 pub type Array2<'a, T> = ndarray::Array2<T>;
 
 /// The right-hand side of an eager comparison or a branch of [`select`]: an
-/// array or a scalar.
+/// array or a scalar (the eager twin of [`Operand`](super::Operand)).
 pub trait EagerOperand<T, D> {
-    /// The element at `i` (`None`: a scalar, see [`scalar`](Self::scalar)).
     #[doc(hidden)]
-    fn array(&self) -> Option<ndarray::ArrayView<'_, T, D>>;
-    /// The scalar (for an array: unused).
-    #[doc(hidden)]
-    fn scalar(&self) -> T;
+    fn operand(&self) -> EagerOperandKind<'_, T, D>;
+}
+
+/// An [`EagerOperand`], resolved.
+#[doc(hidden)]
+pub enum EagerOperandKind<'v, T, D> {
+    Array(ndarray::ArrayView<'v, T, D>),
+    Scalar(T),
 }
 
 impl<T: Float, D: Dimension> EagerOperand<T, D> for T {
-    fn array(&self) -> Option<ndarray::ArrayView<'_, T, D>> {
-        None
-    }
-    fn scalar(&self) -> T {
-        *self
+    fn operand(&self) -> EagerOperandKind<'_, T, D> {
+        EagerOperandKind::Scalar(*self)
     }
 }
 
 impl<T: Float, D: Dimension> EagerOperand<T, D> for &Array<T, D> {
-    fn array(&self) -> Option<ndarray::ArrayView<'_, T, D>> {
-        Some(self.view())
-    }
-    fn scalar(&self) -> T {
-        <T as num_traits::Zero>::zero()
+    fn operand(&self) -> EagerOperandKind<'_, T, D> {
+        EagerOperandKind::Array(self.view())
     }
 }
 
 impl<T: Float, D: Dimension> EagerOperand<T, D> for Array<T, D> {
-    fn array(&self) -> Option<ndarray::ArrayView<'_, T, D>> {
-        Some(self.view())
-    }
-    fn scalar(&self) -> T {
-        <T as num_traits::Zero>::zero()
+    fn operand(&self) -> EagerOperandKind<'_, T, D> {
+        EagerOperandKind::Array(self.view())
     }
 }
 
@@ -81,12 +75,9 @@ macro_rules! comparison_decls {
 macro_rules! comparison_impls {
     ($($name:ident $op:tt [$k:literal, $ks:literal] $dev:literal;)*) => {$(
         fn $name(&self, rhs: impl EagerOperand<T, D>) -> Array<bool, D> {
-            match rhs.array() {
-                Some(b) => Zip::from(self).and(&b).map_collect(|&x, &y| x $op y),
-                None => {
-                    let s = rhs.scalar();
-                    self.mapv(|x| x $op s)
-                }
+            match rhs.operand() {
+                EagerOperandKind::Array(b) => Zip::from(self).and(&b).map_collect(|&x, &y| x $op y),
+                EagerOperandKind::Scalar(s) => self.mapv(|x| x $op s),
             }
         }
     )*};
@@ -110,18 +101,15 @@ pub fn select<T: Float, D: Dimension>(
     on_true: impl EagerOperand<T, D>,
     on_false: impl EagerOperand<T, D>,
 ) -> Array<T, D> {
-    let (x, y) = (on_true.scalar(), on_false.scalar());
-    match (on_true.array(), on_false.array()) {
-        (Some(a), Some(b)) => Zip::from(cond)
-            .and(&a)
-            .and(&b)
-            .map_collect(|&c, &x, &y| if c { x } else { y }),
-        (Some(a), None) => Zip::from(cond)
-            .and(&a)
-            .map_collect(|&c, &x| if c { x } else { y }),
-        (None, Some(b)) => Zip::from(cond)
-            .and(&b)
-            .map_collect(|&c, &y| if c { x } else { y }),
-        (None, None) => cond.mapv(|c| if c { x } else { y }),
+    use EagerOperandKind::{Array as A, Scalar as S};
+    let pick = |c: bool, x: T, y: T| if c { x } else { y };
+    match (on_true.operand(), on_false.operand()) {
+        (A(x), A(y)) => Zip::from(cond)
+            .and(&x)
+            .and(&y)
+            .map_collect(|&c, &x, &y| pick(c, x, y)),
+        (A(x), S(y)) => Zip::from(cond).and(&x).map_collect(|&c, &x| pick(c, x, y)),
+        (S(x), A(y)) => Zip::from(cond).and(&y).map_collect(|&c, &y| pick(c, x, y)),
+        (S(x), S(y)) => cond.mapv(|c| pick(c, x, y)),
     }
 }
