@@ -85,7 +85,7 @@ pub trait Float:
 impl Float for f32 {}
 impl Float for f64 {}
 
-/// The array dimensions the lazy array supports: [`Ix1`] and [`Ix2`] (split along
+/// The array dimensions the lazy array supports: [`Ix1`](type@Ix1) and [`Ix2`](type@Ix2) (split along
 /// the first axis).
 pub trait Dim: RemoveAxis + Send + Sync + 'static {}
 impl<D: RemoveAxis + Send + Sync + 'static> Dim for D {}

@@ -1,5 +1,5 @@
-//! The annotations: one `#[offload]` declaration per CPU function of
-//! [`cpu`](super::cpu), generated from the op table. Each stub records a call and
+//! The annotations: one `#[offload]` declaration per CPU function of the
+//! module (`cpu.rs`), generated from the op table. Each stub records a call and
 //! returns a [`Lazy`](bach_runtime::Lazy) handle; the lazy array type
 //! ([`LazyArray`](super::LazyArray)) calls these for its operators and methods.
 //! The kernel named by `gpu` is `{gpu}_{f32|f64|bool}` in [`BACH_KERNELS`].
