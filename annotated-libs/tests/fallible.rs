@@ -4,18 +4,15 @@
 //! Nothing partial is returned, and the graph (and its plan cache) keeps
 //! working after the error.
 
-use std::sync::Arc;
-
 use annotated_libs::cpu::numpy as cpu;
 use annotated_libs::numpy as np;
 use bach_runtime::{
-    offload, Config, DeviceCosts, DevicePolicy, Error, Graph, Lazy, NdArraySplit, Placement,
-    SimulatedDevice, SimulatedDeviceConfig, SumSplit,
+    offload, Config, DevicePolicy, Error, Graph, Lazy, NdArraySplit, Placement, SumSplit,
 };
 use ndarray::{array, Array1};
 
 mod common;
-use common::{bits, uniform};
+use common::{bits, fast_device, uniform};
 
 /// The error of the checked functions: an element outside their domain.
 #[derive(Debug, Clone, PartialEq)]
@@ -295,22 +292,6 @@ fn a_fallible_function_on_whole_values() {
         .enter(|| g.evaluate(checked_sqrt_whole(&bad)))
         .unwrap_err();
     assert_eq!(call_error(&err, "checked_sqrt_whole").value, -1.0);
-}
-
-/// A simulated device predicted far faster than the CPU; `fail_kernel` names
-/// a kernel that fails.
-fn fast_device(fail_kernel: Option<&str>) -> Arc<SimulatedDevice> {
-    Arc::new(SimulatedDevice::new(SimulatedDeviceConfig {
-        capacity: 1 << 32,
-        fail_kernel: fail_kernel.map(Into::into),
-        costs: DeviceCosts {
-            link_bytes_per_s: 1e13,
-            link_latency_s: 1e-9,
-            launch_s: 1e-9,
-            elements_per_s: 1e13,
-        },
-        ..Default::default()
-    }))
 }
 
 #[test]

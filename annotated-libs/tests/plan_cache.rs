@@ -5,19 +5,14 @@
 //! Also: a device that fails (not out of memory) under `auto` hands the stage
 //! to the CPU, and under a forced device the error stands.
 
-use std::sync::Arc;
-
 use annotated_libs::cpu::numpy as cpu;
 use annotated_libs::numpy as np;
 use annotated_libs::workloads;
-use bach_runtime::{
-    Config, DeviceCosts, DevicePolicy, Error, Graph, Lazy, Placement, SimulatedDevice,
-    SimulatedDeviceConfig,
-};
+use bach_runtime::{Config, DevicePolicy, Error, Graph, Lazy, Placement};
 use ndarray::Array1;
 
 mod common;
-use common::{bits, uniform};
+use common::{bits, fast_device, uniform};
 
 fn cpu_graph() -> Graph {
     Graph::with_config(Config {
@@ -151,25 +146,10 @@ fn workloads_in_a_loop_stay_exact_with_a_reused_plan() {
     }
 }
 
-/// A device predicted far faster than the CPU, whose `sqrt_f64` kernel fails.
-fn broken_device() -> Arc<SimulatedDevice> {
-    Arc::new(SimulatedDevice::new(SimulatedDeviceConfig {
-        capacity: 1 << 32,
-        fail_kernel: Some("sqrt_f64".into()),
-        costs: DeviceCosts {
-            link_bytes_per_s: 1e13,
-            link_latency_s: 1e-9,
-            launch_s: 1e-9,
-            elements_per_s: 1e13,
-        },
-        ..Default::default()
-    }))
-}
-
 #[test]
 fn a_failing_device_stage_runs_on_the_cpu_under_auto_and_says_why() {
     let g = Graph::with_config(Config::default()); // Auto
-    g.set_device(Some(broken_device()));
+    g.set_device(Some(fast_device(Some("sqrt_f64"))));
     let a = uniform(1 << 16, 0.0, 4.0, 12);
     let b = uniform(1 << 16, 0.0, 4.0, 13);
     let planned = g.enter(|| g.explain(&program(&a, &b))).unwrap();
@@ -192,7 +172,7 @@ fn a_failing_device_stage_is_an_error_when_the_device_is_forced() {
         device: DevicePolicy::Device,
         ..Config::default()
     });
-    g.set_device(Some(broken_device()));
+    g.set_device(Some(fast_device(Some("sqrt_f64"))));
     let a = uniform(4096, 0.0, 4.0, 14);
     let b = uniform(4096, 0.0, 4.0, 15);
     let err = g.enter(|| g.evaluate(program(&a, &b))).unwrap_err();
