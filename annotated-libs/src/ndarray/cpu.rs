@@ -164,6 +164,16 @@ pub fn scalar_select<T: Float, D: Dim>(
         .map_collect(|&c, &y| if c { on_true } else { y })
 }
 
+/// The scalar `on_true` where `cond` holds, else the scalar `on_false` (NumPy
+/// `where(cond, 1.0, 0.0)`: an array of `cond`'s shape).
+pub fn select_scalars<T: Float, D: Dim>(
+    cond: &Array<bool, D>,
+    on_true: T,
+    on_false: T,
+) -> Array<T, D> {
+    cond.mapv(|c| if c { on_true } else { on_false })
+}
+
 // ---- reductions -------------------------------------------------------------------------
 
 /// The sum of the elements (ndarray's `sum`: 0 for an empty array).

@@ -132,6 +132,14 @@ pub fn scalar_select<T: Float, D: Dim>(
     on_false: &Array<T, D>,
 ) -> Array<T, D>;
 
+/// The scalar `on_true` where `cond` holds, else the scalar `on_false`.
+#[offload(split = NdArraySplit, gpu = "select_scalars", wraps = cpu::select_scalars)]
+pub fn select_scalars<T: Float, D: Dim>(
+    cond: &Array<bool, D>,
+    on_true: T,
+    on_false: T,
+) -> Array<T, D>;
+
 // ---- reductions -------------------------------------------------------------------------
 
 /// The sum of the elements (per-batch sums merged in element order).
