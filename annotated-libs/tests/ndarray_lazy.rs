@@ -423,6 +423,31 @@ fn axis_reductions_of_2d_arrays() {
         .iter()
         .zip(&want)
         .all(|(a, b)| (a - b).abs() <= 1e-12 * b.abs().max(1.0)));
+
+    // A ddof beyond the row length (5 columns): ndarray panics; the lazy array
+    // reports a typed error, on either axis and for var and std alike.
+    for (axis, len) in [(0, 37), (1, 5)] {
+        for std in [false, true] {
+            let ddof = len as f64 + 1.0;
+            let err = cpu_graph(Some(8))
+                .enter(|| {
+                    let l = nd::Array2::from(&x);
+                    evaluate(match std {
+                        false => l.var_axis(Axis(axis), ddof),
+                        true => l.std_axis(Axis(axis), ddof),
+                    })
+                })
+                .unwrap_err();
+            let Error::Call { source, .. } = &err else {
+                panic!("axis {axis}: {err:?}")
+            };
+            assert_eq!(
+                source.downcast_ref::<nd::ReductionError>(),
+                Some(&nd::ReductionError::DdofOutOfRange { ddof, len }),
+                "axis {axis}"
+            );
+        }
+    }
 }
 
 #[test]

@@ -5,7 +5,7 @@
 
 use ndarray::{Array, Array1, Array2, Axis, Zip};
 
-use super::reduce::{SumCount, Welford, WelfordAxis0};
+use super::reduce::{check_ddof, float_count, ReductionError, SumCount, Welford, WelfordAxis0};
 use super::{Dim, Float};
 
 macro_rules! unary_methods {
@@ -224,12 +224,16 @@ pub fn welford_axis0<T: Float>(a: &Array2<T>) -> WelfordAxis0<T> {
     WelfordAxis0::of(a)
 }
 
-/// Row variances of a 2-D array (ndarray's `var_axis(Axis(1), ddof)`).
-pub fn var_axis1<T: Float>(a: &Array2<T>, ddof: T) -> Array1<T> {
-    a.var_axis(Axis(1), ddof)
+/// Row variances of a 2-D array (ndarray's `var_axis(Axis(1), ddof)`); a
+/// `ddof` outside `0..=ncols`, where ndarray panics, is an error.
+pub fn var_axis1<T: Float>(a: &Array2<T>, ddof: T) -> Result<Array1<T>, ReductionError> {
+    check_ddof(ddof, float_count::<T>(a.ncols()), a.ncols())?;
+    Ok(a.var_axis(Axis(1), ddof))
 }
 
-/// Row standard deviations of a 2-D array (ndarray's `std_axis(Axis(1), ddof)`).
-pub fn std_axis1<T: Float>(a: &Array2<T>, ddof: T) -> Array1<T> {
-    a.std_axis(Axis(1), ddof)
+/// Row standard deviations of a 2-D array (ndarray's `std_axis(Axis(1), ddof)`);
+/// a `ddof` outside `0..=ncols` is an error.
+pub fn std_axis1<T: Float>(a: &Array2<T>, ddof: T) -> Result<Array1<T>, ReductionError> {
+    check_ddof(ddof, float_count::<T>(a.ncols()), a.ncols())?;
+    Ok(a.std_axis(Axis(1), ddof))
 }

@@ -201,11 +201,11 @@ pub fn std_axis0_of<T: Float>(w: &WelfordAxis0<T>, ddof: T) -> Result<Array1<T>,
 
 /// Row variances (`var_axis(Axis(1), ddof)`).
 #[offload(split = NdArraySplit, wraps = cpu::var_axis1)]
-pub fn var_axis1<T: Float>(a: &Array2<T>, ddof: T) -> Array1<T>;
+pub fn var_axis1<T: Float>(a: &Array2<T>, ddof: T) -> Result<Array1<T>, ReductionError>;
 
 /// Row standard deviations (`std_axis(Axis(1), ddof)`).
 #[offload(split = NdArraySplit, wraps = cpu::std_axis1)]
-pub fn std_axis1<T: Float>(a: &Array2<T>, ddof: T) -> Array1<T>;
+pub fn std_axis1<T: Float>(a: &Array2<T>, ddof: T) -> Result<Array1<T>, ReductionError>;
 
 /// The value of a lazy `Some` (an error at evaluation for `None`).
 #[offload(split(o = Broadcast), wraps = reduce::unwrap)]
