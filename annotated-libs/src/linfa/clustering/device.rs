@@ -1,0 +1,1 @@
+//! DBSCAN on a device (in progress).
