@@ -5,7 +5,8 @@
 mod common;
 
 use annotated_libs::linfa::clustering::{
-    self as cl, eager, eps_neighbourhoods, DbscanError, DbscanParams, NeighbourhoodSplit,
+    self as cl, eager, eps_neighbourhoods, upper_eps_neighbourhoods, DbscanError, DbscanParams,
+    NeighbourhoodSplit,
 };
 use annotated_libs::ndarray::LazyArray;
 use annotated_libs::workloads::{ndarray_bach, ndarray_cpu};
@@ -67,9 +68,9 @@ fn hand_fused(x: &Array2<f64>) -> Array2<f64> {
 
 fn close(a: &Array2<f64>, b: &Array2<f64>, rel: f64) -> bool {
     a.dim() == b.dim()
-        && a.iter().zip(b).all(|(x, y)| {
-            (x.is_nan() && y.is_nan()) || (x - y).abs() <= rel * y.abs().max(1.0)
-        })
+        && a.iter()
+            .zip(b)
+            .all(|(x, y)| (x.is_nan() && y.is_nan()) || (x - y).abs() <= rel * y.abs().max(1.0))
 }
 
 #[test]
@@ -129,7 +130,7 @@ fn params(n: usize, d: usize, k: usize) -> DbscanParams {
 fn region_queries_are_linfas_linear_search() {
     let x = standardized(&blobs(300, 16, 4, 11));
     let p = params(300, 16, 4);
-    let nb = eps_neighbourhoods(&x, &x, p).unwrap();
+    let nb = eps_neighbourhoods(&x, p).unwrap();
     let eps2 = p.eps_squared();
     for i in 0..x.nrows() {
         let want: Vec<u32> = (0..x.nrows())
@@ -141,10 +142,12 @@ fn region_queries_are_linfas_linear_search() {
             .collect();
         assert_eq!(nb.of(i), want.as_slice(), "row {i}");
     }
-    // Rows of a batch find their neighbours among all rows; batches concatenate.
-    let top = eps_neighbourhoods(&x.slice(s![..100, ..]), &x, p).unwrap();
-    let rest = eps_neighbourhoods(&x.slice(s![100.., ..]), &x, p).unwrap();
-    assert_eq!(NeighbourhoodSplit::merge(vec![top, rest]).unwrap(), nb);
+    // Rows of a batch find their upper neighbours among all rows; batches concatenate.
+    let top = upper_eps_neighbourhoods(&x.slice(s![..100, ..]), 0, &x, p).unwrap();
+    let rest = upper_eps_neighbourhoods(&x.slice(s![100.., ..]), 100, &x, p).unwrap();
+    let upper = NeighbourhoodSplit::merge(vec![top, rest]).unwrap();
+    assert_eq!(upper.symmetrized(), nb);
+    assert!((0..300).all(|i| upper.of(i).iter().all(|&j| j as usize >= i)));
     assert_eq!(NeighbourhoodSplit::split(&nb, 100..300).of(0), nb.of(100));
 }
 
@@ -221,7 +224,14 @@ fn nan_and_infinite_values_are_typed_errors_at_their_first_position() {
         x[(29, 1)] = bad;
         x[(33, 0)] = bad;
         let want = eager::dbscan(&x, params(40, 3, 2)).unwrap_err();
-        assert!(matches!(want, DbscanError::NonFinite { row: 29, col: 1, .. }));
+        assert!(matches!(
+            want,
+            DbscanError::NonFinite {
+                row: 29,
+                col: 1,
+                ..
+            }
+        ));
         for batch in [None, Some(4), Some(30)] {
             let got = lazy_error(&x, batch);
             assert_eq!(got.to_string(), want.to_string(), "batch {batch:?}");

@@ -134,7 +134,9 @@ mod tests {
         assert_eq!(x.dim(), (103, 7));
         assert_eq!(y.len(), 103);
         // 103 = 4 * 25 + 3: the first three centers get 26.
-        let counts: Vec<usize> = (0..4).map(|c| y.iter().filter(|&&l| l == c).count()).collect();
+        let counts: Vec<usize> = (0..4)
+            .map(|c| y.iter().filter(|&&l| l == c).count())
+            .collect();
         assert_eq!(counts, [26, 26, 26, 25]);
         let (x2, y2) = make_blobs(103, 7, 4, 1.0, (-2.0, 2.0), 42);
         assert_eq!((x.clone(), y.clone()), (x2, y2));

@@ -6,13 +6,15 @@
 //! The annotation splits that work off without changing linfa:
 //!
 //! 1. [`region_queries`] (split by rows, the whole matrix broadcast): the
-//!    epsilon-neighbourhood of every row of a batch, by matrix products
-//!    (`|a|^2 + |b|^2 - 2 a.b`), each pair near the boundary confirmed with
-//!    linfa's own squared distance, so the relation is exactly linfa's
-//!    (`rdistance(a, b) < eps^2`). Batches run in parallel; their
-//!    [`Neighbourhoods`] concatenate ([`NeighbourhoodSplit`]). It also rejects
-//!    NaN and infinite values (a typed [`DbscanError`]).
-//! 2. [`dbscan_labels`] (whole values): linfa's `Dbscan` itself, given a
+//!    epsilon-neighbourhood of every row of a batch among the rows after it
+//!    (the relation is symmetric), by matrix products (`|a|^2 + |b|^2 -
+//!    2 a.b`), each pair near the boundary confirmed with linfa's own squared
+//!    distance, so the relation is exactly linfa's (`rdistance(a, b) < eps^2`).
+//!    Batches run in parallel; their [`Neighbourhoods`] concatenate
+//!    ([`NeighbourhoodSplit`]). It also rejects NaN and infinite values (a
+//!    typed [`DbscanError`]). [`row_numbers`] tells each batch where its rows are.
+//! 2. [`dbscan_labels`] (whole values): completes the neighbourhoods
+//!    ([`Neighbourhoods::symmetrized`]) and runs linfa's `Dbscan` itself, given a
 //!    [`Precomputed`] index that answers `within_range` from those
 //!    neighbourhoods (the same neighbours, in the same order, as linfa's
 //!    `LinearSearch`), so the expansion and the labels are linfa's.
@@ -113,7 +115,10 @@ impl std::fmt::Display for DbscanError {
                 write!(f, "input contains {value} at row {row}, column {col}")
             }
             DbscanError::TooManyRows(n) => {
-                write!(f, "{n} rows exceed the 2^32 that neighbour indices can name")
+                write!(
+                    f,
+                    "{n} rows exceed the 2^32 that neighbour indices can name"
+                )
             }
         }
     }
@@ -162,6 +167,42 @@ impl Neighbourhoods {
         &self.indices[self.offsets[i]..self.offsets[i + 1]]
     }
 
+    /// The whole neighbourhoods from their upper halves (row `i` holding its
+    /// neighbours `j >= i`, as [`upper_eps_neighbourhoods`] gives them): each
+    /// pair added to both rows, each row ascending.
+    pub fn symmetrized(&self) -> Neighbourhoods {
+        let n = self.rows();
+        let mut degree = vec![0usize; n];
+        for i in 0..n {
+            for &j in self.of(i) {
+                degree[i] += 1;
+                if j as usize != i {
+                    degree[j as usize] += 1;
+                }
+            }
+        }
+        let mut offsets = Vec::with_capacity(n + 1);
+        offsets.push(0);
+        for d in &degree {
+            offsets.push(offsets.last().unwrap() + d);
+        }
+        let mut cursor: Vec<usize> = offsets[..n].to_vec();
+        let mut indices = vec![0u32; *offsets.last().unwrap()];
+        // Rows in ascending order: row j receives its lower neighbours i < j (ascending)
+        // before its own upper half, so every row comes out ascending.
+        for i in 0..n {
+            for &j in self.of(i) {
+                indices[cursor[i]] = j;
+                cursor[i] += 1;
+                if j as usize != i {
+                    indices[cursor[j as usize]] = i as u32;
+                    cursor[j as usize] += 1;
+                }
+            }
+        }
+        Neighbourhoods::from_parts(offsets, indices)
+    }
+
     /// Neighbour pairs in all rows (each unordered pair twice, each point once with itself).
     pub fn pairs(&self) -> usize {
         self.indices.len()
@@ -208,17 +249,22 @@ fn product_rows(n: usize) -> usize {
     ((1 << 20) / n.max(1)).clamp(1, 1024)
 }
 
-/// The epsilon-neighbourhoods of the rows `rows` among the rows of `all`, the
-/// relation linfa's `LinearSearch::within_range` computes with [`L2Dist`]:
-/// `j` is a neighbour of `i` when `rdistance(rows[i], all[j]) < eps^2`.
+/// The upper halves of the epsilon-neighbourhoods of rows `first..first +
+/// rows.nrows()` of `all` (`rows` holds those rows): for each, the neighbours
+/// `j >= i`, where `j` is a neighbour of `i` when linfa's
+/// `L2Dist::rdistance(all[i], all[j]) < eps^2` (the relation of linfa's
+/// `LinearSearch::within_range`). [`Neighbourhoods::symmetrized`] completes them.
 ///
-/// Distances come from one matrix product per block of rows; a pair whose
-/// product-based squared distance lies within its rounding bound of `eps^2`
-/// is decided by linfa's own `rdistance`, so no pair is decided differently
-/// from linfa. A NaN or infinity anywhere in `all` is an error naming its
-/// first position (the same for every batch, so every plan reports the same).
-pub fn eps_neighbourhoods<S: Data<Elem = f64>, T: Data<Elem = f64>>(
+/// Distances come from one matrix product per block of rows (`|a|^2 + |b|^2 -
+/// 2 a.b`, only against rows from the block's first row on: the relation is
+/// symmetric, so half the products suffice); a pair whose product-based
+/// squared distance lies within its rounding bound of `eps^2` is decided by
+/// linfa's own `rdistance`, so no pair is decided differently from linfa. A
+/// NaN or infinity anywhere in `all` is an error naming its first position
+/// (the same for every batch, so every plan reports the same).
+pub fn upper_eps_neighbourhoods<S: Data<Elem = f64>, T: Data<Elem = f64>>(
     rows: &ArrayBase<S, Ix2>,
+    first: usize,
     all: &ArrayBase<T, Ix2>,
     params: DbscanParams,
 ) -> Result<Neighbourhoods, DbscanError> {
@@ -226,6 +272,13 @@ pub fn eps_neighbourhoods<S: Data<Elem = f64>, T: Data<Elem = f64>>(
     if u32::try_from(n).is_err() {
         return Err(DbscanError::TooManyRows(n));
     }
+    assert!(
+        first + rows.nrows() <= n && rows.ncols() == all.ncols(),
+        "rows {first}..{} of a {n} x {} matrix: {} columns",
+        first + rows.nrows(),
+        all.ncols(),
+        rows.ncols()
+    );
     if check_finite(rows).is_err() {
         // Name the first non-finite value of the whole matrix, not of this batch.
         check_finite(all)?;
@@ -235,17 +288,20 @@ pub fn eps_neighbourhoods<S: Data<Elem = f64>, T: Data<Elem = f64>>(
     // products); four times that leaves room for both roundings of the exact path too.
     let tol = 4.0 * (all.ncols() as f64 + 2.0) * f64::EPSILON;
     let sq_norms = |m: ArrayView2<'_, f64>| -> Array1<f64> { m.map_axis(Axis(1), |r| r.dot(&r)) };
-    let all_norms = sq_norms(all.view());
 
     let mut offsets = Vec::with_capacity(rows.nrows() + 1);
     let mut indices = Vec::new();
     offsets.push(0);
+    let mut block_first = first;
     for block in rows.axis_chunks_iter(Axis(0), product_rows(n)) {
+        let later = all.slice(ndarray::s![block_first.., ..]);
+        let later_norms = sq_norms(later);
         let block_norms = sq_norms(block.view());
-        let products = block.dot(&all.t());
-        for (i, (a, prod)) in block.outer_iter().zip(products.outer_iter()).enumerate() {
-            let na = block_norms[i];
-            for (j, (&p, &nb)) in prod.iter().zip(&all_norms).enumerate() {
+        let products = block.dot(&later.t());
+        for (k, (a, prod)) in block.outer_iter().zip(products.outer_iter()).enumerate() {
+            let na = block_norms[k];
+            // Row `block_first + k` against rows `block_first + k..`.
+            for (j, (&p, &nb)) in prod.iter().zip(&later_norms).enumerate().skip(k) {
                 let d2 = na + nb - 2.0 * p;
                 let margin = tol * (na + nb + eps2);
                 let near = if d2 < eps2 - margin {
@@ -253,27 +309,47 @@ pub fn eps_neighbourhoods<S: Data<Elem = f64>, T: Data<Elem = f64>>(
                 } else if d2 > eps2 + margin {
                     false
                 } else {
-                    L2Dist.rdistance(a.view(), all.row(j)) < eps2
+                    L2Dist.rdistance(a.view(), later.row(j)) < eps2
                 };
                 if near {
-                    indices.push(j as u32);
+                    indices.push((block_first + j) as u32);
                 }
             }
             offsets.push(indices.len());
         }
+        block_first += block.nrows();
     }
     Ok(Neighbourhoods::from_parts(offsets, indices))
 }
 
-/// The epsilon-neighbourhoods of the rows of `rows` among all the rows of
-/// `all` (the same matrix, whole): [`eps_neighbourhoods`], split by rows.
-#[offload(split(rows = NdArraySplit, all = Broadcast), ret = NeighbourhoodSplit)]
+/// The epsilon-neighbourhoods of all rows of `x` (see [`upper_eps_neighbourhoods`]),
+/// on one thread.
+pub fn eps_neighbourhoods<S: Data<Elem = f64>>(
+    x: &ArrayBase<S, Ix2>,
+    params: DbscanParams,
+) -> Result<Neighbourhoods, DbscanError> {
+    Ok(upper_eps_neighbourhoods(x, 0, x, params)?.symmetrized())
+}
+
+/// `0..x.nrows()`: row numbers that travel with the rows of a split matrix, so
+/// that a batch of [`region_queries`] knows where its rows are.
+#[offload(split = Broadcast, unsplittable)]
+pub fn row_numbers(x: &Array2<f64>) -> Array1<u64> {
+    Array1::from_iter(0..x.nrows() as u64)
+}
+
+/// The upper halves of the epsilon-neighbourhoods of the rows `rows` (numbered
+/// `numbers`) among all the rows of `all` (the same matrix, whole):
+/// [`upper_eps_neighbourhoods`], split by rows.
+#[offload(split(rows = NdArraySplit, numbers = NdArraySplit, all = Broadcast), ret = NeighbourhoodSplit)]
 pub fn region_queries(
     rows: &Array2<f64>,
+    numbers: &Array1<u64>,
     all: &Array2<f64>,
     params: DbscanParams,
 ) -> Result<Neighbourhoods, DbscanError> {
-    eps_neighbourhoods(rows, all, params)
+    let first = numbers.first().map_or(all.nrows(), |&f| f as usize);
+    upper_eps_neighbourhoods(rows, first, all, params)
 }
 
 /// A linfa nearest-neighbour "algorithm" that answers range queries from
@@ -386,11 +462,9 @@ impl<F: linfa::Float, D: Distance<F>> NearestNeighbourIndex<F> for PrecomputedIn
         if point.len() != self.points.ncols() {
             return Err(NnError::WrongDimension);
         }
-        if let (Some(nb), Some(i), true) = (
-            &self.neighbourhoods,
-            self.row_of(&point),
-            range == self.eps,
-        ) {
+        if let (Some(nb), Some(i), true) =
+            (&self.neighbourhoods, self.row_of(&point), range == self.eps)
+        {
             return Ok(nb
                 .of(i)
                 .iter()
@@ -414,14 +488,11 @@ pub fn sklearn_labels(memberships: &Array1<Option<usize>>) -> Array1<i64> {
 }
 
 /// DBSCAN labels of the rows of `x` (scikit-learn's: `-1` for noise), by
-/// linfa's `Dbscan` over the precomputed `neighbourhoods` of `x`'s rows.
+/// linfa's `Dbscan` over the neighbourhoods of `x`'s rows, given by their
+/// upper halves (`upper`, from [`region_queries`]).
 #[offload(split = Broadcast, unsplittable)]
-pub fn dbscan_labels(
-    x: &Array2<f64>,
-    neighbourhoods: &Neighbourhoods,
-    params: DbscanParams,
-) -> Array1<i64> {
-    let index = Precomputed::new(neighbourhoods.clone(), params.eps);
+pub fn dbscan_labels(x: &Array2<f64>, upper: &Neighbourhoods, params: DbscanParams) -> Array1<i64> {
+    let index = Precomputed::new(upper.symmetrized(), params.eps);
     let valid = Dbscan::params_with(params.min_samples, L2Dist, index)
         .tolerance(params.eps)
         .check()
@@ -438,8 +509,9 @@ pub fn dbscan<'a>(
     params: DbscanParams,
 ) -> Lazy<'a, Array1<i64>> {
     let x = x.as_lazy();
-    let neighbourhoods = region_queries(x, x, params);
-    dbscan_labels(x, &neighbourhoods, params)
+    let numbers = row_numbers(x);
+    let upper = region_queries(x, &numbers, x, params);
+    dbscan_labels(x, &upper, params)
 }
 
 /// DBSCAN on plain arrays, eagerly.
