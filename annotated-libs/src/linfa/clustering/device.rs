@@ -215,6 +215,10 @@ struct Run<'r> {
 
 type Rows = std::ops::Range<usize>;
 
+/// A launch's host stand-in: the input buffers' bytes in, the outputs' bytes out
+/// (what `bach_runtime::Launch::reference` holds).
+type HostStandIn<'b> = dyn Fn(&[&[u8]]) -> bach_runtime::Result<Vec<Vec<u8>>> + Sync + 'b;
+
 /// The squared distance of two rows as linfa's `L2Dist::rdistance` computes it
 /// (and the kernels do): `diff * diff` summed in feature order.
 fn sq_dist(a: &[f64], b: &[f64]) -> f64 {
@@ -476,7 +480,7 @@ impl Run<'_> {
         kernel: &str,
         n: usize,
         args: Vec<KernelArg<'_>>,
-        reference: &(dyn Fn(&[&[u8]]) -> bach_runtime::Result<Vec<Vec<u8>>> + Sync + '_),
+        reference: &HostStandIn<'_>,
     ) -> bach_runtime::Result<()> {
         self.dev.launch(&Launch {
             source: DBSCAN_KERNELS,
