@@ -48,6 +48,7 @@ use linfa::ParamGuard;
 use linfa_clustering::Dbscan;
 use linfa_nn::distance::{Distance, L2Dist};
 use linfa_nn::{BuildError, NearestNeighbour, NearestNeighbourIndex, NnError};
+use ndarray::parallel::prelude::*;
 use ndarray::{Array1, Array2, ArrayBase, ArrayView1, ArrayView2, Axis, Data, Ix1, Ix2};
 
 /// DBSCAN's parameters, checked: `eps > 0` and finite, `min_samples >= 2`.
@@ -289,35 +290,53 @@ pub fn upper_eps_neighbourhoods<S: Data<Elem = f64>, T: Data<Elem = f64>>(
     let tol = 4.0 * (all.ncols() as f64 + 2.0) * f64::EPSILON;
     let sq_norms = |m: ArrayView2<'_, f64>| -> Array1<f64> { m.map_axis(Axis(1), |r| r.dot(&r)) };
 
-    let mut offsets = Vec::with_capacity(rows.nrows() + 1);
-    let mut indices = Vec::new();
-    offsets.push(0);
-    let mut block_first = first;
-    for block in rows.axis_chunks_iter(Axis(0), product_rows(n)) {
-        let later = all.slice(ndarray::s![block_first.., ..]);
-        let later_norms = sq_norms(later);
-        let block_norms = sq_norms(block.view());
-        let products = block.dot(&later.t());
-        for (k, (a, prod)) in block.outer_iter().zip(products.outer_iter()).enumerate() {
-            let na = block_norms[k];
-            // Row `block_first + k` against rows `block_first + k..`.
-            for (j, (&p, &nb)) in prod.iter().zip(&later_norms).enumerate().skip(k) {
-                let d2 = na + nb - 2.0 * p;
-                let margin = tol * (na + nb + eps2);
-                let near = if d2 < eps2 - margin {
-                    true
-                } else if d2 > eps2 + margin {
-                    false
-                } else {
-                    L2Dist.rdistance(a.view(), later.row(j)) < eps2
-                };
-                if near {
-                    indices.push((block_first + j) as u32);
+    // Blocks of rows in parallel (a batch may be the whole matrix), each giving its
+    // rows' neighbour counts and indices; concatenated in row order.
+    let (rows, all) = (rows.view(), all.view());
+    let chunk = product_rows(n);
+    let blocks: Vec<(Vec<usize>, Vec<u32>)> = rows
+        .axis_chunks_iter(Axis(0), chunk)
+        .into_par_iter()
+        .enumerate()
+        .map(|(b, block)| {
+            let block_first = first + b * chunk;
+            let later = all.slice(ndarray::s![block_first.., ..]);
+            let later_norms = sq_norms(later);
+            let block_norms = sq_norms(block.view());
+            let products = block.dot(&later.t());
+            let mut lens = Vec::with_capacity(block.nrows());
+            let mut indices = Vec::new();
+            for (k, (a, prod)) in block.outer_iter().zip(products.outer_iter()).enumerate() {
+                let na = block_norms[k];
+                let before = indices.len();
+                // Row `block_first + k` against rows `block_first + k..`.
+                for (j, (&p, &nb)) in prod.iter().zip(&later_norms).enumerate().skip(k) {
+                    let d2 = na + nb - 2.0 * p;
+                    let margin = tol * (na + nb + eps2);
+                    let near = if d2 < eps2 - margin {
+                        true
+                    } else if d2 > eps2 + margin {
+                        false
+                    } else {
+                        L2Dist.rdistance(a.view(), later.row(j)) < eps2
+                    };
+                    if near {
+                        indices.push((block_first + j) as u32);
+                    }
                 }
+                lens.push(indices.len() - before);
             }
-            offsets.push(indices.len());
+            (lens, indices)
+        })
+        .collect();
+    let mut offsets = Vec::with_capacity(rows.nrows() + 1);
+    offsets.push(0);
+    let mut indices = Vec::with_capacity(blocks.iter().map(|b| b.1.len()).sum());
+    for (lens, block_indices) in blocks {
+        for len in lens {
+            offsets.push(offsets.last().unwrap() + len);
         }
-        block_first += block.nrows();
+        indices.extend_from_slice(&block_indices);
     }
     Ok(Neighbourhoods::from_parts(offsets, indices))
 }
