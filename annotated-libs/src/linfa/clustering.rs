@@ -245,10 +245,10 @@ impl SplitType<Neighbourhoods> for NeighbourhoodSplit {
     }
 }
 
-/// Rows of a batch multiplied at once: keeps the product block near 8 MiB.
-fn product_rows(n: usize) -> usize {
-    ((1 << 20) / n.max(1)).clamp(1, 1024)
-}
+/// Rows of a batch multiplied at once, and candidate rows per product: an
+/// 128 x 2048 block of products (2 MiB) stays in cache while it is scanned.
+const PRODUCT_ROWS: usize = 128;
+const PRODUCT_COLS: usize = 2048;
 
 /// The upper halves of the epsilon-neighbourhoods of rows `first..first +
 /// rows.nrows()` of `all` (`rows` holds those rows): for each, the neighbours
@@ -289,44 +289,49 @@ pub fn upper_eps_neighbourhoods<S: Data<Elem = f64>, T: Data<Elem = f64>>(
     // products); four times that leaves room for both roundings of the exact path too.
     let tol = 4.0 * (all.ncols() as f64 + 2.0) * f64::EPSILON;
     let sq_norms = |m: ArrayView2<'_, f64>| -> Array1<f64> { m.map_axis(Axis(1), |r| r.dot(&r)) };
+    let (rows, all) = (rows.view(), all.view());
+    // Candidates are rows from `first` on (the relation is symmetric: the upper half).
+    let all_norms = sq_norms(all.slice(ndarray::s![first.., ..]));
 
     // Blocks of rows in parallel (a batch may be the whole matrix), each giving its
     // rows' neighbour counts and indices; concatenated in row order.
-    let (rows, all) = (rows.view(), all.view());
-    let chunk = product_rows(n);
     let blocks: Vec<(Vec<usize>, Vec<u32>)> = rows
-        .axis_chunks_iter(Axis(0), chunk)
+        .axis_chunks_iter(Axis(0), PRODUCT_ROWS)
         .into_par_iter()
         .enumerate()
         .map(|(b, block)| {
-            let block_first = first + b * chunk;
-            let later = all.slice(ndarray::s![block_first.., ..]);
-            let later_norms = sq_norms(later);
+            let block_first = first + b * PRODUCT_ROWS;
             let block_norms = sq_norms(block.view());
-            let products = block.dot(&later.t());
-            let mut lens = Vec::with_capacity(block.nrows());
-            let mut indices = Vec::new();
-            for (k, (a, prod)) in block.outer_iter().zip(products.outer_iter()).enumerate() {
-                let na = block_norms[k];
-                let before = indices.len();
-                // Row `block_first + k` against rows `block_first + k..`.
-                for (j, (&p, &nb)) in prod.iter().zip(&later_norms).enumerate().skip(k) {
-                    let d2 = na + nb - 2.0 * p;
-                    let margin = tol * (na + nb + eps2);
-                    let near = if d2 < eps2 - margin {
-                        true
-                    } else if d2 > eps2 + margin {
-                        false
-                    } else {
-                        L2Dist.rdistance(a.view(), later.row(j)) < eps2
-                    };
-                    if near {
-                        indices.push((block_first + j) as u32);
+            let mut neighbours: Vec<Vec<u32>> = vec![Vec::new(); block.nrows()];
+            let mut start = block_first;
+            while start < n {
+                let end = (start + PRODUCT_COLS).min(n);
+                let cands = all.slice(ndarray::s![start..end, ..]);
+                let products = block.dot(&cands.t());
+                let norms = &all_norms.as_slice().expect("a new array")[start - first..end - first];
+                for (k, (a, prod)) in block.outer_iter().zip(products.outer_iter()).enumerate() {
+                    let (na, row) = (block_norms[k], block_first + k);
+                    // Row `row` against candidates `max(row, start)..end`.
+                    let skip = row.saturating_sub(start);
+                    for (j, (&p, &nb)) in prod.iter().zip(norms).enumerate().skip(skip) {
+                        let d2 = na + nb - 2.0 * p;
+                        let margin = tol * (na + nb + eps2);
+                        let near = if d2 < eps2 - margin {
+                            true
+                        } else if d2 > eps2 + margin {
+                            false
+                        } else {
+                            L2Dist.rdistance(a.view(), cands.row(j)) < eps2
+                        };
+                        if near {
+                            neighbours[k].push((start + j) as u32);
+                        }
                     }
                 }
-                lens.push(indices.len() - before);
+                start = end;
             }
-            (lens, indices)
+            let lens = neighbours.iter().map(Vec::len).collect();
+            (lens, neighbours.concat())
         })
         .collect();
     let mut offsets = Vec::with_capacity(rows.nrows() + 1);
