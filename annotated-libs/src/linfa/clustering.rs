@@ -5,15 +5,15 @@
 //! dimensions its k-d tree prunes nothing, so every query scans every point.
 //! The annotation splits that work off without changing linfa:
 //!
-//! 1. [`region_queries`] (split by rows, the whole matrix broadcast): the
+//! 1. [`region_queries()`] (split by rows, the whole matrix broadcast): the
 //!    epsilon-neighbourhood of every row of a batch among the rows after it
 //!    (the relation is symmetric), by matrix products (`|a|^2 + |b|^2 -
 //!    2 a.b`), each pair near the boundary confirmed with linfa's own squared
 //!    distance, so the relation is exactly linfa's (`rdistance(a, b) < eps^2`).
 //!    Batches run in parallel; their [`Neighbourhoods`] concatenate
 //!    ([`NeighbourhoodSplit`]). It also rejects NaN and infinite values (a
-//!    typed [`DbscanError`]). [`row_numbers`] tells each batch where its rows are.
-//! 2. [`dbscan_labels`] (whole values): completes the neighbourhoods
+//!    typed [`DbscanError`]). [`row_numbers()`] tells each batch where its rows are.
+//! 2. [`dbscan_labels()`] (whole values): completes the neighbourhoods
 //!    ([`Neighbourhoods::symmetrized`]) and runs linfa's `Dbscan` itself, given a
 //!    [`Precomputed`] index that answers `within_range` from those
 //!    neighbourhoods (the same neighbours, in the same order, as linfa's
@@ -356,7 +356,7 @@ pub fn eps_neighbourhoods<S: Data<Elem = f64>>(
 }
 
 /// `0..x.nrows()`: row numbers that travel with the rows of a split matrix, so
-/// that a batch of [`region_queries`] knows where its rows are.
+/// that a batch of [`region_queries()`] knows where its rows are.
 #[offload(split = Broadcast, unsplittable)]
 pub fn row_numbers(x: &Array2<f64>) -> Array1<u64> {
     Array1::from_iter(0..x.nrows() as u64)
@@ -513,7 +513,7 @@ pub fn sklearn_labels(memberships: &Array1<Option<usize>>) -> Array1<i64> {
 
 /// DBSCAN labels of the rows of `x` (scikit-learn's: `-1` for noise), by
 /// linfa's `Dbscan` over the neighbourhoods of `x`'s rows, given by their
-/// upper halves (`upper`, from [`region_queries`]).
+/// upper halves (`upper`, from [`region_queries()`]).
 #[offload(split = Broadcast, unsplittable)]
 pub fn dbscan_labels(x: &Array2<f64>, upper: &Neighbourhoods, params: DbscanParams) -> Array1<i64> {
     let index = Precomputed::new(upper.symmetrized(), params.eps);
