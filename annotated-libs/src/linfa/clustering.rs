@@ -263,6 +263,11 @@ const PRODUCT_COLS: usize = 2048;
 /// linfa's own `rdistance`, so no pair is decided differently from linfa. A
 /// NaN or infinity anywhere in `all` is an error naming its first position
 /// (the same for every batch, so every plan reports the same).
+///
+/// # Panics
+///
+/// When `rows` are not rows `first..` of `all` by shape (more rows than
+/// remain, another width): a caller's mistake, not bad data.
 pub fn upper_eps_neighbourhoods<S: Data<Elem = f64>, T: Data<Elem = f64>>(
     rows: &ArrayBase<S, Ix2>,
     first: usize,
