@@ -11,6 +11,7 @@
 //! - [`workloads`]: the paper's workloads, each written once and compiled eagerly and lazily.
 
 pub mod cpu;
+pub mod linfa;
 pub mod ndarray;
 pub mod numpy;
 pub mod workloads;

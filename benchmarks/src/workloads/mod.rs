@@ -8,7 +8,9 @@
 //! tests pick it up from there.
 
 mod blackscholes;
+mod dbscan;
 mod haversine;
+mod standardize;
 
 use std::any::Any;
 use std::time::{Duration, Instant};
@@ -123,7 +125,12 @@ impl std::fmt::Debug for Workload {
 }
 
 /// Every workload the CLI can run, in the order listed in `--help`.
-pub static REGISTRY: &[&Workload] = &[&blackscholes::WORKLOAD, &haversine::WORKLOAD];
+pub static REGISTRY: &[&Workload] = &[
+    &blackscholes::WORKLOAD,
+    &haversine::WORKLOAD,
+    &dbscan::WORKLOAD,
+    &standardize::WORKLOAD,
+];
 
 /// The workload called `name`.
 pub fn find(name: &str) -> Option<&'static Workload> {

@@ -1,0 +1,3 @@
+//! linfa, annotated: the ML workloads' functions of the linfa crates as lazy stubs.
+
+pub mod clustering;
