@@ -658,3 +658,42 @@ proptest! {
         prop_assert_eq!(device.in_use(), 0);
     }
 }
+
+#[test]
+fn cpu_batches_of_matrix_rows_hold_as_many_numbers_as_batches_of_a_vector() {
+    // The default CPU batch is sized in numbers: a stage over rows of 256
+    // numbers takes 256 times fewer rows per batch than one over single numbers
+    // (within the clamp), so a batch of rows still fits the cache.
+    let config = Config {
+        cache_bytes: 1 << 20,
+        device: DevicePolicy::Cpu,
+        ..Config::default()
+    };
+    let batch_of = |graph: &Graph| {
+        let run = graph.last_run().expect("an evaluation ran");
+        let stage = run
+            .stages
+            .iter()
+            .find(|s| s.batch_size.is_some())
+            .expect("a partitioned stage");
+        stage.batch_size.unwrap()
+    };
+    let vector = Array1::from_elem(1 << 16, 2.0);
+    let graph = Graph::with_config(config.clone());
+    graph
+        .enter(|| evaluate(LazyArray::from(&vector).sqrt() + 1.0))
+        .unwrap();
+    let numbers = batch_of(&graph);
+    assert_eq!(numbers, 4096, "1 MiB / 256 bytes per number");
+
+    let matrix = Array2::from_elem((1 << 12, 256), 2.0);
+    let graph = Graph::with_config(config);
+    let got = graph
+        .enter(|| evaluate(nd::Array2::from(&matrix).sqrt() + 1.0))
+        .unwrap();
+    assert_eq!(batch_of(&graph), 16, "4096 numbers in rows of 256");
+    assert!(same_bits(
+        &Array1::from_iter(got.iter().copied()),
+        &Array1::from_iter((matrix.sqrt() + 1.0).iter().copied())
+    ));
+}

@@ -124,10 +124,14 @@ impl Config {
     }
 
     /// The CPU batch size for a stage that keeps about `bytes_per_element`
-    /// bytes live per element.
-    pub(crate) fn cpu_batch(&self, bytes_per_element: usize) -> usize {
+    /// bytes live per element, each element `numbers_per_element` numbers wide
+    /// (a matrix's row).
+    pub(crate) fn cpu_batch(&self, bytes_per_element: usize, numbers_per_element: usize) -> usize {
+        // At least 1024 numbers (not elements) per batch, so that the per-batch
+        // overhead stays small; at most 2^16 elements.
+        let min = (1024 / numbers_per_element.max(1)).max(1);
         self.batch_size
-            .unwrap_or_else(|| (self.cache_bytes / bytes_per_element.max(1)).clamp(1024, 1 << 16))
+            .unwrap_or_else(|| (self.cache_bytes / bytes_per_element.max(1)).clamp(min, 1 << 16))
             .max(1)
     }
 }

@@ -71,6 +71,9 @@ pub(crate) struct PlanNode {
     pub(crate) outputs: SmallVec<[&'static SplitVTable; 1]>,
     /// Elements the call splits, when known before running.
     pub(crate) count: Option<usize>,
+    /// Bytes of the widest element the call splits (a matrix's row), when
+    /// known before running; 0 when unknown. Sizes CPU batches.
+    pub(crate) element_bytes: usize,
 }
 
 impl PlanNode {
@@ -87,6 +90,7 @@ impl PlanNode {
         std::ptr::fn_addr_eq(self.cpu, other.cpu)
             && self.info.same_as(other.info)
             && self.count == other.count
+            && self.element_bytes == other.element_bytes
             && self.args.len() == other.args.len()
             && self
                 .args
@@ -227,6 +231,7 @@ pub(crate) fn snapshot(targets: &[(Arc<Node>, u32)]) -> Result<Snapshot> {
                     cpu,
                     args,
                     count: None,
+                    element_bytes: 0,
                 });
             }
         }
@@ -242,6 +247,7 @@ pub(crate) fn snapshot(targets: &[(Arc<Node>, u32)]) -> Result<Snapshot> {
     let externals = externals.values;
     for i in 0..nodes.len() {
         nodes[i].count = static_count(&nodes, &externals, i)?;
+        nodes[i].element_bytes = widest_element(&nodes, &externals, i);
     }
     Ok(Snapshot {
         nodes,
@@ -339,6 +345,21 @@ fn static_count(nodes: &[PlanNode], externals: &Externals, i: usize) -> Result<O
         }
     }
     Ok(count)
+}
+
+/// Bytes of the widest element node `i` splits: its split inputs' own
+/// (read before running), or, for values computed in the graph, the width of
+/// the call that produced them. 0 when none is known.
+fn widest_element(nodes: &[PlanNode], externals: &Externals, i: usize) -> usize {
+    let n = &nodes[i];
+    (n.args.iter())
+        .filter(|a| a.split.kind == SplitKind::Partition)
+        .filter_map(|a| match a.input {
+            Input::External(k) => a.split.element_bytes_of(externals.get(k).get()),
+            Input::Local(v) => Some(nodes[v.node].element_bytes),
+        })
+        .max()
+        .unwrap_or(0)
 }
 
 impl Plan {

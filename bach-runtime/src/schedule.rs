@@ -79,9 +79,16 @@ pub(crate) struct Schedule {
 /// L2, the best of 1024..65536 on Black-Scholes and Haversine (BENCHMARKS.md).
 const CPU_BYTES_PER_ELEMENT: usize = 256;
 
-/// Elements per CPU batch of a partitioned stage.
-fn cpu_batch(config: &Config) -> usize {
-    config.cpu_batch(CPU_BYTES_PER_ELEMENT)
+/// Elements per CPU batch of a partitioned stage: [`CPU_BYTES_PER_ELEMENT`]
+/// per number, so that a stage over the rows of a matrix (each row as wide as
+/// its columns) takes proportionally fewer rows per batch.
+fn cpu_batch(config: &Config, plan: &Plan, stage: &Stage) -> usize {
+    let widest = (stage.nodes.iter())
+        .map(|&n| plan.nodes[n].element_bytes)
+        .max()
+        .unwrap_or(0);
+    let numbers = (widest / 8).max(1);
+    config.cpu_batch(CPU_BYTES_PER_ELEMENT * numbers, numbers)
 }
 
 /// True when the device can run the call (a kernel, or a `gpu_fn`): the
@@ -98,13 +105,15 @@ pub(crate) fn schedule(
     device: Option<&dyn Device>,
     config: &Config,
 ) -> Schedule {
-    let cpu_batch = cpu_batch(config);
     let Some(device) = device else {
         // Nothing to choose: no prediction, which would only slow down small
         // evaluations.
         return Schedule {
             stages: (plan.stages.iter())
-                .map(|s| StageSchedule::cpu(s, cpu_batch, "no GPU".into(), StageCost::default()))
+                .map(|s| {
+                    let batch = cpu_batch(config, plan, s);
+                    StageSchedule::cpu(s, batch, "no GPU".into(), StageCost::default())
+                })
                 .collect(),
             kept: FastSet::default(),
         };
@@ -116,7 +125,6 @@ pub(crate) fn schedule(
         config,
         costs: device.costs(),
         threads: config.threads.unwrap_or_else(rayon::current_num_threads),
-        cpu_batch,
         free: std::cell::OnceCell::new(),
     };
     let mut schedule = Schedule {
@@ -145,7 +153,6 @@ struct Placer<'p> {
     config: &'p Config,
     costs: DeviceCosts,
     threads: usize,
-    cpu_batch: usize,
     /// The device's free memory (within the configured budget), asked once
     /// and only when a stage needs it (a CUDA query).
     free: std::cell::OnceCell<usize>,
@@ -158,6 +165,11 @@ impl Placer<'_> {
                 .unwrap_or(usize::MAX)
                 .min(self.device.free_memory())
         })
+    }
+
+    /// Elements per CPU batch of stage `i`.
+    fn cpu_batch(&self, i: usize) -> usize {
+        cpu_batch(self.config, self.plan, &self.plan.stages[i])
     }
 
     fn forced(&self) -> bool {
@@ -177,7 +189,7 @@ impl Placer<'_> {
             &self.analyses[i],
             stage.count.unwrap_or(0),
             self.threads,
-            self.cpu_batch,
+            self.cpu_batch(i),
             device.map(|b| (&self.costs, b)),
             on_device,
         )
@@ -187,7 +199,7 @@ impl Placer<'_> {
     fn first_pass(&self, i: usize, placed: &[StageSchedule]) -> StageSchedule {
         let plan = self.plan;
         let stage = &plan.stages[i];
-        let cpu = |reason, cost| StageSchedule::cpu(stage, self.cpu_batch, reason, cost);
+        let cpu = |reason, cost| StageSchedule::cpu(stage, self.cpu_batch(i), reason, cost);
         if let Some(why) = ineligible(plan, stage) {
             return cpu(why, self.predict(i, None, &|_| false));
         }
@@ -275,7 +287,7 @@ impl Placer<'_> {
                 if !self.forced() && dev_s >= cost.cpu_s {
                     s.placement = Placement::Cpu;
                     s.reason = cpu_wins(cost.cpu_s, Some(dev_s));
-                    s.batch = Some(self.cpu_batch);
+                    s.batch = Some(self.cpu_batch(i));
                     moved = true;
                 } else {
                     if !self.forced() {

@@ -57,6 +57,14 @@ pub trait SplitType<T>: 'static {
     /// Reduce split types define what merging zero pieces gives (sum: 0; max: an error).
     fn merge(pieces: Vec<T>) -> Result<T>;
 
+    /// Bytes one element along the split dimension holds (a matrix's row:
+    /// its width times the element size), for partition split types. It sizes
+    /// CPU batches, so that a batch of wide elements still fits the cache.
+    /// `None` (the default): one number, 8 bytes.
+    fn element_bytes(_value: &T) -> Option<usize> {
+        None
+    }
+
     /// Optional fast path for partition split types: allocate the merged value
     /// for `total` elements (shaped like `sample`) so that pieces are written in
     /// place as they are computed, instead of kept and concatenated.
@@ -145,6 +153,10 @@ impl<A: Clone + Send + Sync + 'static, D: RemoveAxis + 'static> SplitType<Array<
     const KIND: SplitKind = SplitKind::Partition;
     fn elements(value: &Array<A, D>) -> Option<usize> {
         Some(value.len_of(Axis(0)))
+    }
+    fn element_bytes(value: &Array<A, D>) -> Option<usize> {
+        let per_row: usize = value.shape().iter().skip(1).product();
+        Some(per_row * std::mem::size_of::<A>())
     }
     fn split(value: &Array<A, D>, range: Range<usize>) -> Array<A, D> {
         value.slice_axis(Axis(0), range.into()).to_owned()
@@ -408,6 +420,7 @@ pub struct SplitVTable {
     /// What the split type does.
     pub kind: SplitKind,
     pub(crate) elements: fn(&dyn Any) -> Option<usize>,
+    pub(crate) element_bytes: fn(&dyn Any) -> Option<usize>,
     pub(crate) split: fn(&dyn Any, Range<usize>) -> Result<Piece>,
     pub(crate) merge: fn(Vec<Piece>) -> Result<Piece>,
     pub(crate) clone: fn(&dyn Any) -> Piece,
@@ -486,6 +499,7 @@ impl SplitVTable {
             value_id: TypeId::of::<T>(),
             kind: S::KIND,
             elements: |v| S::elements(downcast::<T>(v)),
+            element_bytes: |v| S::element_bytes(downcast::<T>(v)),
             split: |v, r| {
                 crate::error::guard(
                     || short_name(std::any::type_name::<S>()),
@@ -523,6 +537,15 @@ impl SplitVTable {
     pub(crate) fn elements_of(&self, value: &dyn Any) -> Option<usize> {
         match self.kind {
             SplitKind::Partition => (self.elements)(value),
+            _ => None,
+        }
+    }
+
+    /// Bytes per element of `value` along this split type's dimension (`None`:
+    /// not split, or not said: one number).
+    pub(crate) fn element_bytes_of(&self, value: &dyn Any) -> Option<usize> {
+        match self.kind {
+            SplitKind::Partition => (self.element_bytes)(value),
             _ => None,
         }
     }
