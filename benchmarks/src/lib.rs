@@ -8,6 +8,7 @@
 //! Workloads are registered in one place, [`workloads::REGISTRY`].
 
 pub mod bench;
+pub mod blobs;
 pub mod cli;
 pub mod gpu;
 pub mod inputs;
