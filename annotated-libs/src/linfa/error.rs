@@ -77,6 +77,15 @@ pub enum LinfaError {
         /// The training points.
         samples: usize,
     },
+    /// linfa's solver failed on finite data (linfa-linalg's LOBPCG panics
+    /// when its iteration breaks down); the message is the solver's.
+    #[error("{model}: the solver failed: {message}")]
+    SolverFailed {
+        /// The model being fitted.
+        model: &'static str,
+        /// What the solver said.
+        message: String,
+    },
     /// An error of linfa-reduction (PCA).
     #[error(transparent)]
     Reduction(#[from] linfa_reduction::ReductionError),

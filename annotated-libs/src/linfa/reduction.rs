@@ -1,18 +1,16 @@
 //! Dimensionality reduction: linfa-reduction's `Pca` and a truncated SVD
-//! (scikit-learn's `TruncatedSVD`) over linfa-linalg's LOBPCG solver. Fits
-//! read their data whole; transforms split it by rows, the fitted model
-//! broadcast to every batch.
+//! (scikit-learn's `TruncatedSVD`) over linfa-linalg's symmetric
+//! eigensolver. The PCA fit reads its data whole; the truncated SVD's sums
+//! its Gram matrix over row batches, then solves once; transforms split
+//! their data by rows, the fitted model broadcast to every batch.
 
-use bach_runtime::{offload, Broadcast, IntoArg, Lazy, NdArraySplit};
+use bach_runtime::{offload, Broadcast, IntoArg, Lazy, NdArraySplit, SplitKind, SplitType};
 use linfa::traits::{Fit, Predict};
 use linfa::DatasetBase;
-use linfa_linalg::lobpcg::TruncatedSvd as Lobpcg;
-use linfa_linalg::Order;
+use linfa_linalg::eigh::Eigh;
 use ndarray::{Array1, Array2, Axis};
-use rand::SeedableRng;
-use rand_xoshiro::Xoshiro256Plus;
 
-use super::error::{check_apply, check_fit, LinfaError};
+use super::error::{check_apply, check_finite, check_fit, LinfaError};
 
 /// Checks `components` against `min(samples, features)`, as scikit-learn does.
 fn check_components(
@@ -33,6 +31,17 @@ fn check_components(
 
 const PCA: &str = "PCA";
 
+/// The text of a caught panic.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a panic without a message".to_string()
+    }
+}
+
 /// A fitted principal component analysis: linfa's `Pca` (mean, components,
 /// singular values), the number of features, and scikit-learn's explained
 /// variance ratio (linfa's own divides by the variance of the kept
@@ -50,7 +59,15 @@ impl Pca {
     pub fn fit(x: &Array2<f64>, components: usize) -> Result<Pca, LinfaError> {
         check_fit(PCA, x)?;
         check_components(PCA, components, x)?;
-        let pca = linfa_reduction::Pca::params(components).fit(&DatasetBase::from(x.view()))?;
+        // linfa's LOBPCG solver panics on some data (a NaN reaching its sort);
+        // the input is finite here, so a panic is the solver's failure.
+        let fit = std::panic::catch_unwind(|| {
+            linfa_reduction::Pca::params(components).fit(&DatasetBase::from(x.view()))
+        });
+        let pca = fit.map_err(|panic| LinfaError::SolverFailed {
+            model: PCA,
+            message: panic_message(panic.as_ref()),
+        })??;
         // scikit-learn: explained_variance_ = S^2 / (n - 1), divided by the
         // total variance (ddof = 1) of the data. One sample has no variance.
         let n = x.nrows() as f64;
@@ -130,12 +147,72 @@ impl<'a> LazyPca<'a> for Lazy<'a, Pca> {
 
 const TSVD: &str = "TruncatedSVD";
 
-/// The seed of the solver's random starting block: fixed, so that fits are
-/// reproducible (linfa's PCA fixes its own the same way).
-const TSVD_SEED: u64 = 42;
+/// `X^T X` of some rows of `X`, with their count: what a truncated SVD
+/// needs of its data. The Gram matrices of row batches add up to the whole
+/// one, so it is computed batch by batch ([`GramSum`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Gram {
+    /// `X^T X` (`features x features`; `0 x 0` for no rows).
+    pub xtx: Array2<f64>,
+    /// The rows summed over.
+    pub rows: usize,
+}
+
+impl Gram {
+    /// The Gram matrix of `x` (rows are samples), refusing NaN and infinities.
+    pub fn of(x: &Array2<f64>) -> Result<Gram, LinfaError> {
+        check_finite(TSVD, x)?;
+        Ok(Gram {
+            xtx: x.t().dot(x),
+            rows: x.nrows(),
+        })
+    }
+
+    /// The Gram matrix of both sets of rows.
+    pub fn merge(mut self, other: &Gram) -> Gram {
+        if other.rows == 0 {
+            return self;
+        }
+        if self.rows == 0 {
+            return other.clone();
+        }
+        self.xtx += &other.xtx;
+        self.rows += other.rows;
+        self
+    }
+}
+
+/// Sums the [`Gram`] matrices of row batches in row order.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct GramSum;
+
+impl SplitType<Gram> for GramSum {
+    const KIND: SplitKind = SplitKind::Reduce;
+    fn elements(_: &Gram) -> Option<usize> {
+        None
+    }
+    fn split(value: &Gram, _: std::ops::Range<usize>) -> Gram {
+        value.clone()
+    }
+    fn merge(pieces: Vec<Gram>) -> bach_runtime::Result<Gram> {
+        let empty = Gram {
+            xtx: Array2::zeros((0, 0)),
+            rows: 0,
+        };
+        Ok(pieces.iter().fold(empty, Gram::merge))
+    }
+}
 
 /// A fitted truncated SVD (scikit-learn's `TruncatedSVD`: no centring): the
 /// largest singular values of the data and their right singular vectors.
+///
+/// Fitted from the Gram matrix `X^T X` with linfa-linalg's symmetric
+/// eigensolver (`Eigh`): its eigenvectors are the right singular vectors and
+/// its eigenvalues the squared singular values. (linfa-linalg's LOBPCG
+/// `TruncatedSvd` panics with "NaN values in array" on blob data whose
+/// first singular value dwarfs the rest, which is this workload's data.)
+/// Each component's sign makes its largest-magnitude entry positive, so
+/// fits are reproducible across solvers.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TruncatedSvd {
     components: Array2<f64>,
@@ -143,18 +220,51 @@ pub struct TruncatedSvd {
 }
 
 impl TruncatedSvd {
-    /// The `components` largest singular triplets of `x` (rows are samples),
-    /// by linfa-linalg's LOBPCG truncated SVD from a seeded starting block.
-    /// Data of lower rank than `components` give only the nonzero ones.
+    /// The `components` largest singular triplets of `x` (rows are samples).
     pub fn fit(x: &Array2<f64>, components: usize) -> Result<TruncatedSvd, LinfaError> {
-        check_fit(TSVD, x)?;
-        check_components(TSVD, components, x)?;
-        let rng = Xoshiro256Plus::seed_from_u64(TSVD_SEED);
-        let svd = Lobpcg::new_with_rng(x.clone(), Order::Largest, rng).decompose(components)?;
-        let (_, singular_values, components) = svd.values_vectors();
+        if x.nrows() > 0 && x.ncols() == 0 {
+            return Err(LinfaError::NoFeatures { model: TSVD });
+        }
+        TruncatedSvd::from_gram(&Gram::of(x)?, x.ncols(), components)
+    }
+
+    /// The fit from the Gram matrix of all rows of data with `features` features.
+    pub fn from_gram(
+        gram: &Gram,
+        features: usize,
+        components: usize,
+    ) -> Result<TruncatedSvd, LinfaError> {
+        if gram.rows == 0 {
+            return Err(LinfaError::NoSamples { model: TSVD });
+        }
+        if features == 0 {
+            return Err(LinfaError::NoFeatures { model: TSVD });
+        }
+        let limit = gram.rows.min(features);
+        if components == 0 || components > limit {
+            return Err(LinfaError::BadComponents {
+                model: TSVD,
+                components,
+                limit,
+            });
+        }
+        let (values, vectors) = gram.xtx.eigh()?;
+        let mut order: Vec<usize> = (0..values.len()).collect();
+        order.sort_by(|&a, &b| values[b].total_cmp(&values[a]));
+        let order = &order[..components];
+        let mut v = Array2::zeros((components, features));
+        for (mut row, &c) in v.rows_mut().into_iter().zip(order) {
+            row.assign(&vectors.column(c));
+            let peak = row
+                .iter()
+                .fold(0.0f64, |m, &x| if x.abs() > m.abs() { x } else { m });
+            if peak < 0.0 {
+                row.mapv_inplace(|x| -x);
+            }
+        }
         Ok(TruncatedSvd {
-            components,
-            singular_values,
+            components: v,
+            singular_values: order.iter().map(|&c| values[c].max(0.0).sqrt()).collect(),
         })
     }
 
@@ -180,9 +290,27 @@ impl TruncatedSvd {
     }
 }
 
-/// [`TruncatedSvd::fit`], offloaded: the fit reads `x` whole.
-#[offload(split(x = Broadcast), wraps = TruncatedSvd::fit)]
-pub fn truncated_svd_fit(x: &Array2<f64>, components: usize) -> Result<TruncatedSvd, LinfaError>;
+/// [`Gram::of`], offloaded: `x` split by rows, the batches' matrices summed.
+#[offload(split = NdArraySplit, ret = GramSum, wraps = Gram::of)]
+pub fn gram(x: &Array2<f64>) -> Result<Gram, LinfaError>;
+
+/// [`TruncatedSvd::from_gram`], offloaded: one call on the summed matrix.
+#[offload(split(gram = Broadcast), wraps = TruncatedSvd::from_gram)]
+pub fn truncated_svd_from_gram(
+    gram: &Gram,
+    features: usize,
+    components: usize,
+) -> Result<TruncatedSvd, LinfaError>;
+
+/// [`TruncatedSvd::fit`], lazily: the Gram matrix batch by batch, then the
+/// eigensolver once. `features` is the number of columns of `x`.
+pub fn truncated_svd_fit<'a>(
+    x: impl IntoArg<'a, Array2<f64>>,
+    features: usize,
+    components: usize,
+) -> Lazy<'a, TruncatedSvd> {
+    truncated_svd_from_gram(gram(x), features, components)
+}
 
 /// [`TruncatedSvd::transform`], offloaded: `x` split by rows, the model broadcast.
 #[offload(split = NdArraySplit, split(this = Broadcast), wraps = TruncatedSvd::transform)]

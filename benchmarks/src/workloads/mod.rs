@@ -9,6 +9,8 @@
 
 mod blackscholes;
 mod haversine;
+mod pca;
+mod tsvd;
 
 use std::any::Any;
 use std::time::{Duration, Instant};
@@ -123,7 +125,12 @@ impl std::fmt::Debug for Workload {
 }
 
 /// Every workload the CLI can run, in the order listed in `--help`.
-pub static REGISTRY: &[&Workload] = &[&blackscholes::WORKLOAD, &haversine::WORKLOAD];
+pub static REGISTRY: &[&Workload] = &[
+    &blackscholes::WORKLOAD,
+    &haversine::WORKLOAD,
+    &tsvd::WORKLOAD,
+    &pca::WORKLOAD,
+];
 
 /// The workload called `name`.
 pub fn find(name: &str) -> Option<&'static Workload> {
