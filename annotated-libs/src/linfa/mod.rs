@@ -12,3 +12,4 @@ pub mod error;
 pub mod nn;
 pub mod preprocessing;
 pub mod reduction;
+pub mod top_eigen;

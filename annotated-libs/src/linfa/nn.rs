@@ -1,12 +1,12 @@
 //! A k-nearest-neighbour classifier over linfa-nn (linfa has none): the
 //! training points are the model; `predict` finds each row's `k` nearest
-//! training points with linfa-nn's linear search (Euclidean distance) and
+//! training points with linfa-nn's k-d tree (Euclidean distance) and
 //! takes the majority label, a tie going to the smallest label, as
 //! scikit-learn's `KNeighborsClassifier(weights="uniform")` does.
 
 use bach_runtime::{offload, Broadcast, IntoArg, Lazy, NdArraySplit};
 use linfa_nn::distance::L2Dist;
-use linfa_nn::{LinearSearch, NearestNeighbour};
+use linfa_nn::{KdTree, NearestNeighbour};
 use ndarray::{Array1, Array2};
 
 use super::error::{check_apply, check_fit, LinfaError};
@@ -58,7 +58,7 @@ impl KNeighborsClassifier {
     /// The majority label of each row's `k` nearest training points.
     pub fn predict(&self, x: &Array2<f64>) -> Result<Array1<usize>, LinfaError> {
         check_apply(MODEL, self.points.ncols(), x)?;
-        let index = LinearSearch::new().from_batch(&self.points, L2Dist)?;
+        let index = KdTree::new().from_batch(&self.points, L2Dist)?;
         let mut votes = vec![0usize; self.classes];
         let mut predicted = Array1::zeros(x.nrows());
         for (row, out) in x.rows().into_iter().zip(predicted.iter_mut()) {

@@ -7,10 +7,10 @@
 use bach_runtime::{offload, Broadcast, IntoArg, Lazy, NdArraySplit, SplitKind, SplitType};
 use linfa::traits::{Fit, Predict};
 use linfa::DatasetBase;
-use linfa_linalg::eigh::Eigh;
 use ndarray::{Array1, Array2, Axis};
 
 use super::error::{check_apply, check_finite, check_fit, LinfaError};
+use super::top_eigen::top_eigenpairs;
 
 /// Checks `components` against `min(samples, features)`, as scikit-learn does.
 fn check_components(
@@ -206,11 +206,12 @@ impl SplitType<Gram> for GramSum {
 /// A fitted truncated SVD (scikit-learn's `TruncatedSVD`: no centring): the
 /// largest singular values of the data and their right singular vectors.
 ///
-/// Fitted from the Gram matrix `X^T X` with linfa-linalg's symmetric
-/// eigensolver (`Eigh`): its eigenvectors are the right singular vectors and
-/// its eigenvalues the squared singular values. (linfa-linalg's LOBPCG
-/// `TruncatedSvd` panics with "NaN values in array" on blob data whose
-/// first singular value dwarfs the rest, which is this workload's data.)
+/// Fitted from the Gram matrix `X^T X`: its top eigenvectors are the right
+/// singular vectors and its eigenvalues the squared singular values
+/// ([`super::top_eigen`], over linfa-linalg's tridiagonalisation).
+/// (linfa-linalg's LOBPCG `TruncatedSvd` panics with "NaN values in array"
+/// on blob data whose first singular value dwarfs the rest, which is the
+/// TSVD workload's data.)
 /// Each component's sign makes its largest-magnitude entry positive, so
 /// fits are reproducible across solvers.
 #[derive(Debug, Clone, PartialEq)]
@@ -248,12 +249,9 @@ impl TruncatedSvd {
                 limit,
             });
         }
-        let (values, vectors) = gram.xtx.eigh()?;
-        let mut order: Vec<usize> = (0..values.len()).collect();
-        order.sort_by(|&a, &b| values[b].total_cmp(&values[a]));
-        let order = &order[..components];
+        let (values, vectors) = top_eigenpairs(gram.xtx.clone(), components)?;
         let mut v = Array2::zeros((components, features));
-        for (mut row, &c) in v.rows_mut().into_iter().zip(order) {
+        for (c, mut row) in v.rows_mut().into_iter().enumerate() {
             row.assign(&vectors.column(c));
             let peak = row
                 .iter()
@@ -264,7 +262,7 @@ impl TruncatedSvd {
         }
         Ok(TruncatedSvd {
             components: v,
-            singular_values: order.iter().map(|&c| values[c].max(0.0).sqrt()).collect(),
+            singular_values: values.iter().map(|&l| l.max(0.0).sqrt()).collect(),
         })
     }
 
