@@ -119,11 +119,12 @@ fn indices(key: &str) -> Result<Vec<usize>, WorkloadError> {
 }
 
 fn generate(log2: u32, _seed: u64) -> Result<Box<Inputs>, WorkloadError> {
-    if log2 > 24 {
-        return Err(
-            format!("54 x 2^{log2} test rows are more than this workload is meant for").into(),
-        );
-    }
+    let rows = 54usize
+        .checked_shl(log2)
+        .filter(|_| log2 < 40)
+        .ok_or_else(|| format!("54 x 2^{log2} test rows do not fit in memory"))?;
+    // The rows, their scaled copy, and the doubling's temporary copy.
+    super::tsvd::check_memory(&format!("54 x 2^{log2} test rows"), 3 * rows * 13 * 8)?;
     let (x, y) = load()?;
     let (train, test) = (indices("train")?, indices("test")?);
     if let Some(&bad) = train.iter().chain(&test).find(|&&i| i >= x.nrows()) {

@@ -48,8 +48,32 @@ fn generate(log2: u32, seed: u64) -> Result<Box<Inputs>, WorkloadError> {
         .checked_shl(log2)
         .filter(|_| log2 < 40)
         .ok_or_else(|| format!("2^{log2} rows of {FEATURES} features do not fit in memory"))?;
+    // The data, and as much again for the transform's row pieces in flight.
+    check_memory(
+        &format!("2^{log2} rows of {FEATURES} features"),
+        2 * rows * FEATURES * 8,
+    )?;
     let (x, _) = make_blobs(rows, FEATURES, 1, 1.0, (-10.0, 10.0), seed);
     Ok(Box::new(x))
+}
+
+/// Refuses inputs of `bytes` when the system says less memory is
+/// available (Linux's `MemAvailable`), rather than aborting on allocation.
+pub(super) fn check_memory(what: &str, bytes: usize) -> Result<(), WorkloadError> {
+    let available = std::fs::read_to_string("/proc/meminfo").ok().and_then(|m| {
+        let line = m.lines().find(|l| l.starts_with("MemAvailable:"))?;
+        let kib: usize = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kib * 1024)
+    });
+    match available {
+        Some(free) if bytes > free => Err(format!(
+            "{what} need about {} MiB; {} MiB of memory are available",
+            bytes >> 20,
+            free >> 20
+        )
+        .into()),
+        _ => Ok(()),
+    }
 }
 
 fn data(x: &Inputs) -> Result<&Array2<f64>, WorkloadError> {
