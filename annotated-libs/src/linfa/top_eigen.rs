@@ -2,14 +2,14 @@
 //! of a Gram matrix.
 //!
 //! linfa-linalg's `Eigh` computes every eigenvector, which for a 512 x 512
-//! Gram matrix takes seconds in its pure-Rust QR iteration, and its LOBPCG
-//! solver breaks down on blob data. This module keeps linfa-linalg's
-//! Householder tridiagonalisation (`A = Q T Q^T`) and replaces the rest with
-//! the classic pair LAPACK uses for a few eigenpairs (`dstebz` + `dstein`):
-//! eigenvalues of `T` by bisection on Sturm counts, to full precision;
-//! eigenvectors of `T` by inverse iteration; then `Q y`.
+//! Gram matrix takes seconds in its pure-Rust QR iteration (its
+//! tridiagonalisation and `Q` alone take most of a second), and its LOBPCG
+//! solver breaks down on blob data. This module takes the path LAPACK takes
+//! for a few eigenpairs (`dsytrd` + `dstebz` + `dstein` + `dormtr`):
+//! Householder tridiagonalisation `A = Q T Q^T` over plain row slices, the
+//! eigenvalues of `T` by bisection on Sturm counts (to full precision), its
+//! eigenvectors by inverse iteration, then `Q y` by applying the reflectors.
 
-use linfa_linalg::tridiagonal::SymmetricTridiagonal;
 use ndarray::{Array1, Array2};
 
 use super::error::LinfaError;
@@ -18,22 +18,112 @@ use super::error::LinfaError;
 /// and their unit eigenvectors as the columns of an `n x k` matrix.
 pub fn top_eigenpairs(a: Array2<f64>, k: usize) -> Result<(Vec<f64>, Array2<f64>), LinfaError> {
     let n = a.nrows();
+    if a.ncols() != n {
+        return Err(linfa_linalg::LinalgError::NotSquare {
+            rows: n,
+            cols: a.ncols(),
+        }
+        .into());
+    }
     let k = k.min(n);
-    let decomp = a.sym_tridiagonal()?;
-    let q = decomp.generate_q();
-    let (d, e) = decomp.into_diagonals();
+    let tri = Tridiagonal::of(a);
     let mut values = Vec::with_capacity(k);
     let mut vectors = Array2::zeros((n, k));
     let mut found: Vec<Array1<f64>> = Vec::with_capacity(k);
     for j in 0..k {
         // The j-th largest is the (n - 1 - j)-th smallest.
-        let lambda = kth_smallest(&d, &e, n - 1 - j);
-        let y = inverse_iteration(&d, &e, lambda, &found);
-        vectors.column_mut(j).assign(&q.dot(&y));
+        let lambda = kth_smallest(&tri.d, &tri.e, n - 1 - j);
+        let y = inverse_iteration(&tri.d, &tri.e, lambda, &found);
+        vectors.column_mut(j).assign(&tri.apply_q(y.clone()));
         values.push(lambda);
         found.push(y);
     }
     Ok((values, vectors))
+}
+
+/// `A = Q T Q^T` for a symmetric `A`: `T`'s diagonal `d` and off-diagonal
+/// `e`, and `Q = H_0 H_1 ... H_{n-3}` as its Householder reflectors
+/// `H_k = I - beta_k v_k v_k^T` (acting on entries `k + 1..`).
+struct Tridiagonal {
+    d: Array1<f64>,
+    e: Array1<f64>,
+    reflectors: Vec<(f64, Vec<f64>)>,
+}
+
+impl Tridiagonal {
+    /// Golub and Van Loan, algorithm 8.3.1, on the full symmetric matrix.
+    fn of(a: Array2<f64>) -> Tridiagonal {
+        let n = a.nrows();
+        let mut a = a.as_standard_layout().into_owned();
+        let m = a.as_slice_mut().expect("standard layout");
+        let mut e = Array1::zeros(n.saturating_sub(1));
+        let mut reflectors = Vec::with_capacity(n.saturating_sub(2));
+        let mut p = vec![0.0; n];
+        for k in 0..n.saturating_sub(2) {
+            let len = n - k - 1;
+            // x = A[k + 1.., k]
+            let x: Vec<f64> = (k + 1..n).map(|i| m[i * n + k]).collect();
+            let sigma: f64 = x[1..].iter().map(|v| v * v).sum();
+            if sigma == 0.0 {
+                e[k] = x[0];
+                reflectors.push((0.0, Vec::new()));
+                continue;
+            }
+            let mu = (x[0] * x[0] + sigma).sqrt();
+            let v0 = if x[0] <= 0.0 {
+                x[0] - mu
+            } else {
+                -sigma / (x[0] + mu)
+            };
+            let beta = 2.0 * v0 * v0 / (sigma + v0 * v0);
+            let mut v = x;
+            v[0] = 1.0;
+            for vi in &mut v[1..] {
+                *vi /= v0;
+            }
+            e[k] = mu;
+            // p = beta A' v, w = p - (beta / 2)(p . v) v, A' -= v w^T + w v^T.
+            let p = &mut p[..len];
+            for (i, pi) in p.iter_mut().enumerate() {
+                let row = &m[(k + 1 + i) * n + k + 1..(k + 2 + i) * n];
+                *pi = beta * row.iter().zip(&v).map(|(a, b)| a * b).sum::<f64>();
+            }
+            let pv: f64 = p.iter().zip(&v).map(|(a, b)| a * b).sum();
+            let half = 0.5 * beta * pv;
+            for (pi, vi) in p.iter_mut().zip(&v) {
+                *pi -= half * vi;
+            }
+            for i in 0..len {
+                let (vi, wi) = (v[i], p[i]);
+                let row = &mut m[(k + 1 + i) * n + k + 1..(k + 2 + i) * n];
+                for ((r, &vj), &wj) in row.iter_mut().zip(&v).zip(p.iter()) {
+                    *r -= vi * wj + wi * vj;
+                }
+            }
+            reflectors.push((beta, v));
+        }
+        if n >= 2 {
+            e[n - 2] = m[(n - 1) * n + n - 2];
+        }
+        let d = Array1::from_shape_fn(n, |i| m[i * n + i]);
+        Tridiagonal { d, e, reflectors }
+    }
+
+    /// `Q y`: the reflectors applied last to first.
+    fn apply_q(&self, mut y: Array1<f64>) -> Array1<f64> {
+        let y_s = y.as_slice_mut().expect("contiguous");
+        for (k, (beta, v)) in self.reflectors.iter().enumerate().rev() {
+            if *beta == 0.0 {
+                continue;
+            }
+            let tail = &mut y_s[k + 1..];
+            let dot: f64 = tail.iter().zip(v).map(|(a, b)| a * b).sum();
+            for (t, vi) in tail.iter_mut().zip(v) {
+                *t -= beta * dot * vi;
+            }
+        }
+        y
+    }
 }
 
 /// The number of eigenvalues of the tridiagonal matrix (`d` diagonal, `e`
