@@ -240,6 +240,31 @@ fn pca_explained_variance_ratio_is_the_share_of_the_total_variance() {
     }
 }
 
+#[test]
+fn a_pca_that_linfas_solver_gets_wrong_is_an_error_not_a_result() {
+    // Three features, two components: linfa's LOBPCG block does not fit the
+    // problem and its values are off (variance ratios 0.21 and 0.002 where
+    // they are 0.9 and 0.1).
+    let x = ndarray::array![
+        [3.0, 0.0, 5.0],
+        [-3.0, 0.0, 5.0],
+        [0.0, 1.0, 5.0],
+        [0.0, -1.0, 5.0]
+    ];
+    match Pca::fit(&x, 2) {
+        Err(LinfaError::SolverFailed { model: "PCA", .. }) => {}
+        Ok(pca) => {
+            // A linfa that solves it must solve it right.
+            let r = pca.explained_variance_ratio();
+            assert!(
+                (r[0] - 0.9).abs() < 1e-6 && (r[1] - 0.1).abs() < 1e-6,
+                "{r}"
+            );
+        }
+        Err(e) => panic!("{e}"),
+    }
+}
+
 /// The function that failed in an evaluation's `Error::Call`, and its `LinfaError`.
 fn call_error(err: &Error) -> (&'static str, &LinfaError) {
     match err {

@@ -89,7 +89,7 @@ pub enum LinfaError {
     /// An error of linfa-reduction (PCA).
     #[error(transparent)]
     Reduction(#[from] linfa_reduction::ReductionError),
-    /// An error of linfa-linalg (the truncated SVD, the eigensolver).
+    /// An error of linfa-linalg (a matrix of the wrong shape).
     #[error(transparent)]
     Linalg(#[from] linfa_linalg::LinalgError),
     /// An error of linfa-preprocessing (the scaler).

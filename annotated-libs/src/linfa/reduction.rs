@@ -1,8 +1,8 @@
 //! Dimensionality reduction: linfa-reduction's `Pca` and a truncated SVD
-//! (scikit-learn's `TruncatedSVD`) over linfa-linalg's symmetric
-//! eigensolver. The PCA fit reads its data whole; the truncated SVD's sums
-//! its Gram matrix over row batches, then solves once; transforms split
-//! their data by rows, the fitted model broadcast to every batch.
+//! (scikit-learn's `TruncatedSVD`) from the Gram matrix's top eigenpairs.
+//! The PCA fit reads its data whole; the truncated SVD's sums its Gram
+//! matrix over row batches, then solves once; transforms split their data by
+//! rows, the fitted model broadcast to every batch.
 
 use bach_runtime::{offload, Broadcast, IntoArg, Lazy, NdArraySplit, SplitKind, SplitType};
 use linfa::traits::{Fit, Predict};
@@ -68,6 +68,7 @@ impl Pca {
             model: PCA,
             message: panic_message(panic.as_ref()),
         })??;
+        verify_pca(&pca, x)?;
         // scikit-learn: explained_variance_ = S^2 / (n - 1), divided by the
         // total variance (ddof = 1) of the data. One sample has no variance.
         let n = x.nrows() as f64;
@@ -123,6 +124,35 @@ impl Pca {
     pub fn linfa(&self) -> &linfa_reduction::Pca<f64> {
         &self.pca
     }
+}
+
+/// Checks linfa's singular values against the exact top eigenvalues of the
+/// centred data's Gram matrix ([`top_eigenpairs`], features x features).
+/// linfa's LOBPCG solver returns wrong values, silently, when the block
+/// it iterates is too large for the problem (few features, several
+/// components); that is an error here, never a result.
+fn verify_pca(pca: &linfa_reduction::Pca<f64>, x: &Array2<f64>) -> Result<(), LinfaError> {
+    let centred = x - pca.mean();
+    let gram = centred.t().dot(&centred);
+    let k = pca.singular_values().len();
+    let (exact, _) = top_eigenpairs(gram, k)?;
+    let largest = exact.first().copied().unwrap_or(0.0).max(f64::MIN_POSITIVE);
+    for (c, (&s, &l)) in pca.singular_values().iter().zip(&exact).enumerate() {
+        // linfa floors singular values at 1e-8.
+        let got = if s <= 1e-8 { 0.0 } else { s * s };
+        // LOBPCG stops at a residual of 1e-5: its values are off by about
+        // that much relative; a broken solve is off by far more.
+        if (got - l.max(0.0)).abs() > 1e-3 * largest {
+            return Err(LinfaError::SolverFailed {
+                model: PCA,
+                message: format!(
+                    "component {c}: squared singular value {got} where the data's is {l} \
+                     (linfa's LOBPCG did not converge)"
+                ),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// [`Pca::fit`], offloaded: the fit reads `x` whole.
@@ -208,7 +238,7 @@ impl SplitType<Gram> for GramSum {
 ///
 /// Fitted from the Gram matrix `X^T X`: its top eigenvectors are the right
 /// singular vectors and its eigenvalues the squared singular values
-/// ([`super::top_eigen`], over linfa-linalg's tridiagonalisation).
+/// ([`super::top_eigen`]: LAPACK's path for a few eigenpairs).
 /// (linfa-linalg's LOBPCG `TruncatedSvd` panics with "NaN values in array"
 /// on blob data whose first singular value dwarfs the rest, which is the
 /// TSVD workload's data.)
