@@ -388,6 +388,34 @@ fn nan_in_training_or_test_data_is_a_typed_error() {
     // The graph keeps working.
     test[[17, 1]] = 0.0;
     assert!(pipeline_lazy(&g, &train, &labels, &test).is_ok());
+    test[[17, 1]] = f64::INFINITY;
+
+    // The truncated SVD's Gram matrix, batch by batch.
+    let err = g
+        .enter(|| g.evaluate(truncated_svd_fit(&test, 4, 2)))
+        .unwrap_err();
+    let (op, e) = call_error(&err);
+    assert_eq!(op, "gram");
+    assert!(
+        matches!(
+            e,
+            LinfaError::NotFinite {
+                row: 1,
+                column: 1,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    assert!(matches!(
+        TruncatedSvd::fit(&test, 2),
+        Err(LinfaError::NotFinite {
+            row: 17,
+            column: 1,
+            ..
+        })
+    ));
+    test[[17, 1]] = 0.0;
 
     // A NaN that reaches the classifier directly (linfa-nn would panic).
     let knn = KNeighborsClassifier::fit(&train, &labels, 3).unwrap();
