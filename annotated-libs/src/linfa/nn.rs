@@ -117,7 +117,7 @@ pub fn knn_predict(
 
 /// `knn.predict(&x)` on a lazy classifier.
 pub trait LazyKNeighborsClassifier<'a> {
-    /// [`knn_predict`] with this model.
+    /// [`knn_predict()`] with this model.
     fn predict(&self, x: impl IntoArg<'a, Array2<f64>>) -> Lazy<'a, Array1<usize>>;
 }
 

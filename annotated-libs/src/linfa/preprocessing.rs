@@ -68,7 +68,7 @@ pub fn standard_scaler_transform(
 
 /// `scaler.transform(&x)` on a lazy scaler.
 pub trait LazyStandardScaler<'a> {
-    /// [`standard_scaler_transform`] with this scaler.
+    /// [`standard_scaler_transform()`] with this scaler.
     fn transform(&self, x: impl IntoArg<'a, Array2<f64>>) -> Lazy<'a, Array2<f64>>;
 }
 

@@ -165,7 +165,7 @@ pub fn pca_transform(this: &Pca, x: &Array2<f64>) -> Result<Array2<f64>, LinfaEr
 
 /// `pca.transform(&x)` on a lazy PCA.
 pub trait LazyPca<'a> {
-    /// [`pca_transform`] with this model.
+    /// [`pca_transform()`] with this model.
     fn transform(&self, x: impl IntoArg<'a, Array2<f64>>) -> Lazy<'a, Array2<f64>>;
 }
 
@@ -349,7 +349,7 @@ pub fn truncated_svd_transform(
 
 /// `svd.transform(&x)` on a lazy truncated SVD.
 pub trait LazyTruncatedSvd<'a> {
-    /// [`truncated_svd_transform`] with this model.
+    /// [`truncated_svd_transform()`] with this model.
     fn transform(&self, x: impl IntoArg<'a, Array2<f64>>) -> Lazy<'a, Array2<f64>>;
 }
 
