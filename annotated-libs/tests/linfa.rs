@@ -505,6 +505,13 @@ fn the_vote_takes_the_majority_and_the_smallest_label_on_a_tie() {
     let knn = KNeighborsClassifier::fit(&x, &labels, 4).unwrap();
     let q = Array2::from_shape_vec((1, 1), vec![1.5]).unwrap();
     assert_eq!(knn.predict(&q).unwrap(), ndarray::array![1]);
+    // Labels need not be small or dense.
+    let sparse = ndarray::array![usize::MAX, usize::MAX, 7, 7, 0];
+    let knn = KNeighborsClassifier::fit(&x, &sparse, 3).unwrap();
+    let q = Array2::from_shape_vec((2, 1), vec![0.4, 2.6]).unwrap();
+    assert_eq!(knn.predict(&q).unwrap(), ndarray::array![usize::MAX, 7]);
+    assert_eq!(knn.classes(), &[0, 7, usize::MAX]);
+    let knn = KNeighborsClassifier::fit(&x, &labels, 4).unwrap();
     // No test rows: no predictions.
     assert_eq!(knn.predict(&Array2::zeros((0, 1))).unwrap().len(), 0);
 }

@@ -20,7 +20,10 @@ pub struct KNeighborsClassifier {
     points: Array2<f64>,
     labels: Array1<usize>,
     k: usize,
-    classes: usize,
+    /// The distinct labels, ascending.
+    classes: Vec<usize>,
+    /// Each training point's label as an index into `classes`.
+    class_of: Vec<usize>,
 }
 
 impl KNeighborsClassifier {
@@ -46,12 +49,23 @@ impl KNeighborsClassifier {
                 samples: x.nrows(),
             });
         }
-        let classes = labels.iter().max().map_or(0, |&m| m + 1);
+        let mut classes: Vec<usize> = labels.to_vec();
+        classes.sort_unstable();
+        classes.dedup();
+        let class_of = labels
+            .iter()
+            .map(|l| {
+                classes
+                    .binary_search(l)
+                    .expect("a label of the training set")
+            })
+            .collect();
         Ok(KNeighborsClassifier {
             points: x.clone(),
             labels: labels.clone(),
             k,
             classes,
+            class_of,
         })
     }
 
@@ -59,21 +73,21 @@ impl KNeighborsClassifier {
     pub fn predict(&self, x: &Array2<f64>) -> Result<Array1<usize>, LinfaError> {
         check_apply(MODEL, self.points.ncols(), x)?;
         let index = KdTree::new().from_batch(&self.points, L2Dist)?;
-        let mut votes = vec![0usize; self.classes];
+        let mut votes = vec![0usize; self.classes.len()];
         let mut predicted = Array1::zeros(x.nrows());
         for (row, out) in x.rows().into_iter().zip(predicted.iter_mut()) {
             votes.iter_mut().for_each(|v| *v = 0);
             for (_, i) in index.k_nearest(row, self.k)? {
-                votes[self.labels[i]] += 1;
+                votes[self.class_of[i]] += 1;
             }
             // The first largest count: the smallest label among ties.
             let mut best = 0;
-            for (label, &count) in votes.iter().enumerate() {
+            for (class, &count) in votes.iter().enumerate() {
                 if count > votes[best] {
-                    best = label;
+                    best = class;
                 }
             }
-            *out = best;
+            *out = self.classes[best];
         }
         Ok(predicted)
     }
@@ -93,9 +107,9 @@ impl KNeighborsClassifier {
         self.k
     }
 
-    /// One more than the largest training label.
-    pub fn classes(&self) -> usize {
-        self.classes
+    /// The distinct training labels, ascending.
+    pub fn classes(&self) -> &[usize] {
+        &self.classes
     }
 }
 
