@@ -416,6 +416,15 @@ fn nan_in_training_or_test_data_is_a_typed_error() {
         })
     ));
     test[[17, 1]] = 0.0;
+    // Finite values whose Gram matrix overflows.
+    let huge = test.mapv(|v| v * 1e160);
+    assert!(matches!(
+        TruncatedSvd::fit(&huge, 2),
+        Err(LinfaError::Overflow {
+            model: "TruncatedSVD",
+            ..
+        })
+    ));
 
     // A NaN that reaches the classifier directly (linfa-nn would panic).
     let knn = KNeighborsClassifier::fit(&train, &labels, 3).unwrap();

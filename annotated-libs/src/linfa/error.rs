@@ -37,6 +37,14 @@ pub enum LinfaError {
         /// Its column.
         column: usize,
     },
+    /// Finite data whose products overflow `f64` (values near 1e154 and up).
+    #[error("{model}: {what} overflowed f64 (the data's values are too large)")]
+    Overflow {
+        /// The model being fitted.
+        model: &'static str,
+        /// What overflowed.
+        what: &'static str,
+    },
     /// Zero components, or more than the features (or samples) allow.
     #[error("{model}: n_components = {components} must be between 1 and {limit}")]
     BadComponents {

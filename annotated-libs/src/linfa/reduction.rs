@@ -135,7 +135,7 @@ fn verify_pca(pca: &linfa_reduction::Pca<f64>, x: &Array2<f64>) -> Result<(), Li
     let centred = x - pca.mean();
     let gram = centred.t().dot(&centred);
     let k = pca.singular_values().len();
-    let (exact, _) = top_eigenpairs(gram, k)?;
+    let (exact, _) = top_eigenpairs(PCA, gram, k)?;
     let largest = exact.first().copied().unwrap_or(0.0).max(f64::MIN_POSITIVE);
     for (c, (&s, &l)) in pca.singular_values().iter().zip(&exact).enumerate() {
         // linfa floors singular values at 1e-8.
@@ -279,7 +279,7 @@ impl TruncatedSvd {
                 limit,
             });
         }
-        let (values, vectors) = top_eigenpairs(gram.xtx.clone(), components)?;
+        let (values, vectors) = top_eigenpairs(TSVD, gram.xtx.clone(), components)?;
         let mut v = Array2::zeros((components, features));
         for (c, mut row) in v.rows_mut().into_iter().enumerate() {
             row.assign(&vectors.column(c));
