@@ -354,8 +354,9 @@ pub fn run(
             };
             let g = crate::gpu::Gpu::new(&*device);
             threads = 1;
-            // Compile and load the kernels before the clock starts.
-            gpu(&g, &*(w.generate)(0, settings.seed).map_err(failed)?).map_err(failed)?;
+            // Compile and load the kernels before the clock starts, on 16 units (one
+            // row would have no variance: dbscan's standardization makes it NaN).
+            gpu(&g, &*(w.generate)(4, settings.seed).map_err(failed)?).map_err(failed)?;
             for i in 0..settings.trials {
                 on_progress(Progress::Start(i));
                 let t0 = Instant::now();

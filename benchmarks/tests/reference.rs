@@ -34,12 +34,12 @@ fn haversine_ref(x: &[f64]) -> Vec<f64> {
     vec![2.0 * a.sqrt().asin() * miles]
 }
 
-/// A scalar reference: one element's inputs to its outputs.
-type Reference = fn(&[f64]) -> Vec<f64>;
+/// One element's results from one element of each input.
+type ScalarReference = fn(&[f64]) -> Vec<f64>;
 
 /// The elementwise workloads and their scalar references (the others have
 /// their own tests).
-fn reference(name: &str) -> Option<Reference> {
+fn reference(name: &str) -> Option<ScalarReference> {
     match name {
         "blackscholes" => Some(blackscholes_ref),
         "haversine" => Some(haversine_ref),

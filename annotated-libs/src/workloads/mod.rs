@@ -4,7 +4,8 @@
 //!   float methods) compiled against ndarray itself (through
 //!   [`crate::ndarray::eager`]: plain, eager ndarray) and against the lazy
 //!   [`crate::ndarray`] module. The two differ only in their `use` line; the
-//!   sources are `ndarray/blackscholes.rs` and `ndarray/haversine.rs`.
+//!   sources are `ndarray/blackscholes.rs`, `ndarray/haversine.rs` and
+//!   `ndarray/standardize.rs` (the DBSCAN workload's column standardization).
 //! - [`cpu`] / [`bach`]: the same workloads against the NumPy-style function
 //!   module ([`crate::cpu::numpy`] and the annotated [`crate::numpy`]).
 
@@ -13,6 +14,7 @@ pub mod ndarray_cpu {
     use crate::ndarray::eager::*;
     include!("ndarray/blackscholes.rs");
     include!("ndarray/haversine.rs");
+    include!("ndarray/standardize.rs");
 }
 
 /// The workloads in ndarray style on lazy arrays (call [`bach_runtime::evaluate`]).
@@ -20,6 +22,7 @@ pub mod ndarray_bach {
     use crate::ndarray::*;
     include!("ndarray/blackscholes.rs");
     include!("ndarray/haversine.rs");
+    include!("ndarray/standardize.rs");
 }
 
 /// The workloads on the plain NumPy-style library (eager, op at a time).

@@ -8,8 +8,10 @@
 //! tests pick it up from there.
 
 mod blackscholes;
+mod dbscan;
 mod haversine;
 mod pca;
+mod standardize;
 mod tsvd;
 
 use std::any::Any;
@@ -130,6 +132,8 @@ pub static REGISTRY: &[&Workload] = &[
     &haversine::WORKLOAD,
     &tsvd::WORKLOAD,
     &pca::WORKLOAD,
+    &dbscan::WORKLOAD,
+    &standardize::WORKLOAD,
 ];
 
 /// The workload called `name`.
