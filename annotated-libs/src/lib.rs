@@ -8,6 +8,8 @@
 //! - [`numpy`]: the same functions, annotated with `#[offload]`: swapping
 //!   `use annotated_libs::cpu::numpy as np` for `use annotated_libs::numpy as np`
 //!   makes a program lazy, batched and offloadable.
+//! - [`linfa`]: linfa's PCA, truncated SVD, standard scaler and nearest
+//!   neighbours, annotated: fitted models are graph values, broadcast to row batches.
 //! - [`workloads`]: the paper's workloads, each written once and compiled eagerly and lazily.
 
 pub mod cpu;

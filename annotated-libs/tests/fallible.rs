@@ -333,3 +333,52 @@ fn with_a_device_the_fallible_call_runs_on_the_cpu_and_its_error_surfaces() {
         assert_eq!(bits(&r), bits(&eager(&a, &b, &c)), "{fail_kernel:?}");
     }
 }
+
+/// `checked_sqrt` on a device: the square roots through the call's host
+/// stand-in, whose `Err` (the CPU function's, as `Error::Call`) is the
+/// device function's result.
+fn checked_sqrt_on_device(call: &bach_runtime::DeviceCall<'_>) -> bach_runtime::Result<()> {
+    call.device.launch(&bach_runtime::Launch {
+        source: annotated_libs::numpy::BACH_KERNELS,
+        kernel: "sqrt_f64".into(),
+        n: call.n,
+        args: vec![
+            bach_runtime::KernelArg::In(call.inputs[0]),
+            bach_runtime::KernelArg::Out(call.output),
+        ],
+        shape: bach_runtime::LaunchShape::Elementwise,
+        reference: call.host,
+    })
+}
+
+/// `library::checked_sqrt` with a device function.
+#[offload(split = NdArraySplit, gpu_fn = checked_sqrt_on_device, wraps = library::checked_sqrt)]
+pub fn checked_sqrt_device(a: &Array1<f64>) -> Result<Array1<f64>, OutOfDomain>;
+
+#[test]
+fn a_fallible_device_function_runs_on_the_device_and_reports_the_error() {
+    let a = uniform(1 << 14, 1.0, 2.0, 15);
+    let mut bad = a.clone();
+    bad[(1 << 14) - 3] = -4.0;
+    for policy in [DevicePolicy::Auto, DevicePolicy::Device] {
+        let g = Graph::with_config(Config {
+            device: policy,
+            ..Config::default()
+        });
+        let dev = fast_device(None);
+        g.set_device(Some(dev.clone()));
+        let r = g.enter(|| g.evaluate(checked_sqrt_device(&a))).unwrap();
+        assert_eq!(bits(&r), bits(&library::checked_sqrt(&a).unwrap()));
+        let last = g.last_run().unwrap();
+        assert_eq!(last.stages[0].placement, Placement::Device, "{last}");
+        assert!(bach_runtime::Device::stats(&*dev).launches > 0);
+        // The error is the function's, not a device failure, under either
+        // policy: never retried on the CPU.
+        let err = g
+            .enter(|| g.evaluate(checked_sqrt_device(&bad)))
+            .unwrap_err();
+        assert_eq!(call_error(&err, "checked_sqrt_device").value, -4.0);
+        let r = g.enter(|| g.evaluate(checked_sqrt_device(&a))).unwrap();
+        assert_eq!(bits(&r), bits(&library::checked_sqrt(&a).unwrap()));
+    }
+}

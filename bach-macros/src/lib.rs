@@ -77,9 +77,10 @@ mod valid;
 ///
 /// The macro reads the return type's syntax only: a `Result` alias that hides
 /// the error type (`io::Result<T>`, `fmt::Result`) is a compile error, so write
-/// `Result<T, io::Error>`. A fallible function runs on the CPU only: `gpu` and
-/// `gpu_fn` are compile errors on it (a device implementation could not report
-/// the error).
+/// `Result<T, io::Error>`. A kernel cannot report the error, so `gpu` is a
+/// compile error on a fallible function; a `gpu_fn` can: it returns
+/// `Err(bach_runtime::Error::Call { .. })` itself, or launches with the call's
+/// host stand-in (`DeviceCall::host`), whose `Err` is the CPU function's.
 ///
 /// ```
 /// use bach_runtime::{evaluate, offload, Error, NdArraySplit};

@@ -37,7 +37,8 @@ pub(crate) fn check(
     check_body(options, item, errors);
 }
 
-/// A fallible function spells out its error type and runs on the CPU only.
+/// A fallible function spells out its error type; on a device it needs a
+/// `gpu_fn` (which can return the error), not a kernel.
 fn check_returns(options: &OffloadOptions, sig: &FnSignature, errors: &mut Vec<syn::Error>) {
     match &sig.returns {
         Returns::Value => {}
@@ -53,19 +54,15 @@ fn check_returns(options: &OffloadOptions, sig: &FnSignature, errors: &mut Vec<s
             ));
         }
         Returns::Fallible { .. } => {
-            // A device implementation has no way to report `Err` for a batch.
-            let device_key = options
-                .gpu
-                .as_ref()
-                .map(|g| (g.key, "gpu"))
-                .or_else(|| options.gpu_fn.as_ref().map(|g| (g.key, "gpu_fn")));
-            if let Some((key, option)) = device_key {
+            // A kernel has no way to report `Err` for a batch; a `gpu_fn`
+            // does (it returns `Error::Call`, or launches with the call's
+            // host stand-in, whose `Err` is one).
+            if let Some(g) = &options.gpu {
                 errors.push(syn::Error::new(
-                    key,
-                    format!(
-                        "a function returning `Result` runs on the CPU only: remove `{option}` \
-                         (a device implementation cannot report the function's error)"
-                    ),
+                    g.key,
+                    "a function returning `Result` cannot name a `gpu` kernel (a kernel cannot \
+                     report the function's error): remove `gpu`, or implement it with `gpu_fn`, \
+                     which can return `bach_runtime::Error::Call`",
                 ));
             }
         }
@@ -641,13 +638,10 @@ mod tests {
         assert_errors(
             quote!(split = S, gpu = "k"),
             fallible.clone(),
-            &["a function returning `Result` runs on the CPU only: remove `gpu` (a device implementation cannot report the function's error)"],
+            &["a function returning `Result` cannot name a `gpu` kernel (a kernel cannot report the function's error): remove `gpu`, or implement it with `gpu_fn`, which can return `bach_runtime::Error::Call`"],
         );
-        assert_errors(
-            quote!(split = S, gpu_fn = on_device),
-            fallible,
-            &["a function returning `Result` runs on the CPU only: remove `gpu_fn` (a device implementation cannot report the function's error)"],
-        );
+        // A device function can report the error.
+        assert_errors(quote!(split = S, gpu_fn = on_device), fallible, &[]);
         assert_errors(
             quote!(split = S),
             quote!(

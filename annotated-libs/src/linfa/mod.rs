@@ -1,3 +1,17 @@
-//! linfa, annotated: the ML workloads' functions of the linfa crates as lazy stubs.
+//! linfa 0.8, annotated: fitted models are values in the task graph, fits
+//! read their data whole, and transforms and predictions split their data
+//! by rows with the model broadcast to every batch; DBSCAN's region queries
+//! split by rows too.
+//!
+//! linfa itself is unchanged: each model here is a small adapter over the
+//! linfa type (its builder and trait API as plain methods, input checks
+//! that turn linfa's panics into [`error::LinfaError`] values), and each
+//! method is annotated with `wraps = Type::method`. The extension traits
+//! (`LazyPca`, ...) give lazy models method syntax.
 
 pub mod clustering;
+pub mod error;
+pub mod nn;
+pub mod preprocessing;
+pub mod reduction;
+pub mod top_eigen;

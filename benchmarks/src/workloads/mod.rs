@@ -10,7 +10,9 @@
 mod blackscholes;
 mod dbscan;
 mod haversine;
+mod pca;
 mod standardize;
+mod tsvd;
 
 use std::any::Any;
 use std::time::{Duration, Instant};
@@ -128,6 +130,8 @@ impl std::fmt::Debug for Workload {
 pub static REGISTRY: &[&Workload] = &[
     &blackscholes::WORKLOAD,
     &haversine::WORKLOAD,
+    &tsvd::WORKLOAD,
+    &pca::WORKLOAD,
     &dbscan::WORKLOAD,
     &standardize::WORKLOAD,
 ];

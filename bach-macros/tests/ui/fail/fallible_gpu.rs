@@ -24,6 +24,7 @@ fn on_device(_: &bach_runtime::DeviceCall) -> bach_runtime::Result<()> {
     Ok(())
 }
 
+// A device function can (it returns `Error::Call`): no error here.
 #[offload(split = bach_runtime::NdArraySplit, gpu_fn = on_device)]
 pub fn checked_sqrt2(a: &Array1<f64>) -> Result<Array1<f64>, Negative> {
     Ok(a.mapv(f64::sqrt))

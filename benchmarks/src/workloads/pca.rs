@@ -1,0 +1,283 @@
+//! PCA: the Wine data (benchmarks/data, scikit-learn's 124/54 train/test
+//! split) standardised, projected on 2 principal components and classified
+//! by a 5-nearest-neighbour vote, with the test set doubled `s` times
+//! (54 x 2^s rows).
+//!
+//! The three fits read the 124 training rows whole; the test rows' scaling,
+//! projection and vote split by rows, the fitted models broadcast to every
+//! batch.
+
+use annotated_libs::linfa::nn::{knn_fit, KNeighborsClassifier, LazyKNeighborsClassifier};
+use annotated_libs::linfa::preprocessing::{
+    standard_scaler_fit, LazyStandardScaler, StandardScaler,
+};
+use annotated_libs::linfa::reduction::{pca_fit, LazyPca, Pca};
+use bach_runtime::Lazy;
+use ndarray::{concatenate, Array1, Array2, Axis};
+
+use super::{inputs_of, time_lazy, Anchor, Check, Inputs, Outputs, Timed, Workload, WorkloadError};
+
+/// The principal components kept.
+pub const COMPONENTS: usize = 2;
+/// The neighbours that vote.
+pub const NEIGHBOURS: usize = 5;
+
+const WINE_CSV: &str = include_str!("../../data/wine_data.csv");
+const WINE_SPLIT: &str = include_str!("../../data/wine_split.json");
+
+pub(super) static WORKLOAD: Workload = Workload {
+    name: "pca",
+    description:
+        "Wine: standard scaler, PCA (2 components), 5-nearest-neighbour vote on the test rows",
+    default_size: 10,
+    size_meaning: "54 x 2^LOG2 test rows x 13 features",
+    generate,
+    outputs: &[
+        "predictions",
+        "projected",
+        "explained_variance_ratio",
+        "accuracy",
+    ],
+    cpu: run_cpu,
+    bach: run_bach,
+    fused: None,
+    gpu: None,
+    explain: |x| {
+        let w = wine(x)?;
+        Ok(bach_runtime::Graph::current().explain(&record(w))?)
+    },
+    check: Check::Custom(same_predictions),
+    result_line: Some(|o| {
+        format!(
+            "accuracy {:.4} explained variance ratio [{:.4}, {:.4}]",
+            o[3][0], o[2][0], o[2][1]
+        )
+    }),
+    anchors: &[Anchor {
+        label: "scikit-learn",
+        script: "ml_workloads.py",
+        workload: "pca",
+        modules: &["numpy", "sklearn"],
+    }],
+};
+
+/// The workload's inputs: training rows and labels, test rows and labels.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Wine {
+    /// The 124 training rows (13 features).
+    pub train: Array2<f64>,
+    /// Their cultivars (0, 1, 2).
+    pub train_labels: Array1<usize>,
+    /// The 54 test rows, doubled `s` times.
+    pub test: Array2<f64>,
+    /// Their cultivars.
+    pub test_labels: Array1<usize>,
+}
+
+/// The vendored Wine data: rows of 13 features and the class.
+fn load() -> Result<(Array2<f64>, Array1<usize>), WorkloadError> {
+    let mut lines = WINE_CSV.lines();
+    let header = lines.next().ok_or("wine_data.csv is empty")?;
+    let mut fields = header.split(',');
+    let rows: usize = fields.next().ok_or("no row count")?.parse()?;
+    let features: usize = fields.next().ok_or("no feature count")?.parse()?;
+    let mut x = Array2::zeros((rows, features));
+    let mut y = Array1::zeros(rows);
+    let mut seen = 0;
+    for (i, line) in lines.filter(|l| !l.trim().is_empty()).enumerate() {
+        if i >= rows {
+            return Err(format!("wine_data.csv has more than {rows} rows").into());
+        }
+        let values: Vec<&str> = line.split(',').collect();
+        if values.len() != features + 1 {
+            return Err(format!("wine_data.csv row {i}: {} fields", values.len()).into());
+        }
+        for (j, v) in values[..features].iter().enumerate() {
+            x[[i, j]] = v.trim().parse()?;
+        }
+        y[i] = values[features].trim().parse()?;
+        seen += 1;
+    }
+    if seen != rows {
+        return Err(format!("wine_data.csv has {seen} rows, its header says {rows}").into());
+    }
+    Ok((x, y))
+}
+
+/// The row indices of `"key": [...]` in the split file.
+fn indices(key: &str) -> Result<Vec<usize>, WorkloadError> {
+    let start = WINE_SPLIT
+        .find(&format!("\"{key}\""))
+        .ok_or_else(|| format!("wine_split.json has no {key}"))?;
+    let rest = &WINE_SPLIT[start..];
+    let open = rest.find('[').ok_or("no list")?;
+    let close = rest.find(']').ok_or("no list end")?;
+    rest[open + 1..close]
+        .split(',')
+        .map(|v| Ok(v.trim().parse()?))
+        .collect()
+}
+
+fn generate(log2: u32, _seed: u64) -> Result<Box<Inputs>, WorkloadError> {
+    let rows = 54usize
+        .checked_shl(log2)
+        .filter(|_| log2 < 40)
+        .ok_or_else(|| format!("54 x 2^{log2} test rows do not fit in memory"))?;
+    // The rows, their scaled copy, and the doubling's temporary copy.
+    super::tsvd::check_memory(&format!("54 x 2^{log2} test rows"), 3 * rows * 13 * 8)?;
+    let (x, y) = load()?;
+    let (train, test) = (indices("train")?, indices("test")?);
+    if let Some(&bad) = train.iter().chain(&test).find(|&&i| i >= x.nrows()) {
+        return Err(format!("wine_split.json names row {bad} of {}", x.nrows()).into());
+    }
+    let mut test_x = x.select(Axis(0), &test);
+    let mut test_y = y.select(Axis(0), &test);
+    for _ in 0..log2 {
+        test_x = concatenate(Axis(0), &[test_x.view(), test_x.view()])?;
+        test_y = concatenate(Axis(0), &[test_y.view(), test_y.view()])?;
+    }
+    Ok(Box::new(Wine {
+        train: x.select(Axis(0), &train),
+        train_labels: y.select(Axis(0), &train),
+        test: test_x,
+        test_labels: test_y,
+    }))
+}
+
+fn wine(x: &Inputs) -> Result<&Wine, WorkloadError> {
+    inputs_of::<Wine>(x)
+}
+
+/// The results as [`Outputs`].
+fn outputs(w: &Wine, pca: &Pca, projected: Array2<f64>, predicted: &Array1<usize>) -> Outputs {
+    let correct = predicted
+        .iter()
+        .zip(&w.test_labels)
+        .filter(|(p, y)| p == y)
+        .count();
+    let accuracy = if predicted.is_empty() {
+        f64::NAN
+    } else {
+        correct as f64 / predicted.len() as f64
+    };
+    vec![
+        predicted.mapv(|p| p as f64),
+        Array1::from_vec(projected.into_raw_vec_and_offset().0),
+        pca.explained_variance_ratio().clone(),
+        Array1::from_elem(1, accuracy),
+    ]
+}
+
+fn run_cpu(x: &Inputs) -> Result<Outputs, WorkloadError> {
+    let w = wine(x)?;
+    let scaler = StandardScaler::fit(&w.train)?;
+    let train = scaler.transform(&w.train)?;
+    let pca = Pca::fit(&train, COMPONENTS)?;
+    let knn = KNeighborsClassifier::fit(&pca.transform(&train)?, &w.train_labels, NEIGHBOURS)?;
+    let projected = pca.transform(&scaler.transform(&w.test)?)?;
+    let predicted = knn.predict(&projected)?;
+    Ok(outputs(w, &pca, projected, &predicted))
+}
+
+/// The lazy handles: predictions, PCA model, projected test rows.
+type Recorded<'a> = (
+    Lazy<'a, Array1<usize>>,
+    Lazy<'a, Pca>,
+    Lazy<'a, Array2<f64>>,
+);
+
+/// The pipeline, recorded. The predictions come first among the targets so
+/// that the plan orders the fits before the test rows' chain, which then
+/// runs as one row-split stage.
+fn record(w: &Wine) -> Recorded<'_> {
+    let scaler = standard_scaler_fit(&w.train);
+    let train = scaler.transform(&w.train);
+    let pca = pca_fit(&train, COMPONENTS);
+    let knn = knn_fit(pca.transform(&train), &w.train_labels, NEIGHBOURS);
+    let projected = pca.transform(scaler.transform(&w.test));
+    let predicted = knn.predict(&projected);
+    (predicted, pca, projected)
+}
+
+fn run_bach(x: &Inputs) -> Result<Timed, WorkloadError> {
+    let w = wine(x)?;
+    time_lazy(
+        || record(w),
+        |(predicted, pca, projected)| outputs(w, &pca, projected, &predicted),
+    )
+}
+
+/// Identical predictions (and accuracy); the projection and the explained
+/// variance within 1e-6 relative (of the largest magnitude).
+pub fn same_predictions(got: &Outputs, expected: &Outputs) -> Result<(), String> {
+    if got.len() != 4 || expected.len() != 4 {
+        return Err("4 result arrays expected".into());
+    }
+    if got[0] != expected[0] {
+        let i = (0..got[0].len().min(expected[0].len()))
+            .find(|&i| got[0][i] != expected[0][i])
+            .unwrap_or(0);
+        return Err(format!("predictions differ (first at row {i})"));
+    }
+    for (name, g, e) in [
+        ("projected", &got[1], &expected[1]),
+        ("explained variance ratio", &got[2], &expected[2]),
+    ] {
+        if g.len() != e.len() {
+            return Err(format!("{name}: {} values, not {}", g.len(), e.len()));
+        }
+        let scale = e.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        if let Some(i) = (0..e.len()).find(|&i| (g[i] - e[i]).abs() > 1e-6 * scale) {
+            return Err(format!("{name}, element {i}: {} vs {}", g[i], e[i]));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_vendored_split_has_124_training_and_54_test_rows() {
+        let x = generate(1, 0).unwrap();
+        let w = wine(&*x).unwrap();
+        assert_eq!(w.train.dim(), (124, 13));
+        assert_eq!(w.test.dim(), (108, 13));
+        assert_eq!(
+            w.test.slice(ndarray::s![..54, ..]),
+            w.test.slice(ndarray::s![54.., ..])
+        );
+        assert_eq!(w.test_labels.len(), 108);
+    }
+
+    #[test]
+    fn accuracy_and_explained_variance_are_scikit_learns() {
+        // scikit-learn 1.x on the same split (benchmarks/anchors/ml_workloads.py pca 0):
+        // accuracy=0.9815 evr=[0.362, 0.1876].
+        let x = generate(0, 0).unwrap();
+        let out = run_cpu(&*x).unwrap();
+        assert_eq!(out[3][0], 53.0 / 54.0);
+        assert!((out[2][0] - 0.3620).abs() < 5e-5, "{}", out[2]);
+        assert!((out[2][1] - 0.1876).abs() < 5e-5, "{}", out[2]);
+    }
+
+    #[test]
+    fn bach_gives_the_cpu_result_at_several_batch_sizes() {
+        let x = generate(3, 0).unwrap();
+        let cpu = run_cpu(&*x).unwrap();
+        for batch in [1, 50, 10_000] {
+            let g = bach_runtime::Graph::with_config(bach_runtime::Config {
+                device: bach_runtime::DevicePolicy::Cpu,
+                batch_size: Some(batch),
+                ..Default::default()
+            });
+            let got = g.enter(|| run_bach(&*x)).unwrap().outputs;
+            assert_eq!(got, cpu, "batch {batch}");
+            assert_eq!(same_predictions(&got, &cpu), Ok(()));
+        }
+        let mut other = cpu.clone();
+        other[0][7] = (other[0][7] + 1.0) % 3.0;
+        assert!(same_predictions(&other, &cpu).is_err());
+    }
+}
