@@ -582,6 +582,7 @@ mod tests {
         description: "test: sums of 2^LOG2 ones",
         default_size: 4,
         size_meaning: "2^LOG2 ones",
+        sweep_sizes: &[4],
         generate: |log2, _| {
             if log2 > 20 {
                 return Err("too large for a test".into());

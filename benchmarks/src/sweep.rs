@@ -69,8 +69,10 @@ pub struct SweepArgs {
     )]
     pub modes: Vec<SweepMode>,
 
-    /// Sizes as log2 of the element count, comma-separated.
-    #[arg(long, value_name = "LOG2S", value_delimiter = ',', default_value = "10,16,20,24",
+    /// Sizes (LOG2, as bach-bench -s), comma-separated. Default: each
+    /// workload's own (blackscholes, haversine: 10,16,20,24; see
+    /// `Workload::sweep_sizes`).
+    #[arg(long, value_name = "LOG2S", value_delimiter = ',',
           value_parser = clap::value_parser!(u32).range(0..=40))]
     pub sizes: Vec<u32>,
 
@@ -478,7 +480,13 @@ pub fn run(args: &SweepArgs) -> Result<(), String> {
             }
             runs.push((w, list));
         }
-        let total = args.sizes.len() * runs.iter().map(|(_, l)| l.len()).sum::<usize>();
+        let sizes_of = |w: &Workload| -> Vec<u32> {
+            match args.sizes.is_empty() {
+                true => w.sweep_sizes.to_vec(),
+                false => args.sizes.clone(),
+            }
+        };
+        let total: usize = runs.iter().map(|(w, l)| sizes_of(w).len() * l.len()).sum();
         if total == 0 {
             eprintln!("note: nothing to run: every mode was skipped");
         }
@@ -490,7 +498,7 @@ pub fn run(args: &SweepArgs) -> Result<(), String> {
         bar.show();
         let mut k = 0;
         for (w, list) in &runs {
-            for &log2 in &args.sizes {
+            for log2 in sizes_of(w) {
                 let trials = match args.trials_large {
                     Some(t) if log2 >= args.large_from => t,
                     _ => args.trials,
@@ -578,7 +586,7 @@ mod tests {
                 SweepMode::Anchors
             ]
         );
-        assert_eq!(a.sizes, vec![10, 16, 20, 24]);
+        assert!(a.sizes.is_empty(), "each workload's own sizes");
         assert_eq!((a.trials, a.trials_large, a.large_from), (5, None, 24));
         assert!(a.anchors_dir.ends_with("benchmarks/anchors"));
         let a = SweepArgs::try_parse_from(["bach-sweep", "--modes", "cpu,numpy"]).unwrap();

@@ -46,6 +46,7 @@ pub(super) static WORKLOAD: Workload = Workload {
     description: "Black-Scholes call and put prices from 5 arrays (about 32 elementwise calls)",
     default_size: 26,
     size_meaning: "2^LOG2 elements",
+    sweep_sizes: &[10, 16, 20, 24],
     generate: |log2, seed| uniform_arrays(INPUTS, log2, seed),
     outputs: &["call", "put"],
     cpu: run_cpu,

@@ -57,6 +57,7 @@ pub(super) static WORKLOAD: Workload = Workload {
         "standardize blobs (256 features, 32 centers) and cluster them with DBSCAN (linfa)",
     default_size: 13,
     size_meaning: "2^LOG2 rows x 256 features",
+    sweep_sizes: &[8, 10, 12, 13, 14],
     generate,
     outputs: &["labels"],
     cpu: run_cpu,

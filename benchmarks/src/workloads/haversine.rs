@@ -31,6 +31,7 @@ pub(super) static WORKLOAD: Workload = Workload {
     description: "great-circle distances from a fixed point (about 17 elementwise calls)",
     default_size: 26,
     size_meaning: "2^LOG2 elements",
+    sweep_sizes: &[10, 16, 20, 24],
     generate: |log2, seed| uniform_arrays(INPUTS, log2, seed),
     outputs: &["miles"],
     cpu: run_cpu,

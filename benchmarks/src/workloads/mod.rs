@@ -92,6 +92,10 @@ pub struct Workload {
     pub default_size: u32,
     /// What `--size` counts, for reports: e.g. `"2^LOG2 elements"`.
     pub size_meaning: &'static str,
+    /// The sizes (LOG2) `bach-sweep` runs when `--sizes` is not given: the
+    /// range in which the workload's every mode finishes in seconds to a
+    /// minute on a small machine.
+    pub sweep_sizes: &'static [u32],
     /// The inputs for size `2^log2` from `seed` (generated, or loaded from an
     /// on-disk cache). Not timed.
     pub generate: fn(log2: u32, seed: u64) -> Result<Box<Inputs>, WorkloadError>,

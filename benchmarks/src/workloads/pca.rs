@@ -31,6 +31,7 @@ pub(super) static WORKLOAD: Workload = Workload {
         "Wine: standard scaler, PCA (2 components), 5-nearest-neighbour vote on the test rows",
     default_size: 10,
     size_meaning: "54 x 2^LOG2 test rows x 13 features",
+    sweep_sizes: &[0, 4, 8, 10, 12],
     generate,
     outputs: &[
         "predictions",

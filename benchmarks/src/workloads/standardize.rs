@@ -21,6 +21,7 @@ pub(super) static WORKLOAD: Workload = Workload {
     description: "the DBSCAN workload's column standardization alone (blobs, 256 features)",
     default_size: 13,
     size_meaning: "2^LOG2 rows x 256 features",
+    sweep_sizes: &[10, 13, 16],
     generate,
     outputs: &["standardized"],
     cpu: run_cpu,

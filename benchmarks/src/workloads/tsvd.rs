@@ -23,6 +23,7 @@ pub(super) static WORKLOAD: Workload = Workload {
     description: "truncated SVD (2 components) of 512-feature blobs: Gram matrix by rows, one eigensolve, transform by rows",
     default_size: 14,
     size_meaning: "2^LOG2 rows x 512 features",
+    sweep_sizes: &[10, 12, 14, 16, 18],
     generate,
     outputs: &["singular_values", "components", "transformed"],
     cpu: run_cpu,
