@@ -8,9 +8,13 @@
 //! - [`numpy`]: the same functions, annotated with `#[offload]`: swapping
 //!   `use annotated_libs::cpu::numpy as np` for `use annotated_libs::numpy as np`
 //!   makes a program lazy, batched and offloadable.
+//! - [`polars`]: polars' eager column API, annotated (lazy columns, CSV
+//!   columns parsed batch by batch inside the plan); [`polars::eager`] gives plain
+//!   polars the same names.
 //! - [`workloads`]: the paper's workloads, each written once and compiled eagerly and lazily.
 
 pub mod cpu;
 pub mod ndarray;
 pub mod numpy;
+pub mod polars;
 pub mod workloads;
