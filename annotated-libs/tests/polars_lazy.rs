@@ -5,12 +5,13 @@
 use std::sync::Arc;
 
 use annotated_libs::polars::polars_core::prelude::{
-    BooleanChunked, ChunkCompareIneq, Float64Chunked, NewChunkedArray,
+    BooleanChunked, ChunkCompareIneq, Float64Chunked,
 };
 use annotated_libs::polars::{ops, LazySeries, SeriesSplit};
 use annotated_libs::workloads::{polars_bach, polars_cpu};
 use bach_runtime::{
-    Config, DevicePolicy, Graph, Placement, SimulatedDevice, SimulatedDeviceConfig, SplitType,
+    Config, Device, DevicePolicy, Graph, Placement, SimulatedDevice, SimulatedDeviceConfig,
+    SplitType,
 };
 
 mod common;
