@@ -96,13 +96,17 @@ template <typename T> __device__ __forceinline__ T bach_powi(T a, int b) {
     __device__ __forceinline__ bool bach_el_##NAME(bool x, bool y) { return EXPR; }        \
     BACH_BINARY(NAME##_bool, bool, bool, bach_el_##NAME(x, y))
 
-// `select(cond, x, y)`: cond ? x : y, with either branch an array or a scalar. Arrays come
-// first in the launch convention, so the scalar-first form takes (cond, y, s).
-#define BACH_ND_SELECT(T, SFX)                                                             \
-    BACH_SELECT(select, T, SFX)                                                            \
-    extern "C" __global__ void scalar_select_##SFX(unsigned long long n, const bool* cond, \
-                                                   const T* y, T s, T* out) {              \
-        BACH_FOR_EACH(i, n) { out[i] = cond[i] ? s : y[i]; }                               \
+// `select(cond, x, y)`: cond ? x : y, with either branch (or both) an array or a scalar.
+// Arrays come first in the launch convention, so the scalar-first form takes (cond, y, s).
+#define BACH_ND_SELECT(T, SFX)                                                              \
+    BACH_SELECT(select, T, SFX)                                                             \
+    extern "C" __global__ void scalar_select_##SFX(unsigned long long n, const bool* cond,  \
+                                                   const T* y, T s, T* out) {               \
+        BACH_FOR_EACH(i, n) { out[i] = cond[i] ? s : y[i]; }                                \
+    }                                                                                       \
+    extern "C" __global__ void select_scalars_##SFX(unsigned long long n, const bool* cond, \
+                                                    T s, T t, T* out) {                     \
+        BACH_FOR_EACH(i, n) { out[i] = cond[i] ? s : t; }                                   \
     }
 
 BACH_ND_SELECT(float, f32)

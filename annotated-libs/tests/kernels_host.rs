@@ -400,6 +400,7 @@ type Binary<T, O> = unsafe extern "C" fn(u64, *const T, *const T, *mut O);
 type WithScalar<T, O> = unsafe extern "C" fn(u64, *const T, T, *mut O);
 type Where<T> = unsafe extern "C" fn(u64, *const bool, *const T, *const T, *mut T);
 type WhereScalar<T> = unsafe extern "C" fn(u64, *const bool, *const T, T, *mut T);
+type WhereScalars<T> = unsafe extern "C" fn(u64, *const bool, T, T, *mut T);
 type MaskKernel<T> = unsafe extern "C" fn(u64, *const T, *const bool, T, *mut T);
 type Reduce<T> = unsafe extern "C" fn(u64, *const T, *mut T);
 
@@ -1134,7 +1135,7 @@ fn check_ndarray_table<T: TestFloat>(k: &Kernels) {
             }
             HostCheck::Select { f32, f64 } => {
                 kernels_checked -= 1; // hand-written in ndarray.cuh, not a table line
-                let (both, array_scalar, scalar_array): SelectForms<T> = pick(&f32, &f64);
+                let (both, array_scalar, scalar_array, scalars): SelectForms<T> = pick(&f32, &f64);
                 let cond: Vec<bool> = (0..pa.len()).map(|_| rng.bool()).collect();
                 let (n, pc, px, py) = (
                     pa.len() as u64,
@@ -1182,6 +1183,26 @@ fn check_ndarray_table<T: TestFloat>(k: &Kernels) {
                             report.check(
                                 &name,
                                 || format!("{}, {:e}, {s:e}", cond[i], pa[i]),
+                                out[i],
+                                want[i],
+                                0,
+                            );
+                        }
+                    }
+                    // select_scalars: cond ? s : t, with t every other scalar in turn.
+                    for &t in &ss {
+                        let name = format!("select_scalars_{}", dtype::<T>());
+                        let kf: WhereScalars<T> = k.get(&name);
+                        let mut out = out_buffer::<T>(cond.len());
+                        let po = out.as_mut_ptr() as usize;
+                        k.launch(SHAPE, || unsafe {
+                            kf(n, pc as *const bool, s, t, po as *mut T)
+                        });
+                        let want = scalars(&arr(&cond), s, t);
+                        for i in 0..cond.len() {
+                            report.check(
+                                &name,
+                                || format!("{}, {s:e}, {t:e}", cond[i]),
                                 out[i],
                                 want[i],
                                 0,

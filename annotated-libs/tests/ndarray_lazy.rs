@@ -270,6 +270,7 @@ fn comparisons_masks_and_select() {
         eager::select(&m, &a, &b),
         eager::select(&a.less(2.0), -1.0, &b),
         eager::select(&a.greater_equal(&b), &a, 9.0),
+        eager::select(&m, 1.0, -0.0),
     );
     let got = cpu_graph(Some(4))
         .enter(|| {
@@ -280,6 +281,8 @@ fn comparisons_masks_and_select() {
                 nd::select(&m, &la, &lb),
                 nd::select(&la.less(2.0), -1.0, &lb),
                 nd::select(&la.greater_equal(&lb), &la, 9.0),
+                // Both branches scalars: NumPy's `where(m, 1.0, -0.0)`, an array of m's shape.
+                nd::select(&m, 1.0, -0.0),
             ))
         })
         .unwrap();
@@ -287,6 +290,8 @@ fn comparisons_masks_and_select() {
     assert!(same_bits(&got.1, &want.1));
     assert!(same_bits(&got.2, &want.2));
     assert!(same_bits(&got.3, &want.3));
+    assert!(same_bits(&got.4, &want.4));
+    assert_eq!(got.4.len(), a.len());
 }
 
 #[test]
@@ -418,6 +423,31 @@ fn axis_reductions_of_2d_arrays() {
         .iter()
         .zip(&want)
         .all(|(a, b)| (a - b).abs() <= 1e-12 * b.abs().max(1.0)));
+
+    // A ddof beyond the row length (5 columns): ndarray panics; the lazy array
+    // reports a typed error, on either axis and for var and std alike.
+    for (axis, len) in [(0, 37), (1, 5)] {
+        for std in [false, true] {
+            let ddof = len as f64 + 1.0;
+            let err = cpu_graph(Some(8))
+                .enter(|| {
+                    let l = nd::Array2::from(&x);
+                    evaluate(match std {
+                        false => l.var_axis(Axis(axis), ddof),
+                        true => l.std_axis(Axis(axis), ddof),
+                    })
+                })
+                .unwrap_err();
+            let Error::Call { source, .. } = &err else {
+                panic!("axis {axis}: {err:?}")
+            };
+            assert_eq!(
+                source.downcast_ref::<nd::ReductionError>(),
+                Some(&nd::ReductionError::DdofOutOfRange { ddof, len }),
+                "axis {axis}"
+            );
+        }
+    }
 }
 
 #[test]

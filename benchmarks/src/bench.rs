@@ -8,14 +8,13 @@ use bach_runtime::{Config, CudaDevice, Device, Graph, SimulatedDevice};
 use ndarray::Array1;
 use serde::{Deserialize, Serialize};
 
-use crate::inputs;
-use crate::workloads::{Outputs, Timed, Workload};
+use crate::workloads::{Check, Inputs, Outputs, Timed, Workload, WorkloadError};
 
 /// How a workload is computed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
-    /// Plain ndarray, one operator or method at a time over whole arrays (single-threaded).
+    /// The plain CPU library (ndarray, polars, linfa), one operation at a time over whole values.
     Cpu,
     /// The same source through the annotated library, recorded lazily and run by `evaluate`.
     Bach,
@@ -99,8 +98,10 @@ pub struct Outcome {
     pub bach_config: Option<Config>,
     /// `Some(())` when `check` was asked for and passed.
     pub checked: bool,
-    /// The tolerance the check used (`None`: bit for bit).
+    /// The tolerance the check used (`None`: bit for bit, or the workload's own comparison).
     pub tolerance: Option<f64>,
+    /// The workload's result line (`Result: ...`), from the last trial.
+    pub result: Option<String>,
 }
 
 /// The first difference between a result and cpu mode's.
@@ -122,6 +123,8 @@ pub enum Mismatch {
         /// cpu mode's length.
         expected: usize,
     },
+    /// The workload's own comparison failed ([`Check::Custom`]).
+    Custom(String),
     /// The first element whose bits differ.
     Value {
         /// The result's name.
@@ -139,6 +142,7 @@ impl std::fmt::Display for Mismatch {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Mismatch::Count { got, expected } => write!(f, "{got} result arrays, cpu mode gives {expected}"),
+            Mismatch::Custom(what) => f.write_str(what),
             Mismatch::Length { output, got, expected } => {
                 write!(f, "`{output}` has {got} elements, cpu mode gives {expected}")
             }
@@ -166,6 +170,23 @@ pub enum BenchError {
     /// The runtime failed.
     #[error("bach: {0}")]
     Bach(#[from] bach_runtime::Error),
+    /// The workload's own code failed (making its inputs, a library's error),
+    /// or the runtime did inside it.
+    #[error("{workload}: {source}")]
+    Workload {
+        /// The workload's name.
+        workload: &'static str,
+        /// What failed.
+        source: WorkloadError,
+    },
+    /// The workload has no implementation in this mode.
+    #[error("{workload} has no {mode} mode")]
+    NoMode {
+        /// The workload's name.
+        workload: &'static str,
+        /// The mode asked for.
+        mode: &'static str,
+    },
     /// `--check` found a difference.
     #[error("check failed: {0}")]
     Check(Mismatch),
@@ -207,8 +228,19 @@ pub fn run(
         return Err(BenchError::NoTrials);
     }
     let w = settings.workload;
-    let n = 1usize << settings.log2_size;
-    let inputs = inputs::generate(w.inputs, n, settings.seed);
+    let failed = |source: WorkloadError| BenchError::Workload {
+        workload: w.name,
+        source,
+    };
+    let no_mode = || BenchError::NoMode {
+        workload: w.name,
+        mode: settings.mode.name(),
+    };
+    let inputs = (w.generate)(settings.log2_size, settings.seed).map_err(failed)?;
+    let inputs: &Inputs = &*inputs;
+    // Kept for the check and the result line; earlier trials' results are
+    // dropped as soon as their clocks stop.
+    let keep_last = settings.check || w.result_line.is_some();
 
     let mut trials = Vec::with_capacity(settings.trials);
     let mut last: Option<Outputs> = None;
@@ -221,22 +253,21 @@ pub fn run(
         let t = TrialTimes::new(timed.init, timed.runtime);
         on_progress(Progress::Done(i, t));
         trials.push(t);
-        if settings.check && i + 1 == settings.trials {
+        if keep_last && i + 1 == settings.trials {
             last = Some(timed.outputs);
         }
     };
     match settings.mode {
         Mode::Cpu | Mode::Fused => {
-            let f = if settings.mode == Mode::Cpu {
-                w.cpu
-            } else {
-                w.fused
+            let f = match settings.mode {
+                Mode::Cpu => w.cpu,
+                _ => w.fused.ok_or_else(no_mode)?,
             };
             threads = rayon::current_num_threads();
             for i in 0..settings.trials {
                 on_progress(Progress::Start(i));
                 let t0 = Instant::now();
-                let outputs = f(&inputs);
+                let outputs = f(inputs).map_err(failed)?;
                 let runtime = t0.elapsed();
                 let init = Duration::ZERO;
                 finish(
@@ -268,7 +299,7 @@ pub fn run(
                 warm_up()?;
                 // Planning the real workload once, outside the clock, measures
                 // its calls' CPU costs (cached afterwards) and device costs.
-                let plan = (w.explain)(&inputs)?;
+                let plan = (w.explain)(inputs).map_err(failed)?;
                 if settings.explain {
                     println!("Plan:\n{plan}");
                 }
@@ -278,10 +309,8 @@ pub fn run(
                     .iter()
                     .any(|s| s.placement == bach_runtime::Placement::Device)
                 {
-                    let small: Vec<Array1<f64>> = inputs
-                        .iter()
-                        .map(|a| a.slice(ndarray::s![..a.len().min(1024)]).to_owned())
-                        .collect();
+                    let small = (w.generate)(settings.log2_size.min(WARM_UP_LOG2), settings.seed)
+                        .map_err(failed)?;
                     let forced = Graph::with_config(Config {
                         device: bach_runtime::DevicePolicy::Device,
                         ..warm_up_config.clone()
@@ -289,12 +318,12 @@ pub fn run(
                     if let Some(d) = &simulated {
                         forced.set_device(Some(d.clone()));
                     }
-                    forced.enter(|| (w.bach)(&small))?;
+                    forced.enter(|| (w.bach)(&*small)).map_err(failed)?;
                 }
                 let before = simulated.as_ref().map(|d| d.stats());
                 for i in 0..settings.trials {
                     on_progress(Progress::Start(i));
-                    let timed = (w.bach)(&inputs)?;
+                    let timed = (w.bach)(inputs).map_err(failed)?;
                     finish(i, timed, on_progress);
                 }
                 if let (Some(d), Some(before), true) = (&simulated, before, settings.explain) {
@@ -318,6 +347,7 @@ pub fn run(
             }
         }
         Mode::Gpu => {
+            let gpu = w.gpu.ok_or_else(no_mode)?;
             let device: Arc<dyn Device> = match settings.simulated_device {
                 true => Arc::new(SimulatedDevice::with_capacity(usize::MAX / 2)),
                 false => CudaDevice::open(0).map_err(|e| BenchError::NoGpu(e.to_string()))?,
@@ -325,17 +355,11 @@ pub fn run(
             let g = crate::gpu::Gpu::new(&*device);
             threads = 1;
             // Compile and load the kernels before the clock starts.
-            (w.gpu)(
-                &g,
-                &inputs
-                    .iter()
-                    .map(|a| a.slice(ndarray::s![..1.min(a.len())]).to_owned())
-                    .collect::<Vec<_>>(),
-            )?;
+            gpu(&g, &*(w.generate)(0, settings.seed).map_err(failed)?).map_err(failed)?;
             for i in 0..settings.trials {
                 on_progress(Progress::Start(i));
                 let t0 = Instant::now();
-                let outputs = (w.gpu)(&g, &inputs)?;
+                let outputs = gpu(&g, inputs).map_err(failed)?;
                 let runtime = t0.elapsed();
                 finish(
                     i,
@@ -350,20 +374,34 @@ pub fn run(
         }
     }
 
+    let result = match (&last, w.result_line) {
+        (Some(outputs), Some(line)) => Some(line(outputs)),
+        _ => None,
+    };
     let mut used_tolerance = None;
-    let checked = match last {
+    let checked = match last.filter(|_| settings.check) {
         Some(mut outputs) => {
-            let expected = (w.cpu)(&inputs);
+            let expected = (w.cpu)(inputs).map_err(failed)?;
             // GPU kernels round transcendentals differently from the CPU's libm:
             // compare within a tolerance when any of the work ran on a GPU. The
             // simulated device runs the CPU functions: bit for bit there.
             let on_gpu = !settings.simulated_device
                 && (settings.mode == Mode::Gpu || (settings.mode == Mode::Bach && ran_on_device));
-            let tolerance = on_gpu.then_some(GPU_TOLERANCE);
+            let gpu_tolerance = on_gpu.then_some(GPU_TOLERANCE);
+            let tolerance = match w.check {
+                Check::Exact => gpu_tolerance,
+                Check::Within(rel) => Some(gpu_tolerance.map_or(rel, |g| g.max(rel))),
+                Check::Custom(_) => None,
+            };
+            let exact = tolerance.is_none() && matches!(w.check, Check::Exact);
             if let Some(i) = settings.corrupt_index {
-                corrupt(&mut outputs, i, tolerance.is_some());
+                corrupt(&mut outputs, i, !exact);
             }
-            compare_within(&outputs, &expected, w.outputs, tolerance).map_err(BenchError::Check)?;
+            match w.check {
+                Check::Custom(same) => same(&outputs, &expected).map_err(Mismatch::Custom),
+                _ => compare_within(&outputs, &expected, w.outputs, tolerance),
+            }
+            .map_err(BenchError::Check)?;
             used_tolerance = tolerance;
             true
         }
@@ -375,8 +413,13 @@ pub fn run(
         bach_config,
         checked,
         tolerance: used_tolerance,
+        result,
     })
 }
+
+/// The size (log2) of the inputs bach mode compiles its device kernels on,
+/// before the timed trials.
+const WARM_UP_LOG2: u32 = 10;
 
 /// One tiny evaluation in the current graph, so that its worker pool exists
 /// before the clock starts.
@@ -387,12 +430,15 @@ fn warm_up() -> bach_runtime::Result<()> {
 }
 
 /// Corrupts element `index % len` of the first non-empty result: flips its
-/// lowest bit, or, when checks use a tolerance, changes it far beyond it.
+/// lowest bit, or, when checks use a tolerance or the workload's own
+/// comparison, changes it far beyond any tolerance.
 pub fn corrupt(outputs: &mut Outputs, index: usize, beyond_tolerance: bool) {
     if let Some(a) = outputs.iter_mut().find(|a| !a.is_empty()) {
         let i = index % a.len();
         a[i] = match beyond_tolerance {
             false => f64::from_bits(a[i].to_bits() ^ 1),
+            // `x * 2 + 1` is x itself for x = -1 (a noise label): add instead.
+            true if a[i] == -1.0 => 1e6,
             true => a[i] * 2.0 + 1.0,
         };
     }
@@ -526,5 +572,87 @@ mod tests {
             compare(&vec![], &a, &["x"]),
             Err(Mismatch::Count { .. })
         ));
+    }
+
+    /// A workload with only cpu and bach modes, its own comparison (sums
+    /// equal within 1e-9) and a result line; bach mode sums in another order.
+    static SUMS: Workload = Workload {
+        name: "sums",
+        description: "test: sums of 2^LOG2 ones",
+        default_size: 4,
+        size_meaning: "2^LOG2 ones",
+        generate: |log2, _| {
+            if log2 > 20 {
+                return Err("too large for a test".into());
+            }
+            Ok(Box::new(Array1::<f64>::ones(1 << log2)))
+        },
+        outputs: &["sum"],
+        cpu: |x| {
+            Ok(vec![array![
+                crate::workloads::inputs_of::<Array1<f64>>(x)?.sum()
+            ]])
+        },
+        bach: |x| {
+            let a = crate::workloads::inputs_of::<Array1<f64>>(x)?;
+            let t0 = Instant::now();
+            let s: f64 = a.iter().rev().sum();
+            Ok(Timed {
+                init: Duration::ZERO,
+                runtime: t0.elapsed(),
+                outputs: vec![array![s]],
+            })
+        },
+        fused: None,
+        gpu: None,
+        explain: |_| Err("no plan".into()),
+        check: Check::Custom(
+            |got, expected| match (got[0][0] - expected[0][0]).abs() <= 1e-9 {
+                true => Ok(()),
+                false => Err(format!("sum {} vs {}", got[0][0], expected[0][0])),
+            },
+        ),
+        result_line: Some(|o| format!("sum={}", o[0][0])),
+        anchors: &[],
+    };
+
+    fn settings(mode: Mode, log2_size: u32) -> Settings {
+        Settings {
+            workload: &SUMS,
+            mode,
+            log2_size,
+            trials: 2,
+            threads: None,
+            batch_size: None,
+            seed: 1,
+            check: true,
+            corrupt_index: None,
+            simulated_device: false,
+            explain: false,
+        }
+    }
+
+    #[test]
+    fn custom_checks_result_lines_and_missing_modes() {
+        let out = run(&settings(Mode::Cpu, 4), &mut |_| {}).unwrap();
+        assert!(out.checked && out.tolerance.is_none());
+        assert_eq!(out.result.as_deref(), Some("sum=16"));
+        assert_eq!(out.trials.len(), 2);
+
+        // The custom comparison catches a corrupted result.
+        let mut s = settings(Mode::Cpu, 4);
+        s.corrupt_index = Some(0);
+        match run(&s, &mut |_| {}) {
+            Err(BenchError::Check(Mismatch::Custom(m))) => assert!(m.contains("vs 16"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        // No fused or gpu mode: a clear error, not a panic.
+        for mode in [Mode::Fused, Mode::Gpu] {
+            let e = run(&settings(mode, 4), &mut |_| {}).unwrap_err();
+            assert_eq!(e.to_string(), format!("sums has no {} mode", mode.name()));
+        }
+        // The workload's own errors name it.
+        let e = run(&settings(Mode::Cpu, 30), &mut |_| {}).unwrap_err();
+        assert_eq!(e.to_string(), "sums: too large for a test");
     }
 }

@@ -34,10 +34,12 @@ pub struct BenchArgs {
     #[arg(short = 'm', long = "mode", value_name = "MODE", value_enum)]
     pub mode: Mode,
 
-    /// Problem size: 2^LOG2 elements.
-    #[arg(short = 's', long = "size", value_name = "LOG2", default_value_t = 26,
+    /// Problem size, as log2: 2^LOG2 elements (blackscholes, haversine: default
+    /// 26), or what the workload's description says it counts (default: the
+    /// workload's own).
+    #[arg(short = 's', long = "size", value_name = "LOG2",
           value_parser = clap::value_parser!(u32).range(0..=40))]
-    pub size: u32,
+    pub size: Option<u32>,
 
     /// Number of timed trials (the medians are over these).
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = positive())]
@@ -146,7 +148,7 @@ impl BenchArgs {
         Settings {
             workload: self.benchmark,
             mode: self.mode,
-            log2_size: self.size,
+            log2_size: self.size.unwrap_or(self.benchmark.default_size),
             trials: self.trials,
             threads: self.threads,
             batch_size: self.batch_size,
@@ -174,8 +176,11 @@ pub fn run_bench(args: &BenchArgs) -> Result<(), String> {
         _ => settings.threads,
     }
     .unwrap_or_else(rayon::current_num_threads);
+    let size = w
+        .size_meaning
+        .replace("LOG2", &settings.log2_size.to_string());
     let mut header = format!(
-        "{}, mode {}, 2^{} = {n} elements, {} trial{}, seed {}, {threads} thread{}",
+        "{}, mode {}, {size} (2^{} = {n}), {} trial{}, seed {}, {threads} thread{}",
         w.name,
         settings.mode.name(),
         settings.log2_size,
@@ -230,10 +235,16 @@ pub fn run_bench(args: &BenchArgs) -> Result<(), String> {
     let result = bench::run(&settings, &mut on_progress);
     drop(bar);
     let outcome = result.map_err(|e| e.to_string())?;
+    if let Some(line) = &outcome.result {
+        println!("Result: {line}");
+    }
     if outcome.checked {
-        match outcome.tolerance {
-            None => println!("Check: passed (bit-identical to cpu mode)"),
-            Some(t) => println!("Check: passed (within {t:e} relative of cpu mode: GPU rounding)"),
+        match (outcome.tolerance, w.check) {
+            (None, crate::workloads::Check::Custom(_)) => {
+                println!("Check: passed (the workload's own comparison with cpu mode)")
+            }
+            (None, _) => println!("Check: passed (bit-identical to cpu mode)"),
+            (Some(t), _) => println!("Check: passed (within {t:e} relative of cpu mode)"),
         }
     }
     let batch_size = outcome.bach_config.as_ref().and_then(|c| c.batch_size);
@@ -303,7 +314,8 @@ mod tests {
         let a = parse(&["-b", "haversine", "-m", "bach"]).unwrap();
         assert_eq!(a.benchmark.name, "haversine");
         assert_eq!(a.mode, Mode::Bach);
-        assert_eq!((a.size, a.trials, a.seed), (26, 1, 42));
+        assert_eq!((a.size, a.trials, a.seed), (None, 1, 42));
+        assert_eq!(a.settings().log2_size, 26);
         assert_eq!(
             (a.threads, a.batch_size, a.json.clone()),
             (None, None, None)
@@ -333,7 +345,10 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(a.benchmark.name, "blackscholes");
-        assert_eq!((a.mode, a.size, a.trials, a.seed), (Mode::Fused, 12, 3, 7));
+        assert_eq!(
+            (a.mode, a.size, a.trials, a.seed),
+            (Mode::Fused, Some(12), 3, 7)
+        );
         assert_eq!((a.threads, a.batch_size), (Some(2), Some(4096)));
         assert_eq!(a.json, Some(PathBuf::from("out.jsonl")));
         assert!(a.check);

@@ -41,6 +41,12 @@ impl<'d> Gpu<'d> {
         }
     }
 
+    /// The device itself, for workloads that launch their own kernels or
+    /// device libraries (cuBLAS, cuSOLVER) rather than the NumPy module's kernels.
+    pub fn device(&self) -> &'d dyn Device {
+        self.dev
+    }
+
     /// Copies `a` to the device (straight from its memory when contiguous).
     pub fn upload(&self, a: &Array1<f64>) -> Result<DArray> {
         let copied;

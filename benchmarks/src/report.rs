@@ -1,7 +1,8 @@
 //! Turning sweep records into `table.md` and SVG charts.
 //!
 //! Times compared are median **Total** seconds (Init + Runtime), so bach pays
-//! for recording its graph; for cpu, fused and numpy Total equals Runtime.
+//! for recording its graph; for cpu, fused and the Python peers (anchors:
+//! numpy, pandas, scikit-learn, ...) Total equals Runtime.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -11,8 +12,11 @@ use plotters::prelude::*;
 use crate::record::Record;
 use crate::workloads;
 
-/// Mode order in tables and legends.
+/// Mode order in tables and legends (peers come after these, by name).
 const MODE_ORDER: &[&str] = &["cpu", "bach", "fused", "numpy", "gpu"];
+
+/// The modes bach-bench runs; every other mode is a Python peer (an anchor).
+const BENCH_MODES: &[&str] = &["cpu", "bach", "fused", "gpu"];
 
 fn mode_rank(m: &str) -> usize {
     MODE_ORDER
@@ -148,26 +152,37 @@ pub fn table_markdown(records: &[Record]) -> String {
     let mut out = String::from(
         "Median Total seconds (Init + Runtime; Init is 0 except for bach, shown separately). \
          bach vs cpu = cpu / bach (speedup); bach/fused = bach / fused (1.00x is the CPU limit); \
-         numpy/bach = numpy / bach (speedup over NumPy).\n\n",
+         peers: each Python peer's time and peer / bach (speedup over it).\n\n",
     );
     out.push_str(
-        "| workload | size | cpu | bach | fused | numpy | bach init | bach vs cpu | bach/fused | numpy/bach |\n",
+        "| workload | size | cpu | bach | fused | gpu | bach init | bach vs cpu | bach/fused | peers (peer / bach) |\n",
     );
-    out.push_str("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    out.push_str("|---|---|---:|---:|---:|---:|---:|---:|---:|---|\n");
     for w in r.workloads() {
-        for (size, _) in r.sizes_of(w) {
+        for (size, by_mode) in r.sizes_of(w) {
             let t = |m: &str| r.time(w, *size, m);
             let ratio = |a: &str, b: &str| Some(t(a)? / t(b)?);
+            let peers: Vec<String> = by_mode
+                .iter()
+                .filter(|((_, m), _)| !BENCH_MODES.contains(&m.as_str()))
+                .map(|((_, m), secs)| {
+                    format!("{m} {} ({})", fmt_time(*secs), fmt_ratio(ratio(m, "bach")))
+                })
+                .collect();
             out.push_str(&format!(
                 "| {w} | 2^{size} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
                 fmt_opt_time(t("cpu")),
                 fmt_opt_time(t("bach")),
                 fmt_opt_time(t("fused")),
-                fmt_opt_time(t("numpy")),
+                fmt_opt_time(t("gpu")),
                 fmt_opt_time(r.bach_init.get(&(w.to_string(), *size)).copied()),
                 fmt_ratio(ratio("cpu", "bach")),
                 fmt_ratio(ratio("bach", "fused")),
-                fmt_ratio(ratio("numpy", "bach")),
+                if peers.is_empty() {
+                    "—".to_string()
+                } else {
+                    peers.join("; ")
+                },
             ));
         }
     }
@@ -181,6 +196,10 @@ fn color(mode: &str) -> RGBColor {
         "fused" => RGBColor(44, 160, 44),
         "numpy" => RGBColor(255, 127, 14),
         "gpu" => RGBColor(148, 103, 189),
+        "pandas" => RGBColor(140, 86, 75),
+        "polars-eager" => RGBColor(227, 119, 194),
+        "polars-lazy" => RGBColor(188, 189, 34),
+        "scikit-learn" => RGBColor(23, 190, 207),
         _ => RGBColor(90, 90, 90),
     }
 }
@@ -271,7 +290,7 @@ fn line_chart(
 
 /// Draws, per workload, `runtime_<workload>.svg` (median total time per mode
 /// vs size, log-log) and `speedup_<workload>.svg` (bach's speedup over cpu and
-/// over numpy vs size). Returns the files written.
+/// over each Python peer and over fused vs size). Returns the files written.
 pub fn draw_charts(records: &[Record], dir: &Path) -> DrawResult<Vec<PathBuf>> {
     let r = Results::new(records);
     let mut written = Vec::new();
@@ -293,11 +312,16 @@ pub fn draw_charts(records: &[Record], dir: &Path) -> DrawResult<Vec<PathBuf>> {
         written.push(path);
 
         let mut speedups = Vec::new();
-        for (base, c) in [
-            ("cpu", color("cpu")),
-            ("numpy", color("numpy")),
-            ("fused", color("fused")),
-        ] {
+        let peers = r
+            .modes(w)
+            .into_iter()
+            .filter(|m| !BENCH_MODES.contains(&m.as_str()));
+        let bases: Vec<String> = std::iter::once("cpu".to_string())
+            .chain(peers)
+            .chain(std::iter::once("fused".to_string()))
+            .collect();
+        for base in &bases {
+            let c = color(base);
             let pts = r.ratio(w, base, "bach");
             if !pts.is_empty() {
                 speedups.push((format!("bach vs {base} ({base} / bach)"), c, pts));
@@ -377,7 +401,7 @@ mod tests {
             .unwrap();
         assert_eq!(
             row,
-            "| blackscholes | 2^16 | 500.00 ms | 125.00 ms | 80.00 ms | 400.00 ms | 10.0 µs | 4.00x | 1.56x | 3.20x |"
+            "| blackscholes | 2^16 | 500.00 ms | 125.00 ms | 80.00 ms | — | 10.0 µs | 4.00x | 1.56x | numpy 400.00 ms (3.20x) |"
         );
         let row = t
             .lines()

@@ -13,10 +13,10 @@ use crate::cli::{positive, workload_parser};
 use crate::record::{self, Machine, Record};
 use crate::report;
 use crate::term::{self, Bar};
-use crate::workloads::{self, Workload};
+use crate::workloads::{self, Anchor, Workload};
 
-/// A mode of the sweep: the modes of `bach-bench`, and `numpy` (the NumPy
-/// anchor script, run with python3).
+/// A mode of the sweep: the modes of `bach-bench`, and `anchors` (each
+/// workload's Python peers, [`Workload::anchors`], run with python3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum SweepMode {
     /// `bach-bench -m cpu`.
@@ -27,8 +27,11 @@ pub enum SweepMode {
     Fused,
     /// `bach-bench -m gpu` (hand-written device code; fails, and is reported, without a GPU).
     Gpu,
-    /// `python3 NUMPY_SCRIPT WORKLOAD LOG2 TRIALS` (skipped when numpy or scipy is missing).
-    Numpy,
+    /// Each workload's Python peers: `python3 ANCHORS_DIR/SCRIPT WORKLOAD LOG2
+    /// TRIALS` per anchor (one skipped, with the reason, when python3 or a module
+    /// it imports is missing). `numpy` is accepted for it too.
+    #[value(alias = "numpy")]
+    Anchors,
 }
 
 impl SweepMode {
@@ -38,7 +41,7 @@ impl SweepMode {
             SweepMode::Bach => "bach",
             SweepMode::Fused => "fused",
             SweepMode::Gpu => "gpu",
-            SweepMode::Numpy => "numpy",
+            SweepMode::Anchors => "anchors",
         }
     }
 }
@@ -62,7 +65,7 @@ pub struct SweepArgs {
         value_name = "MODES",
         value_delimiter = ',',
         value_enum,
-        default_value = "cpu,bach,fused,numpy"
+        default_value = "cpu,bach,fused,anchors"
     )]
     pub modes: Vec<SweepMode>,
 
@@ -103,11 +106,11 @@ pub struct SweepArgs {
     #[arg(long)]
     pub check: bool,
 
-    /// The NumPy anchor script (`SCRIPT WORKLOAD LOG2 TRIALS`).
-    #[arg(long, value_name = "PATH", default_value = default_numpy_script())]
-    pub numpy_script: PathBuf,
+    /// The directory of the anchor scripts (`SCRIPT WORKLOAD LOG2 TRIALS`).
+    #[arg(long, value_name = "DIR", default_value = default_anchors_dir())]
+    pub anchors_dir: PathBuf,
 
-    /// Python interpreter for the numpy mode.
+    /// Python interpreter for the anchors mode.
     #[arg(long, value_name = "PATH", default_value = "python3")]
     pub python: PathBuf,
 
@@ -136,25 +139,47 @@ pub struct SweepArgs {
     pub verbose: u8,
 }
 
-/// `benchmarks/anchors/numpy_workloads.py` in the source tree this was built from.
-pub fn default_numpy_script() -> &'static str {
-    concat!(env!("CARGO_MANIFEST_DIR"), "/anchors/numpy_workloads.py")
+/// `benchmarks/anchors` in the source tree this was built from.
+pub fn default_anchors_dir() -> &'static str {
+    concat!(env!("CARGO_MANIFEST_DIR"), "/anchors")
 }
 
-/// Whether `python -c "import numpy, scipy"` succeeds.
-pub fn numpy_available(python: &Path) -> bool {
+/// Whether `python -c "import MODULES"` succeeds.
+pub fn modules_available(python: &Path, modules: &[&str]) -> bool {
+    let import = format!("import {}", modules.join(", "));
     Command::new(python)
-        .args(["-c", "import numpy, scipy"])
+        .args(["-c", &import])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
         .is_ok_and(|s| s.success())
 }
 
-/// The median seconds in the NumPy script's output line
+/// Whether the NumPy anchor can run (`import numpy, scipy`).
+pub fn numpy_available(python: &Path) -> bool {
+    modules_available(python, &["numpy", "scipy"])
+}
+
+/// Why `anchor` cannot run here, if it cannot.
+fn anchor_unavailable(args: &SweepArgs, anchor: &Anchor) -> Option<String> {
+    let script = args.anchors_dir.join(anchor.script);
+    if !script.exists() {
+        return Some(format!("{} not found", script.display()));
+    }
+    if !modules_available(&args.python, anchor.modules) {
+        return Some(format!(
+            "`{} -c \"import {}\"` failed",
+            args.python.display(),
+            anchor.modules.join(", ")
+        ));
+    }
+    None
+}
+
+/// The median seconds in an anchor script's output line
 /// (`... median_s=0.0123 ns_per_elem=45.67 ...`). `ns_per_elem` has more
 /// significant digits at small sizes, so it is preferred.
-pub fn parse_numpy_median(stdout: &str, elements: u64) -> Option<f64> {
+pub fn parse_anchor_median(stdout: &str, elements: u64) -> Option<f64> {
     let field = |key: &str| {
         stdout
             .split_whitespace()
@@ -278,33 +303,39 @@ fn run_child(mut cmd: Command) -> Result<ChildOutput, String> {
     })
 }
 
-/// Runs the numpy script for one configuration and appends its record.
-fn run_numpy(
+/// Runs one anchor script for one configuration and appends its record
+/// (mode: the anchor's label).
+fn run_anchor(
     args: &SweepArgs,
     w: &str,
+    anchor: &Anchor,
     log2: u32,
     trials: usize,
     results: &Path,
 ) -> Result<f64, String> {
     let mut cmd = Command::new(&args.python);
-    cmd.arg(&args.numpy_script)
-        .args([w.to_string(), log2.to_string(), trials.to_string()]);
+    cmd.arg(args.anchors_dir.join(anchor.script)).args([
+        anchor.workload.to_string(),
+        log2.to_string(),
+        trials.to_string(),
+    ]);
     let out = run_child(cmd)?;
     let stdout = &out.stdout;
     if !out.status.success() {
-        return Err(format!("numpy script: {}", out.failure()));
+        return Err(format!("{}: {}", anchor.script, out.failure()));
     }
     let elements = 1u64 << log2;
-    let median = parse_numpy_median(stdout, elements).ok_or_else(|| {
+    let median = parse_anchor_median(stdout, elements).ok_or_else(|| {
         format!(
-            "no median_s= in the numpy script's output: {}",
+            "no median_s= in the output of {}: {}",
+            anchor.script,
             stdout.trim()
         )
     })?;
     let (git_commit, git_dirty) = record::git_state();
     let rec = Record {
         workload: w.to_string(),
-        mode: "numpy".into(),
+        mode: anchor.label.into(),
         log2_size: log2,
         elements,
         trials,
@@ -323,7 +354,7 @@ fn run_numpy(
         git_commit,
         git_dirty,
         timestamp: record::rfc3339(SystemTime::now()),
-        source: "numpy_workloads.py".into(),
+        source: anchor.script.into(),
     };
     record::append_jsonl(results, &rec)
         .map_err(|e| format!("cannot append to {}: {e}", results.display()))?;
@@ -382,6 +413,23 @@ fn run_bench(
     }
 }
 
+/// One kind of run of a workload in the sweep.
+enum Run {
+    /// A `bach-bench` mode.
+    Bench(SweepMode),
+    /// One of the workload's Python peers.
+    Anchor(&'static Anchor),
+}
+
+impl Run {
+    fn name(&self) -> &'static str {
+        match self {
+            Run::Bench(m) => m.name(),
+            Run::Anchor(a) => a.label,
+        }
+    }
+}
+
 /// Runs the sweep (unless `--report-only`) and writes the report. `Err`
 /// carries a one-line message; failed configurations are reported and
 /// skipped, and make the sweep end with an error after the report is written.
@@ -403,27 +451,34 @@ pub fn run(args: &SweepArgs) -> Result<(), String> {
             .append(true)
             .open(&results)
             .map_err(|e| format!("cannot create {}: {e}", results.display()))?;
-        let mut modes = args.modes.clone();
-        if modes.contains(&SweepMode::Numpy) && !numpy_available(&args.python) {
-            eprintln!(
-                "note: skipping mode numpy: `{} -c \"import numpy, scipy\"` failed",
-                args.python.display()
-            );
-            modes.retain(|m| *m != SweepMode::Numpy);
-        }
-        if modes.contains(&SweepMode::Numpy) && !args.numpy_script.exists() {
-            eprintln!(
-                "note: skipping mode numpy: {} not found",
-                args.numpy_script.display()
-            );
-            modes.retain(|m| *m != SweepMode::Numpy);
-        }
         let chosen: Vec<&Workload> = if args.benchmarks.is_empty() {
             workloads::REGISTRY.to_vec()
         } else {
             args.benchmarks.clone()
         };
-        let total = chosen.len() * args.sizes.len() * modes.len();
+        // What each workload runs: the bach-bench modes asked for, then its
+        // anchors that can run here.
+        let mut runs: Vec<(&Workload, Vec<Run>)> = Vec::new();
+        for w in &chosen {
+            let mut list = Vec::new();
+            for &mode in &args.modes {
+                if mode != SweepMode::Anchors {
+                    list.push(Run::Bench(mode));
+                    continue;
+                }
+                for anchor in w.anchors {
+                    match anchor_unavailable(args, anchor) {
+                        None => list.push(Run::Anchor(anchor)),
+                        Some(why) => eprintln!(
+                            "note: skipping anchor {} of {}: {why}",
+                            anchor.label, w.name
+                        ),
+                    }
+                }
+            }
+            runs.push((w, list));
+        }
+        let total = args.sizes.len() * runs.iter().map(|(_, l)| l.len()).sum::<usize>();
         if total == 0 {
             eprintln!("note: nothing to run: every mode was skipped");
         }
@@ -434,16 +489,16 @@ pub fn run(args: &SweepArgs) -> Result<(), String> {
         );
         bar.show();
         let mut k = 0;
-        for w in &chosen {
+        for (w, list) in &runs {
             for &log2 in &args.sizes {
                 let trials = match args.trials_large {
                     Some(t) if log2 >= args.large_from => t,
                     _ => args.trials,
                 };
-                for &mode in &modes {
+                for run in list {
                     k += 1;
                     bar.bar()
-                        .set_message(format!("{} {} 2^{log2} x{trials}", w.name, mode.name()));
+                        .set_message(format!("{} {} 2^{log2} x{trials}", w.name, run.name()));
                     if args.wait_idle > 0.0 {
                         let waited = wait_for_idle(args.wait_idle);
                         if waited > 1.0 {
@@ -453,15 +508,14 @@ pub fn run(args: &SweepArgs) -> Result<(), String> {
                         }
                     }
                     let started = std::time::Instant::now();
-                    let r = match mode {
-                        SweepMode::Numpy => run_numpy(args, w.name, log2, trials, &results),
-                        m => run_bench(args, &bin, w.name, m.name(), log2, trials, &results),
+                    let r = match run {
+                        Run::Anchor(a) => run_anchor(args, w.name, a, log2, trials, &results),
+                        Run::Bench(m) => {
+                            run_bench(args, &bin, w.name, m.name(), log2, trials, &results)
+                        }
                     };
-                    let label = format!(
-                        "[{k}/{total}] {} {} 2^{log2} x{trials}",
-                        w.name,
-                        mode.name()
-                    );
+                    let label =
+                        format!("[{k}/{total}] {} {} 2^{log2} x{trials}", w.name, run.name());
                     let line = match r {
                         Ok(t) => format!(
                             "{label}: median total {} ({:.1} s wall)",
@@ -505,10 +559,10 @@ mod tests {
     #[test]
     fn numpy_output_parsing() {
         let line = "blackscholes n=2^10 median_s=0.0001 ns_per_elem=97.66 checksum=1.0e+05\n";
-        let t = parse_numpy_median(line, 1024).unwrap();
+        let t = parse_anchor_median(line, 1024).unwrap();
         assert!((t - 97.66e-9 * 1024.0).abs() < 1e-12, "{t}");
-        assert_eq!(parse_numpy_median("x median_s=0.5000", 4), Some(0.5));
-        assert_eq!(parse_numpy_median("garbage", 4), None);
+        assert_eq!(parse_anchor_median("x median_s=0.5000", 4), Some(0.5));
+        assert_eq!(parse_anchor_median("garbage", 4), None);
     }
 
     #[test]
@@ -521,14 +575,14 @@ mod tests {
                 SweepMode::Cpu,
                 SweepMode::Bach,
                 SweepMode::Fused,
-                SweepMode::Numpy
+                SweepMode::Anchors
             ]
         );
         assert_eq!(a.sizes, vec![10, 16, 20, 24]);
         assert_eq!((a.trials, a.trials_large, a.large_from), (5, None, 24));
-        assert!(a
-            .numpy_script
-            .ends_with("benchmarks/anchors/numpy_workloads.py"));
+        assert!(a.anchors_dir.ends_with("benchmarks/anchors"));
+        let a = SweepArgs::try_parse_from(["bach-sweep", "--modes", "cpu,numpy"]).unwrap();
+        assert_eq!(a.modes, vec![SweepMode::Cpu, SweepMode::Anchors]);
         let a = SweepArgs::try_parse_from([
             "bach-sweep",
             "--benchmarks",

@@ -75,7 +75,7 @@ fn help_explains_every_flag() {
         "--sizes",
         "--trials",
         "--out",
-        "--numpy-script",
+        "--anchors-dir",
         "--verbose",
     ] {
         assert!(stdout(&o).contains(flag), "bach-sweep --help lacks {flag}");
@@ -471,7 +471,11 @@ fn sweep_numpy_mode_runs_or_is_skipped() {
         // Every mode skipped: an empty results file and a report that says so.
         assert!(records.is_empty());
         assert_eq!(table, benchmarks::report::NOTHING_MEASURED);
-        assert!(stderr(&o).contains("skipping mode numpy"), "{}", stderr(&o));
+        assert!(
+            stderr(&o).contains("skipping anchor numpy of haversine"),
+            "{}",
+            stderr(&o)
+        );
         assert!(
             stdout(&o).contains("Nothing was measured"),
             "{}",

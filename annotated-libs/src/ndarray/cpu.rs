@@ -5,7 +5,7 @@
 
 use ndarray::{Array, Array1, Array2, Axis, Zip};
 
-use super::reduce::{SumCount, Welford, WelfordAxis0};
+use super::reduce::{check_ddof, float_count, ReductionError, SumCount, Welford, WelfordAxis0};
 use super::{Dim, Float};
 
 macro_rules! unary_methods {
@@ -164,6 +164,16 @@ pub fn scalar_select<T: Float, D: Dim>(
         .map_collect(|&c, &y| if c { on_true } else { y })
 }
 
+/// The scalar `on_true` where `cond` holds, else the scalar `on_false` (NumPy
+/// `where(cond, 1.0, 0.0)`: an array of `cond`'s shape).
+pub fn select_scalars<T: Float, D: Dim>(
+    cond: &Array<bool, D>,
+    on_true: T,
+    on_false: T,
+) -> Array<T, D> {
+    cond.mapv(|c| if c { on_true } else { on_false })
+}
+
 // ---- reductions -------------------------------------------------------------------------
 
 /// The sum of the elements (ndarray's `sum`: 0 for an empty array).
@@ -214,12 +224,16 @@ pub fn welford_axis0<T: Float>(a: &Array2<T>) -> WelfordAxis0<T> {
     WelfordAxis0::of(a)
 }
 
-/// Row variances of a 2-D array (ndarray's `var_axis(Axis(1), ddof)`).
-pub fn var_axis1<T: Float>(a: &Array2<T>, ddof: T) -> Array1<T> {
-    a.var_axis(Axis(1), ddof)
+/// Row variances of a 2-D array (ndarray's `var_axis(Axis(1), ddof)`); a
+/// `ddof` outside `0..=ncols`, where ndarray panics, is an error.
+pub fn var_axis1<T: Float>(a: &Array2<T>, ddof: T) -> Result<Array1<T>, ReductionError> {
+    check_ddof(ddof, float_count::<T>(a.ncols()), a.ncols())?;
+    Ok(a.var_axis(Axis(1), ddof))
 }
 
-/// Row standard deviations of a 2-D array (ndarray's `std_axis(Axis(1), ddof)`).
-pub fn std_axis1<T: Float>(a: &Array2<T>, ddof: T) -> Array1<T> {
-    a.std_axis(Axis(1), ddof)
+/// Row standard deviations of a 2-D array (ndarray's `std_axis(Axis(1), ddof)`);
+/// a `ddof` outside `0..=ncols` is an error.
+pub fn std_axis1<T: Float>(a: &Array2<T>, ddof: T) -> Result<Array1<T>, ReductionError> {
+    check_ddof(ddof, float_count::<T>(a.ncols()), a.ncols())?;
+    Ok(a.std_axis(Axis(1), ddof))
 }

@@ -13,12 +13,13 @@ pub type ScalarForms<T> = (
     fn(T, &Array1<T>) -> Array1<T>,
 );
 
-/// The CPU functions of `select` with two arrays, an array and a scalar, and a
-/// scalar and an array.
+/// The CPU functions of `select` with two arrays, an array and a scalar, a
+/// scalar and an array, and two scalars.
 pub type SelectForms<T> = (
     fn(&Array1<bool>, &Array1<T>, &Array1<T>) -> Array1<T>,
     fn(&Array1<bool>, &Array1<T>, T) -> Array1<T>,
     fn(&Array1<bool>, T, &Array1<T>) -> Array1<T>,
+    fn(&Array1<bool>, T, T) -> Array1<T>,
 );
 
 /// A kernel family with its CPU functions for `f32` and `f64`.
@@ -59,9 +60,9 @@ pub enum HostCheck {
         f64: fn(&Array1<f64>, &Array1<f64>) -> Array1<bool>,
         f64_scalar: fn(&Array1<f64>, f64) -> Array1<bool>,
     },
-    /// `select_T(n, cond, x, y, out)`, `select_scalar_T(n, cond, x, s, out)` and
-    /// `scalar_select_T(n, cond, y, s, out)` (hand-written in `ndarray.cuh`, not a
-    /// table line).
+    /// `select_T(n, cond, x, y, out)`, `select_scalar_T(n, cond, x, s, out)`,
+    /// `scalar_select_T(n, cond, y, s, out)` and `select_scalars_T(n, cond, s, t, out)`
+    /// (hand-written in `ndarray.cuh`, not table lines).
     Select {
         f32: SelectForms<f32>,
         f64: SelectForms<f64>,
@@ -164,8 +165,18 @@ pub fn host_checks() -> Vec<HostCheck> {
     checks.extend(super::table::comparison_ops!(comparison_checks));
     checks.extend(super::table::logical_ops!(logical_checks));
     checks.push(HostCheck::Select {
-        f32: (cpu::select, cpu::select_scalar, cpu::scalar_select),
-        f64: (cpu::select, cpu::select_scalar, cpu::scalar_select),
+        f32: (
+            cpu::select,
+            cpu::select_scalar,
+            cpu::scalar_select,
+            cpu::select_scalars,
+        ),
+        f64: (
+            cpu::select,
+            cpu::select_scalar,
+            cpu::scalar_select,
+            cpu::select_scalars,
+        ),
     });
     checks
 }

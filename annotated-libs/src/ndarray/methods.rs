@@ -160,6 +160,6 @@ pub fn select<'a, T: Float, D: Dim>(
         (Array(x), Array(y)) => ops::select(c, x.inner, y.inner),
         (Array(x), Scalar(s)) => ops::select_scalar(c, x.inner, s),
         (Scalar(s), Array(y)) => ops::scalar_select(c, s, y.inner),
-        (Scalar(_), Scalar(_)) => panic!("select: at least one branch must be an array"),
+        (Scalar(s), Scalar(t)) => ops::select_scalars(c, s, t),
     })
 }

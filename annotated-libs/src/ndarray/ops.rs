@@ -132,6 +132,14 @@ pub fn scalar_select<T: Float, D: Dim>(
     on_false: &Array<T, D>,
 ) -> Array<T, D>;
 
+/// The scalar `on_true` where `cond` holds, else the scalar `on_false`.
+#[offload(split = NdArraySplit, gpu = "select_scalars", wraps = cpu::select_scalars)]
+pub fn select_scalars<T: Float, D: Dim>(
+    cond: &Array<bool, D>,
+    on_true: T,
+    on_false: T,
+) -> Array<T, D>;
+
 // ---- reductions -------------------------------------------------------------------------
 
 /// The sum of the elements (per-batch sums merged in element order).
@@ -193,11 +201,11 @@ pub fn std_axis0_of<T: Float>(w: &WelfordAxis0<T>, ddof: T) -> Result<Array1<T>,
 
 /// Row variances (`var_axis(Axis(1), ddof)`).
 #[offload(split = NdArraySplit, wraps = cpu::var_axis1)]
-pub fn var_axis1<T: Float>(a: &Array2<T>, ddof: T) -> Array1<T>;
+pub fn var_axis1<T: Float>(a: &Array2<T>, ddof: T) -> Result<Array1<T>, ReductionError>;
 
 /// Row standard deviations (`std_axis(Axis(1), ddof)`).
 #[offload(split = NdArraySplit, wraps = cpu::std_axis1)]
-pub fn std_axis1<T: Float>(a: &Array2<T>, ddof: T) -> Array1<T>;
+pub fn std_axis1<T: Float>(a: &Array2<T>, ddof: T) -> Result<Array1<T>, ReductionError>;
 
 /// The value of a lazy `Some` (an error at evaluation for `None`).
 #[offload(split(o = Broadcast), wraps = reduce::unwrap)]

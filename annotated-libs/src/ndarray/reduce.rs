@@ -15,7 +15,7 @@ use super::Float;
 
 /// A count as an element (as ndarray converts lengths: exact for any count that
 /// fits in memory).
-fn float_count<T: Float>(n: usize) -> T {
+pub(super) fn float_count<T: Float>(n: usize) -> T {
     <T as num_traits::FromPrimitive>::from_usize(n).expect("a count as a float")
 }
 
@@ -180,7 +180,7 @@ impl std::fmt::Display for ReductionError {
 
 impl std::error::Error for ReductionError {}
 
-fn check_ddof<T: Float>(ddof: T, n: T, len: usize) -> Result<(), ReductionError> {
+pub(super) fn check_ddof<T: Float>(ddof: T, n: T, len: usize) -> Result<(), ReductionError> {
     if ddof < <T as num_traits::Zero>::zero() || ddof > n || ddof.is_nan() {
         return Err(ReductionError::DdofOutOfRange {
             ddof: ddof.to_f64().unwrap_or(f64::NAN),

@@ -6,50 +6,62 @@ use annotated_libs::workloads::{ndarray_bach as bach, ndarray_cpu as cpu};
 use ndarray::Array1;
 use rayon::prelude::*;
 
-use super::{assume_init, slice, time_lazy, Outputs, Timed, Workload, FUSED_CHUNK};
+use super::{
+    arrays, assume_init, numpy_anchor, slice, time_lazy, uniform_arrays, Check, Inputs, Outputs,
+    Timed, Workload, WorkloadError, FUSED_CHUNK,
+};
 use crate::inputs::InputSpec;
+
+/// The input arrays: one uniform stream per argument.
+const INPUTS: &[InputSpec] = &[
+    InputSpec {
+        name: "price",
+        low: 1.0,
+        high: 100.0,
+    },
+    InputSpec {
+        name: "strike",
+        low: 1.0,
+        high: 100.0,
+    },
+    InputSpec {
+        name: "t",
+        low: 1.0,
+        high: 100.0,
+    },
+    InputSpec {
+        name: "rate",
+        low: 1.0,
+        high: 100.0,
+    },
+    InputSpec {
+        name: "vol",
+        low: 1.0,
+        high: 100.0,
+    },
+];
 
 pub(super) static WORKLOAD: Workload = Workload {
     name: "blackscholes",
     description: "Black-Scholes call and put prices from 5 arrays (about 32 elementwise calls)",
-    inputs: &[
-        InputSpec {
-            name: "price",
-            low: 1.0,
-            high: 100.0,
-        },
-        InputSpec {
-            name: "strike",
-            low: 1.0,
-            high: 100.0,
-        },
-        InputSpec {
-            name: "t",
-            low: 1.0,
-            high: 100.0,
-        },
-        InputSpec {
-            name: "rate",
-            low: 1.0,
-            high: 100.0,
-        },
-        InputSpec {
-            name: "vol",
-            low: 1.0,
-            high: 100.0,
-        },
-    ],
+    default_size: 26,
+    size_meaning: "2^LOG2 elements",
+    generate: |log2, seed| uniform_arrays(INPUTS, log2, seed),
     outputs: &["call", "put"],
     cpu: run_cpu,
     bach: run_bach,
-    fused: run_fused,
-    gpu: crate::gpu::blackscholes,
-    explain: |x| bach_runtime::Graph::current().explain(&record(x)),
+    fused: Some(run_fused),
+    gpu: Some(|g, x| Ok(crate::gpu::blackscholes(g, arrays(x)?)?)),
+    explain: |x| Ok(bach_runtime::Graph::current().explain(&record(arrays(x)?))?),
+    check: Check::Exact,
+    result_line: None,
+    anchors: &[numpy_anchor("blackscholes")],
 };
 
-fn run_cpu(x: &[Array1<f64>]) -> Outputs {
+fn run_cpu(x: &Inputs) -> Result<Outputs, WorkloadError> {
+    let x = arrays(x)?;
     let (call, put) = cpu::blackscholes(&x[0], &x[1], &x[2], &x[3], &x[4]);
-    vec![call, put]
+    Ok(vec![call, put])
 }
 
 /// The workload on lazy arrays reading the inputs in place.
@@ -63,7 +75,8 @@ fn record(
     bach::blackscholes(&price, &strike, &t, &rate, &vol)
 }
 
-fn run_bach(x: &[Array1<f64>]) -> bach_runtime::Result<Timed> {
+fn run_bach(x: &Inputs) -> Result<Timed, WorkloadError> {
+    let x = arrays(x)?;
     time_lazy(|| record(x), |(call, put)| vec![call, put])
 }
 
@@ -88,7 +101,8 @@ pub(crate) fn element(price: f64, strike: f64, t: f64, rate: f64, vol: f64) -> (
     (call, put)
 }
 
-fn run_fused(x: &[Array1<f64>]) -> Outputs {
+fn run_fused(x: &Inputs) -> Result<Outputs, WorkloadError> {
+    let x = arrays(x)?;
     let (price, strike, t, rate, vol) = (
         slice(&x[0]),
         slice(&x[1]),
@@ -119,5 +133,5 @@ fn run_fused(x: &[Array1<f64>]) -> Outputs {
             }
         });
     // SAFETY: the chunks tile 0..n and each wrote all of its elements.
-    unsafe { vec![assume_init(call, n), assume_init(put, n)] }
+    Ok(unsafe { vec![assume_init(call, n), assume_init(put, n)] })
 }

@@ -6,34 +6,46 @@ use annotated_libs::workloads::{ndarray_bach as bach, ndarray_cpu as cpu};
 use ndarray::Array1;
 use rayon::prelude::*;
 
-use super::{assume_init, slice, time_lazy, Outputs, Timed, Workload, FUSED_CHUNK};
+use super::{
+    arrays, assume_init, numpy_anchor, slice, time_lazy, uniform_arrays, Check, Inputs, Outputs,
+    Timed, Workload, WorkloadError, FUSED_CHUNK,
+};
 use crate::inputs::InputSpec;
+
+/// The input arrays: one uniform stream per argument.
+const INPUTS: &[InputSpec] = &[
+    InputSpec {
+        name: "lat",
+        low: -1.5,
+        high: 1.5,
+    },
+    InputSpec {
+        name: "lon",
+        low: -3.1,
+        high: 3.1,
+    },
+];
 
 pub(super) static WORKLOAD: Workload = Workload {
     name: "haversine",
     description: "great-circle distances from a fixed point (about 17 elementwise calls)",
-    inputs: &[
-        InputSpec {
-            name: "lat",
-            low: -1.5,
-            high: 1.5,
-        },
-        InputSpec {
-            name: "lon",
-            low: -3.1,
-            high: 3.1,
-        },
-    ],
+    default_size: 26,
+    size_meaning: "2^LOG2 elements",
+    generate: |log2, seed| uniform_arrays(INPUTS, log2, seed),
     outputs: &["miles"],
     cpu: run_cpu,
     bach: run_bach,
-    fused: run_fused,
-    gpu: crate::gpu::haversine,
-    explain: |x| bach_runtime::Graph::current().explain(&record(x)),
+    fused: Some(run_fused),
+    gpu: Some(|g, x| Ok(crate::gpu::haversine(g, arrays(x)?)?)),
+    explain: |x| Ok(bach_runtime::Graph::current().explain(&record(arrays(x)?))?),
+    check: Check::Exact,
+    result_line: None,
+    anchors: &[numpy_anchor("haversine")],
 };
 
-fn run_cpu(x: &[Array1<f64>]) -> Outputs {
-    vec![cpu::haversine(&x[0], &x[1])]
+fn run_cpu(x: &Inputs) -> Result<Outputs, WorkloadError> {
+    let x = arrays(x)?;
+    Ok(vec![cpu::haversine(&x[0], &x[1])])
 }
 
 /// The workload on lazy arrays reading the inputs in place.
@@ -41,7 +53,8 @@ fn record(x: &[Array1<f64>]) -> LazyArray<'_, f64, ndarray::Ix1> {
     bach::haversine(&LazyArray::from(&x[0]), &LazyArray::from(&x[1]))
 }
 
-fn run_bach(x: &[Array1<f64>]) -> bach_runtime::Result<Timed> {
+fn run_bach(x: &Inputs) -> Result<Timed, WorkloadError> {
+    let x = arrays(x)?;
     time_lazy(|| record(x), |miles| vec![miles])
 }
 
@@ -60,7 +73,8 @@ pub(crate) fn element(lat2: f64, lon2: f64, cos_lat1: f64) -> f64 {
     2.0 * a.sqrt().asin() * miles
 }
 
-fn run_fused(x: &[Array1<f64>]) -> Outputs {
+fn run_fused(x: &Inputs) -> Result<Outputs, WorkloadError> {
+    let x = arrays(x)?;
     let (lat, lon) = (slice(&x[0]), slice(&x[1]));
     let n = lat.len();
     let cos_lat1 = f64::cos(0.70984286);
@@ -76,5 +90,5 @@ fn run_fused(x: &[Array1<f64>]) -> Outputs {
             }
         });
     // SAFETY: the chunks tile 0..n and each wrote all of its elements.
-    unsafe { vec![assume_init(out, n)] }
+    Ok(unsafe { vec![assume_init(out, n)] })
 }
