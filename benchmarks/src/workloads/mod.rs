@@ -8,6 +8,7 @@
 //! tests pick it up from there.
 
 mod blackscholes;
+mod crime_index;
 mod haversine;
 
 use std::any::Any;
@@ -123,7 +124,11 @@ impl std::fmt::Debug for Workload {
 }
 
 /// Every workload the CLI can run, in the order listed in `--help`.
-pub static REGISTRY: &[&Workload] = &[&blackscholes::WORKLOAD, &haversine::WORKLOAD];
+pub static REGISTRY: &[&Workload] = &[
+    &blackscholes::WORKLOAD,
+    &haversine::WORKLOAD,
+    &crime_index::WORKLOAD,
+];
 
 /// The workload called `name`.
 pub fn find(name: &str) -> Option<&'static Workload> {
