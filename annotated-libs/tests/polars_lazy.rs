@@ -30,7 +30,7 @@ fn column(n: usize, lo: f64, hi: f64, seed: u64) -> Float64Chunked {
         500000.0,
     ];
     for (i, x) in v.iter_mut().enumerate() {
-        if (i * 7 + seed as usize) % 97 == 0 {
+        if (i * 7 + seed as usize).is_multiple_of(97) {
             *x = specials[(i / 97) % specials.len()];
         }
     }

@@ -162,9 +162,13 @@ fn values(c: &Float64Chunked) -> &[f64] {
 /// The formula for one row, comparing as polars does (NaN above every number).
 #[inline]
 fn crime_index_row(tp: f64, ap: f64, nr: f64) -> f64 {
-    let big = if !(500000.0 >= tp) { 0.0 } else { tp };
+    let big = if tp.is_nan() || tp > 500000.0 {
+        0.0
+    } else {
+        tp
+    };
     let ci = (ap * 2.0 + big - nr * 2000.0) / 100000.0;
-    let ci = if !(0.02 >= ci) { 0.032 } else { ci };
+    let ci = if ci.is_nan() || ci > 0.02 { 0.032 } else { ci };
     if ci < 0.01 {
         0.005
     } else {
@@ -181,7 +185,7 @@ mod tests {
         let tp = [600000.0, 1e5, f64::NAN, 500000.0, 2e5];
         let ap = [5e4, 1e5, 2e5, 4e5, 1e3];
         let nr = [10.0, 100.0, 0.0, 1e3, 0.0];
-        let col = |v: &[f64]| Float64Chunked::from_slice("x".into(), v);
+        let col = |v: &[f64]| Float64Chunked::from_vec("x".into(), v.to_vec());
         let whole = polars_cpu::crime_index(&col(&tp), &col(&ap), &col(&nr));
         let rows: f64 = (0..5).map(|i| crime_index_row(tp[i], ap[i], nr[i])).sum();
         assert_eq!(whole, rows);
