@@ -260,3 +260,29 @@ fn mismatched_lengths_are_refused_before_anything_runs() {
         "{err:?}"
     );
 }
+
+#[test]
+fn mask_is_polars_set_bit_for_bit_nulls_included() {
+    use annotated_libs::polars::polars_core::prelude::ChunkSet;
+    let a = column(2000, -1.0, 1.0, 10);
+    let with_nulls: Float64Chunked = a
+        .iter()
+        .enumerate()
+        .map(|(i, x)| if i % 5 == 0 { None } else { x })
+        .collect();
+    let cond: BooleanChunked = a
+        .iter()
+        .enumerate()
+        .map(|(i, x)| if i % 7 == 0 { None } else { x.map(|x| x > 0.0) })
+        .collect();
+    for a in [&a, &with_nulls] {
+        for value in [0.5, f64::NAN, -0.0] {
+            let want = a.set(&cond, Some(value)).unwrap();
+            assert_eq!(
+                bits(&ops::mask::cpu(a, &cond, value)),
+                bits(&want),
+                "{value}"
+            );
+        }
+    }
+}

@@ -67,7 +67,7 @@ impl<'a> LazySeries<'a> {
         }
     }
 
-    /// `value` where `cond` holds, `self` elsewhere (`set(cond, Some(value))`).
+    /// `value` where `cond` holds, `self` elsewhere (the values of `set(cond, Some(value))`).
     pub fn mask(&self, cond: &LazyMask<'a>, value: f64) -> LazySeries<'a> {
         Self::from_lazy(ops::mask(&self.inner, &cond.inner, value))
     }

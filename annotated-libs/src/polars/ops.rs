@@ -1,6 +1,6 @@
 //! The annotations: one `#[offload]` function per polars operation the
 //! workloads use. Each CPU body is polars' own method (`&a * s`, `a.gt(s)`,
-//! `a.set(mask, Some(v))`, `a.sum()`), so results are polars' bit for bit
+//! `when/then` as `zip_with`, `a.sum()`), so results are polars' bit for bit
 //! (sums: up to the order of adding the batches' partial sums).
 //!
 //! Columns split by rows with [`SeriesSplit`]; scalars are broadcast; sums
@@ -9,7 +9,7 @@
 //! (polars orders NaN above every number).
 
 use polars_core::prelude::Float64Chunked;
-use polars_core::prelude::{BooleanChunked, ChunkAgg, ChunkCompareIneq, ChunkSet, ChunkZip};
+use polars_core::prelude::{BooleanChunked, ChunkAgg, ChunkCompareIneq, ChunkZip};
 
 use bach_runtime::{offload, SumSplit};
 
@@ -60,14 +60,19 @@ arithmetic! {
 }
 
 /// `value` where `mask` holds, `a` elsewhere (a null in the mask keeps `a`):
-/// `a.set(mask, Some(value))`, pandas' `Series.mask`.
+/// pandas' `Series.mask`, polars' `when(mask).then(value).otherwise(a)`. The
+/// body is what polars runs for that expression, `zip_with` with the value
+/// broadcast (one SIMD select); `a.set(mask, Some(value))` gives the same
+/// values through a slower run-by-run copy.
 ///
 /// # Panics
 /// When `a` and `mask` differ in length, as polars refuses it (a lazy call
 /// reports `Error::LengthMismatch` before anything runs instead).
 #[offload(split = SeriesSplit, gpu = "mask")]
 pub fn mask(a: &Float64Chunked, mask: &BooleanChunked, value: f64) -> Float64Chunked {
-    a.set(mask, Some(value))
+    let value = Float64Chunked::from_vec(a.name().clone(), vec![value]);
+    value
+        .zip_with(mask, a)
         .unwrap_or_else(|e| panic!("mask: a column and a mask of one length: {e}"))
 }
 
