@@ -2,8 +2,8 @@
 //! ways (`annotated_libs::workloads::polars_cpu` / `polars_bach`).
 //!
 //! [`LazySeries<'a>`] is `Float64Chunked` here (the lifetime is unused), and
-//! [`SeriesExt`] adds what polars names differently: `mask` (polars'
-//! `set(mask, Some(value))`) and `total` (polars' `sum`, which is an
+//! [`SeriesExt`] adds what polars names differently: `mask` (the values of
+//! polars' `set(mask, Some(value))`) and `total` (polars' `sum`, which is an
 //! `Option`). Comparisons and operators are polars' own.
 
 use polars_core::prelude::{BooleanChunked, Float64Chunked};
