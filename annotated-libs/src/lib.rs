@@ -10,10 +10,14 @@
 //!   makes a program lazy, batched and offloadable.
 //! - [`linfa`]: linfa's PCA, truncated SVD, standard scaler and nearest
 //!   neighbours, annotated: fitted models are graph values, broadcast to row batches.
+//! - [`polars`]: polars' eager column API, annotated (lazy columns, CSV
+//!   columns parsed batch by batch inside the plan); [`polars::eager`] gives plain
+//!   polars the same names.
 //! - [`workloads`]: the paper's workloads, each written once and compiled eagerly and lazily.
 
 pub mod cpu;
 pub mod linfa;
 pub mod ndarray;
 pub mod numpy;
+pub mod polars;
 pub mod workloads;

@@ -63,7 +63,9 @@ pub use bach_macros::offload;
 pub use calibrate::recalibrate;
 pub use config::{parse_bytes, Config, DevicePolicy};
 pub use cost::StageCost;
-pub use device::codec::{register_device_value, DType, DeviceValue};
+pub use device::codec::{
+    register_device_codec, register_device_value, DType, DeviceCodec, DeviceValue,
+};
 pub use device::cuda::compile_to_ptx;
 pub use device::cuda::discovery::{
     gpu_status, ComputeCapability, DeviceInfo, GpuStatus, GpuUnavailable, NvrtcVersion,

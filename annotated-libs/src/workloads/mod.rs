@@ -6,6 +6,9 @@
 //!   [`crate::ndarray`] module. The two differ only in their `use` line; the
 //!   sources are `ndarray/blackscholes.rs`, `ndarray/haversine.rs` and
 //!   `ndarray/standardize.rs` (the DBSCAN workload's column standardization).
+//! - [`polars_cpu`] / [`polars_bach`]: the crime index in polars style,
+//!   compiled against plain polars ([`crate::polars::eager`]) and the lazy
+//!   [`crate::polars`] module; the source is `polars/crime_index.rs`.
 //! - [`cpu`] / [`bach`]: the same workloads against the NumPy-style function
 //!   module ([`crate::cpu::numpy`] and the annotated [`crate::numpy`]).
 
@@ -40,4 +43,16 @@ pub mod bach {
     use crate::numpy as np;
     include!("blackscholes.rs");
     include!("haversine.rs");
+}
+
+/// The crime index on plain polars (eager, op at a time).
+pub mod polars_cpu {
+    use crate::polars::eager::*;
+    include!("polars/crime_index.rs");
+}
+
+/// The crime index on lazy polars columns (call [`bach_runtime::evaluate`]).
+pub mod polars_bach {
+    use crate::polars::*;
+    include!("polars/crime_index.rs");
 }

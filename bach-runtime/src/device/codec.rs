@@ -120,16 +120,50 @@ fn registry() -> &'static std::sync::RwLock<Vec<(TypeId, Codec)>> {
     REGISTRY.get_or_init(Default::default)
 }
 
+/// How values of a type one does not own move to a device: the orphan rule
+/// forbids implementing [`DeviceValue`] for a foreign type (a polars column,
+/// say) outside its crate, so implement `DeviceCodec<Foreign>` for a local
+/// marker type instead and call [`register_device_codec`]. The contract is
+/// [`DeviceValue`]'s.
+pub trait DeviceCodec<T: crate::value::Value>: 'static {
+    /// The element type on the device (selects the `_f32`/`_f64`/`_bool` kernel).
+    const DTYPE: DType;
+    /// The value's elements, in order, as bytes.
+    fn to_device_bytes(value: &T) -> std::borrow::Cow<'_, [u8]>;
+    /// The value rebuilt from the bytes of its elements.
+    fn from_device_bytes(bytes: &[u8]) -> T;
+}
+
+/// The codec of a type that implements [`DeviceValue`] itself.
+struct OwnCodec;
+
+impl<T: DeviceValue> DeviceCodec<T> for OwnCodec {
+    const DTYPE: DType = T::DTYPE;
+    fn to_device_bytes(value: &T) -> std::borrow::Cow<'_, [u8]> {
+        value.to_device_bytes()
+    }
+    fn from_device_bytes(bytes: &[u8]) -> T {
+        T::from_device_bytes(bytes)
+    }
+}
+
 /// Lets values of type `T` move to devices (see [`DeviceValue`]). Idempotent.
 pub fn register_device_value<T: DeviceValue>() {
-    fn to_bytes<T: DeviceValue>(v: &dyn Any) -> Vec<u8> {
-        v.downcast_ref::<T>()
-            .expect("codec applied to its own type")
-            .to_device_bytes()
-            .into_owned()
+    register_device_codec::<OwnCodec, T>();
+}
+
+/// Lets values of type `T` move to devices through the codec `C` (see
+/// [`DeviceCodec`]). Idempotent: the first codec registered for `T` stays.
+pub fn register_device_codec<C: DeviceCodec<T>, T: crate::value::Value>() {
+    fn to_bytes<C: DeviceCodec<T>, T: crate::value::Value>(v: &dyn Any) -> Vec<u8> {
+        C::to_device_bytes(
+            v.downcast_ref::<T>()
+                .expect("codec applied to its own type"),
+        )
+        .into_owned()
     }
-    fn from_bytes<T: DeviceValue>(b: &[u8]) -> Piece {
-        Box::new(T::from_device_bytes(b))
+    fn from_bytes<C: DeviceCodec<T>, T: crate::value::Value>(b: &[u8]) -> Piece {
+        Box::new(C::from_device_bytes(b))
     }
     fn no_range(_: &dyn Any, _: std::ops::Range<usize>) -> Option<&[u8]> {
         None
@@ -139,9 +173,9 @@ pub fn register_device_value<T: DeviceValue>() {
         r.push((
             TypeId::of::<T>(),
             Codec::Array {
-                dtype: T::DTYPE,
-                to_bytes: to_bytes::<T>,
-                from_bytes: from_bytes::<T>,
+                dtype: C::DTYPE,
+                to_bytes: to_bytes::<C, T>,
+                from_bytes: from_bytes::<C, T>,
                 range_bytes: no_range,
             },
         ));

@@ -8,6 +8,7 @@
 //! tests pick it up from there.
 
 mod blackscholes;
+mod crime_index;
 mod dbscan;
 mod haversine;
 mod pca;
@@ -138,6 +139,7 @@ pub static REGISTRY: &[&Workload] = &[
     &pca::WORKLOAD,
     &dbscan::WORKLOAD,
     &standardize::WORKLOAD,
+    &crime_index::WORKLOAD,
 ];
 
 /// The workload called `name`.

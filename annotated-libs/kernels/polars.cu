@@ -1,0 +1,21 @@
+// polars.cu: the kernels of `annotated_libs::polars` that numpy.cu lacks.
+//
+// Compiled after common.cuh and numpy.cu (the polars module's `BACH_KERNELS`): its
+// arithmetic, masks and sums are numpy.cu's (the same IEEE operations as polars'), and
+// only the comparisons differ. polars compares floats in a TOTAL order: NaN is greater
+// than every number and equal to itself (`TotalOrd` in polars-utils, the
+// `tot_gt_kernel_broadcast` of polars-compute), where C's `>` makes every comparison with
+// NaN false. Launch convention as numpy.cu's array-scalar comparisons:
+//
+//     tot_gt_scalar_T (unsigned long long n, const T* a, T s, bool* out)  out = a >  s (total order)
+//     tot_lt_scalar_T (unsigned long long n, const T* a, T s, bool* out)  out = a <  s (total order)
+//
+// The expressions are polars-compute's: gt(x, s) = !(isnan(s) || s >= x),
+// lt(x, s) = !(isnan(x) || x >= s).
+
+#define BACH_POLARS_KERNELS(T, SFX)                                                        \
+    BACH_WITH_SCALAR(tot_gt_scalar_##SFX, T, bool, !(isnan(y) || y >= x))                 \
+    BACH_WITH_SCALAR(tot_lt_scalar_##SFX, T, bool, !(isnan(x) || x >= y))
+
+BACH_POLARS_KERNELS(float, f32)
+BACH_POLARS_KERNELS(double, f64)
