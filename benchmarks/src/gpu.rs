@@ -16,6 +16,17 @@ pub struct DArray {
     len: usize,
 }
 
+/// A device array of `bool` (one byte each, 0 or 1): a comparison's result.
+pub struct DMask {
+    buf: DeviceBuffer,
+    len: usize,
+}
+
+/// Elements per partial of a [`Gpu::sum`] (one kernel block's share, about).
+const SUM_PARTIAL_ELEMENTS: usize = 1 << 16;
+/// Most partials one [`Gpu::sum`] launch writes.
+const SUM_MAX_PARTIALS: usize = 1024;
+
 /// The device and kernel source the hand-written workloads launch on.
 pub struct Gpu<'d> {
     dev: &'d dyn Device,
@@ -39,6 +50,12 @@ impl<'d> Gpu<'d> {
             dev,
             source: BACH_KERNELS,
         }
+    }
+
+    /// Launches on `dev` the kernels of `source` (e.g. the annotated polars
+    /// module's, which adds total-order comparisons to the NumPy module's).
+    pub fn with_source(dev: &'d dyn Device, source: KernelSource) -> Self {
+        Gpu { dev, source }
     }
 
     /// The device itself, for workloads that launch their own kernels or
@@ -147,6 +164,96 @@ impl<'d> Gpu<'d> {
         self.launch(&format!("scalar_{op}"), a.len, &[a], Some(s), &|x| {
             host(s, &x[0])
         })
+    }
+
+    /// `a cmp s` elementwise into a device mask (kernel `{op}_f64`, e.g.
+    /// `tot_gt_scalar`); `host(x, s)` is what the kernel computes per element.
+    pub fn compare_scalar(
+        &self,
+        op: &str,
+        host: fn(f64, f64) -> bool,
+        a: &DArray,
+        s: f64,
+    ) -> Result<DMask> {
+        let n = a.len;
+        let out = self.dev.alloc(n)?;
+        let reference = |bufs: &[&[u8]]| -> Result<Vec<Vec<u8>>> {
+            let x = from_bytes(&bufs[0][..n * 8]);
+            Ok(vec![x.iter().map(|&x| u8::from(host(x, s))).collect()])
+        };
+        self.dev.launch(&Launch {
+            source: self.source,
+            kernel: format!("{op}_f64"),
+            n,
+            shape: LaunchShape::Elementwise,
+            args: vec![
+                KernelArg::In(&a.buf),
+                KernelArg::F64(s),
+                KernelArg::Out(&out),
+            ],
+            reference: &reference,
+        })?;
+        Ok(DMask { buf: out, len: n })
+    }
+
+    /// `value` where `cond` holds, `a` elsewhere (kernel `mask_f64`).
+    pub fn mask(&self, a: &DArray, cond: &DMask, value: f64) -> Result<DArray> {
+        let n = a.len;
+        assert_eq!(n, cond.len, "mask: an array and a mask of one length");
+        let out = self.dev.alloc(n * 8)?;
+        let reference = |bufs: &[&[u8]]| -> Result<Vec<Vec<u8>>> {
+            let x = from_bytes(&bufs[0][..n * 8]);
+            let c: Array1<bool> = bufs[1][..n].iter().map(|&b| b != 0).collect();
+            Ok(vec![to_bytes(&cpu::mask(&x, &c, value))])
+        };
+        self.dev.launch(&Launch {
+            source: self.source,
+            kernel: "mask_f64".into(),
+            n,
+            shape: LaunchShape::Elementwise,
+            args: vec![
+                KernelArg::In(&a.buf),
+                KernelArg::In(&cond.buf),
+                KernelArg::F64(value),
+                KernelArg::Out(&out),
+            ],
+            reference: &reference,
+        })?;
+        Ok(DArray { buf: out, len: n })
+    }
+
+    /// The sum of `a`: one reduction launch (kernel `sum_f64`) writing a
+    /// partial per block, the partials downloaded and added on the host in
+    /// order. On the simulated device, partial `j` is the CPU sum of the
+    /// `j`-th of `partials` equal shares of the elements, as the device
+    /// executor's reductions.
+    pub fn sum(&self, a: &DArray) -> Result<f64> {
+        let n = a.len;
+        let partials = n.div_ceil(SUM_PARTIAL_ELEMENTS).clamp(1, SUM_MAX_PARTIALS);
+        let out = self.dev.alloc(partials * 8)?;
+        let reference = |bufs: &[&[u8]]| -> Result<Vec<Vec<u8>>> {
+            let x = from_bytes(&bufs[0][..n * 8]);
+            let sums: Array1<f64> = (0..partials)
+                .map(|j| {
+                    let sub = (n * j / partials)..(n * (j + 1) / partials);
+                    cpu::sum(&x.slice(ndarray::s![sub]).to_owned())
+                })
+                .collect();
+            Ok(vec![to_bytes(&sums)])
+        };
+        self.dev.launch(&Launch {
+            source: self.source,
+            kernel: "sum_f64".into(),
+            n,
+            shape: LaunchShape::Reduction { partials },
+            args: vec![KernelArg::In(&a.buf), KernelArg::Out(&out)],
+            reference: &reference,
+        })?;
+        let partials = self.download(&DArray {
+            buf: out,
+            len: partials,
+        })?;
+        Ok(partials.iter().sum())
     }
 
     /// Waits for all launched work.

@@ -7,18 +7,23 @@
 //! their rows, which planning needs) and recording; Runtime is `evaluate`,
 //! which parses each batch's lines and computes on them in the same pass.
 //! `cpu` mode parses each whole file, then runs polars op at a time; `fused`
-//! parses and computes in one parallel loop over row blocks; `gpu` parses on
-//! the CPU, uploads, and launches one kernel per operation.
+//! parses and computes in one parallel loop over row blocks. `gpu` mode's
+//! Runtime is everything: parsing the three files on the CPU (in parallel
+//! over row blocks), uploading the three columns, one kernel launch per
+//! operation of the formula (polars' total-order comparisons, masks,
+//! arithmetic, then a sum writing one partial per block), and downloading
+//! the partials, which the host adds in order.
 
 mod data;
 
 use std::path::PathBuf;
 use std::time::Instant;
 
+use annotated_libs::cpu::numpy as cpu;
 use annotated_libs::polars::polars_core::prelude::Float64Chunked;
 use annotated_libs::polars::{ops, CsvColumn, CsvOptions, LazySeries};
 use annotated_libs::workloads::{polars_bach, polars_cpu};
-use ndarray::array;
+use ndarray::{array, Array1};
 use rayon::prelude::*;
 
 use super::{Anchor, Check, Inputs, Outputs, Timed, Workload, WorkloadError};
@@ -37,7 +42,7 @@ pub(super) static WORKLOAD: Workload = Workload {
     cpu: run_cpu,
     bach: run_bach,
     fused: Some(run_fused),
-    gpu: None,
+    gpu: Some(run_gpu),
     explain: |x| {
         let files = open(x)?;
         let lazy = record(&files);
@@ -154,6 +159,82 @@ fn run_fused(x: &Inputs) -> Result<Outputs, WorkloadError> {
     Ok(vec![array![blocks.iter().sum::<f64>()]])
 }
 
+/// A whole column parsed into one array, in parallel over blocks of rows.
+fn parse_parallel(column: &CsvColumn) -> Result<Array1<f64>, WorkloadError> {
+    let rows = column.rows();
+    let mut out = vec![0.0; rows];
+    out.par_chunks_mut(FUSED_ROWS).enumerate().try_for_each(
+        |(b, block)| -> Result<(), WorkloadError> {
+            let start = b * FUSED_ROWS;
+            let parsed = column.slice(start..start + block.len()).parse()?;
+            let parsed = values(&parsed);
+            if parsed.len() != block.len() {
+                return Err(format!(
+                    "rows {start}..{}: parsed {} values",
+                    start + block.len(),
+                    parsed.len()
+                )
+                .into());
+            }
+            block.copy_from_slice(parsed);
+            Ok(())
+        },
+    )?;
+    Ok(Array1::from_vec(out))
+}
+
+/// Hand-written device code: the columns parsed on the CPU and uploaded,
+/// then one kernel per operation of the formula, in its order, from the
+/// annotated polars module's kernels; the sum's partials added on the host.
+fn run_gpu(g: &crate::gpu::Gpu<'_>, x: &Inputs) -> Result<Outputs, WorkloadError> {
+    let g = crate::gpu::Gpu::with_source(g.device(), annotated_libs::polars::BACH_KERNELS);
+    let files = open(x)?;
+    let [tp, ap, nr] = [
+        parse_parallel(&files[0])?,
+        parse_parallel(&files[1])?,
+        parse_parallel(&files[2])?,
+    ];
+    let (tp, ap, nr) = (g.upload(&tp)?, g.upload(&ap)?, g.upload(&nr)?);
+    // polars' total order: NaN above every number (polars.cu's expressions).
+    let gt = |x: f64, s: f64| !(s.is_nan() || s >= x);
+    let lt = |x: f64, s: f64| !(x.is_nan() || x >= s);
+
+    let big = g.mask(
+        &tp,
+        &g.compare_scalar("tot_gt_scalar", gt, &tp, 500000.0)?,
+        0.0,
+    )?;
+    let ci = g.with_scalar(
+        "divide",
+        cpu::divide_scalar,
+        &g.binary(
+            "subtract",
+            cpu::subtract,
+            &g.binary(
+                "add",
+                cpu::add,
+                &g.with_scalar("multiply", cpu::multiply_scalar, &ap, 2.0)?,
+                &big,
+            )?,
+            &g.with_scalar("multiply", cpu::multiply_scalar, &nr, 2000.0)?,
+        )?,
+        100000.0,
+    )?;
+    let ci = g.mask(
+        &ci,
+        &g.compare_scalar("tot_gt_scalar", gt, &ci, 0.02)?,
+        0.032,
+    )?;
+    let ci = g.mask(
+        &ci,
+        &g.compare_scalar("tot_lt_scalar", lt, &ci, 0.01)?,
+        0.005,
+    )?;
+    let sum = g.sum(&ci)?;
+    g.synchronize()?;
+    Ok(vec![array![sum]])
+}
+
 /// The parsed values of a column read from CSV (one chunk, no nulls).
 fn values(c: &Float64Chunked) -> &[f64] {
     c.cont_slice()
@@ -201,9 +282,12 @@ mod tests {
         let cpu = run_cpu(&*inputs).unwrap();
         let fused = run_fused(&*inputs).unwrap();
         let bach = run_bach(&*inputs).unwrap().outputs;
+        let device = bach_runtime::SimulatedDevice::with_capacity(1 << 30);
+        let gpu = run_gpu(&crate::gpu::Gpu::new(&device), &*inputs).unwrap();
         let close = |a: &Outputs, b: &Outputs| (a[0][0] - b[0][0]).abs() <= 1e-9 * a[0][0].abs();
         assert!(close(&cpu, &fused), "{cpu:?} {fused:?}");
         assert!(close(&cpu, &bach), "{cpu:?} {bach:?}");
+        assert!(close(&cpu, &gpu), "{cpu:?} {gpu:?}");
         // Random data crosses both thresholds: not every row gives one value.
         assert!(cpu[0][0] > 0.0);
         let _ = std::fs::remove_dir_all(&dir);
