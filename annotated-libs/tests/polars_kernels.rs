@@ -117,6 +117,98 @@ fn total_order_comparisons_match_polars() {
     }
 }
 
+/// Runs the array-scalar arithmetic kernel `name` over `a` with scalar `s`.
+fn run_arithmetic(lib: &libloading::Library, name: &str, a: &[f64], s: f64) -> Vec<f64> {
+    // SAFETY: the signatures of `bach_host_launch` (host_emulation.h) and of the
+    // array-scalar arithmetic (polars.cu).
+    let (launch, kernel) = unsafe {
+        (
+            *lib.get::<Launch>(b"bach_host_launch\0").unwrap(),
+            *lib.get::<Arithmetic>(format!("{name}\0").as_bytes())
+                .unwrap(),
+        )
+    };
+    let mut out = vec![0.5; a.len()];
+    let (n, pa, po) = (
+        a.len() as u64,
+        a.as_ptr() as usize,
+        out.as_mut_ptr() as usize,
+    );
+    let body = move || unsafe { kernel(n, pa as *const f64, s, po as *mut f64) };
+    launch_grid(launch, &body);
+    out
+}
+
+type Arithmetic = unsafe extern "C" fn(u64, *const f64, f64, *mut f64);
+
+#[test]
+fn scalar_arithmetic_is_polars_bit_for_bit() {
+    // polars divides by s as a multiplication by 1 / s and returns the column
+    // itself for + 0 and - 0: the kernels the annotations name must agree to
+    // the bit, or a device plan would differ from the CPU one (and flip rows
+    // at the crime index's thresholds).
+    let Some(lib) = host_library() else { return };
+    let mut values = vec![
+        f64::NAN,
+        0.0,
+        -0.0,
+        1.0,
+        -1.0,
+        f64::INFINITY,
+        f64::NEG_INFINITY,
+        f64::MIN_POSITIVE / 2.0,
+        f64::MAX,
+    ];
+    // Values where x / 100000 and x * 1e-5 round differently are common.
+    values.extend((0..2000).map(|i| 123456.789 + i as f64 * 77.7));
+    let a = Float64Chunked::from_vec("a".into(), values.clone());
+    // Bits, except that every NaN is one NaN: the sign of a NaN result is not
+    // specified (x86 and the C compiler disagree on `x + -NaN`).
+    let canonical = |x: f64| {
+        if x.is_nan() {
+            f64::NAN.to_bits()
+        } else {
+            x.to_bits()
+        }
+    };
+    let bits = |c: &Float64Chunked| -> Vec<u64> {
+        c.iter().map(|v| canonical(v.expect("no nulls"))).collect()
+    };
+    let mut divisions_that_differ = 0;
+    for s in [
+        0.0,
+        -0.0,
+        1.0,
+        -1.0,
+        2.0,
+        2000.0,
+        100000.0,
+        3.0,
+        f64::NAN,
+        f64::INFINITY,
+    ] {
+        let cases: [(&str, Float64Chunked); 4] = [
+            ("pl_add_scalar_f64", &a + s),
+            ("pl_sub_scalar_f64", &a - s),
+            ("pl_mul_scalar_f64", &a * s),
+            ("pl_div_scalar_f64", &a / s),
+        ];
+        for (name, want) in cases {
+            let got: Vec<u64> = run_arithmetic(&lib, name, &values, s)
+                .iter()
+                .map(|&x| canonical(x))
+                .collect();
+            assert_eq!(got, bits(&want), "{name} with {s}");
+        }
+        divisions_that_differ += values
+            .iter()
+            .filter(|&&x| (x / s).to_bits() != (x * (1.0 / s)).to_bits())
+            .count();
+    }
+    // The check is not vacuous: plain division differs from polars' somewhere.
+    assert!(divisions_that_differ > 0);
+}
+
 #[test]
 fn nvrtc_compiles_every_kernel_the_annotations_name() {
     let ptx = match bach_runtime::compile_to_ptx(&BACH_KERNELS, 9, 0) {
@@ -138,10 +230,10 @@ fn nvrtc_compiles_every_kernel_the_annotations_name() {
         "subtract",
         "multiply",
         "divide",
-        "add_scalar",
-        "subtract_scalar",
-        "multiply_scalar",
-        "divide_scalar",
+        "pl_add_scalar",
+        "pl_sub_scalar",
+        "pl_mul_scalar",
+        "pl_div_scalar",
         "mask",
         "where",
         "sum",

@@ -5,8 +5,9 @@
 //!
 //! Columns split by rows with [`SeriesSplit`]; scalars are broadcast; sums
 //! merge their partials with [`SumSplit`]. The kernels are `numpy.cu`'s where
-//! the arithmetic is the same, and `polars.cu`'s total-order comparisons
-//! (polars orders NaN above every number).
+//! the arithmetic is the same, and `polars.cu`'s where polars differs: its
+//! total-order comparisons (NaN above every number) and its arithmetic with
+//! a scalar (a division by `s` is a multiplication by `1 / s`).
 
 use polars_core::prelude::Float64Chunked;
 use polars_core::prelude::{BooleanChunked, ChunkAgg, ChunkCompareIneq, ChunkZip};
@@ -53,10 +54,10 @@ macro_rules! arithmetic {
 }
 
 arithmetic! {
-    add add_scalar + "add" "add_scalar";
-    sub sub_scalar - "subtract" "subtract_scalar";
-    mul mul_scalar * "multiply" "multiply_scalar";
-    div div_scalar / "divide" "divide_scalar";
+    add add_scalar + "add" "pl_add_scalar";
+    sub sub_scalar - "subtract" "pl_sub_scalar";
+    mul mul_scalar * "multiply" "pl_mul_scalar";
+    div div_scalar / "divide" "pl_div_scalar";
 }
 
 /// `value` where `mask` holds, `a` elsewhere (a null in the mask keeps `a`):

@@ -205,18 +205,18 @@ fn run_gpu(g: &crate::gpu::Gpu<'_>, x: &Inputs) -> Result<Outputs, WorkloadError
         0.0,
     )?;
     let ci = g.with_scalar(
-        "divide",
-        cpu::divide_scalar,
+        "pl_div",
+        polars_div_scalar,
         &g.binary(
             "subtract",
             cpu::subtract,
             &g.binary(
                 "add",
                 cpu::add,
-                &g.with_scalar("multiply", cpu::multiply_scalar, &ap, 2.0)?,
+                &g.with_scalar("pl_mul", polars_mul_scalar, &ap, 2.0)?,
                 &big,
             )?,
-            &g.with_scalar("multiply", cpu::multiply_scalar, &nr, 2000.0)?,
+            &g.with_scalar("pl_mul", polars_mul_scalar, &nr, 2000.0)?,
         )?,
         100000.0,
     )?;
@@ -233,6 +233,25 @@ fn run_gpu(g: &crate::gpu::Gpu<'_>, x: &Inputs) -> Result<Outputs, WorkloadError
     let sum = g.sum(&ci)?;
     g.synchronize()?;
     Ok(vec![array![sum]])
+}
+
+/// polars' `a * s` (the annotated CPU body): the stand-in of `pl_mul_scalar`.
+fn polars_mul_scalar(a: &Array1<f64>, s: f64) -> Array1<f64> {
+    through_polars(a, s, ops::mul_scalar::cpu)
+}
+
+/// polars' `a / s`, a multiplication by `1 / s`: the stand-in of `pl_div_scalar`.
+fn polars_div_scalar(a: &Array1<f64>, s: f64) -> Array1<f64> {
+    through_polars(a, s, ops::div_scalar::cpu)
+}
+
+fn through_polars(
+    a: &Array1<f64>,
+    s: f64,
+    f: fn(&Float64Chunked, f64) -> Float64Chunked,
+) -> Array1<f64> {
+    let column = Float64Chunked::from_vec("a".into(), a.to_vec());
+    Array1::from_iter(f(&column, s).into_no_null_iter())
 }
 
 /// The parsed values of a column read from CSV (one chunk, no nulls).
