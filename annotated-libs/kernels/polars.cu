@@ -1,8 +1,8 @@
 // polars.cu: the kernels of `annotated_libs::polars` that numpy.cu lacks.
 //
 // Compiled after common.cuh and numpy.cu (the polars module's `BACH_KERNELS`): its
-// arithmetic, masks and sums are numpy.cu's (the same IEEE operations as polars'), and
-// only the comparisons differ. polars compares floats in a TOTAL order: NaN is greater
+// column arithmetic, masks and sums are numpy.cu's (the same IEEE operations as polars'),
+// and two things differ (below). polars compares floats in a TOTAL order: NaN is greater
 // than every number and equal to itself (`TotalOrd` in polars-utils, the
 // `tot_gt_kernel_broadcast` of polars-compute), where C's `>` makes every comparison with
 // NaN false. Launch convention as numpy.cu's array-scalar comparisons:

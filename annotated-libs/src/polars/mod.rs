@@ -35,8 +35,9 @@ pub use ops::{read_column, sum};
 pub use polars_core;
 pub use split::SeriesSplit;
 
-/// The CUDA source of the module's kernels: numpy.cu's arithmetic, masks and
-/// sums, and polars.cu's total-order comparisons.
+/// The CUDA source of the module's kernels: numpy.cu's column arithmetic,
+/// masks and sums, and polars.cu's total-order comparisons and scalar
+/// arithmetic (as polars computes it).
 pub const BACH_KERNELS: bach_runtime::KernelSource = bach_runtime::KernelSource {
     name: "polars.cu",
     code: concat!(
