@@ -15,7 +15,7 @@ pub struct Target(pub(crate) Arc<Node>, pub(crate) u32);
 #[doc(hidden)]
 pub struct Values(pub(crate) std::vec::IntoIter<Held>);
 
-/// Something [`evaluate`] can materialise: a handle (taken or borrowed), a
+/// Something [`evaluate`](crate::evaluate) can materialise: a handle (taken or borrowed), a
 /// tuple of handles, or a vector or slice of handles.
 pub trait Evaluate {
     /// What evaluation returns.

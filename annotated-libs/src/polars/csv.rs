@@ -8,7 +8,7 @@
 //!    counts newlines (in parallel over blocks) and parses nothing. It gives
 //!    the row count, which the runtime needs at plan time (element counts are
 //!    static), and lets any row be found by scanning at most one block.
-//! 2. [`read_column`](super::read_column) parses the rows of a [`CsvColumn`]
+//! 2. [`read_column`](fn@super::read_column) parses the rows of a [`CsvColumn`]
 //!    into a `Float64Chunked`. Under Bach, [`CsvSplit`] cuts the column into
 //!    row ranges at line boundaries, so each batch parses only its own lines
 //!    and the parsed column is never built whole unless it is a result.
@@ -177,7 +177,7 @@ impl IndexedFile {
 }
 
 /// A single-column CSV file (or a row range of one), indexed by lines: what
-/// [`read_column`](super::read_column) parses. Cloning and splitting share
+/// [`read_column`](fn@super::read_column) parses. Cloning and splitting share
 /// the mapped file.
 #[derive(Clone)]
 pub struct CsvColumn {

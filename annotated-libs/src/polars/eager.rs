@@ -22,9 +22,9 @@ pub type LazySum<'a> = f64;
 /// The lazy column's methods that plain polars names differently.
 pub trait SeriesExt {
     /// `value` where `cond` holds, `self` elsewhere: the CPU body of
-    /// [`super::ops::mask`] (polars' `when(cond).then(value).otherwise(self)`).
+    /// [`super::ops::mask`](fn@super::ops::mask) (polars' `when(cond).then(value).otherwise(self)`).
     fn mask(&self, cond: &BooleanChunked, value: f64) -> Float64Chunked;
-    /// The sum of the elements, 0 for none: the CPU body of [`super::ops::sum`].
+    /// The sum of the elements, 0 for none: the CPU body of [`super::ops::sum`](fn@super::ops::sum).
     fn total(&self) -> f64;
 }
 

@@ -38,7 +38,7 @@ impl<'a> LazySeries<'a> {
     }
 
     /// The rows of a CSV column, parsed batch by batch when evaluated
-    /// ([`super::read_column`]).
+    /// ([`super::read_column`](fn@super::read_column)).
     pub fn read(csv: &'a CsvColumn) -> Self {
         Self::from_lazy(ops::read_column(csv))
     }

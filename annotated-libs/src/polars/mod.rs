@@ -3,7 +3,7 @@
 //!
 //! - [`ops`]: one `#[offload]` function per operation (comparisons,
 //!   arithmetic with scalars and columns, masking with `set`/`zip_with`,
-//!   `sum`), each wrapping polars' own method, and [`read_column`], which
+//!   `sum`), each wrapping polars' own method, and [`read_column`](fn@read_column), which
 //!   parses a CSV column batch by batch inside the plan ([`csv`]).
 //! - [`LazySeries`] / [`LazyMask`]: method and operator syntax over the
 //!   stubs (`tp.mask(&tp.gt(500000.0), 0.0)`, `&(ap * 2.0) + &big`), the names

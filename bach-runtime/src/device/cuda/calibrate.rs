@@ -427,13 +427,13 @@ impl CudaDevice {
         )))
     }
 
-    /// Calibrations (measurements) this device has run: [`Device::costs`] measures at most
+    /// Calibrations (measurements) this device has run: [`Device::costs`](crate::Device::costs) measures at most
     /// once, and not at all when the cost cache has an entry for the device.
     pub fn cost_measurements(&self) -> u64 {
         self.cost_measurements.load(Ordering::Relaxed)
     }
 
-    /// Measures the device's costs again (see [`Device::costs`]), keeps them for this process
+    /// Measures the device's costs again (see [`Device::costs`](crate::Device::costs)), keeps them for this process
     /// and rewrites the cost cache. Errors when the measurement fails (the costs kept before
     /// stay).
     pub fn recalibrate(&self) -> Result<DeviceCosts> {

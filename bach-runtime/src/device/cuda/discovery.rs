@@ -34,7 +34,7 @@ pub enum GpuUnavailable {
          and add its directory to LD_LIBRARY_PATH"
     )]
     NoNvrtc,
-    /// NVRTC is older than the [`MIN_NVRTC`] the CUDA bindings need.
+    /// NVRTC is older than the `MIN_NVRTC` (12.0) the CUDA bindings need.
     #[error(
         "NVRTC {found} is too old: compiling kernels needs NVRTC {required} or newer; install \
          a CUDA 13 libnvrtc (e.g. with .ci/install-nvrtc.sh) and add its directory to \
@@ -43,7 +43,7 @@ pub enum GpuUnavailable {
     NvrtcTooOld {
         /// The version of the NVRTC found.
         found: NvrtcVersion,
-        /// The oldest version that works ([`MIN_NVRTC`]).
+        /// The oldest version that works (`MIN_NVRTC`).
         required: NvrtcVersion,
     },
     /// The driver is present but unusable: too old for the CUDA 13 API, or a driver call
