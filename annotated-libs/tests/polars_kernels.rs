@@ -17,7 +17,7 @@ use annotated_libs::polars::BACH_KERNELS;
 const KERNELS_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/kernels");
 
 type Launch = unsafe extern "C" fn(u32, u32, extern "C" fn(*mut c_void), *mut c_void);
-type Compare = unsafe extern "C" fn(u64, *const f64, f64, *mut bool);
+type WithScalar<O> = unsafe extern "C" fn(u64, *const f64, f64, *mut O);
 
 /// The module's source as a host library, or `None` (with a message).
 fn host_library() -> Option<libloading::Library> {
@@ -69,23 +69,32 @@ fn launch_grid<F: Fn() + Sync>(launch: Launch, body: &F) {
     unsafe { launch(3, 5, trampoline::<F>, body as *const F as *mut c_void) }
 }
 
-/// Runs the comparison kernel `name` over `a` with scalar `s` on a 3 x 5 grid.
-fn run(lib: &libloading::Library, name: &str, a: &[f64], s: f64) -> Vec<bool> {
+/// Runs the array-scalar kernel `name` (`(n, const double* a, double s, O* out)`:
+/// polars.cu's comparisons write `bool`, its arithmetic `double`) over `a` with
+/// scalar `s` on a 3 x 5 grid; `fill` is what `out` holds before the launch.
+fn run<O: Copy + Send + Sync>(
+    lib: &libloading::Library,
+    name: &str,
+    a: &[f64],
+    s: f64,
+    fill: O,
+) -> Vec<O> {
     // SAFETY: the signatures of `bach_host_launch` (host_emulation.h) and of the
-    // array-scalar comparisons (polars.cu).
+    // array-scalar kernels (polars.cu), with `O` the kernel's output type.
     let (launch, kernel) = unsafe {
         (
             *lib.get::<Launch>(b"bach_host_launch\0").unwrap(),
-            *lib.get::<Compare>(format!("{name}\0").as_bytes()).unwrap(),
+            *lib.get::<WithScalar<O>>(format!("{name}\0").as_bytes())
+                .unwrap(),
         )
     };
-    let mut out = vec![false; a.len()];
+    let mut out = vec![fill; a.len()];
     let (n, pa, po) = (
         a.len() as u64,
         a.as_ptr() as usize,
         out.as_mut_ptr() as usize,
     );
-    let body = move || unsafe { kernel(n, pa as *const f64, s, po as *mut bool) };
+    let body = move || unsafe { kernel(n, pa as *const f64, s, po as *mut O) };
     launch_grid(launch, &body);
     out
 }
@@ -112,34 +121,18 @@ fn total_order_comparisons_match_polars() {
     for &s in &edges {
         let gt: Vec<bool> = a.gt(s).iter().map(|b| b.expect("no nulls")).collect();
         let lt: Vec<bool> = a.lt(s).iter().map(|b| b.expect("no nulls")).collect();
-        assert_eq!(run(&lib, "tot_gt_scalar_f64", &edges, s), gt, "gt {s}");
-        assert_eq!(run(&lib, "tot_lt_scalar_f64", &edges, s), lt, "lt {s}");
+        assert_eq!(
+            run(&lib, "tot_gt_scalar_f64", &edges, s, false),
+            gt,
+            "gt {s}"
+        );
+        assert_eq!(
+            run(&lib, "tot_lt_scalar_f64", &edges, s, false),
+            lt,
+            "lt {s}"
+        );
     }
 }
-
-/// Runs the array-scalar arithmetic kernel `name` over `a` with scalar `s`.
-fn run_arithmetic(lib: &libloading::Library, name: &str, a: &[f64], s: f64) -> Vec<f64> {
-    // SAFETY: the signatures of `bach_host_launch` (host_emulation.h) and of the
-    // array-scalar arithmetic (polars.cu).
-    let (launch, kernel) = unsafe {
-        (
-            *lib.get::<Launch>(b"bach_host_launch\0").unwrap(),
-            *lib.get::<Arithmetic>(format!("{name}\0").as_bytes())
-                .unwrap(),
-        )
-    };
-    let mut out = vec![0.5; a.len()];
-    let (n, pa, po) = (
-        a.len() as u64,
-        a.as_ptr() as usize,
-        out.as_mut_ptr() as usize,
-    );
-    let body = move || unsafe { kernel(n, pa as *const f64, s, po as *mut f64) };
-    launch_grid(launch, &body);
-    out
-}
-
-type Arithmetic = unsafe extern "C" fn(u64, *const f64, f64, *mut f64);
 
 #[test]
 fn scalar_arithmetic_is_polars_bit_for_bit() {
@@ -194,7 +187,7 @@ fn scalar_arithmetic_is_polars_bit_for_bit() {
             ("pl_div_scalar_f64", &a / s),
         ];
         for (name, want) in cases {
-            let got: Vec<u64> = run_arithmetic(&lib, name, &values, s)
+            let got: Vec<u64> = run(&lib, name, &values, s, 0.5)
                 .iter()
                 .map(|&x| canonical(x))
                 .collect();
