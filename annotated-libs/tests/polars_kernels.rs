@@ -99,24 +99,27 @@ fn run<O: Copy + Send + Sync>(
     out
 }
 
+/// Values at the edges of the kernels' arithmetic, and the crime index's thresholds.
+const EDGES: [f64; 13] = [
+    f64::NAN,
+    -f64::NAN,
+    0.0,
+    -0.0,
+    1.0,
+    -1.0,
+    f64::INFINITY,
+    f64::NEG_INFINITY,
+    f64::MIN_POSITIVE / 2.0,
+    f64::MAX,
+    500000.0,
+    0.02,
+    0.01,
+];
+
 #[test]
 fn total_order_comparisons_match_polars() {
     let Some(lib) = host_library() else { return };
-    let edges = [
-        f64::NAN,
-        -f64::NAN,
-        0.0,
-        -0.0,
-        1.0,
-        -1.0,
-        f64::INFINITY,
-        f64::NEG_INFINITY,
-        f64::MIN_POSITIVE / 2.0,
-        f64::MAX,
-        500000.0,
-        0.02,
-        0.01,
-    ];
+    let edges = EDGES;
     let a = Float64Chunked::from_vec("a".into(), edges.to_vec());
     for &s in &edges {
         let gt: Vec<bool> = a.gt(s).iter().map(|b| b.expect("no nulls")).collect();
@@ -141,17 +144,7 @@ fn scalar_arithmetic_is_polars_bit_for_bit() {
     // the bit, or a device plan would differ from the CPU one (and flip rows
     // at the crime index's thresholds).
     let Some(lib) = host_library() else { return };
-    let mut values = vec![
-        f64::NAN,
-        0.0,
-        -0.0,
-        1.0,
-        -1.0,
-        f64::INFINITY,
-        f64::NEG_INFINITY,
-        f64::MIN_POSITIVE / 2.0,
-        f64::MAX,
-    ];
+    let mut values = EDGES.to_vec();
     // Values where x / 100000 and x * 1e-5 round differently are common.
     values.extend((0..2000).map(|i| 123456.789 + i as f64 * 77.7));
     let a = Float64Chunked::from_vec("a".into(), values.clone());
