@@ -177,8 +177,11 @@ type HostLaunch = unsafe extern "C" fn(u32, u32, extern "C" fn(*mut c_void), *mu
 /// (with the reason printed) without a compiler.
 fn host_kernels() -> Option<libloading::Library> {
     let cxx = std::env::var("CXX").unwrap_or_else(|_| "g++".to_string());
-    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("libdbscan-{}.so", std::process::id()));
+    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!(
+        "libdbscan-{}-{}.so",
+        std::process::id(),
+        unique()
+    ));
     let output = Command::new(&cxx)
         .args([
             "-O2",
@@ -421,4 +424,11 @@ fn dbscan_kernels_as_host_cpp_match_the_rust_arithmetic() {
         })
         .collect();
     assert_eq!(owner, want_owner);
+}
+
+/// A number no other call in this process has had: the host libraries of
+/// tests running at once in one process get distinct names.
+fn unique() -> usize {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }

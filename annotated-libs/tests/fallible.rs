@@ -337,18 +337,22 @@ fn with_a_device_the_fallible_call_runs_on_the_cpu_and_its_error_surfaces() {
 /// `checked_sqrt` on a device: the square roots through the call's host
 /// stand-in, whose `Err` (the CPU function's, as `Error::Call`) is the
 /// device function's result.
-fn checked_sqrt_on_device(call: &bach_runtime::DeviceCall<'_>) -> bach_runtime::Result<()> {
+fn checked_sqrt_on_device(
+    call: &bach_runtime::DeviceCall<'_>,
+) -> bach_runtime::Result<bach_runtime::DeviceOutput> {
+    let out = call.device.alloc(call.n * 8)?;
     call.device.launch(&bach_runtime::Launch {
         source: annotated_libs::numpy::BACH_KERNELS,
         kernel: "sqrt_f64".into(),
         n: call.n,
         args: vec![
-            bach_runtime::KernelArg::In(call.inputs[0]),
-            bach_runtime::KernelArg::Out(call.output),
+            bach_runtime::KernelArg::In(call.inputs[0].buf),
+            bach_runtime::KernelArg::Out(&out),
         ],
         shape: bach_runtime::LaunchShape::Elementwise,
         reference: call.host,
-    })
+    })?;
+    Ok(bach_runtime::DeviceOutput { buf: out, width: 1 })
 }
 
 /// `library::checked_sqrt` with a device function.

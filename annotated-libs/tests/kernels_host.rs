@@ -95,7 +95,7 @@ fn ndarray_kernels() -> Option<&'static Kernels> {
     KERNELS
         .get_or_init(|| {
             let out_dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
-            let source = out_dir.join(format!("ndarray-{}.cu", std::process::id()));
+            let source = out_dir.join(format!("ndarray-{}-{}.cu", std::process::id(), unique()));
             std::fs::write(&source, annotated_libs::ndarray::BACH_KERNELS.code)
                 .expect("write the generated source");
             let kernels = build_kernels("ndarray", &[], source.clone());
@@ -108,7 +108,7 @@ fn ndarray_kernels() -> Option<&'static Kernels> {
 fn build_kernels(name: &str, includes: &[String], source: PathBuf) -> Option<Kernels> {
     let cxx = std::env::var("CXX").unwrap_or_else(|_| "g++".to_string());
     let out_dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
-    let lib_path = out_dir.join(format!("lib{name}-{}.so", std::process::id()));
+    let lib_path = out_dir.join(format!("lib{name}-{}-{}.so", std::process::id(), unique()));
     let mut command = Command::new(&cxx);
     command
         .args(["-O2", "-shared", "-fPIC", "-pthread", "-Wall", "-include"])
@@ -1298,4 +1298,11 @@ fn ndarray_kernels_compile_with_nvrtc() {
         "kernels missing from the PTX: {missing:?}"
     );
     eprintln!("{} ndarray kernels compiled", names.len());
+}
+
+/// A number no other call in this process has had: the host libraries of
+/// tests running at once in one process get distinct names.
+fn unique() -> usize {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }

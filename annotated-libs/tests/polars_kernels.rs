@@ -23,8 +23,8 @@ type WithScalar<O> = unsafe extern "C" fn(u64, *const f64, f64, *mut O);
 fn host_library() -> Option<libloading::Library> {
     let cxx = std::env::var("CXX").unwrap_or_else(|_| "g++".to_string());
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
-    let source = dir.join(format!("polars-{}.cu", std::process::id()));
-    let lib_path = dir.join(format!("libpolars-{}.so", std::process::id()));
+    let source = dir.join(format!("polars-{}-{}.cu", std::process::id(), unique()));
+    let lib_path = dir.join(format!("libpolars-{}-{}.so", std::process::id(), unique()));
     std::fs::write(&source, BACH_KERNELS.code).expect("write the source");
     let output = Command::new(&cxx)
         .args(["-O2", "-shared", "-fPIC", "-pthread", "-Wall", "-include"])
@@ -229,4 +229,11 @@ fn nvrtc_compiles_every_kernel_the_annotations_name() {
             "{kernel}_f64 missing"
         );
     }
+}
+
+/// A number no other call in this process has had: the host libraries of
+/// tests running at once in one process get distinct names.
+fn unique() -> usize {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }

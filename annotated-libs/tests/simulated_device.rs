@@ -344,7 +344,10 @@ fn reductions_run_on_the_device_and_merge_partials() {
 }
 
 /// `a * s + b`, on the device as two kernels through a temporary buffer.
-fn axpy_on_device(call: &bach_runtime::DeviceCall<'_>) -> bach_runtime::Result<()> {
+fn axpy_on_device(
+    call: &bach_runtime::DeviceCall<'_>,
+) -> bach_runtime::Result<bach_runtime::DeviceOutput> {
+    let out = call.device.alloc(call.n * 8)?;
     use bach_runtime::{KernelArg, Launch};
     let n = call.n;
     let s = match call.scalars[0] {
@@ -365,7 +368,7 @@ fn axpy_on_device(call: &bach_runtime::DeviceCall<'_>) -> bach_runtime::Result<(
         kernel: "multiply_scalar_f64".into(),
         n,
         args: vec![
-            KernelArg::In(call.inputs[0]),
+            KernelArg::In(call.inputs[0].buf),
             KernelArg::F64(s),
             KernelArg::Out(&tmp),
         ],
@@ -378,12 +381,13 @@ fn axpy_on_device(call: &bach_runtime::DeviceCall<'_>) -> bach_runtime::Result<(
         n,
         args: vec![
             KernelArg::In(&tmp),
-            KernelArg::In(call.inputs[1]),
-            KernelArg::Out(call.output),
+            KernelArg::In(call.inputs[1].buf),
+            KernelArg::Out(&out),
         ],
         shape: bach_runtime::LaunchShape::Elementwise,
         reference: &|b| Ok(vec![bytes(cpu::add(&f64s(b[0]), &f64s(b[1])))]),
-    })
+    })?;
+    Ok(bach_runtime::DeviceOutput { buf: out, width: 1 })
 }
 
 /// `a * s + b`.
@@ -418,18 +422,22 @@ fn gpu_fn_functions_run_on_the_device() {
 }
 
 /// `sqrt(|a|)` through the call's own host stand-in.
-fn via_host(call: &bach_runtime::DeviceCall<'_>) -> bach_runtime::Result<()> {
+fn via_host(
+    call: &bach_runtime::DeviceCall<'_>,
+) -> bach_runtime::Result<bach_runtime::DeviceOutput> {
+    let out = call.device.alloc(call.n * 8)?;
     call.device.launch(&bach_runtime::Launch {
         source: annotated_libs::numpy::BACH_KERNELS,
         kernel: "root_abs_f64".into(),
         n: call.n,
         args: vec![
-            bach_runtime::KernelArg::In(call.inputs[0]),
-            bach_runtime::KernelArg::Out(call.output),
+            bach_runtime::KernelArg::In(call.inputs[0].buf),
+            bach_runtime::KernelArg::Out(&out),
         ],
         shape: bach_runtime::LaunchShape::Elementwise,
         reference: call.host,
-    })
+    })?;
+    Ok(bach_runtime::DeviceOutput { buf: out, width: 1 })
 }
 
 /// `sqrt(|a|)`.

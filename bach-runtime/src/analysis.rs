@@ -48,11 +48,19 @@ pub(crate) struct StageInput {
     pub(crate) split: &'static SplitVTable,
     /// The first call reading it and the argument position (for errors).
     pub(crate) first_reader: (usize, usize),
+    /// Numbers per element on a device, as planned ([`PlanArg::width`](crate::plan::PlanArg)).
+    pub(crate) width: usize,
 }
 
 impl StageInput {
-    /// Bytes per element on a device (0: not an array, e.g. an allocation's size).
+    /// Bytes per element on a device, as planned (0: not an array, e.g. an
+    /// allocation's size).
     pub(crate) fn device_bytes(&self) -> usize {
+        self.number_bytes() * self.width
+    }
+
+    /// Bytes per number on a device (0: not an array).
+    pub(crate) fn number_bytes(&self) -> usize {
         array_dtype(self.split.value_id).map_or(0, |d| d.size())
     }
 
@@ -71,13 +79,32 @@ pub(crate) struct Slot {
     pub(crate) escaping: bool,
     /// The step that reads it last (its producer when nothing in the stage reads it).
     pub(crate) last_step: usize,
+    /// Numbers per element on a device, as estimated before running (the
+    /// producing call's widest split argument).
+    pub(crate) width: usize,
 }
 
 impl Slot {
-    /// Bytes per element on a device (0: not an array).
+    /// Bytes per element on a device, as estimated (0: not an array).
     pub(crate) fn device_bytes(&self) -> usize {
+        self.number_bytes() * self.width
+    }
+
+    /// Bytes per number on a device (0: not an array).
+    pub(crate) fn number_bytes(&self) -> usize {
         array_dtype(self.split.value_id).map_or(0, |d| d.size())
     }
+}
+
+/// Numbers per element of a stage's inputs and slots on a device: as planned
+/// ([`StageAnalysis::planned_widths`]), or as this evaluation's values have
+/// them (the device executor's).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct StageWidths {
+    /// Per [`StageAnalysis::inputs`] entry.
+    pub(crate) inputs: Vec<usize>,
+    /// Per [`StageAnalysis::slots`] entry.
+    pub(crate) slots: Vec<usize>,
 }
 
 /// The analysis of one stage (see the module docs).
@@ -89,6 +116,15 @@ pub(crate) struct StageAnalysis {
 }
 
 impl StageAnalysis {
+    /// The widths the plan knows: exact for values read before running,
+    /// estimated for the rest.
+    pub(crate) fn planned_widths(&self) -> StageWidths {
+        StageWidths {
+            inputs: self.inputs.iter().map(|i| i.width).collect(),
+            slots: self.slots.iter().map(|s| s.width).collect(),
+        }
+    }
+
     /// The analysis of every stage of `plan` (empty for whole-value stages,
     /// which run call by call on whole values).
     pub(crate) fn of_plan(plan: &Plan) -> Vec<StageAnalysis> {
@@ -132,6 +168,7 @@ impl StageAnalysis {
                                 input: a.input,
                                 split: a.split,
                                 first_reader: (n, pos),
+                                width: a.width,
                             });
                             inputs.len() - 1
                         });
@@ -149,6 +186,7 @@ impl StageAnalysis {
                     split: vt,
                     escaping: plan.escaping.contains(&value),
                     last_step: k,
+                    width: node.width,
                 });
             }
             steps.push(Step {

@@ -131,8 +131,10 @@ fn shape_hash(snapshot: &Snapshot, context: &Context) -> u64 {
         (n.info as *const OpInfo as usize).hash(&mut h);
         n.count.hash(&mut h);
         n.element_bytes.hash(&mut h);
+        n.width.hash(&mut h);
         for a in &n.args {
             a.input.hash(&mut h);
+            a.width.hash(&mut h);
             (a.split as *const _ as usize).hash(&mut h);
             a.mutated.hash(&mut h);
         }

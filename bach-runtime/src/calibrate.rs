@@ -97,10 +97,15 @@ pub fn recalibrate() {
 fn synthetic(node: &PlanNode, i: usize, n: usize) -> Option<Piece> {
     let a = &node.args[i];
     match (a.split.kind, codec(a.split.value_id)) {
+        // Arrays of one number per element (a matrix's width is the real
+        // value's, not known here).
         (
             SplitKind::Partition,
             Some(Codec::Array {
-                dtype, from_bytes, ..
+                dtype,
+                from_bytes,
+                width: None,
+                ..
             }),
         ) => {
             let bytes: Vec<u8> = match dtype {
@@ -112,9 +117,9 @@ fn synthetic(node: &PlanNode, i: usize, n: usize) -> Option<Piece> {
                     .collect(),
                 DType::Bool => (0..n).map(|k| (k % 3 == 0) as u8).collect(),
                 // Never an array's element type (scalar parameters only).
-                DType::I32 => return None,
+                DType::I32 | DType::U64 => return None,
             };
-            Some(from_bytes(&bytes))
+            Some(from_bytes(&bytes, 1))
         }
         (
             _,

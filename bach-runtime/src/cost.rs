@@ -75,6 +75,9 @@ struct DeviceWork {
     uploads: u64,
     downloads: u64,
     kernels: u64,
+    /// Numbers each element of the stage's calls covers, summed over the
+    /// calls (1 per call over 1-D arrays; a matrix's width over its rows).
+    numbers: u64,
     /// Device-to-device copies per batch (pieces of values kept on the
     /// device, in and out) and their bytes in all.
     copies: u64,
@@ -87,7 +90,7 @@ impl DeviceWork {
         let b = batches.max(1) as f64;
         // A device copy runs like a kernel moving 8 bytes per element.
         cost.device_compute_s = Some(
-            self.kernels as f64 * self.n as f64 / d.elements_per_s
+            self.numbers as f64 * self.n as f64 / d.elements_per_s
                 + self.kernels as f64 * b * d.launch_s
                 + self.copy_bytes as f64 / 8.0 / d.elements_per_s
                 + self.copies as f64 * b * d.launch_s,
@@ -146,6 +149,9 @@ pub(crate) fn predict(
         uploads: 0,
         downloads: 0,
         kernels: stage.nodes.len() as u64,
+        numbers: (stage.nodes.iter())
+            .map(|&i| plan.nodes[i].width as u64)
+            .sum(),
         copies: 0,
         copy_bytes: 0,
     };

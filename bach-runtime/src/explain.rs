@@ -40,6 +40,11 @@ pub struct StageInfo {
     pub kept_on_device: usize,
     /// The cost model's prediction.
     pub cost: crate::cost::StageCost,
+    /// The predicted crossover: the fewest elements from which the device
+    /// would run this stage faster than the CPU (`None`: the stage cannot
+    /// run on the device, there is none, or the device is never predicted
+    /// faster).
+    pub crossover: Option<usize>,
     /// Seconds the stage took (only in [`Graph::last_run`](crate::Graph::last_run)).
     pub measured_s: Option<f64>,
 }
@@ -87,6 +92,11 @@ impl fmt::Display for Explain {
             if let (Placement::Device, Some(floor)) = (s.placement, s.cost.link_floor_s) {
                 write!(f, "; link floor {:.3} ms", floor * 1e3)?;
             }
+            match (s.crossover, s.cost.device_s()) {
+                (Some(n), _) => write!(f, "; device predicted faster from {n} elements")?,
+                (None, Some(_)) => write!(f, "; device never predicted faster")?,
+                (None, None) => {}
+            }
             if let Some(m) = s.measured_s {
                 write!(f, "; measured {:.3} ms", m * 1e3)?;
                 if let (Placement::Device, Some(floor)) = (s.placement, s.cost.link_floor_s) {
@@ -133,6 +143,7 @@ impl Explain {
                     },
                     reason: fallback.unwrap_or_else(|| placed.reason.clone()),
                     cost: placed.cost,
+                    crossover: placed.crossover,
                     measured_s: ran.map(|r| r.measured_s),
                     ops: s.nodes.iter().map(|&n| plan.nodes[n].info.name).collect(),
                     elements: s.count,

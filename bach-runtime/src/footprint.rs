@@ -2,7 +2,7 @@
 //! device batches (the schedule predicts with it, the device executor runs
 //! with it).
 
-use crate::analysis::StageAnalysis;
+use crate::analysis::{StageAnalysis, StageWidths};
 use crate::device::codec::{value_dtype, DType};
 use crate::plan::ValueId;
 use crate::split::SplitKind;
@@ -40,17 +40,26 @@ pub(crate) struct Footprint {
 }
 
 impl Footprint {
-    /// The footprint of the analysed stage; `kept` says which of its
-    /// escaping outputs stay on the device (copied into a stage-long buffer
-    /// per batch, so transient within the batch).
-    pub(crate) fn of(analysis: &StageAnalysis, kept: &dyn Fn(ValueId) -> bool) -> Footprint {
-        let held_inputs: usize = (analysis.inputs.iter())
-            .filter(|i| i.partitioned())
-            .map(|i| i.device_bytes())
+    /// The footprint of the analysed stage with its values `widths` numbers
+    /// wide; `kept` says which of its escaping outputs stay on the device
+    /// (copied into a stage-long buffer per batch, so transient within the
+    /// batch). Values passed whole (models) are not per element: the device
+    /// executor holds them for the stage and leaves them out of the memory
+    /// it sizes batches in.
+    pub(crate) fn of(
+        analysis: &StageAnalysis,
+        widths: &StageWidths,
+        kept: &dyn Fn(ValueId) -> bool,
+    ) -> Footprint {
+        let held_inputs: usize = (analysis.inputs.iter().zip(&widths.inputs))
+            .filter(|(i, _)| i.partitioned())
+            .map(|(i, w)| i.number_bytes() * w)
             .sum();
-        let partial = (analysis.slots.iter())
-            .filter(|s| s.split.kind == SplitKind::Reduce)
-            .map(|s| value_dtype(s.split.value_id).map_or(0, DType::size))
+        // A reduction kernel writes partials of one number; a device function
+        // one value per batch, estimated as a row of its width.
+        let partial = (analysis.slots.iter().zip(&widths.slots))
+            .filter(|(s, _)| s.split.kind == SplitKind::Reduce)
+            .map(|(s, w)| value_dtype(s.split.value_id).map_or(0, DType::size) * w)
             .sum();
         let mut held = held_inputs;
         let (mut live, mut peak) = (0usize, 0usize);
@@ -58,11 +67,12 @@ impl Footprint {
         for (k, step) in analysis.steps.iter().enumerate() {
             for &s in &step.out_slots {
                 let slot = &analysis.slots[s];
+                let bytes = slot.number_bytes() * widths.slots[s];
                 if slot.escaping && !kept(slot.value) {
-                    held += slot.device_bytes();
+                    held += bytes;
                 } else {
-                    live += slot.device_bytes();
-                    frees[slot.last_step] += slot.device_bytes();
+                    live += bytes;
+                    frees[slot.last_step] += bytes;
                 }
             }
             peak = peak.max(live);

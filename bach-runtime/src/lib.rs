@@ -71,8 +71,8 @@ pub use device::cuda::discovery::{
     gpu_status, ComputeCapability, DeviceInfo, GpuStatus, GpuUnavailable, NvrtcVersion,
 };
 pub use device::{
-    CudaDevice, Device, DeviceBuffer, DeviceCall, DeviceCosts, DeviceFn, Event, KernelArg,
-    KernelSource, Launch, LaunchShape, PendingDownload, Queue, SimulatedDevice,
+    CudaDevice, Device, DeviceBuffer, DeviceCall, DeviceCosts, DeviceFn, DeviceInput, DeviceOutput,
+    Event, KernelArg, KernelSource, Launch, LaunchShape, PendingDownload, Queue, SimulatedDevice,
     SimulatedDeviceConfig, TransferStats,
 };
 pub use error::{CallSource, Error, Result};

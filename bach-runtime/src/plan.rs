@@ -60,6 +60,11 @@ pub(crate) struct PlanArg {
     pub(crate) input: Input,
     pub(crate) split: &'static SplitVTable,
     pub(crate) mutated: bool,
+    /// Numbers per element of the value on a device (a matrix's columns; 1
+    /// for 1-D arrays and values without a device codec): exact for values
+    /// read before running, the producing call's [`PlanNode::width`] for
+    /// values computed in the graph. Sizes device batches and transfers.
+    pub(crate) width: usize,
 }
 
 /// One pending call, copied from the graph.
@@ -74,6 +79,9 @@ pub(crate) struct PlanNode {
     /// Bytes of the widest element the call splits (a matrix's row), when
     /// known before running; 0 when unknown. Sizes CPU batches.
     pub(crate) element_bytes: usize,
+    /// The widest [`PlanArg::width`] of the arrays the call splits (at least
+    /// 1): what its result's width is estimated as before it runs.
+    pub(crate) width: usize,
 }
 
 impl PlanNode {
@@ -85,12 +93,16 @@ impl PlanNode {
         // Split tables compare by address: one table may sit at two addresses
         // (a miss, never a wrong plan), never two tables at one.
         let same_arg = |a: &PlanArg, b: &PlanArg| {
-            a.input == b.input && std::ptr::eq(a.split, b.split) && a.mutated == b.mutated
+            a.input == b.input
+                && std::ptr::eq(a.split, b.split)
+                && a.mutated == b.mutated
+                && a.width == b.width
         };
         std::ptr::fn_addr_eq(self.cpu, other.cpu)
             && self.info.same_as(other.info)
             && self.count == other.count
             && self.element_bytes == other.element_bytes
+            && self.width == other.width
             && self.args.len() == other.args.len()
             && self
                 .args
@@ -220,6 +232,7 @@ pub(crate) fn snapshot(targets: &[(Arc<Node>, u32)]) -> Result<Snapshot> {
                         input,
                         split: a.split,
                         mutated: a.mutated,
+                        width: 1,
                     });
                 }
                 let (info, cpu) = (call.info, call.cpu);
@@ -232,6 +245,7 @@ pub(crate) fn snapshot(targets: &[(Arc<Node>, u32)]) -> Result<Snapshot> {
                     args,
                     count: None,
                     element_bytes: 0,
+                    width: 1,
                 });
             }
         }
@@ -248,6 +262,7 @@ pub(crate) fn snapshot(targets: &[(Arc<Node>, u32)]) -> Result<Snapshot> {
     for i in 0..nodes.len() {
         nodes[i].count = static_count(&nodes, &externals, i)?;
         nodes[i].element_bytes = widest_element(&nodes, &externals, i);
+        set_widths(&mut nodes, &externals, i);
     }
     Ok(Snapshot {
         nodes,
@@ -360,6 +375,27 @@ fn widest_element(nodes: &[PlanNode], externals: &Externals, i: usize) -> usize 
         })
         .max()
         .unwrap_or(0)
+}
+
+/// Sets the device widths of node `i`'s arguments (exact for externals, the
+/// producer's estimate for values computed in the graph) and its own
+/// estimate: its widest split argument. Nodes come in dependency order.
+fn set_widths(nodes: &mut [PlanNode], externals: &Externals, i: usize) {
+    let mut widest = 1;
+    for k in 0..nodes[i].args.len() {
+        let a = &nodes[i].args[k];
+        let width = match a.input {
+            Input::External(e) => {
+                crate::device::codec::value_width(a.split.value_id, externals.get(e).get())
+            }
+            Input::Local(v) => nodes[v.node].width,
+        };
+        if a.split.kind == SplitKind::Partition {
+            widest = widest.max(width);
+        }
+        nodes[i].args[k].width = width;
+    }
+    nodes[i].width = widest;
 }
 
 impl Plan {

@@ -51,6 +51,11 @@ pub(crate) struct StageSchedule {
     /// cache; on the device, the predicted batch (`None` when the element
     /// count is unknown before running: the executor sizes batches by memory).
     pub(crate) batch: Option<usize>,
+    /// The predicted crossover: the fewest elements from which the device is
+    /// predicted faster than the CPU for this stage, everything else as
+    /// placed (`None`: not device-eligible, no device, or never faster up to
+    /// 2^40 elements).
+    pub(crate) crossover: Option<usize>,
 }
 
 impl StageSchedule {
@@ -61,6 +66,7 @@ impl StageSchedule {
             reason,
             cost,
             batch: (stage.kind == StageKind::Partitioned).then_some(cpu_batch),
+            crossover: None,
         }
     }
 }
@@ -142,6 +148,12 @@ pub(crate) fn schedule(
     {
         placer.settle(&mut schedule);
     }
+    for i in 0..plan.stages.len() {
+        if ineligible(plan, &plan.stages[i]).is_none() {
+            let kept = &schedule.kept;
+            schedule.stages[i].crossover = placer.crossover(i, &|v| kept.contains(&v));
+        }
+    }
     schedule
 }
 
@@ -220,7 +232,12 @@ impl Placer<'_> {
                 return cpu(reason, cost);
             }
         }
-        let batch = Footprint::of(&self.analyses[i], &|_| false).batch(self.memory(), n);
+        let batch = Footprint::of(
+            &self.analyses[i],
+            &self.analyses[i].planned_widths(),
+            &|_| false,
+        )
+        .batch(self.memory(), n);
         let on_device = |v: ValueId| {
             let producer = plan.stage_of[v.node];
             producer < i
@@ -238,6 +255,7 @@ impl Placer<'_> {
                 ),
                 batch: device_batch(stage.count, &cost),
                 cost,
+                crossover: None,
             };
         }
         if stage.count.is_none() {
@@ -249,9 +267,56 @@ impl Placer<'_> {
                 reason: device_wins(self.device, dev_s, cost.cpu_s),
                 batch: device_batch(stage.count, &cost),
                 cost,
+                crossover: None,
             },
             dev_s => cpu(cpu_wins(cost.cpu_s, dev_s), cost),
         }
+    }
+
+    /// The predicted crossover of stage `i` (see [`StageSchedule::crossover`]):
+    /// the stage predicted at 1, 2, 4, ... elements until the device wins,
+    /// then bisected. Only the element count changes; the calls' costs per
+    /// element and the values on the device stay as placed. (Cached with
+    /// the schedule, so computed once per shape.)
+    fn crossover(&self, i: usize, on_device: &dyn Fn(ValueId) -> bool) -> Option<usize> {
+        let analysis = &self.analyses[i];
+        let footprint = Footprint::of(analysis, &analysis.planned_widths(), on_device);
+        let memory = self.memory();
+        let stage = &self.plan.stages[i];
+        let device_wins = |n: usize| {
+            let batches = n.div_ceil(footprint.batch(memory, n)).max(1);
+            let cost = predict(
+                self.plan,
+                stage,
+                analysis,
+                n,
+                self.threads,
+                self.cpu_batch(i),
+                Some((&self.costs, batches)),
+                on_device,
+            );
+            cost.device_s().is_some_and(|d| d < cost.cpu_s)
+        };
+        let mut below = 0;
+        for k in 0..=40 {
+            let n = 1usize << k;
+            if !device_wins(n) {
+                below = n;
+                continue;
+            }
+            // The device wins at n and not at `below`: bisect.
+            let mut hi = n;
+            while hi - below > 1 {
+                let mid = below + (hi - below) / 2;
+                if device_wins(mid) {
+                    hi = mid;
+                } else {
+                    below = mid;
+                }
+            }
+            return Some(hi);
+        }
+        None
     }
 
     /// The second pass: settles which values stay on the device and
@@ -279,8 +344,12 @@ impl Placer<'_> {
                     .map(|&v| kept_bytes(plan, v))
                     .sum();
                 let kept = &schedule.kept;
-                let batch = Footprint::of(&self.analyses[i], &|v| kept.contains(&v))
-                    .batch(memory.saturating_sub(kept_bytes), n);
+                let batch = Footprint::of(
+                    &self.analyses[i],
+                    &self.analyses[i].planned_widths(),
+                    &|v| kept.contains(&v),
+                )
+                .batch(memory.saturating_sub(kept_bytes), n);
                 let cost = self.predict(i, Some(n.div_ceil(batch).max(1)), &|v| kept.contains(&v));
                 let dev_s = cost.device_s().unwrap_or(f64::INFINITY);
                 let s = &mut schedule.stages[i];
@@ -330,10 +399,12 @@ fn device_batch(count: Option<usize>, cost: &StageCost) -> Option<usize> {
     count.map(|n| n.div_ceil(cost.batches.max(1) as usize).max(1))
 }
 
-/// Device bytes of value `v` kept whole on the device.
+/// Device bytes of value `v` kept whole on the device (its rows estimated as
+/// wide as its producer's widest split argument).
 fn kept_bytes(plan: &Plan, v: ValueId) -> usize {
     array_dtype(plan.nodes[v.node].outputs[v.output as usize].value_id)
         .map_or(0, |d| d.size())
+        .saturating_mul(plan.nodes[v.node].width)
         .saturating_mul(
             plan.stages[plan.stage_of[v.node]]
                 .count
@@ -402,17 +473,17 @@ pub(crate) fn ineligible(plan: &Plan, stage: &Stage) -> Option<String> {
         if !has_device_impl(pn) {
             return Some(format!("`{name}` has no GPU kernel"));
         }
-        if pn.info.gpu_fn.is_some() && pn.outputs[0].kind != SplitKind::Partition {
-            return Some(format!("`{name}`: `gpu_fn` functions return arrays"));
-        }
+        let device_fn = pn.info.gpu_fn.is_some();
         if pn.args.iter().any(|a| a.mutated) || pn.outputs.len() != 1 {
             return Some(format!("`{name}` mutates an argument"));
         }
         let out = &pn.outputs[0];
         let supported = match (out.kind, codec(out.value_id)) {
             (SplitKind::Partition, Some(Codec::Array { .. })) => true,
-            // Reductions: the kernel writes per-block partials, merged on the host.
-            (SplitKind::Reduce, Some(Codec::Scalar { .. })) => true,
+            // Reductions: a kernel writes per-block partials of one number, a
+            // device function one partial value per batch; merged on the host.
+            (SplitKind::Reduce, Some(Codec::Scalar { .. })) => !device_fn,
+            (SplitKind::Reduce, Some(Codec::Array { .. })) => device_fn,
             _ => false,
         };
         if !supported {
@@ -425,12 +496,32 @@ pub(crate) fn ineligible(plan: &Plan, stage: &Stage) -> Option<String> {
                 (SplitKind::Partition, Some(Codec::Array { .. })) => true,
                 (SplitKind::Partition, None) => is_size(pn, a.split.value_id),
                 (_, Some(Codec::Scalar { .. })) => true,
+                // A value passed whole (a fitted model, a broadcast matrix):
+                // uploaded once per stage for a device function; a kernel
+                // takes only arrays split with it and scalars.
+                (SplitKind::Broadcast, Some(Codec::Array { .. })) => device_fn,
                 _ => false,
             };
             if !ok {
                 return Some(format!(
                     "`{name}` takes a `{}` the device cannot hold",
                     a.split.value_type()
+                ));
+            }
+        }
+        // A kernel runs over the numbers of its arrays: elementwise over rows
+        // of any equal width; a reduction kernel over 1-D arrays only.
+        if !device_fn {
+            let widths = (pn.args.iter())
+                .filter(|a| {
+                    a.split.kind == SplitKind::Partition && array_dtype(a.split.value_id).is_some()
+                })
+                .map(|a| a.width);
+            let (lo, hi) = widths.fold((usize::MAX, 0), |(lo, hi), w| (lo.min(w), hi.max(w)));
+            let reduce = out.kind == SplitKind::Reduce;
+            if hi > 1 && (lo != hi || reduce) {
+                return Some(format!(
+                    "`{name}`: its kernel takes rows of {lo} to {hi} numbers (a kernel runs elementwise over equal rows)"
                 ));
             }
         }

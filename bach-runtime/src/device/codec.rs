@@ -3,7 +3,7 @@
 
 use std::any::{Any, TypeId};
 
-use ndarray::Array1;
+use ndarray::{Array, Array1, Array2, Dimension};
 
 use crate::value::Piece;
 
@@ -18,6 +18,8 @@ pub enum DType {
     Bool,
     /// `i32`: scalar parameters only (`powi`'s exponent).
     I32,
+    /// `u64` (and `usize` on 64-bit hosts): labels and indices.
+    U64,
 }
 
 impl DType {
@@ -28,6 +30,7 @@ impl DType {
             DType::F64 => "f64",
             DType::Bool => "bool",
             DType::I32 => "i32",
+            DType::U64 => "u64",
         }
     }
     /// Bytes per element.
@@ -37,21 +40,30 @@ impl DType {
             DType::F64 => 8,
             DType::Bool => 1,
             DType::I32 => 4,
+            DType::U64 => 8,
         }
     }
 }
 
 /// What the device executor knows about one host value type.
+///
+/// On a device every value is a row-major block of `dtype` numbers: a 1-D
+/// array is rows of one number, a matrix rows of `width` numbers (its
+/// columns), and a value passed whole (a fitted model) is its bytes, laid out
+/// as its codec says.
 #[derive(Clone, Copy)]
 pub(crate) enum Codec {
-    /// A 1-D array of `dtype` elements, moved as bytes.
+    /// An array of `dtype` elements (or a value made of them), moved as bytes.
     Array {
         dtype: DType,
-        /// The array's bytes (contiguous copy when the array is not).
+        /// Numbers per element along the split axis (a matrix's columns);
+        /// `None`: always one (1-D arrays, columns).
+        width: Option<fn(&dyn Any) -> usize>,
+        /// The value's bytes, row-major (a contiguous copy when the array is not).
         to_bytes: fn(&dyn Any) -> Vec<u8>,
-        /// An array rebuilt from bytes.
-        from_bytes: fn(&[u8]) -> Piece,
-        /// The bytes of elements `range` of a contiguous array, without copying
+        /// A value rebuilt from bytes holding rows of `width` numbers.
+        from_bytes: fn(&[u8], usize) -> Piece,
+        /// The bytes of rows `range` of a contiguous array, without copying
         /// (`None` for other layouts).
         range_bytes: for<'v> fn(&'v dyn Any, std::ops::Range<usize>) -> Option<&'v [u8]>,
     },
@@ -65,9 +77,9 @@ pub(crate) enum Codec {
     },
 }
 
-fn array_bytes<T: Copy + 'static>(v: &dyn Any) -> Vec<u8> {
+fn array_bytes<T: Copy + 'static, D: Dimension + 'static>(v: &dyn Any) -> Vec<u8> {
     let a = v
-        .downcast_ref::<Array1<T>>()
+        .downcast_ref::<Array<T, D>>()
         .expect("codec applied to its own type");
     let n = a.len() * std::mem::size_of::<T>();
     let mut out = Vec::with_capacity(n);
@@ -88,9 +100,13 @@ fn array_bytes<T: Copy + 'static>(v: &dyn Any) -> Vec<u8> {
     out
 }
 
-fn array_range_bytes<T: Copy + 'static>(v: &dyn Any, r: std::ops::Range<usize>) -> Option<&[u8]> {
-    let a = v.downcast_ref::<Array1<T>>()?;
-    let s = a.as_slice()?.get(r)?;
+fn array_range_bytes<T: Copy + 'static, D: Dimension + 'static>(
+    v: &dyn Any,
+    rows: std::ops::Range<usize>,
+) -> Option<&[u8]> {
+    let a = v.downcast_ref::<Array<T, D>>()?;
+    let width: usize = a.shape().iter().skip(1).product();
+    let s = (a.as_slice()?).get(rows.start * width..rows.end * width)?;
     // SAFETY: T is f32, f64 or bool: no padding, every byte initialised.
     Some(unsafe { std::slice::from_raw_parts(s.as_ptr() as *const u8, std::mem::size_of_val(s)) })
 }
@@ -98,6 +114,25 @@ fn array_range_bytes<T: Copy + 'static>(v: &dyn Any, r: std::ops::Range<usize>) 
 fn array_from<T: Copy + Send + Sync + 'static>(b: &[u8], conv: fn(&[u8]) -> T) -> Piece {
     let size = std::mem::size_of::<T>();
     Box::new(Array1::from_iter(b.chunks_exact(size).map(conv)))
+}
+
+/// Columns of a matrix.
+fn matrix_width<T: 'static>(v: &dyn Any) -> usize {
+    v.downcast_ref::<Array2<T>>().map_or(1, |a| a.ncols())
+}
+
+/// A matrix of rows of `width` numbers rebuilt from bytes.
+fn matrix_from<T: Copy + Send + Sync + 'static>(
+    b: &[u8],
+    width: usize,
+    conv: fn(&[u8]) -> T,
+) -> Piece {
+    let size = std::mem::size_of::<T>();
+    let numbers: Vec<T> = b.chunks_exact(size).map(conv).collect();
+    let rows = numbers.len().checked_div(width).unwrap_or(0);
+    Box::new(
+        Array2::from_shape_vec((rows, width), numbers).expect("a device matrix holds whole rows"),
+    )
 }
 
 /// A value type that can live on a device as a flat array of numbers: the
@@ -112,6 +147,18 @@ pub trait DeviceValue: crate::value::Value {
     fn to_device_bytes(&self) -> std::borrow::Cow<'_, [u8]>;
     /// The value rebuilt from the bytes of its elements.
     fn from_device_bytes(bytes: &[u8]) -> Self;
+    /// Numbers per element along the split axis (a matrix's columns): 1 by
+    /// default. A value passed whole (a fitted model) keeps 1; its kernels
+    /// read its bytes as its codec lays them out.
+    fn device_width(&self) -> usize {
+        1
+    }
+    /// The value rebuilt from bytes holding rows of `width` numbers (what a
+    /// device call produced). By default [`from_device_bytes`](Self::from_device_bytes).
+    fn from_device_rows(bytes: &[u8], width: usize) -> Self {
+        let _ = width;
+        Self::from_device_bytes(bytes)
+    }
 }
 
 fn registry() -> &'static std::sync::RwLock<Vec<(TypeId, Codec)>> {
@@ -132,6 +179,18 @@ pub trait DeviceCodec<T: crate::value::Value>: 'static {
     fn to_device_bytes(value: &T) -> std::borrow::Cow<'_, [u8]>;
     /// The value rebuilt from the bytes of its elements.
     fn from_device_bytes(bytes: &[u8]) -> T;
+    /// Numbers per element along the split axis: 1 by default (see
+    /// [`DeviceValue::device_width`]).
+    fn device_width(value: &T) -> usize {
+        let _ = value;
+        1
+    }
+    /// The value rebuilt from rows of `width` numbers; by default
+    /// [`from_device_bytes`](Self::from_device_bytes).
+    fn from_device_rows(bytes: &[u8], width: usize) -> T {
+        let _ = width;
+        Self::from_device_bytes(bytes)
+    }
 }
 
 /// The codec of a type that implements [`DeviceValue`] itself.
@@ -144,6 +203,12 @@ impl<T: DeviceValue> DeviceCodec<T> for OwnCodec {
     }
     fn from_device_bytes(bytes: &[u8]) -> T {
         T::from_device_bytes(bytes)
+    }
+    fn device_width(value: &T) -> usize {
+        value.device_width()
+    }
+    fn from_device_rows(bytes: &[u8], width: usize) -> T {
+        T::from_device_rows(bytes, width)
     }
 }
 
@@ -162,8 +227,14 @@ pub fn register_device_codec<C: DeviceCodec<T>, T: crate::value::Value>() {
         )
         .into_owned()
     }
-    fn from_bytes<C: DeviceCodec<T>, T: crate::value::Value>(b: &[u8]) -> Piece {
-        Box::new(C::from_device_bytes(b))
+    fn from_bytes<C: DeviceCodec<T>, T: crate::value::Value>(b: &[u8], width: usize) -> Piece {
+        Box::new(C::from_device_rows(b, width))
+    }
+    fn width<C: DeviceCodec<T>, T: crate::value::Value>(v: &dyn Any) -> usize {
+        C::device_width(
+            v.downcast_ref::<T>()
+                .expect("codec applied to its own type"),
+        )
     }
     fn no_range(_: &dyn Any, _: std::ops::Range<usize>) -> Option<&[u8]> {
         None
@@ -174,6 +245,7 @@ pub fn register_device_codec<C: DeviceCodec<T>, T: crate::value::Value>() {
             TypeId::of::<T>(),
             Codec::Array {
                 dtype: C::DTYPE,
+                width: Some(width::<C, T>),
                 to_bytes: to_bytes::<C, T>,
                 from_bytes: from_bytes::<C, T>,
                 range_bytes: no_range,
@@ -187,6 +259,17 @@ pub(crate) fn value_dtype(id: TypeId) -> Option<DType> {
     match codec(id) {
         Some(Codec::Array { dtype, .. }) | Some(Codec::Scalar { dtype, .. }) => Some(dtype),
         None => None,
+    }
+}
+
+/// Numbers per element along the split axis of `value`, a value of type `id`
+/// (1 for 1-D arrays, scalars and values without a codec).
+pub(crate) fn value_width(id: TypeId, value: &dyn Any) -> usize {
+    match codec(id) {
+        Some(Codec::Array {
+            width: Some(width), ..
+        }) => width(value),
+        _ => 1,
     }
 }
 
@@ -241,34 +324,80 @@ fn scalar_codec<T: ScalarBytes>() -> Codec {
     }
 }
 
+/// Element types of arrays a device holds, read back from native-endian bytes.
+trait Element: Copy + Send + Sync + 'static {
+    const DTYPE: DType;
+    fn read(bytes: &[u8]) -> Self;
+}
+
+macro_rules! element {
+    ($($t:ty => $dtype:ident),*) => {$(
+        impl Element for $t {
+            const DTYPE: DType = DType::$dtype;
+            fn read(bytes: &[u8]) -> Self {
+                <$t>::from_ne_bytes(bytes.try_into().expect("one element's bytes"))
+            }
+        }
+    )*};
+}
+element!(f64 => F64, f32 => F32, u64 => U64);
+
+impl Element for bool {
+    const DTYPE: DType = DType::Bool;
+    /// Kernels write 0 or 1; any other byte is read as true rather than
+    /// materialising an invalid bool.
+    fn read(bytes: &[u8]) -> Self {
+        bytes[0] != 0
+    }
+}
+
+#[cfg(target_pointer_width = "64")]
+impl Element for usize {
+    const DTYPE: DType = DType::U64;
+    fn read(bytes: &[u8]) -> Self {
+        u64::read(bytes) as usize
+    }
+}
+
+/// The codec of 1-D arrays of `T`: rows of one number.
+fn vector_codec<T: Element>() -> Codec {
+    Codec::Array {
+        dtype: T::DTYPE,
+        width: None,
+        to_bytes: array_bytes::<T, ndarray::Ix1>,
+        range_bytes: array_range_bytes::<T, ndarray::Ix1>,
+        from_bytes: |b, _| array_from::<T>(b, T::read),
+    }
+}
+
+/// The codec of matrices of `T`: rows of their columns' numbers.
+fn matrix_codec<T: Element>() -> Codec {
+    Codec::Array {
+        dtype: T::DTYPE,
+        width: Some(matrix_width::<T>),
+        to_bytes: array_bytes::<T, ndarray::Ix2>,
+        range_bytes: array_range_bytes::<T, ndarray::Ix2>,
+        from_bytes: |b, w| matrix_from::<T>(b, w, T::read),
+    }
+}
+
 fn builtin_codec(id: TypeId) -> Option<Codec> {
+    #[cfg(target_pointer_width = "64")]
+    if id == TypeId::of::<Array1<usize>>() {
+        return Some(vector_codec::<usize>());
+    }
     if id == TypeId::of::<Array1<f64>>() {
-        Some(Codec::Array {
-            dtype: DType::F64,
-            to_bytes: array_bytes::<f64>,
-            range_bytes: array_range_bytes::<f64>,
-            from_bytes: |b| {
-                array_from::<f64>(b, |c| f64::from_ne_bytes(c.try_into().expect("8 bytes")))
-            },
-        })
+        Some(vector_codec::<f64>())
     } else if id == TypeId::of::<Array1<f32>>() {
-        Some(Codec::Array {
-            dtype: DType::F32,
-            to_bytes: array_bytes::<f32>,
-            range_bytes: array_range_bytes::<f32>,
-            from_bytes: |b| {
-                array_from::<f32>(b, |c| f32::from_ne_bytes(c.try_into().expect("4 bytes")))
-            },
-        })
+        Some(vector_codec::<f32>())
     } else if id == TypeId::of::<Array1<bool>>() {
-        Some(Codec::Array {
-            dtype: DType::Bool,
-            to_bytes: array_bytes::<bool>,
-            range_bytes: array_range_bytes::<bool>,
-            // Kernels write 0 or 1; any other byte is read as true rather than
-            // materialising an invalid bool.
-            from_bytes: |b| array_from::<bool>(b, |c| c[0] != 0),
-        })
+        Some(vector_codec::<bool>())
+    } else if id == TypeId::of::<Array1<u64>>() {
+        Some(vector_codec::<u64>())
+    } else if id == TypeId::of::<Array2<f64>>() {
+        Some(matrix_codec::<f64>())
+    } else if id == TypeId::of::<Array2<f32>>() {
+        Some(matrix_codec::<f32>())
     } else if id == TypeId::of::<f64>() {
         Some(scalar_codec::<f64>())
     } else if id == TypeId::of::<f32>() {
@@ -298,7 +427,7 @@ mod tests {
         };
         let b = to_bytes(&a);
         assert_eq!(b.len(), 24);
-        let back = from_bytes(&b).downcast::<Array1<f64>>().unwrap();
+        let back = from_bytes(&b, 1).downcast::<Array1<f64>>().unwrap();
         assert_eq!(back[0], 1.5);
         assert!(back[2].is_nan());
         let m = array![true, false, true];
@@ -311,7 +440,7 @@ mod tests {
             panic!("masks have a codec")
         };
         assert_eq!(
-            *from_bytes(&to_bytes(&m))
+            *from_bytes(&to_bytes(&m), 1)
                 .downcast::<Array1<bool>>()
                 .unwrap(),
             m
@@ -323,5 +452,51 @@ mod tests {
             panic!()
         };
         assert_eq!(to_bytes(&view).len(), 8);
+    }
+
+    #[test]
+    fn matrices_move_as_rows_of_their_width() {
+        let m = ndarray::Array2::from_shape_fn((4, 3), |(i, j)| (i * 3 + j) as f64);
+        let id = TypeId::of::<ndarray::Array2<f64>>();
+        let Some(Codec::Array {
+            width: Some(width),
+            to_bytes,
+            from_bytes,
+            range_bytes,
+            ..
+        }) = codec(id)
+        else {
+            panic!("f64 matrices have a codec with a width")
+        };
+        assert_eq!(width(&m), 3);
+        assert_eq!(value_width(id, &m), 3);
+        let bytes = to_bytes(&m);
+        assert_eq!(bytes.len(), 4 * 3 * 8);
+        let back = from_bytes(&bytes, 3)
+            .downcast::<ndarray::Array2<f64>>()
+            .unwrap();
+        assert_eq!(*back, m);
+        // Rows 1..3 are bytes 24..72, read in place.
+        assert_eq!(range_bytes(&m, 1..3), Some(&bytes[24..72]));
+        // A transposed (non-contiguous) matrix is copied in logical order,
+        // and has no in-place row range.
+        let t = m.t().to_owned();
+        let strided = m.t();
+        assert_eq!(to_bytes(&strided.to_owned()), to_bytes(&t));
+        let reversed = m.slice(ndarray::s![..;-1, ..]).to_owned();
+        assert_eq!(
+            from_bytes(&to_bytes(&reversed), 3)
+                .downcast::<ndarray::Array2<f64>>()
+                .unwrap()
+                .row(0),
+            m.row(3)
+        );
+        // Zero rows keep their width.
+        let empty = from_bytes(&[], 3)
+            .downcast::<ndarray::Array2<f64>>()
+            .unwrap();
+        assert_eq!(empty.dim(), (0, 3));
+        // Labels (usize) move as u64.
+        assert_eq!(array_dtype(TypeId::of::<Array1<usize>>()), Some(DType::U64));
     }
 }

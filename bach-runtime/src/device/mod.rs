@@ -58,7 +58,7 @@ impl std::fmt::Debug for DeviceBuffer {
 }
 
 /// One kernel parameter after the element count.
-#[derive(Debug)]
+#[derive(Debug, Clone, Copy)]
 pub enum KernelArg<'b> {
     /// A device pointer the kernel reads.
     In(&'b DeviceBuffer),
@@ -111,27 +111,52 @@ pub struct Launch<'b> {
 /// bytes out (see [`Launch::reference`] and [`DeviceCall::host`]).
 pub type HostFn<'b> = dyn Fn(&[&[u8]]) -> Result<Vec<Vec<u8>>> + Sync + 'b;
 
+/// One array argument of a [`DeviceCall`], on the device.
+#[derive(Debug, Clone, Copy)]
+pub struct DeviceInput<'b> {
+    /// The argument's bytes: `rows` rows of `width` numbers, row-major, or a
+    /// value passed whole, laid out as its codec says.
+    pub buf: &'b DeviceBuffer,
+    /// Rows of this batch (`Some(n)`) for an argument split by rows; `None`
+    /// for a value passed whole to every batch (a fitted model, a matrix
+    /// broadcast).
+    pub rows: Option<usize>,
+    /// Numbers per row (a matrix's columns; 1 for a 1-D array or a value
+    /// passed whole).
+    pub width: usize,
+}
+
 /// One call of a [`DeviceFn`]: the device, this batch's buffers and the call's
-/// scalars. The function writes its result into `output`.
+/// scalars. The function allocates its result on the device and returns it.
 pub struct DeviceCall<'b> {
     /// The device the stage runs on.
     pub device: &'b dyn Device,
-    /// Elements in this batch.
+    /// Rows in this batch.
     pub n: usize,
-    /// The array arguments' buffers, in declaration order.
-    pub inputs: Vec<&'b DeviceBuffer>,
+    /// The array arguments, in declaration order.
+    pub inputs: Vec<DeviceInput<'b>>,
     /// The scalar arguments, in declaration order.
     pub scalars: Vec<KernelArg<'b>>,
-    /// Where the result goes (`n` elements).
-    pub output: &'b DeviceBuffer,
-    /// The call's CPU function over host copies of `inputs`, returning the
-    /// result's bytes: the [`Launch::reference`] of a launch inside the function.
+    /// The call's CPU function over host copies of `inputs` (the bytes of
+    /// each, in order), returning the result's bytes: the
+    /// [`Launch::reference`] of a launch inside the function.
     pub host: &'b HostFn<'b>,
 }
 
+/// What a [`DeviceFn`] produced: for a function split by rows, `n` rows of
+/// `width` numbers; for a reduction (its result merged across batches by its
+/// split type), this batch's partial, one value in its codec's layout.
+#[derive(Debug)]
+pub struct DeviceOutput {
+    /// The result on the device, written by work on [`Queue::Compute`].
+    pub buf: DeviceBuffer,
+    /// Numbers per row of the result (its codec's width; 1 for a 1-D array).
+    pub width: usize,
+}
+
 /// A Rust function implementing an annotated function on device values
-/// (`#[offload(gpu_fn = path)]`).
-pub type DeviceFn = fn(&DeviceCall<'_>) -> Result<()>;
+/// (`#[offload(gpu_fn = path)]`). It enqueues its work on [`Queue::Compute`].
+pub type DeviceFn = fn(&DeviceCall<'_>) -> Result<DeviceOutput>;
 
 /// Transfers and launches a device has performed (for tests and `explain`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -19,10 +19,11 @@ use std::ops::Range;
 use super::layout::{Binding, Bound};
 use super::merge::merged;
 use super::{call_cpu, share, Materialized};
-use crate::analysis::{Source, StageAnalysis, Step};
-use crate::device::codec::{array_dtype, codec, value_dtype, Codec, DType};
+use crate::analysis::{Source, StageAnalysis, StageWidths, Step};
+use crate::device::codec::{array_dtype, codec, value_dtype, value_width, Codec, DType};
 use crate::device::{
-    Device, DeviceBuffer, DeviceCall, KernelArg, Launch, LaunchShape, PendingDownload, Queue,
+    Device, DeviceBuffer, DeviceCall, DeviceInput, KernelArg, Launch, LaunchShape, PendingDownload,
+    Queue,
 };
 use crate::error::{Error, Result};
 use crate::fasthash::FastSet;
@@ -68,13 +69,18 @@ fn to_bytes(piece: &dyn Any, id: std::any::TypeId) -> Result<Vec<u8>> {
     }
 }
 
-fn from_bytes(bytes: &[u8], id: std::any::TypeId) -> Result<Piece> {
+/// A value rebuilt from device bytes holding rows of `width` numbers.
+fn from_bytes(bytes: &[u8], id: std::any::TypeId, width: usize) -> Result<Piece> {
     match codec(id) {
-        Some(Codec::Array { from_bytes, .. }) | Some(Codec::Scalar { from_bytes, .. }) => {
-            Ok(from_bytes(bytes))
-        }
+        Some(Codec::Array { from_bytes, .. }) => Ok(from_bytes(bytes, width)),
+        Some(Codec::Scalar { from_bytes, .. }) => Ok(from_bytes(bytes)),
         _ => Err(Error::internal("an array the device can hold")),
     }
+}
+
+/// Bytes per number of values of type `id` on a device (1 without a codec).
+fn number_bytes(id: std::any::TypeId) -> usize {
+    value_dtype(id).map_or(1, DType::size)
 }
 
 fn scalar_arg(held: &dyn Any) -> Option<KernelArg<'static>> {
@@ -91,8 +97,20 @@ struct InFlight {
     /// Every device buffer of the batch, kept until its downloads have finished,
     /// so that the batches after it get other blocks and never wait for it.
     buffers: Vec<DeviceBuffer>,
-    /// The escaping outputs' downloads: (slot, download, the call producing it).
-    downloads: Vec<(usize, PendingDownload, &'static str)>,
+    /// The escaping outputs' downloads.
+    downloads: Vec<Download>,
+}
+
+/// One escaping output of a batch on its way to the host.
+struct Download {
+    slot: usize,
+    pending: PendingDownload,
+    /// The call producing it (for errors).
+    op: &'static str,
+    /// Numbers per row of the output.
+    width: usize,
+    /// A device function's reduction partial: one value, not one number per block.
+    one_value: bool,
 }
 
 /// Runs `stage` on `device`. `budget` caps the device bytes used;
@@ -122,21 +140,48 @@ pub(crate) fn run_partitioned(
     let Binding { inputs, total } = Binding::of(plan, analysis, externals, done, &|i| {
         kept_of(i).map(|a| a.len)
     })?;
+    // Each input's width as this evaluation has it, and the values passed
+    // whole that the device holds for the whole stage (models, broadcast
+    // matrices: uploaded once, before the first batch, on the upload queue
+    // that every batch's kernels wait for).
+    let mut input_widths = Vec::with_capacity(inputs.len());
+    let mut whole = Vec::with_capacity(inputs.len());
+    for (bound, input) in inputs.iter().zip(&analysis.inputs) {
+        let id = input.split.value_id;
+        input_widths.push(match (bound, kept_of(&input.input)) {
+            (_, Some(array)) => array.width,
+            (Bound::Split(h), None) => value_width(id, h.get()),
+            _ => 1,
+        });
+        whole.push(match bound {
+            Bound::Whole(h) if array_dtype(id).is_some() => {
+                let bytes = to_bytes(h.get(), id)?;
+                let buf = device.alloc_on(Queue::Upload, bytes.len())?;
+                device.upload_on(Queue::Upload, &bytes, &buf)?;
+                Some(buf)
+            }
+            _ => None,
+        });
+    }
+    let (widths, known) = stage_widths(plan, analysis, &input_widths);
     let layout = Layout {
         analysis,
         on_device: analysis.inputs.iter().map(|i| kept_of(&i.input)).collect(),
         inputs,
+        input_widths,
+        whole,
         total,
     };
     // The outputs that stay on the device, each in one buffer for the whole
-    // stage (when it fits; otherwise it is downloaded like any other).
+    // stage (when it fits and its width is known before the stage runs;
+    // otherwise it is downloaded like any other).
     let mut kept: Vec<Option<DeviceBuffer>> = (0..analysis.slots.len()).map(|_| None).collect();
     for (s, slot) in analysis.slots.iter().enumerate() {
-        if !kept_values.contains(&slot.value) {
+        if !kept_values.contains(&slot.value) || !known[s] {
             continue;
         }
-        let size = array_dtype(slot.split.value_id).map_or(1, DType::size);
-        match device.alloc_on(Queue::Compute, total * size) {
+        let bytes = total * widths.slots[s] * number_bytes(slot.split.value_id);
+        match device.alloc_on(Queue::Compute, bytes) {
             Ok(buf) => kept[s] = Some(buf),
             Err(Error::DeviceOutOfMemory { .. }) => tracing::info!(
                 op = plan.nodes[slot.value.node].info.name,
@@ -146,10 +191,17 @@ pub(crate) fn run_partitioned(
         }
     }
     // The planned batch (chosen for pipelining), unless memory allows less now.
-    // (The stage-long buffers of kept outputs count against the budget too.)
-    let kept_bytes: usize = kept.iter().flatten().map(DeviceBuffer::len).sum();
-    let memory = budget.saturating_sub(kept_bytes).min(device.free_memory());
-    let footprint = Footprint::of(analysis, &|v| kept_values.contains(&v));
+    // (The stage-long buffers of kept outputs and whole values count against
+    // the budget too.)
+    let stage_bytes: usize = (kept.iter().flatten())
+        .chain(layout.whole.iter().flatten())
+        .map(DeviceBuffer::len)
+        .sum();
+    let memory = budget.saturating_sub(stage_bytes).min(device.free_memory());
+    let footprint = Footprint::of(analysis, &widths, &|v| {
+        kept_values.contains(&v)
+            && (analysis.slots.iter().position(|s| s.value == v)).is_some_and(|s| kept[s].is_some())
+    });
     let mut batch = footprint
         .batch(memory, total)
         .min(planned_batch.unwrap_or(usize::MAX))
@@ -167,12 +219,17 @@ pub(crate) fn run_partitioned(
         assemblers: (0..analysis.slots.len()).map(|_| None).collect(),
         partials: (0..analysis.slots.len()).map(|_| Vec::new()).collect(),
     };
-    let batch_io = BatchIo { kept: &kept };
+    let mut batch_io = BatchIo {
+        kept: &kept,
+        slot_widths: (0..analysis.slots.len())
+            .map(|s| known[s].then_some(widths.slots[s]))
+            .collect(),
+    };
     let mut in_flight: VecDeque<InFlight> = VecDeque::with_capacity(IN_FLIGHT);
     let mut start = 0;
     loop {
         let range = start..(start + batch).min(total);
-        match enqueue_batch(plan, &layout, device, range.clone(), &batch_io) {
+        match enqueue_batch(plan, &layout, device, range.clone(), &mut batch_io) {
             Ok(b) => in_flight.push_back(b),
             Err(Error::DeviceOutOfMemory { requested, free }) => {
                 // Nothing of a failed batch was downloaded: it is simply enqueued again.
@@ -223,6 +280,7 @@ pub(crate) fn run_partitioned(
                 DeviceArray {
                     buf,
                     len: total,
+                    width: widths.slots[s],
                     value_id: slot.split.value_id,
                 },
             ));
@@ -249,11 +307,12 @@ pub(crate) struct StageOutputs {
     pub(crate) device: Vec<(ValueId, DeviceArray)>,
 }
 
-/// A stage output kept on the device for later device stages: `len` elements
-/// of the array type `value_id`, in one buffer.
+/// A stage output kept on the device for later device stages: `len` rows of
+/// `width` numbers of the array type `value_id`, in one buffer.
 pub(crate) struct DeviceArray {
     pub(crate) buf: DeviceBuffer,
     pub(crate) len: usize,
+    pub(crate) width: usize,
     pub(crate) value_id: std::any::TypeId,
 }
 
@@ -263,17 +322,57 @@ pub(crate) type Resident = crate::fasthash::FastMap<ValueId, DeviceArray>;
 /// Copies a value kept on the device back to the host (for a stage that runs
 /// on the CPU after all).
 pub(crate) fn to_host(device: &dyn Device, array: &DeviceArray) -> Result<Held> {
-    let size = array_dtype(array.value_id).map_or(1, DType::size);
-    let mut bytes = vec![0u8; array.len * size];
+    let mut bytes = vec![0u8; array.len * array.width * number_bytes(array.value_id)];
     // The value was written on the compute queue: download after it.
     device.download(&array.buf, &mut bytes)?;
-    Ok(share(from_bytes(&bytes, array.value_id)?))
+    Ok(share(from_bytes(&bytes, array.value_id, array.width)?))
+}
+
+/// Numbers per row of every slot of the analysed stage, from its inputs'
+/// `input_widths`: a kernel's result is as wide as its arrays (it runs
+/// elementwise over their numbers), so known before running; a device
+/// function's is estimated as its widest split argument, and known once it
+/// has run (the second vector says which are known).
+fn stage_widths(
+    plan: &Plan,
+    analysis: &StageAnalysis,
+    input_widths: &[usize],
+) -> (StageWidths, Vec<bool>) {
+    let mut slots = vec![1; analysis.slots.len()];
+    let mut known = vec![true; analysis.slots.len()];
+    for st in &analysis.steps {
+        let pn = &plan.nodes[st.node];
+        let (mut width, mut all_known) = (1, pn.info.gpu_fn.is_none());
+        for ((src, _), a) in st.args.iter().zip(&pn.args) {
+            if a.split.kind != SplitKind::Partition || array_dtype(a.split.value_id).is_none() {
+                continue;
+            }
+            let (w, k) = match *src {
+                Source::Input(i) => (input_widths[i], true),
+                Source::Local(s) => (slots[s], known[s]),
+            };
+            width = width.max(w);
+            all_known &= k;
+        }
+        for &s in &st.out_slots {
+            slots[s] = width;
+            known[s] = all_known;
+        }
+    }
+    let widths = StageWidths {
+        inputs: input_widths.to_vec(),
+        slots,
+    };
+    (widths, known)
 }
 
 /// How a batch writes the stage's values beyond its downloads.
 struct BatchIo<'s> {
     /// Slots kept on the device: their stage-long buffers.
     kept: &'s [Option<DeviceBuffer>],
+    /// Numbers per row of each slot, once known (a device function's from
+    /// the first batch it ran in; every later batch must agree).
+    slot_widths: Vec<Option<usize>>,
 }
 
 /// A device stage's analysis bound to this evaluation's values.
@@ -281,6 +380,10 @@ struct Layout<'a> {
     analysis: &'a StageAnalysis,
     /// Where each stage input is.
     inputs: Vec<Bound>,
+    /// Numbers per row of each stage input (1 for 1-D arrays and scalars).
+    input_widths: Vec<usize>,
+    /// The stage inputs passed whole that live on the device for the stage.
+    whole: Vec<Option<DeviceBuffer>>,
     /// The stage inputs kept on the device: their values.
     on_device: Vec<Option<&'a DeviceArray>>,
     /// Elements the stage splits.
@@ -304,7 +407,7 @@ fn enqueue_batch(
     layout: &Layout<'_>,
     device: &dyn Device,
     range: Range<usize>,
-    io: &BatchIo<'_>,
+    io: &mut BatchIo<'_>,
 ) -> Result<InFlight> {
     let n = range.len();
     // Upload each split input once per batch (`None`: not a device buffer,
@@ -344,15 +447,15 @@ fn enqueue_batch(
     // ordered after the stage that wrote it by the compute queue itself.
     for (k, array) in layout.on_device.iter().enumerate() {
         let Some(array) = array else { continue };
-        let size = array_dtype(array.value_id).map_or(1, DType::size);
-        let buf = device.alloc_on(Queue::Compute, n * size)?;
+        let row = array.width * number_bytes(array.value_id);
+        let buf = device.alloc_on(Queue::Compute, n * row)?;
         device.copy_on(
             Queue::Compute,
             &array.buf,
-            range.start * size,
+            range.start * row,
             &buf,
             0,
-            n * size,
+            n * row,
         )?;
         on_device[k] = Some(buf);
     }
@@ -360,46 +463,39 @@ fn enqueue_batch(
     let mut slots: Vec<Option<DeviceBuffer>> =
         (0..layout.analysis.slots.len()).map(|_| None).collect();
     let mut buffers: Vec<DeviceBuffer> = Vec::new();
-    let mut outputs: Vec<(usize, DeviceBuffer, &'static str)> = Vec::new();
+    let mut outputs: Vec<(usize, DeviceBuffer, &'static str, bool)> = Vec::new();
     for st in &layout.analysis.steps {
         let pn = &plan.nodes[st.node];
-        let out_vt = &pn.outputs[0];
-        let out_dtype = value_dtype(out_vt.value_id)
-            .ok_or_else(|| Error::internal("a result the device can hold"))?;
-        // A reduction writes one partial per block; an empty batch has none.
-        let parts = match out_vt.kind {
-            SplitKind::Reduce => partials_of(n),
-            _ => 1,
-        };
-        let out_len = if out_vt.kind == SplitKind::Reduce {
-            parts
+        let args = StepArgs::of(layout, io, st, n, &on_device, &slots)?;
+        let out = if let Some(f) = pn.info.gpu_fn {
+            run_device_fn(pn, layout, device, st, n, &args, f)?
         } else {
-            n
+            launch_kernel(pn, layout, device, st, n, &args)?
         };
-        let out = device.alloc_on(Queue::Compute, out_len * out_dtype.size())?;
-        if parts > 0 {
-            let inputs = StepInputs {
-                inputs: &on_device,
-                slots: &slots,
-            };
-            launch_step(plan, layout, device, st, n, &inputs, &out, parts)?;
-            slots[st.out_slots[0]] = Some(out);
+        let slot = st.out_slots[0];
+        match io.slot_widths[slot] {
+            Some(w) if w != out.width => {
+                return Err(Error::Device(format!(
+                    "`{}` returned rows of {} numbers in one batch and {w} in another",
+                    pn.info.name, out.width
+                )))
+            }
+            _ => io.slot_widths[slot] = Some(out.width),
+        }
+        if let Some(buf) = out.buf {
+            slots[slot] = Some(buf);
         }
         for &s in &st.frees {
             let Some(buf) = slots[s].take() else { continue };
             if let Some(whole) = &io.kept[s] {
                 // Stays on the device: into its place in the stage-long buffer.
-                let size = buf.len() / n.max(1);
-                device.copy_on(
-                    Queue::Compute,
-                    &buf,
-                    0,
-                    whole,
-                    range.start * size,
-                    buf.len(),
-                )?;
+                let row = buf.len() / n.max(1);
+                device.copy_on(Queue::Compute, &buf, 0, whole, range.start * row, buf.len())?;
             } else if layout.analysis.slots[s].escaping {
-                outputs.push((s, buf, pn.info.name));
+                let one_value = pn.info.gpu_fn.is_some()
+                    && layout.analysis.slots[s].split.kind == SplitKind::Reduce;
+                let producer = plan.nodes[layout.analysis.slots[s].value.node].info.name;
+                outputs.push((s, buf, producer, one_value));
             }
             // Anything else is freed now: the device reuses its block for the
             // next kernels on the compute queue, in queue order.
@@ -411,9 +507,15 @@ fn enqueue_batch(
     if !outputs.is_empty() {
         device.wait(Queue::Download, &device.record(Queue::Compute)?)?;
     }
-    for (s, buf, op) in outputs {
+    for (slot, buf, op, one_value) in outputs {
         let bytes = buf.len();
-        downloads.push((s, device.start_download(Queue::Download, &buf, bytes)?, op));
+        downloads.push(Download {
+            slot,
+            pending: device.start_download(Queue::Download, &buf, bytes)?,
+            op,
+            width: io.slot_widths[slot].unwrap_or(1),
+            one_value,
+        });
         buffers.push(buf);
     }
     buffers.extend(on_device.into_iter().flatten());
@@ -424,77 +526,152 @@ fn enqueue_batch(
     })
 }
 
-/// The device buffers a batch's calls read.
-struct StepInputs<'b> {
-    /// This batch's piece of each stage input, by `Source::Input` index
-    /// (`None`: a scalar or an allocation size).
-    inputs: &'b [Option<DeviceBuffer>],
-    /// Results of earlier calls in the batch, by slot.
-    slots: &'b [Option<DeviceBuffer>],
+/// One call's arguments in a batch, in declaration order.
+struct StepArgs<'b> {
+    /// Array arguments: their buffers and widths (`rows: None` for a value
+    /// passed whole).
+    arrays: Vec<DeviceInput<'b>>,
+    /// Scalar arguments, as kernel parameters.
+    scalars: Vec<KernelArg<'b>>,
+    /// The width of every argument (1 for scalars and sizes), for the host
+    /// stand-in.
+    widths: Vec<usize>,
 }
 
-/// Enqueues the kernel (or runs the `gpu_fn`) of one call on the compute queue.
-#[allow(clippy::too_many_arguments)]
-fn launch_step(
-    plan: &Plan,
+impl<'b> StepArgs<'b> {
+    fn of(
+        layout: &'b Layout<'_>,
+        io: &BatchIo<'_>,
+        st: &Step,
+        n: usize,
+        inputs: &'b [Option<DeviceBuffer>],
+        slots: &'b [Option<DeviceBuffer>],
+    ) -> Result<StepArgs<'b>> {
+        let mut args = StepArgs {
+            arrays: Vec::new(),
+            scalars: Vec::new(),
+            widths: Vec::with_capacity(st.args.len()),
+        };
+        for (src, _) in &st.args {
+            let (buf, rows, width) = match *src {
+                Source::Local(s) => {
+                    let buf = slots[s].as_ref().ok_or_else(|| {
+                        Error::internal("a device buffer computed earlier in the batch")
+                    })?;
+                    (buf, Some(n), io.slot_widths[s].unwrap_or(1))
+                }
+                Source::Input(k) => match (&layout.inputs[k], &inputs[k], &layout.whole[k]) {
+                    (_, Some(buf), _) => (buf, Some(n), layout.input_widths[k]),
+                    (_, None, Some(buf)) => (buf, None, 1),
+                    (Bound::Whole(h), None, None) => {
+                        args.scalars.push(
+                            scalar_arg(h.get())
+                                .ok_or_else(|| Error::internal("a scalar kernel argument"))?,
+                        );
+                        args.widths.push(1);
+                        continue;
+                    }
+                    // The size of an allocation: the kernel's `n`.
+                    _ => {
+                        args.widths.push(1);
+                        continue;
+                    }
+                },
+            };
+            args.widths.push(width);
+            args.arrays.push(DeviceInput { buf, rows, width });
+        }
+        Ok(args)
+    }
+}
+
+/// A call's result in a batch: its buffer (`None` for a reduction over no
+/// elements, which writes no partial) and its width.
+struct StepOutput {
+    buf: Option<DeviceBuffer>,
+    width: usize,
+}
+
+/// Runs a call's device function (`gpu_fn`) on the compute queue.
+fn run_device_fn(
+    pn: &PlanNode,
     layout: &Layout<'_>,
     device: &dyn Device,
     st: &Step,
     n: usize,
-    inputs: &StepInputs<'_>,
-    out: &DeviceBuffer,
-    parts: usize,
-) -> Result<()> {
-    let StepInputs { inputs, slots } = inputs;
-    let pn = &plan.nodes[st.node];
-    // Kernel parameters: arrays in declaration order, then scalars, then the output.
-    let mut arrays: Vec<KernelArg<'_>> = Vec::new();
-    let mut scalars: Vec<KernelArg<'_>> = Vec::new();
-    for (src, _) in &st.args {
-        match *src {
-            Source::Local(s) => arrays.push(KernelArg::In(slots[s].as_ref().ok_or_else(|| {
-                Error::internal("a device buffer computed earlier in the batch")
-            })?)),
-            Source::Input(k) => match (&layout.inputs[k], &inputs[k]) {
-                (_, Some(buf)) => arrays.push(KernelArg::In(buf)),
-                (Bound::Whole(h), None) => scalars.push(
-                    scalar_arg(h.get())
-                        .ok_or_else(|| Error::internal("a scalar kernel argument"))?,
-                ),
-                // The size of an allocation: the kernel's `n`.
-                (_, None) => {}
-            },
+    args: &StepArgs<'_>,
+    f: crate::device::DeviceFn,
+) -> Result<StepOutput> {
+    let inputs = args.arrays.clone();
+    let scalars = args.scalars.to_vec();
+    // The buffers hold this batch only: row 0 is `range.start`.
+    let host = |inputs: &[&[u8]]| -> Result<Vec<Vec<u8>>> {
+        emulate(pn, layout, st, 0..n, &args.widths, inputs)
+    };
+    let out = f(&DeviceCall {
+        device,
+        n,
+        inputs,
+        scalars,
+        host: &host,
+    })?;
+    let vt = &pn.outputs[0];
+    if vt.kind == SplitKind::Partition {
+        let expected = n * out.width * number_bytes(vt.value_id);
+        if out.buf.len() != expected {
+            return Err(Error::Device(format!(
+                "`{}`'s device function returned {} bytes for {n} rows of {} numbers ({expected} bytes)",
+                pn.info.name,
+                out.buf.len(),
+                out.width
+            )));
         }
     }
-    if let Some(f) = pn.info.gpu_fn {
-        let inputs = arrays
-            .iter()
-            .map(|a| match a {
-                KernelArg::In(b) => Ok(*b),
-                _ => Err(Error::internal("a device array")),
-            })
-            .collect::<Result<Vec<_>>>()?;
-        // The buffers hold this batch only: element 0 is `range.start`.
-        let host =
-            |inputs: &[&[u8]]| -> Result<Vec<Vec<u8>>> { emulate(pn, layout, st, 0..n, inputs) };
-        return f(&DeviceCall {
-            device,
-            n,
-            inputs,
-            scalars,
-            output: out,
-            host: &host,
-        });
+    Ok(StepOutput {
+        buf: Some(out.buf),
+        width: out.width,
+    })
+}
+
+/// Enqueues a call's kernel on the compute queue. A kernel runs over the
+/// numbers of its arrays: elementwise over rows of one width (so its result
+/// is as wide), a reduction over 1-D arrays.
+fn launch_kernel(
+    pn: &PlanNode,
+    layout: &Layout<'_>,
+    device: &dyn Device,
+    st: &Step,
+    n: usize,
+    args: &StepArgs<'_>,
+) -> Result<StepOutput> {
+    let out_vt = &pn.outputs[0];
+    let out_dtype = value_dtype(out_vt.value_id)
+        .ok_or_else(|| Error::internal("a result the device can hold"))?;
+    let width = args.arrays.iter().map(|a| a.width).max().unwrap_or(1);
+    let reduce = out_vt.kind == SplitKind::Reduce;
+    if args.arrays.iter().any(|a| a.width != width) || (reduce && width != 1) {
+        return Err(Error::Device(format!(
+            "`{}`'s kernel cannot take rows of different widths, or reduce rows",
+            pn.info.name
+        )));
     }
-    let mut args = arrays;
-    args.extend(scalars);
-    args.push(KernelArg::Out(out));
+    // A reduction writes one partial per block; an empty batch has none.
+    let parts = if reduce { partials_of(n) } else { 1 };
+    let out_len = if reduce { parts } else { n * width };
+    let out = device.alloc_on(Queue::Compute, out_len * out_dtype.size())?;
+    if parts == 0 {
+        return Ok(StepOutput { buf: None, width });
+    }
+    let mut kernel_args: Vec<KernelArg<'_>> =
+        args.arrays.iter().map(|a| KernelArg::In(a.buf)).collect();
+    kernel_args.extend(args.scalars.iter().copied());
+    kernel_args.push(KernelArg::Out(&out));
     let reference = |inputs: &[&[u8]]| -> Result<Vec<Vec<u8>>> {
         // One CPU call per block's share of the elements, as the kernel's blocks do.
         let mut out = Vec::new();
         for j in 0..parts {
             let sub = (n * j / parts)..(n * (j + 1) / parts);
-            out.extend(emulate(pn, layout, st, sub, inputs)?.concat());
+            out.extend(emulate(pn, layout, st, sub, &args.widths, inputs)?.concat());
         }
         Ok(vec![out])
     };
@@ -506,15 +683,20 @@ fn launch_step(
                 .gpu_source
                 .expect("eligible stages have kernel sources"),
             kernel: kernel_name(pn),
-            n,
-            shape: match pn.outputs[0].kind {
-                SplitKind::Reduce => LaunchShape::Reduction { partials: parts },
-                _ => LaunchShape::Elementwise,
+            n: n * width,
+            shape: if reduce {
+                LaunchShape::Reduction { partials: parts }
+            } else {
+                LaunchShape::Elementwise
             },
-            args,
+            args: kernel_args,
             reference: &reference,
         },
-    )
+    )?;
+    Ok(StepOutput {
+        buf: Some(out),
+        width,
+    })
 }
 
 /// Waits for a batch's downloads and writes them into the stage's outputs:
@@ -528,11 +710,18 @@ fn finish_batch(
     let range = batch.range;
     let n = range.len();
     let mut finished: Vec<(usize, &'static str, Piece)> = Vec::new();
-    for (s, pending, op) in batch.downloads {
+    for d in batch.downloads {
+        let Download {
+            slot: s,
+            pending,
+            op,
+            width,
+            one_value,
+        } = d;
         let vt = layout.analysis.slots[s].split;
         if vt.kind == SplitKind::Partition && is_ndarray_split(vt) {
             if out.assemblers[s].is_none() {
-                let empty = from_bytes(&[], vt.value_id)?;
+                let empty = from_bytes(&[], vt.value_id, width)?;
                 out.assemblers[s] = (vt.assembler)(layout.total, &*empty);
             }
             // SAFETY: batches are disjoint ranges within 0..total, each finished once.
@@ -553,14 +742,18 @@ fn finish_batch(
         }
         let mut bytes = vec![0u8; pending.len()];
         device.finish_download(pending, &mut bytes)?;
-        if vt.kind == SplitKind::Reduce {
-            let size = value_dtype(vt.value_id).map_or(1, DType::size);
+        if vt.kind == SplitKind::Reduce && !one_value {
+            let size = number_bytes(vt.value_id);
             for chunk in bytes.chunks_exact(size) {
-                out.partials[s].push(from_bytes(chunk, vt.value_id)?);
+                out.partials[s].push(from_bytes(chunk, vt.value_id, 1)?);
             }
             continue;
         }
-        finished.push((s, op, from_bytes(&bytes, vt.value_id)?));
+        if vt.kind == SplitKind::Reduce {
+            out.partials[s].push(from_bytes(&bytes, vt.value_id, width)?);
+            continue;
+        }
+        finished.push((s, op, from_bytes(&bytes, vt.value_id, width)?));
     }
     // Every download of the batch has completed: its buffers may go.
     drop(batch.buffers);
@@ -588,19 +781,23 @@ fn finish_batch(
     Ok(())
 }
 
-/// What a call's kernel computes, done by its CPU function on host copies:
-/// the stand-in for compiled kernels on simulated devices. `inputs` are the
-/// array arguments' bytes in declaration order.
+/// What a call's kernel (or device function) computes, done by its CPU
+/// function on host copies: the stand-in for compiled kernels on simulated
+/// devices. `inputs` are the array arguments' bytes in declaration order
+/// (values passed whole among them, read from the host value instead);
+/// `widths` the numbers per row of every argument; `range` the rows to
+/// compute, within the buffers.
 fn emulate(
     pn: &PlanNode,
     layout: &Layout<'_>,
     st: &Step,
     range: Range<usize>,
+    widths: &[usize],
     inputs: &[&[u8]],
 ) -> Result<Vec<Vec<u8>>> {
     let mut owned: Vec<Piece> = Vec::with_capacity(pn.args.len());
     let mut next_input = inputs.iter();
-    for ((src, _), a) in st.args.iter().zip(&pn.args) {
+    for (((src, _), a), &width) in st.args.iter().zip(&pn.args).zip(widths) {
         let whole = match *src {
             Source::Input(k) => match &layout.inputs[k] {
                 Bound::Whole(h) => Some(h),
@@ -608,18 +805,25 @@ fn emulate(
             },
             Source::Local(_) => None,
         };
+        let array = array_dtype(a.split.value_id).is_some();
         let piece: Piece = match whole {
-            Some(h) => (a.split.clone)(h.get()),
-            None if array_dtype(a.split.value_id).is_none() => Box::new(range.len()),
+            Some(h) => {
+                if array {
+                    // Its device copy is among the inputs: skip it.
+                    next_input.next();
+                }
+                (a.split.clone)(h.get())
+            }
+            None if !array => Box::new(range.len()),
             None => {
                 let bytes = next_input
                     .next()
                     .ok_or_else(|| Error::internal("one input buffer per array argument"))?;
-                let size = array_dtype(a.split.value_id).map_or(1, DType::size);
+                let row = width * number_bytes(a.split.value_id);
                 let bytes = bytes
-                    .get(range.start * size..range.end * size)
+                    .get(range.start * row..range.end * row)
                     .ok_or_else(|| Error::internal("an input buffer covering the launch"))?;
-                from_bytes(bytes, a.split.value_id)?
+                from_bytes(bytes, a.split.value_id, width)?
             }
         };
         owned.push(piece);
