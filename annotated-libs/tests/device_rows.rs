@@ -338,3 +338,63 @@ fn explain_shows_the_predicted_crossover_and_placement_agrees_with_it() {
         "{crossovers:?}"
     );
 }
+
+/// A fit: an affine map from the data (its Gram matrix's first columns,
+/// scaled, and its column means), read whole.
+#[offload(split(x = Broadcast, outputs = Broadcast), gpu_fn = fit_on_device)]
+pub fn fit(x: &Array2<f64>, outputs: usize) -> Affine {
+    let rows = x.nrows().max(1) as f64;
+    let gram = x.t().dot(x) / rows;
+    Affine {
+        weights: gram.slice(ndarray::s![.., ..outputs]).to_owned(),
+        bias: x
+            .mean_axis(Axis(0))
+            .unwrap_or_else(|| Array1::zeros(x.ncols()))
+            .slice(ndarray::s![..outputs])
+            .to_owned(),
+    }
+}
+
+fn fit_on_device(call: &DeviceCall<'_>) -> Result<DeviceOutput> {
+    assert_eq!(call.inputs[0].rows, None, "x is read whole");
+    let features = call.inputs[0].width;
+    assert_eq!(call.n * features * 8, call.inputs[0].buf.len());
+    let outputs = match call.scalars[0] {
+        bach_runtime::KernelArg::U64(k) => k as usize,
+        ref other => panic!("the output count is a u64, not {other:?}"),
+    };
+    // The model's bytes: its header, weights and bias.
+    on_device(call, 1, 2 + features * outputs + outputs)
+}
+
+#[test]
+fn a_fit_runs_whole_on_the_device_and_its_model_feeds_a_row_split_stage() {
+    let (rows, features, outputs) = (2_000, 7, 2);
+    let x = matrix(rows, features, 5);
+    let expected = fit::cpu(&x, outputs).apply(&x);
+    let dev = Arc::new(SimulatedDevice::with_capacity(1 << 30));
+    let g = graph_on(dev.clone());
+    let y = g
+        .enter(|| {
+            let m = fit(&x, outputs);
+            let y = affine(&m, &x);
+            let e = g.explain(&y).unwrap();
+            assert_eq!(e.stages.len(), 2, "{e}");
+            assert_eq!(e.stages[0].kind, bach_runtime::StageKind::Whole, "{e}");
+            assert!(
+                e.stages.iter().all(|s| s.placement == Placement::Device),
+                "{e}"
+            );
+            evaluate(y)
+        })
+        .unwrap();
+    assert_eq!(bits2(&y), bits2(&expected));
+    // Under `auto`, a whole call stays on the CPU (its cost is not predicted).
+    let auto = Graph::with_config(Config {
+        device: DevicePolicy::Auto,
+        ..Config::default()
+    });
+    auto.set_device(Some(dev));
+    let e = auto.enter(|| auto.explain(&fit(&x, outputs))).unwrap();
+    assert_eq!(e.stages[0].placement, Placement::Cpu, "{e}");
+}

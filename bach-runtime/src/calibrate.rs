@@ -93,33 +93,30 @@ pub fn recalibrate() {
     }
 }
 
-/// A synthetic argument for calibration: arrays of ordinary values.
+/// A synthetic argument for calibration: arrays of ordinary values, `n`
+/// elements long (a matrix: `n` rows as wide as the plan says).
 fn synthetic(node: &PlanNode, i: usize, n: usize) -> Option<Piece> {
     let a = &node.args[i];
     match (a.split.kind, codec(a.split.value_id)) {
-        // Arrays of one number per element (a matrix's width is the real
-        // value's, not known here).
         (
             SplitKind::Partition,
             Some(Codec::Array {
-                dtype,
-                from_bytes,
-                width: None,
-                ..
+                dtype, from_bytes, ..
             }),
         ) => {
+            let numbers = n * a.width;
             let bytes: Vec<u8> = match dtype {
-                DType::F64 => (0..n)
+                DType::F64 => (0..numbers)
                     .flat_map(|k| (0.5 + (k % 97) as f64 / 97.0).to_ne_bytes())
                     .collect(),
-                DType::F32 => (0..n)
+                DType::F32 => (0..numbers)
                     .flat_map(|k| (0.5 + (k % 97) as f32 / 97.0).to_ne_bytes())
                     .collect(),
-                DType::Bool => (0..n).map(|k| (k % 3 == 0) as u8).collect(),
+                DType::Bool => (0..numbers).map(|k| (k % 3 == 0) as u8).collect(),
                 // Never an array's element type (scalar parameters only).
                 DType::I32 | DType::U64 => return None,
             };
-            Some(from_bytes(&bytes, 1))
+            Some(from_bytes(&bytes, a.width))
         }
         (
             _,
@@ -162,6 +159,7 @@ fn memo_key(node: &PlanNode) -> (usize, u64) {
     let mut h = crate::fasthash::FxHasher::default();
     for a in &node.args {
         a.split.value_id.hash(&mut h);
+        a.width.hash(&mut h);
     }
     (node.cpu as usize, h.finish())
 }
@@ -217,7 +215,13 @@ static GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::
 
 /// Seconds per element of `node`'s CPU function on one core, measured once.
 fn cpu_seconds_per_element(node: &PlanNode) -> f64 {
-    let types: Vec<&str> = node.args.iter().map(|a| a.split.value_type()).collect();
+    // A matrix argument's cost depends on its width: part of the key.
+    let types: Vec<String> = (node.args.iter())
+        .map(|a| match a.width {
+            1 => a.split.value_type().to_string(),
+            w => format!("{}[{w}]", a.split.value_type()),
+        })
+        .collect();
     let key = format!("{}({})", node.info.name, types.join(", "));
     if let Some(&s) = cpu_table()
         .lock()
@@ -226,7 +230,8 @@ fn cpu_seconds_per_element(node: &PlanNode) -> f64 {
     {
         return s;
     }
-    let n = CALIBRATION_ELEMENTS;
+    // As many numbers as a calibration of 1-D arrays reads, in at least 16 rows.
+    let n = (CALIBRATION_ELEMENTS / node.width.max(1)).max(16);
     let measured = (|| {
         let pieces: Vec<Piece> = (0..node.args.len())
             .map(|i| synthetic(node, i, n))

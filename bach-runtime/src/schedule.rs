@@ -149,7 +149,8 @@ pub(crate) fn schedule(
         placer.settle(&mut schedule);
     }
     for i in 0..plan.stages.len() {
-        if ineligible(plan, &plan.stages[i]).is_none() {
+        let stage = &plan.stages[i];
+        if stage.kind == StageKind::Partitioned && ineligible(plan, stage).is_none() {
             let kept = &schedule.kept;
             schedule.stages[i].crossover = placer.crossover(i, &|v| kept.contains(&v));
         }
@@ -214,6 +215,28 @@ impl Placer<'_> {
         let cpu = |reason, cost| StageSchedule::cpu(stage, self.cpu_batch(i), reason, cost);
         if let Some(why) = ineligible(plan, stage) {
             return cpu(why, self.predict(i, None, &|_| false));
+        }
+        if stage.kind == StageKind::Whole {
+            // The cost model predicts batched stages; a whole call's transfers
+            // and device time are not modelled, so it runs on the device
+            // only when the device is forced.
+            return match self.forced() {
+                true => StageSchedule {
+                    placement: Placement::Device,
+                    reason: format!(
+                        "GPU forced; every call has a device function on {}",
+                        self.device.name()
+                    ),
+                    cost: StageCost::default(),
+                    batch: None,
+                    crossover: None,
+                },
+                false => cpu(
+                    "whole-value stage: on the device only when forced (its cost is not predicted)"
+                        .into(),
+                    self.predict(i, None, &|_| false),
+                ),
+            };
         }
         let n = stage.count.unwrap_or(0);
         // The device's launches alone are a lower bound of its time: when the
@@ -328,7 +351,9 @@ impl Placer<'_> {
             schedule.kept = kept_outputs(plan, &schedule.stages, memory / 4);
             let mut moved = false;
             for i in 0..plan.stages.len() {
-                if schedule.stages[i].placement != Placement::Device {
+                if schedule.stages[i].placement != Placement::Device
+                    || plan.stages[i].kind == StageKind::Whole
+                {
                     continue;
                 }
                 let stage = &plan.stages[i];
@@ -464,8 +489,8 @@ fn kept_outputs(plan: &Plan, placed: &[StageSchedule], room: usize) -> FastSet<V
 
 /// Why a stage cannot run on a device (`None`: it can).
 pub(crate) fn ineligible(plan: &Plan, stage: &Stage) -> Option<String> {
-    if stage.kind != StageKind::Partitioned {
-        return Some("whole-value stage".into());
+    if stage.kind == StageKind::Whole {
+        return whole_ineligible(plan, stage);
     }
     for &n in &stage.nodes {
         let pn = &plan.nodes[n];
@@ -524,6 +549,37 @@ pub(crate) fn ineligible(plan: &Plan, stage: &Stage) -> Option<String> {
                     "`{name}`: its kernel takes rows of {lo} to {hi} numbers (a kernel runs elementwise over equal rows)"
                 ));
             }
+        }
+    }
+    None
+}
+
+/// Why a whole-value stage cannot run on a device (`None`: it can): every
+/// call needs a device function (`gpu_fn`: a kernel is elementwise), a
+/// result the device can hold, and arguments that are arrays (uploaded
+/// whole) or scalars.
+fn whole_ineligible(plan: &Plan, stage: &Stage) -> Option<String> {
+    for &n in &stage.nodes {
+        let pn = &plan.nodes[n];
+        let name = pn.info.name;
+        if pn.info.gpu_fn.is_none() {
+            return Some(format!(
+                "whole-value stage: `{name}` has no device function"
+            ));
+        }
+        if pn.args.iter().any(|a| a.mutated) || pn.outputs.len() != 1 {
+            return Some(format!("`{name}` mutates an argument"));
+        }
+        if !matches!(codec(pn.outputs[0].value_id), Some(Codec::Array { .. })) {
+            return Some(format!(
+                "`{name}` returns a value the device executor cannot produce"
+            ));
+        }
+        if let Some(a) = pn.args.iter().find(|a| codec(a.split.value_id).is_none()) {
+            return Some(format!(
+                "`{name}` takes a `{}` the device cannot hold",
+                a.split.value_type()
+            ));
         }
     }
     None

@@ -310,7 +310,18 @@ macro_rules! scalar_bytes {
         }
     )*};
 }
-scalar_bytes!(f64 => F64, f32 => F32, i32 => I32);
+scalar_bytes!(f64 => F64, f32 => F32, i32 => I32, u64 => U64);
+
+#[cfg(target_pointer_width = "64")]
+impl ScalarBytes for usize {
+    const DTYPE: DType = DType::U64;
+    fn to_ne(self) -> Vec<u8> {
+        (self as u64).to_ne()
+    }
+    fn from_ne(bytes: &[u8]) -> Self {
+        u64::from_ne(bytes) as usize
+    }
+}
 
 fn scalar_codec<T: ScalarBytes>() -> Codec {
     Codec::Scalar {
@@ -385,6 +396,8 @@ fn builtin_codec(id: TypeId) -> Option<Codec> {
     #[cfg(target_pointer_width = "64")]
     if id == TypeId::of::<Array1<usize>>() {
         return Some(vector_codec::<usize>());
+    } else if id == TypeId::of::<usize>() {
+        return Some(scalar_codec::<usize>());
     }
     if id == TypeId::of::<Array1<f64>>() {
         Some(vector_codec::<f64>())
@@ -404,6 +417,8 @@ fn builtin_codec(id: TypeId) -> Option<Codec> {
         Some(scalar_codec::<f32>())
     } else if id == TypeId::of::<i32>() {
         Some(scalar_codec::<i32>())
+    } else if id == TypeId::of::<u64>() {
+        Some(scalar_codec::<u64>())
     } else {
         None
     }

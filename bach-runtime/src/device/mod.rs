@@ -70,6 +70,8 @@ pub enum KernelArg<'b> {
     F64(f64),
     /// A 32-bit signed integer.
     I32(i32),
+    /// A 64-bit unsigned integer (a count, such as a number of components).
+    U64(u64),
 }
 
 /// How a kernel's threads are laid out over its `n` elements: said by the

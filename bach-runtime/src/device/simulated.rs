@@ -351,7 +351,7 @@ impl Device for SimulatedDevice {
             match a {
                 KernelArg::In(b) => reads.push(self.raw(b)?),
                 KernelArg::Out(b) => writes.push(self.raw(b)?),
-                KernelArg::F32(_) | KernelArg::F64(_) | KernelArg::I32(_) => {}
+                KernelArg::F32(_) | KernelArg::F64(_) | KernelArg::I32(_) | KernelArg::U64(_) => {}
             }
         }
         let c = &self.config.costs;

@@ -88,6 +88,11 @@ fn scalar_arg(held: &dyn Any) -> Option<KernelArg<'static>> {
         .map(|x| KernelArg::F64(*x))
         .or_else(|| held.downcast_ref::<f32>().map(|x| KernelArg::F32(*x)))
         .or_else(|| held.downcast_ref::<i32>().map(|x| KernelArg::I32(*x)))
+        .or_else(|| held.downcast_ref::<u64>().map(|x| KernelArg::U64(*x)))
+        .or_else(|| {
+            held.downcast_ref::<usize>()
+                .map(|x| KernelArg::U64(*x as u64))
+        })
 }
 
 /// A batch whose work is enqueued on the device and whose outputs are still
@@ -299,6 +304,149 @@ pub(crate) fn run_partitioned(
         host: results,
         device: on_device,
     })
+}
+
+/// Runs a whole-value stage on `device`: each call's device function
+/// (`gpu_fn`) once, on whole values, in order. Arguments are uploaded whole
+/// (values an earlier device stage kept there are read in place), results of
+/// earlier calls of the stage stay on the device for later ones, and the
+/// escaping results are downloaded. Every array argument is passed with its
+/// width; `rows` is its row count for an argument with a partition split
+/// type and `None` for one passed whole (a model, a matrix a fit reads);
+/// the call's `n` is the row count of its first array argument.
+pub(crate) fn run_whole(
+    plan: &Plan,
+    stage: &crate::plan::Stage,
+    externals: &Externals,
+    done: &Materialized,
+    resident: &Resident,
+    device: &dyn Device,
+) -> Result<StageOutputs> {
+    // Results of this stage's calls so far: on the device, with their widths.
+    let mut local: crate::fasthash::FastMap<ValueId, (DeviceBuffer, usize)> = Default::default();
+    for &node in &stage.nodes {
+        let pn = &plan.nodes[node];
+        let f = pn
+            .info
+            .gpu_fn
+            .ok_or_else(|| Error::internal("a whole-value device stage of device functions"))?;
+        // Where each argument is: (a device buffer of this call, or of an
+        // earlier call or stage) with its width, or a scalar.
+        enum Where<'v> {
+            Uploaded(usize, usize),
+            Device(&'v DeviceBuffer, usize),
+            Scalar(KernelArg<'static>),
+        }
+        let mut uploaded: Vec<DeviceBuffer> = Vec::new();
+        let mut places = Vec::with_capacity(pn.args.len());
+        for a in &pn.args {
+            let id = a.split.value_id;
+            let place = match a.input {
+                Input::Local(v) if local.contains_key(&v) => {
+                    let (buf, width) = &local[&v];
+                    Where::Device(buf, *width)
+                }
+                Input::Local(v) if resident.contains_key(&v) => {
+                    let array = &resident[&v];
+                    Where::Device(&array.buf, array.width)
+                }
+                _ => {
+                    let held = super::layout::host_value(externals, done, &a.input)?;
+                    if array_dtype(id).is_some() {
+                        let bytes = to_bytes(held.get(), id)?;
+                        let buf = device.alloc_on(Queue::Compute, bytes.len())?;
+                        device.upload(&bytes, &buf)?;
+                        uploaded.push(buf);
+                        Where::Uploaded(uploaded.len() - 1, value_width(id, held.get()))
+                    } else {
+                        Where::Scalar(scalar_arg(held.get()).ok_or_else(|| {
+                            Error::internal("a value the device can hold (checked at placement)")
+                        })?)
+                    }
+                }
+            };
+            places.push(place);
+        }
+        let mut inputs = Vec::new();
+        let mut scalars = Vec::new();
+        let mut widths = Vec::with_capacity(pn.args.len());
+        let mut n = None;
+        for (a, place) in pn.args.iter().zip(&places) {
+            let (buf, width) = match *place {
+                Where::Uploaded(k, w) => (&uploaded[k], w),
+                Where::Device(b, w) => (b, w),
+                Where::Scalar(k) => {
+                    scalars.push(k);
+                    widths.push(1);
+                    continue;
+                }
+            };
+            let row_count = buf.len() / (width * number_bytes(a.split.value_id)).max(1);
+            n.get_or_insert(row_count);
+            let rows = (a.split.kind == SplitKind::Partition).then_some(row_count);
+            widths.push(width);
+            inputs.push(DeviceInput { buf, rows, width });
+        }
+        let n = n.unwrap_or(0);
+        let host = |bytes: &[&[u8]]| -> Result<Vec<Vec<u8>>> {
+            emulate_whole(pn, externals, done, &widths, bytes)
+        };
+        let out = f(&DeviceCall {
+            device,
+            n,
+            inputs,
+            scalars,
+            host: &host,
+        })?;
+        local.insert(ValueId::new(node, 0), (out.buf, out.width));
+    }
+    let mut host = Vec::new();
+    for (v, (buf, width)) in local {
+        if !plan.escaping.contains(&v) {
+            continue;
+        }
+        let mut bytes = vec![0u8; buf.len()];
+        device.download(&buf, &mut bytes)?;
+        let id = plan.nodes[v.node].outputs[v.output as usize].value_id;
+        host.push((v, share(from_bytes(&bytes, id, width)?)));
+    }
+    Ok(StageOutputs {
+        host,
+        device: Vec::new(),
+    })
+}
+
+/// The host stand-in of a call in a whole-value device stage: its CPU
+/// function on values rebuilt from the array arguments' bytes (`inputs`, in
+/// declaration order, `widths` per argument), scalars read from the host.
+fn emulate_whole(
+    pn: &PlanNode,
+    externals: &Externals,
+    done: &Materialized,
+    widths: &[usize],
+    inputs: &[&[u8]],
+) -> Result<Vec<Vec<u8>>> {
+    let mut next = inputs.iter();
+    let mut owned: Vec<Piece> = Vec::with_capacity(pn.args.len());
+    for (a, &width) in pn.args.iter().zip(widths) {
+        let id = a.split.value_id;
+        owned.push(if array_dtype(id).is_some() {
+            let bytes = next
+                .next()
+                .ok_or_else(|| Error::internal("one input buffer per array argument"))?;
+            from_bytes(bytes, id, width)?
+        } else {
+            let held = super::layout::host_value(externals, done, &a.input)?;
+            (a.split.clone)(held.get())
+        });
+    }
+    let mut args = Args::reading(&owned);
+    let outputs = call_cpu(pn.info, pn.cpu, &mut args)?;
+    outputs
+        .iter()
+        .zip(&pn.outputs)
+        .map(|(p, vt)| to_bytes(&**p, vt.value_id))
+        .collect()
 }
 
 /// What a device stage produced: values on the host and values kept on the device.

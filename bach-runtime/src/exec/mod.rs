@@ -76,17 +76,22 @@ pub(crate) fn run(
                 let kept: usize = resident.values().map(|a| a.buf.len()).sum();
                 let budget =
                     (ctx.config.device_memory).map_or(usize::MAX, |b| b.saturating_sub(kept));
-                let ran = device::run_partitioned(
-                    plan,
-                    &analyses[i],
-                    &schedule.kept,
-                    externals,
-                    &done,
-                    &resident,
-                    &**d,
-                    budget,
-                    schedule.stages[i].batch,
-                );
+                let ran = match stage.kind {
+                    StageKind::Partitioned => device::run_partitioned(
+                        plan,
+                        &analyses[i],
+                        &schedule.kept,
+                        externals,
+                        &done,
+                        &resident,
+                        &**d,
+                        budget,
+                        schedule.stages[i].batch,
+                    ),
+                    StageKind::Whole => {
+                        device::run_whole(plan, stage, externals, &done, &resident, &**d)
+                    }
+                };
                 match ran {
                     Ok(o) => {
                         resident.extend(o.device);

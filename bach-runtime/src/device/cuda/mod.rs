@@ -351,6 +351,7 @@ impl Device for CudaDevice {
                 KernelArg::F32(v) => Param::F32(*v),
                 KernelArg::F64(v) => Param::F64(*v),
                 KernelArg::I32(v) => Param::I32(*v),
+                KernelArg::U64(v) => Param::U64(*v),
             });
         }
         for alloc in &buffers {
