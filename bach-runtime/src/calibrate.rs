@@ -101,7 +101,9 @@ fn synthetic(node: &PlanNode, i: usize, n: usize) -> Option<Piece> {
         (
             SplitKind::Partition,
             Some(Codec::Array {
-                dtype, from_bytes, ..
+                dtype,
+                from_bytes: Some(from_bytes),
+                ..
             }),
         ) => {
             let numbers = n * a.width;

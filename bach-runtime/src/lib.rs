@@ -64,7 +64,8 @@ pub use calibrate::recalibrate;
 pub use config::{parse_bytes, Config, DevicePolicy};
 pub use cost::StageCost;
 pub use device::codec::{
-    register_device_codec, register_device_value, DType, DeviceCodec, DeviceValue,
+    register_device_codec, register_device_value, register_upload_codec, DType, DeviceCodec,
+    DeviceValue, UploadCodec,
 };
 pub use device::cuda::compile_to_ptx;
 pub use device::cuda::discovery::{

@@ -23,7 +23,7 @@ use std::any::TypeId;
 use crate::analysis::StageAnalysis;
 use crate::config::{Config, DevicePolicy};
 use crate::cost::{predict, StageCost};
-use crate::device::codec::{array_dtype, codec, Codec};
+use crate::device::codec::{array_dtype, codec, device_can_produce, Codec};
 use crate::device::{Device, DeviceCosts};
 use crate::fasthash::FastSet;
 use crate::footprint::Footprint;
@@ -504,6 +504,7 @@ pub(crate) fn ineligible(plan: &Plan, stage: &Stage) -> Option<String> {
         }
         let out = &pn.outputs[0];
         let supported = match (out.kind, codec(out.value_id)) {
+            _ if !device_can_produce(out.value_id) => false,
             (SplitKind::Partition, Some(Codec::Array { .. })) => true,
             // Reductions: a kernel writes per-block partials of one number, a
             // device function one partial value per batch; merged on the host.
@@ -570,7 +571,9 @@ fn whole_ineligible(plan: &Plan, stage: &Stage) -> Option<String> {
         if pn.args.iter().any(|a| a.mutated) || pn.outputs.len() != 1 {
             return Some(format!("`{name}` mutates an argument"));
         }
-        if !matches!(codec(pn.outputs[0].value_id), Some(Codec::Array { .. })) {
+        if !matches!(codec(pn.outputs[0].value_id), Some(Codec::Array { .. }))
+            || !device_can_produce(pn.outputs[0].value_id)
+        {
             return Some(format!(
                 "`{name}` returns a value the device executor cannot produce"
             ));

@@ -61,8 +61,9 @@ pub(crate) enum Codec {
         width: Option<fn(&dyn Any) -> usize>,
         /// The value's bytes, row-major (a contiguous copy when the array is not).
         to_bytes: fn(&dyn Any) -> Vec<u8>,
-        /// A value rebuilt from bytes holding rows of `width` numbers.
-        from_bytes: fn(&[u8], usize) -> Piece,
+        /// A value rebuilt from bytes holding rows of `width` numbers
+        /// (`None`: the value only goes to devices, see [`UploadCodec`]).
+        from_bytes: Option<fn(&[u8], usize) -> Piece>,
         /// The bytes of rows `range` of a contiguous array, without copying
         /// (`None` for other layouts).
         range_bytes: for<'v> fn(&'v dyn Any, std::ops::Range<usize>) -> Option<&'v [u8]>,
@@ -247,10 +248,60 @@ pub fn register_device_codec<C: DeviceCodec<T>, T: crate::value::Value>() {
                 dtype: C::DTYPE,
                 width: Some(width::<C, T>),
                 to_bytes: to_bytes::<C, T>,
-                from_bytes: from_bytes::<C, T>,
+                from_bytes: Some(from_bytes::<C, T>),
                 range_bytes: no_range,
             },
         ));
+    }
+}
+
+/// How a value that only goes to devices is laid out there: a fitted model
+/// whose library offers no way to build it from its parameters (so a device
+/// cannot produce one), read by device functions as its bytes. Register it
+/// with [`register_upload_codec`]; a call returning such a value stays on
+/// the CPU.
+pub trait UploadCodec<T: crate::value::Value>: 'static {
+    /// The element type of its numbers on the device.
+    const DTYPE: DType;
+    /// The value's bytes on a device, in the layout its device functions read.
+    fn to_device_bytes(value: &T) -> std::borrow::Cow<'_, [u8]>;
+}
+
+/// Lets values of type `T` go to devices through `C` (see [`UploadCodec`]).
+/// Idempotent: the first codec registered for `T` stays.
+pub fn register_upload_codec<C: UploadCodec<T>, T: crate::value::Value>() {
+    fn to_bytes<C: UploadCodec<T>, T: crate::value::Value>(v: &dyn Any) -> Vec<u8> {
+        C::to_device_bytes(
+            v.downcast_ref::<T>()
+                .expect("codec applied to its own type"),
+        )
+        .into_owned()
+    }
+    fn no_range(_: &dyn Any, _: std::ops::Range<usize>) -> Option<&[u8]> {
+        None
+    }
+    let mut r = registry().write().unwrap_or_else(|e| e.into_inner());
+    if r.iter().all(|(id, _)| *id != TypeId::of::<T>()) {
+        r.push((
+            TypeId::of::<T>(),
+            Codec::Array {
+                dtype: C::DTYPE,
+                width: None,
+                to_bytes: to_bytes::<C, T>,
+                from_bytes: None,
+                range_bytes: no_range,
+            },
+        ));
+    }
+}
+
+/// True when a device can produce values of type `id` (its codec rebuilds
+/// them from bytes).
+pub(crate) fn device_can_produce(id: TypeId) -> bool {
+    match codec(id) {
+        Some(Codec::Array { from_bytes, .. }) => from_bytes.is_some(),
+        Some(Codec::Scalar { .. }) => true,
+        None => false,
     }
 }
 
@@ -377,7 +428,7 @@ fn vector_codec<T: Element>() -> Codec {
         width: None,
         to_bytes: array_bytes::<T, ndarray::Ix1>,
         range_bytes: array_range_bytes::<T, ndarray::Ix1>,
-        from_bytes: |b, _| array_from::<T>(b, T::read),
+        from_bytes: Some(|b, _| array_from::<T>(b, T::read)),
     }
 }
 
@@ -388,7 +439,7 @@ fn matrix_codec<T: Element>() -> Codec {
         width: Some(matrix_width::<T>),
         to_bytes: array_bytes::<T, ndarray::Ix2>,
         range_bytes: array_range_bytes::<T, ndarray::Ix2>,
-        from_bytes: |b, w| matrix_from::<T>(b, w, T::read),
+        from_bytes: Some(|b, w| matrix_from::<T>(b, w, T::read)),
     }
 }
 
@@ -442,7 +493,9 @@ mod tests {
         };
         let b = to_bytes(&a);
         assert_eq!(b.len(), 24);
-        let back = from_bytes(&b, 1).downcast::<Array1<f64>>().unwrap();
+        let back = from_bytes.unwrap()(&b, 1)
+            .downcast::<Array1<f64>>()
+            .unwrap();
         assert_eq!(back[0], 1.5);
         assert!(back[2].is_nan());
         let m = array![true, false, true];
@@ -455,7 +508,7 @@ mod tests {
             panic!("masks have a codec")
         };
         assert_eq!(
-            *from_bytes(&to_bytes(&m), 1)
+            *from_bytes.unwrap()(&to_bytes(&m), 1)
                 .downcast::<Array1<bool>>()
                 .unwrap(),
             m
@@ -483,6 +536,7 @@ mod tests {
         else {
             panic!("f64 matrices have a codec with a width")
         };
+        let from_bytes = from_bytes.expect("matrices come back from devices");
         assert_eq!(width(&m), 3);
         assert_eq!(value_width(id, &m), 3);
         let bytes = to_bytes(&m);

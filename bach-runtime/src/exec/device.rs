@@ -72,7 +72,10 @@ fn to_bytes(piece: &dyn Any, id: std::any::TypeId) -> Result<Vec<u8>> {
 /// A value rebuilt from device bytes holding rows of `width` numbers.
 fn from_bytes(bytes: &[u8], id: std::any::TypeId, width: usize) -> Result<Piece> {
     match codec(id) {
-        Some(Codec::Array { from_bytes, .. }) => Ok(from_bytes(bytes, width)),
+        Some(Codec::Array {
+            from_bytes: Some(from_bytes),
+            ..
+        }) => Ok(from_bytes(bytes, width)),
         Some(Codec::Scalar { from_bytes, .. }) => Ok(from_bytes(bytes)),
         _ => Err(Error::internal("an array the device can hold")),
     }
@@ -430,14 +433,21 @@ fn emulate_whole(
     let mut owned: Vec<Piece> = Vec::with_capacity(pn.args.len());
     for (a, &width) in pn.args.iter().zip(widths) {
         let id = a.split.value_id;
-        owned.push(if array_dtype(id).is_some() {
-            let bytes = next
-                .next()
-                .ok_or_else(|| Error::internal("one input buffer per array argument"))?;
-            from_bytes(bytes, id, width)?
-        } else {
-            let held = super::layout::host_value(externals, done, &a.input)?;
-            (a.split.clone)(held.get())
+        let bytes = match array_dtype(id) {
+            Some(_) => Some(
+                next.next()
+                    .ok_or_else(|| Error::internal("one input buffer per array argument"))?,
+            ),
+            None => None,
+        };
+        // The host value where there is one (scalars, and values that only
+        // go to devices); else the bytes of an earlier call's result.
+        owned.push(match super::layout::host_value(externals, done, &a.input) {
+            Ok(held) => (a.split.clone)(held.get()),
+            Err(e) => match bytes {
+                Some(b) => from_bytes(b, id, width)?,
+                None => return Err(e),
+            },
         });
     }
     let mut args = Args::reading(&owned);
