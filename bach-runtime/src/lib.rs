@@ -76,6 +76,7 @@ pub use device::{
     Event, KernelArg, KernelSource, Launch, LaunchShape, PendingDownload, Queue, SimulatedDevice,
     SimulatedDeviceConfig, TransferStats,
 };
+pub use device::{Gemm, MatrixRef, SymmetricEigen};
 pub use error::{CallSource, Error, Result};
 pub use eval::Evaluate;
 pub use explain::{Explain, StageInfo};

@@ -8,8 +8,13 @@
 //! that turn linfa's panics into [`error::LinfaError`] values), and each
 //! method is annotated with `wraps = Type::method`. The extension traits
 //! (`LazyPca`, ...) give lazy models method syntax.
+//!
+//! [`device`] has the same steps on a device (Gram matrices, the top
+//! eigenpairs, the fits, the transforms and the nearest-neighbour vote over
+//! device buffers), for hand-written GPU code and `gpu_fn`s.
 
 pub mod clustering;
+pub mod device;
 pub mod error;
 pub mod nn;
 pub mod preprocessing;

@@ -12,12 +12,14 @@
 pub(crate) mod codec;
 mod costs;
 pub(crate) mod cuda;
+mod linalg;
 mod simulated;
 
 use std::any::Any;
 
 pub use costs::DeviceCosts;
 pub use cuda::CudaDevice;
+pub use linalg::{Gemm, MatrixRef, SymmetricEigen};
 pub use simulated::{SimulatedDevice, SimulatedDeviceConfig};
 
 use crate::error::Result;
@@ -331,6 +333,35 @@ pub trait Device: Send + Sync {
     fn download(&self, src: &DeviceBuffer, dst: &mut [u8]) -> Result<()> {
         let pending = self.start_download(Queue::Compute, src, dst.len())?;
         self.finish_download(pending, dst)
+    }
+
+    /// Enqueues the matrix product `g` on `queue` (cuBLAS's `gemm` on a GPU), counted as a
+    /// launch. It reads `A` and `B` (and `C` unless `beta` is 0) and writes `C`; other queues'
+    /// work on them must be ordered with events, as for a launch. Every device checks `g`
+    /// first (dimensions, leading dimensions, offsets, ranges): `Error::Device`. The default
+    /// is for devices without linear algebra: `Error::Device` saying so.
+    fn gemm_on(&self, queue: Queue, g: &Gemm<'_>) -> Result<()> {
+        let _ = queue;
+        g.check()?;
+        Err(crate::error::Error::Device(format!(
+            "{} has no matrix product ({})",
+            self.name(),
+            g.name()
+        )))
+    }
+    /// Enqueues the symmetric eigensolve `e` on `queue` (cuSOLVER's `syevd` on a GPU, the
+    /// solve's [`reference`](SymmetricEigen::reference) on the simulated device), counted
+    /// as a launch: it reads the matrix and writes the eigenvalues and eigenvectors. A device
+    /// may wait for the solve to check its status (the CUDA device does). The default is for
+    /// devices without linear algebra: `Error::Device` saying so.
+    fn symmetric_eigen_on(&self, queue: Queue, e: &SymmetricEigen<'_>) -> Result<()> {
+        let _ = queue;
+        e.check()?;
+        Err(crate::error::Error::Device(format!(
+            "{} has no symmetric eigensolver ({})",
+            self.name(),
+            e.name()
+        )))
     }
 }
 

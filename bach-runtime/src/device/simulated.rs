@@ -24,8 +24,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::{
-    check_copy, check_range, Device, DeviceBuffer, Event, KernelArg, Launch, PendingDownload,
-    Queue, TransferStats,
+    check_copy, check_range, linalg, Device, DeviceBuffer, Event, Gemm, KernelArg, Launch,
+    PendingDownload, Queue, SymmetricEigen, TransferStats,
 };
 use crate::error::{Error, Result};
 
@@ -208,6 +208,22 @@ impl SimulatedDevice {
     fn transfer_ns(&self, bytes: usize) -> u64 {
         let c = &self.config.costs;
         ((c.link_latency_s + bytes as f64 / c.link_bytes_per_s) * 1e9) as u64
+    }
+
+    /// Modelled nanoseconds of a kernel over `elements` elements.
+    fn kernel_ns(&self, elements: f64) -> u64 {
+        let c = &self.config.costs;
+        ((c.launch_s + elements / c.elements_per_s) * 1e9) as u64
+    }
+
+    /// The injected failure of `kernel`, if `fail_kernel` names it.
+    fn injected_failure(&self, kernel: &str) -> Result<()> {
+        if self.config.fail_kernel.as_deref() == Some(kernel) {
+            return Err(Error::Device(format!(
+                "launching `{kernel}`: injected failure"
+            )));
+        }
+        Ok(())
     }
 
     fn update(&self, f: impl FnOnce(&mut TransferStats)) {
@@ -480,6 +496,72 @@ impl Device for SimulatedDevice {
 
     fn costs(&self) -> super::DeviceCosts {
         self.config.costs
+    }
+
+    /// On the host, with ndarray's `general_mat_mul` over the operands' bytes; modelled as a
+    /// kernel over `m n k` elements, counted as a launch. `fail_kernel` names it `gemm_f64`
+    /// (or `gemm_f32`).
+    fn gemm_on(&self, queue: Queue, g: &Gemm<'_>) -> Result<()> {
+        let spans = g.check()?;
+        self.injected_failure(&g.name())?;
+        let (a, b, c) = (
+            self.raw(g.a.buffer)?,
+            self.raw(g.b.buffer)?,
+            self.raw(g.c.buffer)?,
+        );
+        let mut reads = vec![a, b];
+        if g.beta != 0.0 {
+            reads.push(c);
+        }
+        let ns = self.kernel_ns(g.work());
+        self.work(queue, "matrix product", ns, &reads, &[c])?;
+        if g.m > 0 && g.n > 0 {
+            // Copies first: A or B may share C's buffer (not its range).
+            let a_bytes = lock(&a.data)[spans.a.clone()].to_vec();
+            let b_bytes = lock(&b.data)[spans.b.clone()].to_vec();
+            let mut c_data = lock(&c.data);
+            linalg::host_gemm(g, &a_bytes, &b_bytes, &mut c_data[spans.c.clone()]);
+        }
+        self.update(|s| s.launches += 1);
+        Ok(())
+    }
+
+    /// Runs the solve's [`reference`](SymmetricEigen::reference) on the matrix's bytes;
+    /// modelled as a kernel over `n^3` elements, counted as a launch. `fail_kernel` names it
+    /// `syevd_f64` (or `syevd_f32`).
+    fn symmetric_eigen_on(&self, queue: Queue, e: &SymmetricEigen<'_>) -> Result<()> {
+        let spans = e.check()?;
+        self.injected_failure(&e.name())?;
+        let (m, values, vectors) = (
+            self.raw(e.matrix)?,
+            self.raw(e.values)?,
+            self.raw(e.vectors)?,
+        );
+        let ns = self.kernel_ns(e.work());
+        self.work(queue, "eigensolver", ns, &[m], &[values, vectors])?;
+        if e.n > 0 {
+            let input = lock(&m.data)[spans.matrix.clone()].to_vec();
+            let out = (e.reference)(&[&input])?;
+            let [v, w] = &out[..] else {
+                return Err(Error::Device(format!(
+                    "the eigensolver's reference produced {} outputs, not 2 (values, vectors)",
+                    out.len()
+                )));
+            };
+            if v.len() != spans.values.len() || w.len() != spans.vectors.len() {
+                return Err(Error::Device(format!(
+                    "the eigensolver's reference produced {} and {} bytes for {} and {}",
+                    v.len(),
+                    w.len(),
+                    spans.values.len(),
+                    spans.vectors.len()
+                )));
+            }
+            lock(&values.data)[spans.values].copy_from_slice(v);
+            lock(&vectors.data)[spans.vectors].copy_from_slice(w);
+        }
+        self.update(|s| s.launches += 1);
+        Ok(())
     }
 }
 

@@ -238,6 +238,37 @@ pub fn libcuda_present() -> bool {
     matches!(driver_state(), LibState::Present)
 }
 
+/// `Ok` when cuBLAS (`libcublas`, which the matrix product calls) can be loaded, so that calls
+/// into `cudarc::cublas` will not panic; else why not. Probed once per process.
+pub(crate) fn ensure_cublas() -> Result<(), String> {
+    static STATE: OnceLock<LibState> = OnceLock::new();
+    let state = STATE.get_or_init(|| probe(cudarc::cublas::sys::is_culib_present));
+    library_status("cuBLAS (libcublas)", "the matrix product", state)
+}
+
+/// `Ok` when cuSOLVER (`libcusolver`, which the symmetric eigensolver calls, and the cuBLAS,
+/// cuBLASLt and cuSPARSE libraries it links) can be loaded, so that calls into
+/// `cudarc::cusolver` will not panic; else why not. Probed once per process.
+pub(crate) fn ensure_cusolver() -> Result<(), String> {
+    static STATE: OnceLock<LibState> = OnceLock::new();
+    let state = STATE.get_or_init(|| probe(cudarc::cusolver::sys::is_culib_present));
+    library_status("cuSOLVER (libcusolver)", "the symmetric eigensolver", state)
+}
+
+fn library_status(library: &str, needed_by: &str, state: &LibState) -> Result<(), String> {
+    match state {
+        LibState::Present => Ok(()),
+        LibState::Absent => Err(format!(
+            "{library} cannot be loaded, and {needed_by} needs it: install the CUDA 13 \
+             libraries or put them on the library path"
+        )),
+        LibState::Incompatible(msg) => Err(format!(
+            "{library} is present but does not provide the CUDA 13.0 API {needed_by} was \
+             built for: {msg}"
+        )),
+    }
+}
+
 /// `Ok` when NVRTC can be loaded (so that calls into `cudarc::nvrtc` will not panic), else
 /// [`GpuUnavailable::NoNvrtc`], or [`GpuUnavailable::NvrtcTooOld`] for an NVRTC older than
 /// [`MIN_NVRTC`].

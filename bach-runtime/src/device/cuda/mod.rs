@@ -14,6 +14,8 @@
 //! - [`nvrtc`]: NVRTC compilation (CUBIN or PTX) with its on-disk cache;
 //!   [`module`]: compiled modules loaded once per source; [`launch`]: the grid and the launch;
 //! - [`calibrate`]: the cost micro-benchmarks and the cost cache's file format;
+//! - [`linalg`]: the matrix product (cuBLAS) and the symmetric eigensolver (cuSOLVER), with
+//!   their handles; not yet run on a GPU;
 //! - [`error`]: the backend's errors and their conversion to the runtime's.
 
 mod alloc;
@@ -21,6 +23,7 @@ mod calibrate;
 pub(crate) mod discovery;
 mod error;
 mod launch;
+mod linalg;
 mod module;
 mod nvrtc;
 mod shared;
@@ -43,14 +46,15 @@ use alloc::{CudaAlloc, SizeClassPool};
 use discovery::{ComputeCapability, GpuUnavailable};
 use error::{gpu_err, unavailable};
 use launch::{elementwise_blocks, Param};
+use linalg::LinalgHandles;
 use module::{LoadedModule, ModuleCache};
 use nvrtc::KernelCache;
 use shared::{CudaFence, Shared};
 use staging::CudaDownload;
 
 use super::{
-    check_copy, check_range, Device, DeviceBuffer, Event, KernelArg, Launch, PendingDownload,
-    Queue, TransferStats,
+    check_copy, check_range, Device, DeviceBuffer, Event, Gemm, KernelArg, Launch, PendingDownload,
+    Queue, SymmetricEigen, TransferStats,
 };
 use crate::device::DeviceCosts;
 use crate::disk_cache;
@@ -82,6 +86,8 @@ pub struct CudaDevice {
     total_memory: usize,
     shared: Arc<Shared>,
     modules: ModuleCache<LoadedModule>,
+    /// cuBLAS and cuSOLVER handles, per queue, created on first use.
+    linalg: LinalgHandles,
     /// The calibrated costs, once known (read from the cost cache or measured).
     costs: Mutex<Option<DeviceCosts>>,
     /// Calibrations (measurements) this device has run.
@@ -151,6 +157,7 @@ impl CudaDevice {
             total_memory: total,
             shared: Arc::new(Shared::new(ctx, streams)),
             modules: ModuleCache::new(info.compute_capability, disk),
+            linalg: LinalgHandles::default(),
             costs: Mutex::new(None),
             cost_measurements: AtomicU64::new(0),
             cost_cache_dir,
@@ -500,5 +507,18 @@ impl Device for CudaDevice {
     /// of [`DeviceCosts::default`]. Calibration is not counted in [`stats`](Device::stats).
     fn costs(&self) -> DeviceCosts {
         self.calibrated_costs()
+    }
+
+    /// cuBLAS's `Sgemm`/`Dgemm` on `queue`'s stream (not yet run on a GPU; see `linalg.rs`).
+    /// `Error::DeviceUnavailable` when cuBLAS cannot be loaded.
+    fn gemm_on(&self, queue: Queue, g: &Gemm<'_>) -> Result<()> {
+        self.cublas_gemm(queue, g)
+    }
+
+    /// cuSOLVER's `Ssyevd`/`Dsyevd` on `queue`'s stream, waiting for its status word (not yet
+    /// run on a GPU; see `linalg.rs`). `Error::DeviceUnavailable` when cuSOLVER cannot be
+    /// loaded; `Error::Device` when the solver fails.
+    fn symmetric_eigen_on(&self, queue: Queue, e: &SymmetricEigen<'_>) -> Result<()> {
+        self.cusolver_syevd(queue, e)
     }
 }

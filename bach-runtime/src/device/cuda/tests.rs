@@ -11,7 +11,8 @@ use super::calibrate::parse_costs;
 use super::error::{from_cuda, gpu_err, kernel_not_found, CudaError};
 use super::staging::{STAGING_CHUNK, STAGING_MAX_CHUNKS};
 use super::*;
-use crate::device::{KernelSource, LaunchShape};
+use crate::device::codec::DType;
+use crate::device::{KernelSource, LaunchShape, MatrixRef};
 
 /// `numpy.cu`, the kernels of the annotated NumPy library.
 pub(super) const NUMPY_CU: KernelSource = KernelSource {
@@ -884,4 +885,150 @@ fn gpu_events_order_queues_and_belong_to_their_device() {
     ));
     drop(other);
     drop(foreign); // outlives its device
+}
+
+// ---- linear algebra (cuBLAS, cuSOLVER; linalg.rs): not yet run on a GPU --------------------------
+
+#[test]
+fn the_device_libraries_load_or_say_why_without_panicking() {
+    for (status, library) in [
+        (discovery::ensure_cublas(), "cuBLAS"),
+        (discovery::ensure_cusolver(), "cuSOLVER"),
+    ] {
+        if let Err(reason) = status {
+            assert!(reason.contains(library), "{reason}");
+            eprintln!("{library} is not usable here: {reason}");
+        }
+    }
+}
+
+fn linalg_upload(dev: &CudaDevice, v: &[f64]) -> DeviceBuffer {
+    let buf = dev.alloc(v.len() * 8).unwrap();
+    dev.upload(&f64_bytes(v), &buf).unwrap();
+    buf
+}
+
+fn linalg_download(dev: &CudaDevice, buf: &DeviceBuffer) -> Vec<f64> {
+    let mut bytes = vec![0u8; buf.len()];
+    dev.download(buf, &mut bytes).unwrap();
+    bytes
+        .chunks_exact(8)
+        .map(|c| f64::from_ne_bytes(c.try_into().unwrap()))
+        .collect()
+}
+
+fn linalg_values(len: usize, seed: usize) -> Vec<f64> {
+    (0..len)
+        .map(|i| ((i * 7 + seed * 13) % 11) as f64 - 5.0)
+        .collect()
+}
+
+#[test]
+fn gpu_gemm_in_every_transpose_combination_is_the_row_major_product() {
+    let Some((_guard, dev)) = gpu_or_skip() else {
+        return;
+    };
+    let (m, n, k) = (70, 33, 45);
+    for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+        let (ar, ac) = if ta { (k, m) } else { (m, k) };
+        let (br, bc) = if tb { (n, k) } else { (k, n) };
+        let (lda, ldb, ldc) = (ac + 3, bc + 1, n + 2);
+        let (a, b, c0) = (
+            linalg_values(1 + ar * lda, 1),
+            linalg_values(br * ldb, 2),
+            linalg_values(m * ldc, 3),
+        );
+        let (abuf, bbuf, cbuf) = (
+            linalg_upload(&dev, &a),
+            linalg_upload(&dev, &b),
+            linalg_upload(&dev, &c0),
+        );
+        let g = Gemm {
+            dtype: DType::F64,
+            m,
+            n,
+            k,
+            alpha: 2.0,
+            a: MatrixRef::new(&abuf, lda).at(8),
+            transpose_a: ta,
+            b: MatrixRef::new(&bbuf, ldb),
+            transpose_b: tb,
+            beta: -1.0,
+            c: MatrixRef::new(&cbuf, ldc),
+        };
+        dev.gemm_on(Queue::Compute, &g).unwrap();
+        let got = linalg_download(&dev, &cbuf);
+        for i in 0..m {
+            for j in 0..n {
+                let mut acc = 0.0;
+                for p in 0..k {
+                    let x = if ta {
+                        a[1 + p * lda + i]
+                    } else {
+                        a[1 + i * lda + p]
+                    };
+                    let y = if tb { b[j * ldb + p] } else { b[p * ldb + j] };
+                    acc += x * y;
+                }
+                // Small integers: exact in any order.
+                assert_eq!(
+                    got[i * ldc + j],
+                    2.0 * acc - c0[i * ldc + j],
+                    "({i}, {j}) {ta} {tb}"
+                );
+            }
+            for j in n..ldc {
+                assert_eq!(got[i * ldc + j], c0[i * ldc + j], "padding");
+            }
+        }
+    }
+}
+
+#[test]
+fn gpu_syevd_gives_ascending_orthonormal_eigenpairs() {
+    let Some((_guard, dev)) = gpu_or_skip() else {
+        return;
+    };
+    let n = 40;
+    // A symmetric matrix: B + B^T.
+    let b: Vec<f64> = (0..n * n).map(|i| ((i as f64) * 0.731).sin()).collect();
+    let a: Vec<f64> = (0..n * n)
+        .map(|e| {
+            let (i, j) = (e / n, e % n);
+            b[i * n + j] + b[j * n + i]
+        })
+        .collect();
+    let m = linalg_upload(&dev, &a);
+    let (values_buf, vectors_buf) = (dev.alloc(n * 8).unwrap(), dev.alloc(n * n * 8).unwrap());
+    dev.symmetric_eigen_on(
+        Queue::Compute,
+        &SymmetricEigen {
+            dtype: DType::F64,
+            n,
+            matrix: &m,
+            matrix_offset: 0,
+            values: &values_buf,
+            values_offset: 0,
+            vectors: &vectors_buf,
+            vectors_offset: 0,
+            largest: n,
+            reference: &|_| unreachable!("a GPU runs cuSOLVER"),
+        },
+    )
+    .unwrap();
+    let (w, v) = (
+        linalg_download(&dev, &values_buf),
+        linalg_download(&dev, &vectors_buf),
+    );
+    assert!(w.windows(2).all(|p| p[0] <= p[1]), "ascending: {w:?}");
+    assert_eq!(linalg_download(&dev, &m), a, "the matrix is not changed");
+    for j in 0..n {
+        let vj = &v[j * n..(j + 1) * n];
+        let norm: f64 = vj.iter().map(|x| x * x).sum();
+        assert!((norm - 1.0).abs() < 1e-12, "unit vector {j}");
+        for i in 0..n {
+            let av: f64 = (0..n).map(|p| a[i * n + p] * vj[p]).sum();
+            assert!((av - w[j] * vj[i]).abs() < 1e-10, "A v = w v for pair {j}");
+        }
+    }
 }
