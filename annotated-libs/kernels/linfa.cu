@@ -65,3 +65,13 @@ extern "C" __global__ void center_f64(unsigned long long n, const double* x, int
         out[e] = __dsub_rn(x[e], offsets[j]);
     }
 }
+
+// flag[0] = 1 when one of the n doubles of x is NaN or infinite (left as it was otherwise;
+// every thread that finds one writes the same 1). The input check of the models' device
+// functions: the CPU models refuse such data.
+extern "C" __global__ void nonfinite_flag_f64(unsigned long long n, const double* x, int* flag) {
+    BACH_FOR_EACH(e, n) {
+        // x - x is 0 for every finite x and NaN for NaN and infinities.
+        if (!(__dsub_rn(x[e], x[e]) == 0.0)) flag[0] = 1;
+    }
+}

@@ -98,7 +98,8 @@ pub(crate) struct OffloadOptions {
     pub unsplittable: Option<Keyed<()>>,
     /// `wraps = path`: the CPU implementation of a bodyless declaration.
     pub wraps: Option<Keyed<ExprPath>>,
-    /// `cost = 2.5`: the estimated CPU nanoseconds per element.
+    /// `cost = 2.5`: the estimated CPU nanoseconds per element (per number: a
+    /// matrix row costs it times the row's width).
     pub cost: Option<Keyed<CostLit>>,
     /// Some option failed to parse: checks that depend on an absent option are skipped.
     pub recovered: bool,

@@ -200,7 +200,8 @@ pub(crate) fn stage_seconds_per_element(plan: &Plan, stage: &Stage) -> f64 {
         .map(|&i| {
             let node = &plan.nodes[i];
             match node.info.cpu_ns_per_element {
-                Some(ns) => ns * 1e-9,
+                // Annotated per number: a row of a matrix costs its width.
+                Some(ns) => ns * 1e-9 * node.width as f64,
                 None => memo.get(&memo_key(node)).copied().unwrap_or(UNKNOWN_CPU_S),
             }
         })

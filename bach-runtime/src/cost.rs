@@ -175,7 +175,12 @@ pub(crate) fn predict(
         }
     }
     for slot in analysis.slots.iter().filter(|s| s.escaping) {
-        let bytes = slot.device_bytes() as u64 * n as u64;
+        // A reduction comes down as partials, about a row's worth each: counted once.
+        let rows = match slot.split.kind {
+            crate::split::SplitKind::Reduce => 1,
+            _ => n as u64,
+        };
+        let bytes = slot.device_bytes() as u64 * rows;
         if on_device(slot.value) {
             work.copy_bytes += bytes;
             work.copies += 1;

@@ -94,7 +94,20 @@ fn cpu_batch(config: &Config, plan: &Plan, stage: &Stage) -> usize {
         .max()
         .unwrap_or(0);
     let numbers = (widest / 8).max(1);
-    config.cpu_batch(CPU_BYTES_PER_ELEMENT * numbers, numbers)
+    let batch = config.cpu_batch(CPU_BYTES_PER_ELEMENT * numbers, numbers);
+    // A reduction over rows of `w` numbers may keep a partial per batch as
+    // large as `w x w` (a Gram matrix): batches of fewer than `w` rows would
+    // spend their time writing and adding partials rather than computing.
+    let reduced_width = (stage.nodes.iter())
+        .map(|&n| &plan.nodes[n])
+        .filter(|n| n.outputs.iter().any(|o| o.kind == SplitKind::Reduce))
+        .map(|n| n.width)
+        .max()
+        .unwrap_or(1);
+    match config.batch_size {
+        Some(_) => batch,
+        None => batch.max(reduced_width),
+    }
 }
 
 /// True when the device can run the call (a kernel, or a `gpu_fn`): the

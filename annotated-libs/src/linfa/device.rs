@@ -39,6 +39,8 @@
 //! Input checks are the CPU models' ([`super::error`]): the host data is checked before it
 //! is uploaded ([`DeviceMatrix::upload_checked`]); device data is trusted to be finite.
 
+pub mod gpu_fns;
+
 use bach_runtime::{
     DType, Device, DeviceBuffer, Gemm, KernelArg, KernelSource, Launch, LaunchShape, MatrixRef,
     Queue, SymmetricEigen,

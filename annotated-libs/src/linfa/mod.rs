@@ -20,3 +20,12 @@ pub mod nn;
 pub mod preprocessing;
 pub mod reduction;
 pub mod top_eigen;
+
+/// Lets the linfa models (and the Gram matrices of row batches) move to
+/// devices, so that stages of transforms and predictions can run there
+/// (see [`device::gpu_fns`]). The lazy methods (`LazyPca::transform`, ...)
+/// call it; call it yourself before using the annotated functions directly
+/// (`pca_transform`, ...) on a device. Idempotent.
+pub fn register_device_codecs() {
+    device::gpu_fns::register_codecs();
+}

@@ -123,7 +123,7 @@ pub fn knn_fit(
 
 /// [`KNeighborsClassifier::predict`], offloaded: `x` split by rows, the
 /// model (with its training points) broadcast to every batch.
-#[offload(split = NdArraySplit, split(this = Broadcast), wraps = KNeighborsClassifier::predict)]
+#[offload(split = NdArraySplit, split(this = Broadcast), wraps = KNeighborsClassifier::predict, cost = 500, gpu_fn = super::device::gpu_fns::knn_predict)]
 pub fn knn_predict(
     this: &KNeighborsClassifier,
     x: &Array2<f64>,
@@ -137,6 +137,7 @@ pub trait LazyKNeighborsClassifier<'a> {
 
 impl<'a> LazyKNeighborsClassifier<'a> for Lazy<'a, KNeighborsClassifier> {
     fn predict(&self, x: impl IntoArg<'a, Array2<f64>>) -> Lazy<'a, Array1<usize>> {
+        super::register_device_codecs();
         knn_predict(self, x)
     }
 }

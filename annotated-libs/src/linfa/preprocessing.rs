@@ -60,7 +60,7 @@ pub fn standard_scaler_fit(x: &Array2<f64>) -> Result<StandardScaler, LinfaError
 
 /// [`StandardScaler::transform`], offloaded: `x` split by rows, the model
 /// broadcast to every batch.
-#[offload(split = NdArraySplit, split(this = Broadcast), wraps = StandardScaler::transform)]
+#[offload(split = NdArraySplit, split(this = Broadcast), wraps = StandardScaler::transform, cost = 2, gpu_fn = super::device::gpu_fns::standard_scaler_transform)]
 pub fn standard_scaler_transform(
     this: &StandardScaler,
     x: &Array2<f64>,
@@ -74,6 +74,7 @@ pub trait LazyStandardScaler<'a> {
 
 impl<'a> LazyStandardScaler<'a> for Lazy<'a, StandardScaler> {
     fn transform(&self, x: impl IntoArg<'a, Array2<f64>>) -> Lazy<'a, Array2<f64>> {
+        super::register_device_codecs();
         standard_scaler_transform(self, x)
     }
 }

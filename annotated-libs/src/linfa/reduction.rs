@@ -160,7 +160,7 @@ fn verify_pca(pca: &linfa_reduction::Pca<f64>, x: &Array2<f64>) -> Result<(), Li
 pub fn pca_fit(x: &Array2<f64>, components: usize) -> Result<Pca, LinfaError>;
 
 /// [`Pca::transform`], offloaded: `x` split by rows, the model broadcast.
-#[offload(split = NdArraySplit, split(this = Broadcast), wraps = Pca::transform)]
+#[offload(split = NdArraySplit, split(this = Broadcast), wraps = Pca::transform, cost = 5, gpu_fn = super::device::gpu_fns::pca_transform)]
 pub fn pca_transform(this: &Pca, x: &Array2<f64>) -> Result<Array2<f64>, LinfaError>;
 
 /// `pca.transform(&x)` on a lazy PCA.
@@ -171,6 +171,7 @@ pub trait LazyPca<'a> {
 
 impl<'a> LazyPca<'a> for Lazy<'a, Pca> {
     fn transform(&self, x: impl IntoArg<'a, Array2<f64>>) -> Lazy<'a, Array2<f64>> {
+        super::register_device_codecs();
         pca_transform(self, x)
     }
 }
@@ -316,10 +317,22 @@ impl TruncatedSvd {
     pub fn features(&self) -> usize {
         self.components.ncols()
     }
+
+    /// A fitted truncated SVD from its components (one per row) and singular
+    /// values (what a device fit produces).
+    pub(crate) fn from_parts(
+        components: Array2<f64>,
+        singular_values: Array1<f64>,
+    ) -> TruncatedSvd {
+        TruncatedSvd {
+            components,
+            singular_values,
+        }
+    }
 }
 
 /// [`Gram::of`], offloaded: `x` split by rows, the batches' matrices summed.
-#[offload(split = NdArraySplit, ret = GramSum, wraps = Gram::of)]
+#[offload(split = NdArraySplit, ret = GramSum, wraps = Gram::of, gpu_fn = super::device::gpu_fns::gram)]
 pub fn gram(x: &Array2<f64>) -> Result<Gram, LinfaError>;
 
 /// [`TruncatedSvd::from_gram`], offloaded: one call on the summed matrix.
@@ -337,11 +350,12 @@ pub fn truncated_svd_fit<'a>(
     features: usize,
     components: usize,
 ) -> Lazy<'a, TruncatedSvd> {
+    super::register_device_codecs();
     truncated_svd_from_gram(gram(x), features, components)
 }
 
 /// [`TruncatedSvd::transform`], offloaded: `x` split by rows, the model broadcast.
-#[offload(split = NdArraySplit, split(this = Broadcast), wraps = TruncatedSvd::transform)]
+#[offload(split = NdArraySplit, split(this = Broadcast), wraps = TruncatedSvd::transform, cost = 5, gpu_fn = super::device::gpu_fns::truncated_svd_transform)]
 pub fn truncated_svd_transform(
     this: &TruncatedSvd,
     x: &Array2<f64>,
@@ -355,6 +369,7 @@ pub trait LazyTruncatedSvd<'a> {
 
 impl<'a> LazyTruncatedSvd<'a> for Lazy<'a, TruncatedSvd> {
     fn transform(&self, x: impl IntoArg<'a, Array2<f64>>) -> Lazy<'a, Array2<f64>> {
+        super::register_device_codecs();
         truncated_svd_transform(self, x)
     }
 }

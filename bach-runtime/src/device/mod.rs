@@ -128,6 +128,19 @@ pub struct DeviceInput<'b> {
     /// Numbers per row (a matrix's columns; 1 for a 1-D array or a value
     /// passed whole).
     pub width: usize,
+    /// The host value of an argument passed whole, when it lives on the host
+    /// (it does for values read before the stage): a device function reads
+    /// its small metadata there (a model's dimensions, its class labels)
+    /// and its parameters from `buf`. `None` for split arguments.
+    pub host: Option<&'b (dyn std::any::Any + Send + Sync)>,
+}
+
+impl<'b> DeviceInput<'b> {
+    /// The host value of an argument passed whole, as a `T` (`None` when it
+    /// is not one, or not on the host).
+    pub fn host_value<T: 'static>(&self) -> Option<&'b T> {
+        self.host.and_then(|v| v.downcast_ref::<T>())
+    }
 }
 
 /// One call of a [`DeviceFn`]: the device, this batch's buffers and the call's

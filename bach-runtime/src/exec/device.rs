@@ -336,7 +336,7 @@ pub(crate) fn run_whole(
         // Where each argument is: (a device buffer of this call, or of an
         // earlier call or stage) with its width, or a scalar.
         enum Where<'v> {
-            Uploaded(usize, usize),
+            Uploaded(usize, usize, Held),
             Device(&'v DeviceBuffer, usize),
             Scalar(KernelArg<'static>),
         }
@@ -360,7 +360,8 @@ pub(crate) fn run_whole(
                         let buf = device.alloc_on(Queue::Compute, bytes.len())?;
                         device.upload(&bytes, &buf)?;
                         uploaded.push(buf);
-                        Where::Uploaded(uploaded.len() - 1, value_width(id, held.get()))
+                        let width = value_width(id, held.get());
+                        Where::Uploaded(uploaded.len() - 1, width, held)
                     } else {
                         Where::Scalar(scalar_arg(held.get()).ok_or_else(|| {
                             Error::internal("a value the device can hold (checked at placement)")
@@ -375,20 +376,27 @@ pub(crate) fn run_whole(
         let mut widths = Vec::with_capacity(pn.args.len());
         let mut n = None;
         for (a, place) in pn.args.iter().zip(&places) {
-            let (buf, width) = match *place {
-                Where::Uploaded(k, w) => (&uploaded[k], w),
-                Where::Device(b, w) => (b, w),
+            let (buf, width, held) = match place {
+                Where::Uploaded(k, w, h) => (&uploaded[*k], *w, Some(h)),
+                Where::Device(b, w) => (*b, *w, None),
                 Where::Scalar(k) => {
-                    scalars.push(k);
+                    scalars.push(*k);
                     widths.push(1);
                     continue;
                 }
             };
             let row_count = buf.len() / (width * number_bytes(a.split.value_id)).max(1);
             n.get_or_insert(row_count);
-            let rows = (a.split.kind == SplitKind::Partition).then_some(row_count);
+            let split = a.split.kind == SplitKind::Partition;
+            let rows = split.then_some(row_count);
+            let host = held.filter(|_| !split).map(|h| h.get());
             widths.push(width);
-            inputs.push(DeviceInput { buf, rows, width });
+            inputs.push(DeviceInput {
+                buf,
+                rows,
+                width,
+                host,
+            });
         }
         let n = n.unwrap_or(0);
         let host = |bytes: &[&[u8]]| -> Result<Vec<Vec<u8>>> {
@@ -711,16 +719,17 @@ impl<'b> StepArgs<'b> {
             widths: Vec::with_capacity(st.args.len()),
         };
         for (src, _) in &st.args {
-            let (buf, rows, width) = match *src {
+            let (buf, rows, width, host) = match *src {
                 Source::Local(s) => {
                     let buf = slots[s].as_ref().ok_or_else(|| {
                         Error::internal("a device buffer computed earlier in the batch")
                     })?;
-                    (buf, Some(n), io.slot_widths[s].unwrap_or(1))
+                    (buf, Some(n), io.slot_widths[s].unwrap_or(1), None)
                 }
                 Source::Input(k) => match (&layout.inputs[k], &inputs[k], &layout.whole[k]) {
-                    (_, Some(buf), _) => (buf, Some(n), layout.input_widths[k]),
-                    (_, None, Some(buf)) => (buf, None, 1),
+                    (_, Some(buf), _) => (buf, Some(n), layout.input_widths[k], None),
+                    (Bound::Whole(h), None, Some(buf)) => (buf, None, 1, Some(h.get())),
+                    (_, None, Some(buf)) => (buf, None, 1, None),
                     (Bound::Whole(h), None, None) => {
                         args.scalars.push(
                             scalar_arg(h.get())
@@ -737,7 +746,12 @@ impl<'b> StepArgs<'b> {
                 },
             };
             args.widths.push(width);
-            args.arrays.push(DeviceInput { buf, rows, width });
+            args.arrays.push(DeviceInput {
+                buf,
+                rows,
+                width,
+                host,
+            });
         }
         Ok(args)
     }
