@@ -6,7 +6,20 @@
 //! The three fits read the 124 training rows whole; the test rows' scaling,
 //! projection and vote split by rows, the fitted models broadcast to every
 //! batch.
+//!
+//! - gpu: `linfa::device`: the scaler and the PCA fitted on the training rows
+//!   on the device (column moments, the centred rows' Gram matrix by cuBLAS,
+//!   its top eigenpairs by cuSOLVER), the training rows projected there for
+//!   the classifier, and the test rows uploaded, scaled, projected and voted
+//!   on (`knn.cu`) on the device; the predictions and projections come back.
+//!
+//! PCA components are defined up to sign (linfa's LOBPCG and an eigensolver
+//! may pick either): the check compares each projected column up to one sign.
 
+use annotated_libs::linfa::device::{
+    knn_predict_on, pca_fit_on, standard_scaler_fit_on, transform_on, DeviceKnn, DeviceMatrix,
+    Transform,
+};
 use annotated_libs::linfa::nn::{knn_fit, KNeighborsClassifier, LazyKNeighborsClassifier};
 use annotated_libs::linfa::preprocessing::{
     standard_scaler_fit, LazyStandardScaler, StandardScaler,
@@ -42,7 +55,7 @@ pub(super) static WORKLOAD: Workload = Workload {
     cpu: run_cpu,
     bach: run_bach,
     fused: None,
-    gpu: None,
+    gpu: Some(run_gpu),
     explain: |x| {
         let w = wine(x)?;
         Ok(bach_runtime::Graph::current().explain(&record(w))?)
@@ -151,6 +164,15 @@ fn wine(x: &Inputs) -> Result<&Wine, WorkloadError> {
 
 /// The results as [`Outputs`].
 fn outputs(w: &Wine, pca: &Pca, projected: Array2<f64>, predicted: &Array1<usize>) -> Outputs {
+    outputs_of(w, pca.explained_variance_ratio(), projected, predicted)
+}
+
+fn outputs_of(
+    w: &Wine,
+    explained_variance_ratio: &Array1<f64>,
+    projected: Array2<f64>,
+    predicted: &Array1<usize>,
+) -> Outputs {
     let correct = predicted
         .iter()
         .zip(&w.test_labels)
@@ -164,7 +186,7 @@ fn outputs(w: &Wine, pca: &Pca, projected: Array2<f64>, predicted: &Array1<usize
     vec![
         predicted.mapv(|p| p as f64),
         Array1::from_vec(projected.into_raw_vec_and_offset().0),
-        pca.explained_variance_ratio().clone(),
+        explained_variance_ratio.clone(),
         Array1::from_elem(1, accuracy),
     ]
 }
@@ -208,8 +230,53 @@ fn run_bach(x: &Inputs) -> Result<Timed, WorkloadError> {
     )
 }
 
-/// Identical predictions (and accuracy); the projection and the explained
-/// variance within 1e-6 relative (of the largest magnitude).
+/// The gpu mode: every fit, transform and the vote on the device.
+fn run_gpu(g: &crate::gpu::Gpu<'_>, x: &Inputs) -> Result<Outputs, WorkloadError> {
+    let w = wine(x)?;
+    let dev = g.device();
+    let d = w.train.ncols();
+    let train = DeviceMatrix::upload_checked(dev, "StandardScaler", &w.train)?;
+    let scaler = standard_scaler_fit_on(dev, train.view())?;
+    let scaled = DeviceMatrix::alloc(dev, train.rows(), d)?;
+    transform_on(
+        dev,
+        Transform::StandardScaler(&scaler),
+        train.view(),
+        &scaled,
+    )?;
+    drop(train);
+    let pca = pca_fit_on(dev, scaled.view(), COMPONENTS)?;
+    let train_projected = DeviceMatrix::alloc(dev, scaled.rows(), COMPONENTS)?;
+    transform_on(dev, Transform::Pca(&pca), scaled.view(), &train_projected)?;
+    drop(scaled);
+    let knn = DeviceKnn::fit_on(dev, train_projected, &w.train_labels, NEIGHBOURS)?;
+
+    let test = DeviceMatrix::upload_checked(dev, "StandardScaler", &w.test)?;
+    let test_scaled = DeviceMatrix::alloc(dev, test.rows(), d)?;
+    transform_on(
+        dev,
+        Transform::StandardScaler(&scaler),
+        test.view(),
+        &test_scaled,
+    )?;
+    drop(test);
+    let projected = DeviceMatrix::alloc(dev, test_scaled.rows(), COMPONENTS)?;
+    transform_on(dev, Transform::Pca(&pca), test_scaled.view(), &projected)?;
+    drop(test_scaled);
+    let predicted = knn_predict_on(dev, &knn, projected.view())?;
+    let projected = projected.download(dev)?;
+    g.synchronize()?;
+    Ok(outputs_of(
+        w,
+        &pca.explained_variance_ratio,
+        projected,
+        &predicted,
+    ))
+}
+
+/// Identical predictions (and accuracy); each projected column (one per
+/// component) equal up to one sign, and the explained variance ratio, within
+/// 1e-6 relative (of the largest magnitude).
 pub fn same_predictions(got: &Outputs, expected: &Outputs) -> Result<(), String> {
     if got.len() != 4 || expected.len() != 4 {
         return Err("4 result arrays expected".into());
@@ -223,14 +290,36 @@ pub fn same_predictions(got: &Outputs, expected: &Outputs) -> Result<(), String>
     for (name, g, e) in [
         ("projected", &got[1], &expected[1]),
         ("explained variance ratio", &got[2], &expected[2]),
+        ("accuracy", &got[3], &expected[3]),
     ] {
         if g.len() != e.len() {
             return Err(format!("{name}: {} values, not {}", g.len(), e.len()));
         }
+    }
+    // The projected rows, row-major: column c is elements c, c + k, ...
+    let k = COMPONENTS;
+    for c in 0..k {
+        let (g, e) = (
+            got[1].slice(ndarray::s![c..; k]),
+            expected[1].slice(ndarray::s![c..; k]),
+        );
+        let sign = if g.dot(&e) < 0.0 { -1.0 } else { 1.0 };
         let scale = e.iter().fold(0.0f64, |m, v| m.max(v.abs()));
-        if let Some(i) = (0..e.len()).find(|&i| (g[i] - e[i]).abs() > 1e-6 * scale) {
-            return Err(format!("{name}, element {i}: {} vs {}", g[i], e[i]));
+        if let Some(i) = (0..e.len()).find(|&i| (g[i] - sign * e[i]).abs() > 1e-6 * scale) {
+            return Err(format!(
+                "projected component {c}, row {i}: {} vs {}",
+                g[i],
+                sign * e[i]
+            ));
         }
+    }
+    let (g, e) = (&got[2], &expected[2]);
+    let scale = e.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+    if let Some(i) = (0..e.len()).find(|&i| (g[i] - e[i]).abs() > 1e-6 * scale) {
+        return Err(format!(
+            "explained variance ratio, element {i}: {} vs {}",
+            g[i], e[i]
+        ));
     }
     Ok(())
 }
@@ -280,5 +369,29 @@ mod tests {
         let mut other = cpu.clone();
         other[0][7] = (other[0][7] + 1.0) % 3.0;
         assert!(same_predictions(&other, &cpu).is_err());
+        // A component's sign is free; its values are not.
+        let mut flipped = cpu.clone();
+        flipped[1]
+            .slice_mut(ndarray::s![1..; 2])
+            .mapv_inplace(|v| -v);
+        assert_eq!(same_predictions(&flipped, &cpu), Ok(()));
+        flipped[1][2] += 1e-3;
+        assert!(same_predictions(&flipped, &cpu).is_err());
+    }
+
+    #[test]
+    fn gpu_mode_on_the_simulated_device_predicts_as_the_cpu() {
+        let x = generate(4, 0).unwrap();
+        let cpu = run_cpu(&*x).unwrap();
+        let dev = bach_runtime::SimulatedDevice::with_capacity(1 << 24);
+        let gpu = run_gpu(&crate::gpu::Gpu::new(&dev), &*x).unwrap();
+        assert_eq!(same_predictions(&gpu, &cpu), Ok(()));
+        assert_eq!(gpu[0], cpu[0]);
+        assert_eq!(gpu[3], cpu[3]);
+        assert_eq!(dev.in_use(), 0, "every buffer freed");
+        // Too little memory for the test rows: the device's typed error.
+        let small = bach_runtime::SimulatedDevice::with_capacity(64 << 10);
+        let e = run_gpu(&crate::gpu::Gpu::new(&small), &*x).unwrap_err();
+        assert!(e.to_string().contains("out of memory"), "{e}");
     }
 }

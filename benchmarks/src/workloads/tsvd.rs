@@ -3,9 +3,15 @@
 //! `TruncatedSVD(n_components=2).fit(X).transform(X)`).
 //!
 //! The fit sums the Gram matrix `X^T X` over row batches and solves it once
-//! (linfa-linalg's symmetric eigensolver); the transform splits the rows,
+//! (the top eigenpairs, `linfa::top_eigen`); the transform splits the rows,
 //! the fitted model broadcast to every batch.
+//!
+//! - gpu: `linfa::device::truncated_svd_on`: row blocks uploaded (paged
+//!   through the device when the rows do not fit its free memory), the Gram
+//!   matrix accumulated on the device (cuBLAS), solved there (cuSOLVER's
+//!   `syevd`), and the rows transformed block by block.
 
+use annotated_libs::linfa::device::truncated_svd_on;
 use annotated_libs::linfa::reduction::{truncated_svd_fit, LazyTruncatedSvd, TruncatedSvd};
 use bach_runtime::Lazy;
 use ndarray::{Array1, Array2};
@@ -29,7 +35,7 @@ pub(super) static WORKLOAD: Workload = Workload {
     cpu: run_cpu,
     bach: run_bach,
     fused: None,
-    gpu: None,
+    gpu: Some(run_gpu),
     explain: |x| {
         let x = data(x)?;
         Ok(bach_runtime::Graph::current().explain(&record(x))?)
@@ -83,9 +89,17 @@ fn data(x: &Inputs) -> Result<&Array2<f64>, WorkloadError> {
 
 /// The results as [`Outputs`]: singular values, components (row-major), transformed rows (row-major).
 fn outputs(model: &TruncatedSvd, transformed: Array2<f64>) -> Outputs {
+    outputs_of(model.singular_values(), model.components(), transformed)
+}
+
+fn outputs_of(
+    singular_values: &Array1<f64>,
+    components: &Array2<f64>,
+    transformed: Array2<f64>,
+) -> Outputs {
     vec![
-        model.singular_values().clone(),
-        Array1::from_iter(model.components().iter().copied()),
+        singular_values.clone(),
+        Array1::from_iter(components.iter().copied()),
         Array1::from_vec(transformed.into_raw_vec_and_offset().0),
     ]
 }
@@ -107,6 +121,16 @@ fn record(x: &Array2<f64>) -> (Lazy<'_, TruncatedSvd>, Lazy<'_, Array2<f64>>) {
 fn run_bach(x: &Inputs) -> Result<Timed, WorkloadError> {
     let x = data(x)?;
     time_lazy(|| record(x), |(model, t)| outputs(&model, t))
+}
+
+fn run_gpu(g: &crate::gpu::Gpu<'_>, x: &Inputs) -> Result<Outputs, WorkloadError> {
+    let x = data(x)?;
+    let (model, transformed) = truncated_svd_on(g.device(), x, COMPONENTS)?;
+    Ok(outputs_of(
+        &model.singular_values,
+        &model.components,
+        transformed,
+    ))
 }
 
 /// Singular values within 1e-6 relative; each component, and the
@@ -190,5 +214,23 @@ mod tests {
         // The dominant singular value of one blob is about its center's norm
         // times the square root of the rows.
         assert!(cpu[0][0] > cpu[0][1] && cpu[0][1] > 0.0);
+    }
+
+    #[test]
+    fn gpu_mode_on_the_simulated_device_gives_the_cpu_result_whole_and_paged() {
+        let x = generate(9, 3).unwrap();
+        let cpu = run_cpu(&*x).unwrap();
+        // All rows fit: bit for bit (one Gram matrix, the CPU's eigensolver as reference).
+        let dev = bach_runtime::SimulatedDevice::with_capacity(1 << 30);
+        let gpu = run_gpu(&crate::gpu::Gpu::new(&dev), &*x).unwrap();
+        assert_eq!(gpu, cpu);
+        // Room for 100 rows beside the fixed part: the 512 rows page through in 6 blocks.
+        let fixed = annotated_libs::linfa::device::tsvd_fixed_bytes(FEATURES, COMPONENTS);
+        let capacity = fixed + 100 * (FEATURES + COMPONENTS) * 8;
+        let small = bach_runtime::SimulatedDevice::with_capacity(capacity);
+        let gpu = run_gpu(&crate::gpu::Gpu::new(&small), &*x).unwrap();
+        assert_eq!(same_up_to_sign(&gpu, &cpu), Ok(()));
+        let stats = bach_runtime::Device::stats(&small);
+        assert!(stats.uploads > 10, "paged: {stats:?}");
     }
 }

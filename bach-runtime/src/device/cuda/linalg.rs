@@ -6,8 +6,7 @@
 //! the simulated device's versions are what the tests check.
 //!
 //! - Both libraries are loaded at run time, like the driver: each call first checks that its
-//!   library loads ([`discovery::ensure_cublas`](super::discovery::ensure_cublas),
-//!   [`ensure_cusolver`](super::discovery::ensure_cusolver)); a missing library is
+//!   library loads ([`ensure_cublas`], [`ensure_cusolver`]); a missing library is
 //!   `Error::DeviceUnavailable` naming it, never a panic.
 //! - Handles are created on first use, one per [`Queue`], each bound to that queue's stream,
 //!   and used under a lock (a handle's workspace is not shared between concurrent calls).
