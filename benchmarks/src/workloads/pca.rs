@@ -379,6 +379,35 @@ mod tests {
         assert!(same_predictions(&flipped, &cpu).is_err());
     }
 
+    /// The bach plan with its row-split stage (scale, project, vote) placed
+    /// on a simulated device, from room for everything down to a few rows
+    /// per batch: the predictions and projections are the CPU's.
+    #[test]
+    fn bach_placed_on_a_device_gives_the_cpu_result_at_every_capacity() {
+        let x = generate(3, 0).unwrap();
+        let cpu = run_cpu(&*x).unwrap();
+        for capacity in [1 << 30, 256 << 10, 48 << 10] {
+            let dev = std::sync::Arc::new(bach_runtime::SimulatedDevice::with_capacity(capacity));
+            let g = bach_runtime::Graph::with_config(bach_runtime::Config {
+                device: bach_runtime::DevicePolicy::Device,
+                ..Default::default()
+            });
+            g.set_device(Some(dev.clone()));
+            let got = g.enter(|| run_bach(&*x)).unwrap().outputs;
+            assert_eq!(same_predictions(&got, &cpu), Ok(()), "capacity {capacity}");
+            assert_eq!(got[0], cpu[0], "capacity {capacity}");
+            let run = g.last_run().unwrap();
+            let last = run.stages.last().unwrap();
+            assert_eq!(
+                last.ops,
+                ["standard_scaler_transform", "pca_transform", "knn_predict"],
+                "{run}"
+            );
+            assert_eq!(last.placement, bach_runtime::Placement::Device, "{run}");
+            assert!(bach_runtime::Device::stats(&*dev).peak_bytes <= capacity as u64);
+        }
+    }
+
     #[test]
     fn gpu_mode_on_the_simulated_device_predicts_as_the_cpu() {
         let x = generate(4, 0).unwrap();

@@ -186,6 +186,68 @@ pub fn same_up_to_sign(got: &Outputs, expected: &Outputs) -> Result<(), String> 
 mod tests {
     use super::*;
 
+    /// The bach plan with the Gram matrix and the transform placed on a
+    /// simulated device (paged when small): the CPU's components up to sign.
+    #[test]
+    fn bach_placed_on_a_device_gives_the_cpu_result_at_every_capacity() {
+        // 2^9 rows with room for all; 2^11 rows (8 MiB) in 10 MiB, beside
+        // the Gram matrix's partial and its temporary (2 MiB each): paged.
+        for (log2, capacity) in [(9, 1usize << 30), (11, 10 << 20)] {
+            let x = generate(log2, 7).unwrap();
+            let cpu = run_cpu(&*x).unwrap();
+            let dev = std::sync::Arc::new(bach_runtime::SimulatedDevice::with_capacity(capacity));
+            let g = bach_runtime::Graph::with_config(bach_runtime::Config {
+                device: bach_runtime::DevicePolicy::Device,
+                ..Default::default()
+            });
+            g.set_device(Some(dev.clone()));
+            let got = g.enter(|| run_bach(&*x)).unwrap().outputs;
+            assert_eq!(same_up_to_sign(&got, &cpu), Ok(()), "capacity {capacity}");
+            let run = g.last_run().unwrap();
+            let placed: Vec<_> = (run.stages.iter())
+                .map(|s| (s.ops.clone(), s.placement))
+                .collect();
+            use bach_runtime::Placement::{Cpu, Device};
+            assert_eq!(
+                placed,
+                [
+                    (vec!["gram"], Device),
+                    // The eigensolve is a whole call without a device function.
+                    (vec!["truncated_svd_from_gram"], Cpu),
+                    (vec!["truncated_svd_transform"], Device),
+                ],
+                "{run}"
+            );
+            let stats = bach_runtime::Device::stats(&*dev);
+            assert!(stats.peak_bytes <= capacity as u64, "{stats:?}");
+            if capacity < 1 << 30 {
+                assert!(stats.uploads > 4, "paged: {stats:?}");
+            }
+        }
+    }
+
+    /// NaN in the data: the device plan reports the CPU's error.
+    #[test]
+    fn a_device_plan_refuses_nan_as_the_cpu_does() {
+        let x = generate(6, 7).unwrap();
+        let mut data = data(&*x).unwrap().clone();
+        data[(37, 5)] = f64::NAN;
+        let cpu_err = run_cpu(&data).unwrap_err().to_string();
+        let g = bach_runtime::Graph::with_config(bach_runtime::Config {
+            device: bach_runtime::DevicePolicy::Device,
+            ..Default::default()
+        });
+        g.set_device(Some(std::sync::Arc::new(
+            bach_runtime::SimulatedDevice::with_capacity(1 << 30),
+        )));
+        let err = g.enter(|| run_bach(&data)).unwrap_err().to_string();
+        assert!(err.contains("NaN") || err.contains("finite"), "{err}");
+        assert!(
+            cpu_err.contains("NaN") || cpu_err.contains("finite"),
+            "{cpu_err}"
+        );
+    }
+
     #[test]
     fn bach_gives_the_cpu_result_and_the_check_accepts_a_flipped_sign() {
         let x = generate(9, 7).unwrap();
