@@ -782,3 +782,47 @@ fn the_scaling_kernels_as_host_cpp_are_ndarrays_and_linfas_bit_for_bit() {
         bits(&(&w.test - &mean))
     );
 }
+
+type NonfiniteFlag = unsafe extern "C" fn(u64, *const f64, *mut i32);
+
+/// The input check of the models' device functions, as host C++: it flags
+/// NaN and both infinities anywhere, and nothing else (not the largest
+/// finite values, not subnormals, not signed zeros).
+#[test]
+fn the_nonfinite_flag_kernel_as_host_cpp_flags_exactly_nan_and_infinities() {
+    let Some(lib) = host_kernels("linfa.cu") else {
+        return;
+    };
+    // SAFETY: the Rust type follows the kernel's parameter list.
+    let flag_kernel: NonfiniteFlag = unsafe { *lib.get(b"nonfinite_flag_f64\0").unwrap() };
+    let finite = [
+        0.0,
+        -0.0,
+        1.0,
+        f64::MAX,
+        f64::MIN,
+        f64::MIN_POSITIVE / 4.0,
+        -1e-300,
+    ];
+    let run = |x: &[f64]| -> bool {
+        let mut flag = vec![0i32; 1];
+        // Written by the kernel: a pointer from a mutable borrow.
+        let (xp, fp) = (Ptr::of(x), Ptr(flag.as_mut_ptr() as usize));
+        // SAFETY: the buffers hold what the arguments describe.
+        launch(&lib, 2, 8, || unsafe {
+            flag_kernel(x.len() as u64, xp.c(), fp.m())
+        });
+        flag[0] != 0
+    };
+    let mut data: Vec<f64> = (0..1000).map(|i| finite[i % finite.len()]).collect();
+    assert!(!run(&data), "finite values only");
+    for bad in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+        for at in [0, 517, 999] {
+            let keep = data[at];
+            data[at] = bad;
+            assert!(run(&data), "{bad} at {at}");
+            data[at] = keep;
+        }
+    }
+    assert!(!run(&[]), "no values");
+}
