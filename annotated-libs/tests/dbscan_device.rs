@@ -4,9 +4,9 @@
 
 mod common;
 
-use std::ffi::c_void;
-use std::path::PathBuf;
-use std::process::Command;
+#[path = "common/host_cpp.rs"]
+mod host_cpp;
+use host_cpp::{launch, Ptr};
 
 use annotated_libs::linfa::clustering::device::{self, block_rows, DeviceDbscanError};
 use annotated_libs::linfa::clustering::{eager, DbscanError, DbscanParams};
@@ -169,77 +169,6 @@ fn dbscan_kernels_compile_with_nvrtc() {
 
 // ---- the kernels as host C++ ----------------------------------------------------------
 
-const KERNELS_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/kernels");
-
-type HostLaunch = unsafe extern "C" fn(u32, u32, extern "C" fn(*mut c_void), *mut c_void);
-
-/// `dbscan.cu` compiled as host C++ (with `host_emulation.h` and `common.cuh`), or `None`
-/// (with the reason printed) without a compiler.
-fn host_kernels() -> Option<libloading::Library> {
-    let cxx = std::env::var("CXX").unwrap_or_else(|_| "g++".to_string());
-    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!(
-        "libdbscan-{}-{}.so",
-        std::process::id(),
-        unique()
-    ));
-    let output = Command::new(&cxx)
-        .args([
-            "-O2",
-            "-shared",
-            "-fPIC",
-            "-pthread",
-            "-Wall",
-            "-ffp-contract=off",
-        ])
-        .arg("-include")
-        .arg(format!("{KERNELS_DIR}/host_emulation.h"))
-        .arg("-include")
-        .arg(format!("{KERNELS_DIR}/common.cuh"))
-        .args(["-x", "c++"])
-        .arg(format!("{KERNELS_DIR}/dbscan.cu"))
-        .arg("-o")
-        .arg(&out)
-        .output();
-    let output = match output {
-        Ok(o) => o,
-        Err(e) if std::env::var("BACH_REQUIRE_GXX").as_deref() != Ok("1") => {
-            eprintln!("skipping the host kernel check: cannot run `{cxx}`: {e}");
-            return None;
-        }
-        Err(e) => panic!("BACH_REQUIRE_GXX=1 but `{cxx}` cannot run: {e}"),
-    };
-    assert!(
-        output.status.success(),
-        "{cxx} failed on dbscan.cu:\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    // SAFETY: the library just built; its initialisers only set up thread-locals.
-    let lib = unsafe { libloading::Library::new(&out) }.expect("load the host kernels");
-    let _ = std::fs::remove_file(&out);
-    Some(lib)
-}
-
-/// Runs `body` once per emulated thread of a `grid` x 256 launch.
-fn launch<F: Fn() + Sync>(lib: &libloading::Library, grid: u32, body: F) {
-    extern "C" fn trampoline<F: Fn() + Sync>(ctx: *mut c_void) {
-        // SAFETY: `ctx` is the `&F` below, alive for the whole launch.
-        unsafe { (*(ctx as *const F))() }
-    }
-    // SAFETY: the signature of `bach_host_launch` in host_emulation.h; it returns after
-    // every thread has finished.
-    unsafe {
-        let run = *lib
-            .get::<HostLaunch>(b"bach_host_launch\0")
-            .expect("bach_host_launch");
-        run(
-            grid,
-            device::TILE_THREADS as u32,
-            trampoline::<F>,
-            &body as *const F as *mut c_void,
-        )
-    }
-}
-
 fn sq_dist(a: &[f64], b: &[f64]) -> f64 {
     let mut acc = 0.0;
     for (x, y) in a.iter().zip(b) {
@@ -289,24 +218,11 @@ type Border = unsafe extern "C" fn(
     *mut i32,
 );
 
-/// A pointer that crosses the emulated threads (the kernels synchronise their writes).
-#[derive(Clone, Copy)]
-struct Ptr(usize);
-impl Ptr {
-    fn of<T>(v: &[T]) -> Self {
-        Ptr(v.as_ptr() as usize)
-    }
-    fn c<T>(self) -> *const T {
-        self.0 as *const T
-    }
-    fn m<T>(self) -> *mut T {
-        self.0 as *mut T
-    }
-}
-
 #[test]
 fn dbscan_kernels_as_host_cpp_match_the_rust_arithmetic() {
-    let Some(lib) = host_kernels() else { return };
+    let Some(lib) = host_cpp::host_kernels("dbscan.cu") else {
+        return;
+    };
     // 70 rows of 40 features: tiles cut rows (70 = 2 * 32 + 6) and features (40 = 32 + 8).
     let (n, d) = (70, 40);
     let x = data(n, d, 3, 9);
@@ -329,7 +245,7 @@ fn dbscan_kernels_as_host_cpp_match_the_rust_arithmetic() {
         let xc = Ptr((xp.0) + c0 * d * 8);
         let elems = tiles(n, c1 - c0);
         // SAFETY: the buffers hold the rows and counts the arguments describe.
-        launch(&lib, 2, || unsafe {
+        launch(&lib, 2, device::TILE_THREADS as u32, || unsafe {
             count(
                 elems,
                 xp.c(),
@@ -360,7 +276,7 @@ fn dbscan_kernels_as_host_cpp_match_the_rust_arithmetic() {
         let xq = Ptr(xp.0 + q0 * d * 8);
         let elems = tiles(q1 - q0, n);
         // SAFETY: as above; `parent` holds n entries.
-        launch(&lib, 3, || unsafe {
+        launch(&lib, 3, device::TILE_THREADS as u32, || unsafe {
             union(
                 elems,
                 xq.c(),
@@ -378,7 +294,9 @@ fn dbscan_kernels_as_host_cpp_match_the_rust_arithmetic() {
         });
     }
     // SAFETY: as above.
-    launch(&lib, 1, || unsafe { compress(n as u64, pp.c(), pp.m()) });
+    launch(&lib, 1, device::TILE_THREADS as u32, || unsafe {
+        compress(n as u64, pp.c(), pp.m())
+    });
     let mut want_parent: Vec<i32> = (0..n as i32).collect();
     for a in 0..n {
         for b in a + 1..n {
@@ -397,7 +315,7 @@ fn dbscan_kernels_as_host_cpp_match_the_rust_arithmetic() {
     let xq = Ptr(xp.0 + 32 * d * 8);
     let elems = tiles(n - 32, n);
     // SAFETY: as above; `owner` holds one entry per query row.
-    launch(&lib, 2, || unsafe {
+    launch(&lib, 2, device::TILE_THREADS as u32, || unsafe {
         border(
             elems,
             xq.c(),
@@ -424,11 +342,4 @@ fn dbscan_kernels_as_host_cpp_match_the_rust_arithmetic() {
         })
         .collect();
     assert_eq!(owner, want_owner);
-}
-
-/// A number no other call in this process has had: the host libraries of
-/// tests running at once in one process get distinct names.
-fn unique() -> usize {
-    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }

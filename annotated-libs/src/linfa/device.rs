@@ -506,12 +506,7 @@ fn top_components_of(
         let mut row = components.row_mut(c);
         row.assign(&v.row(j));
         // TruncatedSvd::from_gram's sign: the largest-magnitude entry positive.
-        let peak = row
-            .iter()
-            .fold(0.0f64, |m, &x| if x.abs() > m.abs() { x } else { m });
-        if peak < 0.0 {
-            row.mapv_inplace(|x| -x);
-        }
+        super::reduction::largest_entry_positive(row);
         singular_values[c] = w[d - 1 - c].max(0.0).sqrt();
     }
     let components_on = DeviceMatrix::upload(dev, &components)?;

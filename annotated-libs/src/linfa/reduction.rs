@@ -284,12 +284,7 @@ impl TruncatedSvd {
         let mut v = Array2::zeros((components, features));
         for (c, mut row) in v.rows_mut().into_iter().enumerate() {
             row.assign(&vectors.column(c));
-            let peak = row
-                .iter()
-                .fold(0.0f64, |m, &x| if x.abs() > m.abs() { x } else { m });
-            if peak < 0.0 {
-                row.mapv_inplace(|x| -x);
-            }
+            largest_entry_positive(row);
         }
         Ok(TruncatedSvd {
             components: v,
@@ -371,5 +366,16 @@ impl<'a> LazyTruncatedSvd<'a> for Lazy<'a, TruncatedSvd> {
     fn transform(&self, x: impl IntoArg<'a, Array2<f64>>) -> Lazy<'a, Array2<f64>> {
         super::register_device_codecs();
         truncated_svd_transform(self, x)
+    }
+}
+
+/// Flips a singular vector's sign so that its largest-magnitude entry is
+/// positive: fits are then the same whatever solver found the vector.
+pub(crate) fn largest_entry_positive(mut row: ndarray::ArrayViewMut1<'_, f64>) {
+    let peak = row
+        .iter()
+        .fold(0.0f64, |m, &x| if x.abs() > m.abs() { x } else { m });
+    if peak < 0.0 {
+        row.mapv_inplace(|x| -x);
     }
 }

@@ -27,7 +27,7 @@ use std::borrow::Cow;
 
 use polars_core::prelude::{BooleanChunked, Float64Chunked, NewChunkedArray};
 
-use bach_runtime::{register_device_codec, DType, DeviceCodec};
+use bach_runtime::{register_device_codec, DType, DeviceCodec, UploadCodec};
 
 pub use csv::{CsvColumn, CsvError, CsvOptions, CsvSplit};
 pub use lazy::{LazyMask, LazySeries, LazySum};
@@ -51,7 +51,7 @@ pub const BACH_KERNELS: bach_runtime::KernelSource = bach_runtime::KernelSource 
 /// bach-runtime's and the columns polars', so neither can implement the other).
 pub struct PolarsCodec;
 
-impl DeviceCodec<Float64Chunked> for PolarsCodec {
+impl UploadCodec<Float64Chunked> for PolarsCodec {
     const DTYPE: DType = DType::F64;
     fn to_device_bytes(value: &Float64Chunked) -> Cow<'_, [u8]> {
         let bytes = |s: &[f64]| -> Vec<u8> { s.iter().flat_map(|x| x.to_ne_bytes()).collect() };
@@ -70,6 +70,9 @@ impl DeviceCodec<Float64Chunked> for PolarsCodec {
             ),
         }
     }
+}
+
+impl DeviceCodec<Float64Chunked> for PolarsCodec {
     fn from_device_bytes(bytes: &[u8]) -> Float64Chunked {
         let values = bytes
             .chunks_exact(8)
@@ -79,7 +82,7 @@ impl DeviceCodec<Float64Chunked> for PolarsCodec {
     }
 }
 
-impl DeviceCodec<BooleanChunked> for PolarsCodec {
+impl UploadCodec<BooleanChunked> for PolarsCodec {
     const DTYPE: DType = DType::Bool;
     fn to_device_bytes(value: &BooleanChunked) -> Cow<'_, [u8]> {
         // polars packs booleans in bits; kernels read one byte per element.
@@ -90,6 +93,9 @@ impl DeviceCodec<BooleanChunked> for PolarsCodec {
                 .collect(),
         )
     }
+}
+
+impl DeviceCodec<BooleanChunked> for PolarsCodec {
     fn from_device_bytes(bytes: &[u8]) -> BooleanChunked {
         BooleanChunked::from_iter_values("".into(), bytes.iter().map(|&b| b != 0))
     }

@@ -168,16 +168,12 @@ fn registry() -> &'static std::sync::RwLock<Vec<(TypeId, Codec)>> {
     REGISTRY.get_or_init(Default::default)
 }
 
-/// How values of a type one does not own move to a device: the orphan rule
-/// forbids implementing [`DeviceValue`] for a foreign type (a polars column,
-/// say) outside its crate, so implement `DeviceCodec<Foreign>` for a local
-/// marker type instead and call [`register_device_codec`]. The contract is
-/// [`DeviceValue`]'s.
-pub trait DeviceCodec<T: crate::value::Value>: 'static {
-    /// The element type on the device (selects the `_f32`/`_f64`/`_bool` kernel).
-    const DTYPE: DType;
-    /// The value's elements, in order, as bytes.
-    fn to_device_bytes(value: &T) -> std::borrow::Cow<'_, [u8]>;
+/// How values of a type one does not own move to a device and back: the
+/// orphan rule forbids implementing [`DeviceValue`] for a foreign type (a
+/// polars column, say) outside its crate, so implement `UploadCodec<Foreign>`
+/// and `DeviceCodec<Foreign>` for a local marker type instead and call
+/// [`register_device_codec`]. The contract is [`DeviceValue`]'s.
+pub trait DeviceCodec<T: crate::value::Value>: UploadCodec<T> {
     /// The value rebuilt from the bytes of its elements.
     fn from_device_bytes(bytes: &[u8]) -> T;
     /// Numbers per element along the split axis: 1 by default (see
@@ -197,11 +193,14 @@ pub trait DeviceCodec<T: crate::value::Value>: 'static {
 /// The codec of a type that implements [`DeviceValue`] itself.
 struct OwnCodec;
 
-impl<T: DeviceValue> DeviceCodec<T> for OwnCodec {
+impl<T: DeviceValue> UploadCodec<T> for OwnCodec {
     const DTYPE: DType = T::DTYPE;
     fn to_device_bytes(value: &T) -> std::borrow::Cow<'_, [u8]> {
         value.to_device_bytes()
     }
+}
+
+impl<T: DeviceValue> DeviceCodec<T> for OwnCodec {
     fn from_device_bytes(bytes: &[u8]) -> T {
         T::from_device_bytes(bytes)
     }
@@ -218,16 +217,9 @@ pub fn register_device_value<T: DeviceValue>() {
     register_device_codec::<OwnCodec, T>();
 }
 
-/// Lets values of type `T` move to devices through the codec `C` (see
-/// [`DeviceCodec`]). Idempotent: the first codec registered for `T` stays.
+/// Lets values of type `T` move to devices and back through the codec `C`
+/// (see [`DeviceCodec`]). Idempotent: the first codec registered for `T` stays.
 pub fn register_device_codec<C: DeviceCodec<T>, T: crate::value::Value>() {
-    fn to_bytes<C: DeviceCodec<T>, T: crate::value::Value>(v: &dyn Any) -> Vec<u8> {
-        C::to_device_bytes(
-            v.downcast_ref::<T>()
-                .expect("codec applied to its own type"),
-        )
-        .into_owned()
-    }
     fn from_bytes<C: DeviceCodec<T>, T: crate::value::Value>(b: &[u8], width: usize) -> Piece {
         Box::new(C::from_device_rows(b, width))
     }
@@ -237,39 +229,14 @@ pub fn register_device_codec<C: DeviceCodec<T>, T: crate::value::Value>() {
                 .expect("codec applied to its own type"),
         )
     }
-    fn no_range(_: &dyn Any, _: std::ops::Range<usize>) -> Option<&[u8]> {
-        None
-    }
-    let mut r = registry().write().unwrap_or_else(|e| e.into_inner());
-    if r.iter().all(|(id, _)| *id != TypeId::of::<T>()) {
-        r.push((
-            TypeId::of::<T>(),
-            Codec::Array {
-                dtype: C::DTYPE,
-                width: Some(width::<C, T>),
-                to_bytes: to_bytes::<C, T>,
-                from_bytes: Some(from_bytes::<C, T>),
-                range_bytes: no_range,
-            },
-        ));
-    }
+    register::<C, T>(Some(width::<C, T>), Some(from_bytes::<C, T>));
 }
 
-/// How a value that only goes to devices is laid out there: a fitted model
-/// whose library offers no way to build it from its parameters (so a device
-/// cannot produce one), read by device functions as its bytes. Register it
-/// with [`register_upload_codec`]; a call returning such a value stays on
-/// the CPU.
-pub trait UploadCodec<T: crate::value::Value>: 'static {
-    /// The element type of its numbers on the device.
-    const DTYPE: DType;
-    /// The value's bytes on a device, in the layout its device functions read.
-    fn to_device_bytes(value: &T) -> std::borrow::Cow<'_, [u8]>;
-}
-
-/// Lets values of type `T` go to devices through `C` (see [`UploadCodec`]).
-/// Idempotent: the first codec registered for `T` stays.
-pub fn register_upload_codec<C: UploadCodec<T>, T: crate::value::Value>() {
+/// Adds `T`'s codec through `C` to the registry, unless `T` has one.
+fn register<C: UploadCodec<T>, T: crate::value::Value>(
+    width: Option<fn(&dyn Any) -> usize>,
+    from_bytes: Option<fn(&[u8], usize) -> Piece>,
+) {
     fn to_bytes<C: UploadCodec<T>, T: crate::value::Value>(v: &dyn Any) -> Vec<u8> {
         C::to_device_bytes(
             v.downcast_ref::<T>()
@@ -277,6 +244,7 @@ pub fn register_upload_codec<C: UploadCodec<T>, T: crate::value::Value>() {
         )
         .into_owned()
     }
+    // Registered values are laid out as their codec says: no row ranges in place.
     fn no_range(_: &dyn Any, _: std::ops::Range<usize>) -> Option<&[u8]> {
         None
     }
@@ -286,13 +254,33 @@ pub fn register_upload_codec<C: UploadCodec<T>, T: crate::value::Value>() {
             TypeId::of::<T>(),
             Codec::Array {
                 dtype: C::DTYPE,
-                width: None,
+                width,
                 to_bytes: to_bytes::<C, T>,
-                from_bytes: None,
+                from_bytes,
                 range_bytes: no_range,
             },
         ));
     }
+}
+
+/// How values of a type go to a device: their bytes there. Alone (with
+/// [`register_upload_codec`]), for a value that only goes up: a fitted model
+/// whose library offers no way to build it from its parameters, read by
+/// device functions as its bytes; a call returning such a value stays on
+/// the CPU. With [`DeviceCodec`], for values that also come back.
+pub trait UploadCodec<T: crate::value::Value>: 'static {
+    /// The element type of its numbers on the device (selects the
+    /// `_f32`/`_f64`/`_bool` kernel).
+    const DTYPE: DType;
+    /// The value's bytes on a device (its elements in order, or the layout
+    /// its device functions read).
+    fn to_device_bytes(value: &T) -> std::borrow::Cow<'_, [u8]>;
+}
+
+/// Lets values of type `T` go to devices through `C` (see [`UploadCodec`]).
+/// Idempotent: the first codec registered for `T` stays.
+pub fn register_upload_codec<C: UploadCodec<T>, T: crate::value::Value>() {
+    register::<C, T>(None, None);
 }
 
 /// True when a device can produce values of type `id` (its codec rebuilds

@@ -458,13 +458,7 @@ fn emulate_whole(
             },
         });
     }
-    let mut args = Args::reading(&owned);
-    let outputs = call_cpu(pn.info, pn.cpu, &mut args)?;
-    outputs
-        .iter()
-        .zip(&pn.outputs)
-        .map(|(p, vt)| to_bytes(&**p, vt.value_id))
-        .collect()
+    cpu_result_bytes(pn, &owned)
 }
 
 /// What a device stage produced: values on the host and values kept on the device.
@@ -1000,7 +994,13 @@ fn emulate(
         };
         owned.push(piece);
     }
-    let mut args = Args::reading(&owned);
+    cpu_result_bytes(pn, &owned)
+}
+
+/// The call's CPU function on `args`, its results as device bytes: what the
+/// host stand-ins return.
+fn cpu_result_bytes(pn: &PlanNode, args: &[Piece]) -> Result<Vec<Vec<u8>>> {
+    let mut args = Args::reading(args);
     let outputs = call_cpu(pn.info, pn.cpu, &mut args)?;
     outputs
         .iter()

@@ -246,3 +246,17 @@ mod tests {
         assert!(find("nope").is_none());
     }
 }
+
+/// A graph that places every eligible stage on `device` (tests of the
+/// workloads' bach plans on a simulated device).
+#[cfg(test)]
+pub(crate) fn forced_device_graph(
+    device: std::sync::Arc<bach_runtime::SimulatedDevice>,
+) -> bach_runtime::Graph {
+    let g = bach_runtime::Graph::with_config(bach_runtime::Config {
+        device: bach_runtime::DevicePolicy::Device,
+        ..Default::default()
+    });
+    g.set_device(Some(device));
+    g
+}

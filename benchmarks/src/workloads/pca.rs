@@ -388,11 +388,7 @@ mod tests {
         let cpu = run_cpu(&*x).unwrap();
         for capacity in [1 << 30, 256 << 10, 48 << 10] {
             let dev = std::sync::Arc::new(bach_runtime::SimulatedDevice::with_capacity(capacity));
-            let g = bach_runtime::Graph::with_config(bach_runtime::Config {
-                device: bach_runtime::DevicePolicy::Device,
-                ..Default::default()
-            });
-            g.set_device(Some(dev.clone()));
+            let g = super::super::forced_device_graph(dev.clone());
             let got = g.enter(|| run_bach(&*x)).unwrap().outputs;
             assert_eq!(same_predictions(&got, &cpu), Ok(()), "capacity {capacity}");
             assert_eq!(got[0], cpu[0], "capacity {capacity}");

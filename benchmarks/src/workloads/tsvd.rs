@@ -196,11 +196,7 @@ mod tests {
             let x = generate(log2, 7).unwrap();
             let cpu = run_cpu(&*x).unwrap();
             let dev = std::sync::Arc::new(bach_runtime::SimulatedDevice::with_capacity(capacity));
-            let g = bach_runtime::Graph::with_config(bach_runtime::Config {
-                device: bach_runtime::DevicePolicy::Device,
-                ..Default::default()
-            });
-            g.set_device(Some(dev.clone()));
+            let g = super::super::forced_device_graph(dev.clone());
             let got = g.enter(|| run_bach(&*x)).unwrap().outputs;
             assert_eq!(same_up_to_sign(&got, &cpu), Ok(()), "capacity {capacity}");
             let run = g.last_run().unwrap();
@@ -233,13 +229,9 @@ mod tests {
         let mut data = data(&*x).unwrap().clone();
         data[(37, 5)] = f64::NAN;
         let cpu_err = run_cpu(&data).unwrap_err().to_string();
-        let g = bach_runtime::Graph::with_config(bach_runtime::Config {
-            device: bach_runtime::DevicePolicy::Device,
-            ..Default::default()
-        });
-        g.set_device(Some(std::sync::Arc::new(
+        let g = super::super::forced_device_graph(std::sync::Arc::new(
             bach_runtime::SimulatedDevice::with_capacity(1 << 30),
-        )));
+        ));
         let err = g.enter(|| run_bach(&data)).unwrap_err().to_string();
         assert!(err.contains("NaN") || err.contains("finite"), "{err}");
         assert!(
