@@ -232,6 +232,20 @@ pub(crate) unsafe fn assume_init(mut buf: Vec<f64>, n: usize) -> Array1<f64> {
     Array1::from_vec(buf)
 }
 
+/// A graph that places every eligible stage on `device` (tests of the
+/// workloads' bach plans on a simulated device).
+#[cfg(test)]
+pub(crate) fn forced_device_graph(
+    device: std::sync::Arc<bach_runtime::SimulatedDevice>,
+) -> bach_runtime::Graph {
+    let g = bach_runtime::Graph::with_config(bach_runtime::Config {
+        device: bach_runtime::DevicePolicy::Device,
+        ..Default::default()
+    });
+    g.set_device(Some(device));
+    g
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -245,18 +259,4 @@ mod tests {
         }
         assert!(find("nope").is_none());
     }
-}
-
-/// A graph that places every eligible stage on `device` (tests of the
-/// workloads' bach plans on a simulated device).
-#[cfg(test)]
-pub(crate) fn forced_device_graph(
-    device: std::sync::Arc<bach_runtime::SimulatedDevice>,
-) -> bach_runtime::Graph {
-    let g = bach_runtime::Graph::with_config(bach_runtime::Config {
-        device: bach_runtime::DevicePolicy::Device,
-        ..Default::default()
-    });
-    g.set_device(Some(device));
-    g
 }
