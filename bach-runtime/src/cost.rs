@@ -65,6 +65,12 @@ impl StageCost {
 /// pipeline: below it, per-batch overheads (transfer latency, launches) win.
 const MIN_PIPELINE_BATCH: usize = 1 << 16;
 
+/// Launches a device function makes beyond the one counted for every call:
+/// the linfa ones check their input, copy the model's parts and multiply
+/// (4 to 7 launches in all). Each also makes one host round trip per batch
+/// (the input check's flag comes back), counted as twice the link latency.
+const DEVICE_FN_OVERHEAD_LAUNCHES: f64 = 4.0;
+
 /// What a device stage moves and launches, whatever its batching.
 struct DeviceWork {
     n: usize,
@@ -78,6 +84,8 @@ struct DeviceWork {
     /// Numbers each element of the stage's calls covers, summed over the
     /// calls (1 per call over 1-D arrays; a matrix's width over its rows).
     numbers: u64,
+    /// Calls made by device functions (`gpu_fn`), per batch.
+    device_fns: u64,
     /// Device-to-device copies per batch (pieces of values kept on the
     /// device, in and out) and their bytes in all.
     copies: u64,
@@ -93,7 +101,9 @@ impl DeviceWork {
             self.numbers as f64 * self.n as f64 / d.elements_per_s
                 + self.kernels as f64 * b * d.launch_s
                 + self.copy_bytes as f64 / 8.0 / d.elements_per_s
-                + self.copies as f64 * b * d.launch_s,
+                + self.copies as f64 * b * d.launch_s
+                + self.device_fns as f64 * b * DEVICE_FN_OVERHEAD_LAUNCHES * d.launch_s
+                + self.device_fns as f64 * b * 2.0 * d.link_latency_s,
         );
         let link = |bytes: u64, transfers: u64| {
             bytes as f64 / d.link_bytes_per_s + transfers as f64 * b * d.link_latency_s
@@ -149,6 +159,9 @@ pub(crate) fn predict(
         uploads: 0,
         downloads: 0,
         kernels: stage.nodes.len() as u64,
+        device_fns: (stage.nodes.iter())
+            .filter(|&&i| plan.nodes[i].info.gpu_fn.is_some())
+            .count() as u64,
         numbers: (stage.nodes.iter())
             .map(|&i| plan.nodes[i].width as u64)
             .sum(),
