@@ -65,3 +65,11 @@ extern "C" __global__ void knn_predict_f64(unsigned long long n, const double* q
         predicted[q] = best_class;
     }
 }
+
+// out[i] = labels[classes[i]]: the vote's class indices as training labels (`labels`: the
+// distinct labels in increasing order, as 64-bit integers).
+extern "C" __global__ void class_labels_u64(unsigned long long n, const int* classes,
+                                            const unsigned long long* labels,
+                                            unsigned long long* out) {
+    BACH_FOR_EACH(i, n) { out[i] = labels[classes[i]]; }
+}

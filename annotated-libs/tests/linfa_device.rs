@@ -743,3 +743,29 @@ fn the_nonfinite_flag_kernel_as_host_cpp_flags_exactly_nan_and_infinities() {
     }
     assert!(!run(&[]), "no values");
 }
+
+type ClassLabels = unsafe extern "C" fn(u64, *const i32, *const u64, *mut u64);
+
+/// The vote's class indices become labels on the device, as host C++.
+#[test]
+fn the_class_label_kernel_as_host_cpp_maps_indices_to_labels() {
+    let Some(lib) = host_kernels("knn.cu") else {
+        return;
+    };
+    // SAFETY: the Rust type follows the kernel's parameter list.
+    let map: ClassLabels = unsafe { *lib.get(b"class_labels_u64\0").unwrap() };
+    let labels: Vec<u64> = vec![3, 7, 1 << 40];
+    let classes: Vec<i32> = (0..500).map(|i| i * 7 % 3).collect();
+    let mut out = vec![0u64; classes.len()];
+    let (cp, lp, op) = (
+        Ptr::of(&classes),
+        Ptr::of(&labels),
+        Ptr(out.as_mut_ptr() as usize),
+    );
+    // SAFETY: the buffers hold what the arguments describe.
+    launch(&lib, 2, 32, || unsafe {
+        map(classes.len() as u64, cp.c(), lp.c(), op.m())
+    });
+    let want: Vec<u64> = classes.iter().map(|&c| labels[c as usize]).collect();
+    assert_eq!(out, want);
+}

@@ -1070,6 +1070,26 @@ pub fn knn_predict_on(
     model: &DeviceKnn,
     x: MatrixView<'_>,
 ) -> Result<Array1<usize>> {
+    let q = x.rows;
+    let Some(classes) = knn_classes_on(dev, model, x)? else {
+        return Ok(Array1::zeros(0));
+    };
+    let mut bytes = vec![0u8; q * 4];
+    dev.download(&classes, &mut bytes)?;
+    Ok(i32s(&bytes)
+        .into_iter()
+        .map(|c| model.classes[c as usize])
+        .collect())
+}
+
+/// The vote of [`knn_predict_on`], left on the device: each row's class index
+/// (`i32`, the rank of its label among the distinct training labels), or
+/// `None` for no rows.
+pub fn knn_classes_on(
+    dev: &dyn Device,
+    model: &DeviceKnn,
+    x: MatrixView<'_>,
+) -> Result<Option<DeviceBuffer>> {
     if x.cols != model.features() {
         return Err(LinfaError::FeatureMismatch {
             model: KNN,
@@ -1081,7 +1101,7 @@ pub fn knn_predict_on(
     x.check("nearest-neighbour queries")?;
     let q = x.rows;
     if q == 0 {
-        return Ok(Array1::zeros(0));
+        return Ok(None);
     }
     let (d, k, n_train) = (x.cols, model.k, model.points.rows);
     let out = dev.alloc(q * 4)?;
@@ -1106,12 +1126,7 @@ pub fn knn_predict_on(
         ],
         &reference,
     )?;
-    let mut bytes = vec![0u8; q * 4];
-    dev.download(&out, &mut bytes)?;
-    Ok(i32s(&bytes)
-        .into_iter()
-        .map(|c| model.classes[c as usize])
-        .collect())
+    Ok(Some(out))
 }
 
 // ---- the truncated SVD over paged row blocks ----------------------------------------------

@@ -15,7 +15,7 @@
 //! | [`StandardScaler`] | upload only | means (`f` f64), scales (`f` f64) |
 //! | [`Pca`] | upload only | mean (`f` f64), components (`k x f` f64) |
 //! | [`TruncatedSvd`] | both ways | `k`, `f` (as f64), singular values (`k`), components (`k x f`) |
-//! | [`KNeighborsClassifier`] | upload only | training points (`m x f` f64), class of each (`m` i32) |
+//! | [`KNeighborsClassifier`] | upload only | training points (`m x f` f64), class of each (`m` i32, padded to 8 bytes), the distinct labels (`c` u64, increasing) |
 //! | [`Gram`] | both ways | rows (as f64), `X^T X` (`f x f`) |
 //!
 //! (linfa offers no constructor of its `Pca` or `LinearScaler` from their
@@ -82,6 +82,13 @@ impl UploadCodec<KNeighborsClassifier> for ModelCodec {
         let points = m.points().as_standard_layout();
         let mut bytes = f64_bytes(points.as_slice().expect("standard layout"));
         bytes.extend(i32_bytes(&class_indices(m)));
+        // Padding to 8 bytes, then the distinct labels.
+        bytes.resize(bytes.len().next_multiple_of(8), 0);
+        bytes.extend(
+            distinct_labels(m)
+                .iter()
+                .flat_map(|&l| (l as u64).to_ne_bytes()),
+        );
         Cow::Owned(bytes)
     }
 }
@@ -334,19 +341,23 @@ pub fn gram(call: &DeviceCall<'_>) -> bach_runtime::Result<DeviceOutput> {
 }
 
 /// [`KNeighborsClassifier::predict`] on a device: the vote kernel gives each
-/// row's class index, which becomes its label.
+/// row's class index, and `class_labels_u64` turns it into its label, with
+/// the model's labels from its device copy.
 pub fn knn_predict(call: &DeviceCall<'_>) -> bach_runtime::Result<DeviceOutput> {
     let knn = model::<KNeighborsClassifier>(call, 0)?;
     let run = || -> Result<DeviceOutput, DeviceLinfaError> {
         let (m, f) = knn.points().dim();
+        let labels = distinct_labels(knn);
         let buf = call.inputs[0].buf;
         let points = matrix_part(call.device, buf, 0, m, f)?;
         let class_of = part(call.device, buf, m * f * 8, m * 4)?;
+        let labels_at = (m * f * 8 + m * 4).next_multiple_of(8);
+        let labels_on = part(call.device, buf, labels_at, labels.len() * 8)?;
         let on_device = DeviceKnn {
             points,
             class_of,
             classes_host: class_indices(knn),
-            classes: distinct_labels(knn),
+            classes: labels.clone(),
             k: knn.k(),
         };
         let x = rows_of(&call.inputs[1]);
@@ -355,17 +366,31 @@ pub fn knn_predict(call: &DeviceCall<'_>) -> bach_runtime::Result<DeviceOutput> 
                 "input refused".into(),
             )));
         }
-        // The labels come back to the host and go up again as the result:
-        // 12 bytes a row, against the row's `8 f` bytes uploaded.
-        let labels = super::knn_predict_on(call.device, &on_device, x)?;
-        let bytes: Vec<u8> = labels
-            .iter()
-            .flat_map(|&l| (l as u64).to_ne_bytes())
-            .collect();
-        let out = call.device.alloc(bytes.len())?;
-        if !bytes.is_empty() {
-            call.device.upload(&bytes, &out)?;
-        }
+        let out = call.device.alloc(x.rows * 8)?;
+        let Some(classes) = super::knn_classes_on(call.device, &on_device, x)? else {
+            return Ok(DeviceOutput { buf: out, width: 1 });
+        };
+        let reference = |b: &[&[u8]]| -> bach_runtime::Result<Vec<Vec<u8>>> {
+            let classes = super::i32s(&b[0][..x.rows * 4]);
+            let table: Vec<u64> = (b[1].chunks_exact(8).take(labels.len()))
+                .map(|c| u64::from_ne_bytes(c.try_into().expect("8 bytes")))
+                .collect();
+            let out: Vec<u8> = (classes.iter())
+                .flat_map(|&c| table[c as usize].to_ne_bytes())
+                .collect();
+            Ok(vec![out])
+        };
+        launch(
+            call.device,
+            "class_labels_u64",
+            x.rows,
+            vec![
+                KernelArg::In(&classes),
+                KernelArg::In(&labels_on),
+                KernelArg::Out(&out),
+            ],
+            &reference,
+        )?;
         Ok(DeviceOutput { buf: out, width: 1 })
     };
     run().map_err(|e| cpu_error_or(call, e))
