@@ -111,6 +111,11 @@ impl KNeighborsClassifier {
     pub fn classes(&self) -> &[usize] {
         &self.classes
     }
+
+    /// Each training point's label as an index into [`classes`](Self::classes).
+    pub fn class_of(&self) -> &[usize] {
+        &self.class_of
+    }
 }
 
 /// [`KNeighborsClassifier::fit`], offloaded: reads the training data whole.

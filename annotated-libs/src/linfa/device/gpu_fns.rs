@@ -84,29 +84,15 @@ impl UploadCodec<KNeighborsClassifier> for ModelCodec {
         bytes.extend(i32_bytes(&class_indices(m)));
         // Padding to 8 bytes, then the distinct labels.
         bytes.resize(bytes.len().next_multiple_of(8), 0);
-        bytes.extend(
-            distinct_labels(m)
-                .iter()
-                .flat_map(|&l| (l as u64).to_ne_bytes()),
-        );
+        bytes.extend(m.classes().iter().flat_map(|&l| (l as u64).to_ne_bytes()));
         Cow::Owned(bytes)
     }
 }
 
-/// The class index of every training point: its label's rank among the
-/// distinct labels (what the vote kernel counts).
+/// The class index of every training point (its label's rank among the
+/// distinct labels, what the vote kernel counts), as the kernel reads it.
 fn class_indices(m: &KNeighborsClassifier) -> Vec<i32> {
-    let classes = distinct_labels(m);
-    (m.labels().iter())
-        .map(|l| classes.binary_search(l).expect("a training label") as i32)
-        .collect()
-}
-
-fn distinct_labels(m: &KNeighborsClassifier) -> Vec<usize> {
-    let mut classes = m.labels().to_vec();
-    classes.sort_unstable();
-    classes.dedup();
-    classes
+    m.class_of().iter().map(|&c| c as i32).collect()
 }
 
 impl DeviceValue for TruncatedSvd {
@@ -347,7 +333,7 @@ pub fn knn_predict(call: &DeviceCall<'_>) -> bach_runtime::Result<DeviceOutput> 
     let knn = model::<KNeighborsClassifier>(call, 0)?;
     let run = || -> Result<DeviceOutput, DeviceLinfaError> {
         let (m, f) = knn.points().dim();
-        let labels = distinct_labels(knn);
+        let labels = knn.classes().to_vec();
         let buf = call.inputs[0].buf;
         let points = matrix_part(call.device, buf, 0, m, f)?;
         let class_of = part(call.device, buf, m * f * 8, m * 4)?;
