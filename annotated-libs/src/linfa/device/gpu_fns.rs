@@ -185,14 +185,28 @@ fn any_nonfinite(dev: &dyn Device, x: MatrixView<'_>) -> bach_runtime::Result<bo
     Ok(i32::from_ne_bytes(bytes) != 0)
 }
 
-/// The batch's rows of a split argument as a matrix view.
-fn rows_of<'b>(input: &DeviceInput<'b>) -> MatrixView<'b> {
-    MatrixView {
+/// The batch's rows of split argument `k` as a matrix view, once checked as
+/// the CPU models check them: `features` columns (when the model says how
+/// many) and every number finite. A refused batch is an error that
+/// [`cpu_error_or`] replaces with the CPU function's own.
+fn checked_rows<'b>(
+    call: &DeviceCall<'b>,
+    k: usize,
+    features: Option<usize>,
+) -> Result<MatrixView<'b>, DeviceLinfaError> {
+    let input = &call.inputs[k];
+    let x = MatrixView {
         buffer: input.buf,
         offset: 0,
         rows: input.buf.len() / (input.width.max(1) * 8),
         cols: input.width,
+    };
+    if features.is_some_and(|f| f != x.cols) || any_nonfinite(call.device, x)? {
+        return Err(DeviceLinfaError::Device(Error::Device(
+            "input refused".into(),
+        )));
     }
+    Ok(x)
 }
 
 /// The model passed whole as argument `k`, as its host value.
@@ -244,13 +258,7 @@ fn transform_rows(
     call: &DeviceCall<'_>,
     t: Transform<'_>,
 ) -> Result<DeviceOutput, DeviceLinfaError> {
-    let x = rows_of(&call.inputs[1]);
-    if x.cols != t.features() || any_nonfinite(call.device, x)? {
-        // The CPU function's error names what is wrong.
-        return Err(DeviceLinfaError::Device(Error::Device(
-            "input refused".into(),
-        )));
-    }
+    let x = checked_rows(call, 1, Some(t.features()))?;
     let out = DeviceMatrix::alloc(call.device, x.rows, t.output_cols())?;
     transform_on(call.device, t, x, &out)?;
     let width = out.cols;
@@ -306,12 +314,7 @@ pub fn truncated_svd_transform(call: &DeviceCall<'_>) -> bach_runtime::Result<De
 /// `X^T X`, summed over batches on the host ([`GramSum`](crate::linfa::reduction::GramSum)).
 pub fn gram(call: &DeviceCall<'_>) -> bach_runtime::Result<DeviceOutput> {
     let run = || -> Result<DeviceOutput, DeviceLinfaError> {
-        let x = rows_of(&call.inputs[0]);
-        if any_nonfinite(call.device, x)? {
-            return Err(DeviceLinfaError::Device(Error::Device(
-                "input refused".into(),
-            )));
-        }
+        let x = checked_rows(call, 0, None)?;
         let f = x.cols;
         let xtx = DeviceMatrix::alloc(call.device, f, f)?;
         gram_on(call.device, x, &xtx, false)?;
@@ -346,12 +349,7 @@ pub fn knn_predict(call: &DeviceCall<'_>) -> bach_runtime::Result<DeviceOutput> 
             classes: labels.clone(),
             k: knn.k(),
         };
-        let x = rows_of(&call.inputs[1]);
-        if x.cols != f || any_nonfinite(call.device, x)? {
-            return Err(DeviceLinfaError::Device(Error::Device(
-                "input refused".into(),
-            )));
-        }
+        let x = checked_rows(call, 1, Some(f))?;
         let out = call.device.alloc(x.rows * 8)?;
         let Some(classes) = super::knn_classes_on(call.device, &on_device, x)? else {
             return Ok(DeviceOutput { buf: out, width: 1 });
